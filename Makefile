@@ -1,0 +1,21 @@
+# The two commands of the README, and a few helpers.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+CORES ?= 2
+
+.PHONY: setup demo test tiny report clean-results
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup  ## set up, then reproduce the demo suite offline (tables in reports/demo/tables)
+	snakemake --profile workflow/profiles/default --cores $(CORES) --config suite=demo
+
+tiny: setup
+	snakemake --profile workflow/profiles/default --cores $(CORES) --config suite=tiny
+
+test: setup  ## the test suite (CI runs exactly this)
+	python -m pytest -q
+
+clean-results:  ## remove trained runs and reports (keeps data and mlflow.db)
+	rm -rf results reports/*/tables reports/*/metrics.json

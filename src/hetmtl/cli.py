@@ -1,0 +1,133 @@
+"""The ``hetmtl`` command line: every pipeline step is one subcommand.
+
+Snakemake rules and DVC stages are thin wrappers around these commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from hetmtl.params import ParamsError, find_root, load_params
+
+
+def _params(args):
+    """Load params/ and work from the project root (all paths are relative to it)."""
+    root = find_root(Path(args.root) if args.root else None)
+    os.chdir(root)
+    return load_params(root)
+
+
+def cmd_check_params(args) -> int:
+    p = _params(args)
+    print(f"params OK: {len(p['tasks'])} tasks, {len(p['groups'])} groups, "
+          f"{len(p['suites'])} suites; {args.suite}: {len(p.runs(args.suite))} training jobs")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from hetmtl.data.fetch import fetch
+
+    p = _params(args)
+    suite = p.suite(args.suite)
+    names = args.source or sorted({p["tasks"][t]["source"] for g in p["groups"] for t in p.tasks_of(g)})
+    failures = []
+    for name in names:
+        if name not in p["sources"]:
+            raise ParamsError(f"{p.files['sources']}: sources: no source {name!r}")
+        try:
+            path = fetch(suite, name, p["sources"][name])
+            print(f"ok {path}")
+        except Exception as exc:  # noqa: BLE001 - report every missing archive, then fail
+            failures.append(str(exc))
+    if failures:
+        print("\n".join(f"error: {f}" for f in failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from hetmtl.data.prepare import prepare_task
+
+    p = _params(args)
+    for task in args.task:
+        if task not in p["tasks"]:
+            raise ParamsError(f"{p.files['tasks']}: tasks: no task {task!r}")
+        m = prepare_task(p, args.suite, task)
+        print(f"prepared {task}: {m['num_classes']} classes, {m['counts']}")
+    return 0
+
+
+def cmd_init_tracking(args) -> int:
+    from hetmtl.tracking.mlflow_store import init_experiment
+
+    p = _params(args)
+    p.suite(args.suite)
+    parents = [(g, s) for g in p["groups"] for s in p["settings"]]
+    marker = init_experiment(p.root, args.suite, parents)
+    print(f"MLflow experiment {marker['experiment']} ({marker['experiment_id']}) at {marker['tracking_uri']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from hetmtl.training.job import run_job
+
+    p = _params(args)
+    key = dict(suite=args.suite, group=args.group, setting=args.setting, method=args.method, seed=args.seed)
+    if key not in p.runs(args.suite):
+        raise ParamsError(f"{json.dumps(key)} is not in the grid of params/grid.yaml and "
+                          f"params/suites/{args.suite}.yaml")
+    receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress)
+    print(json.dumps(receipt["metrics"], indent=2))
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from hetmtl.reporting.aggregate import aggregate
+
+    p = _params(args)
+    aggregate(p, args.suite, p.root)
+    for name in p["tables"]:
+        print(Path("reports") / args.suite / "tables" / f"{name}.md")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hetmtl", description=__doc__)
+    parser.add_argument("--root", help="project root (default: found above the current folder)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--suite", required=True)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("check-params", cmd_check_params, "validate params/ and show the grid size")
+    sp = add("fetch", cmd_fetch, "get (or generate) and verify source archives")
+    sp.add_argument("--source", action="append", help="source name (default: every source the grid uses)")
+    sp = add("prepare", cmd_prepare, "decode, select classes, split, save uint8 tensors")
+    sp.add_argument("--task", action="append", required=True)
+    add("init-tracking", cmd_init_tracking, "create the suite's MLflow experiment and parent runs")
+    sp = add("train", cmd_train, "train one (group, setting, method, seed)")
+    sp.add_argument("--group", required=True)
+    sp.add_argument("--setting", required=True)
+    sp.add_argument("--method", required=True)
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sp.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    sp.add_argument("--no-progress", action="store_true")
+    add("aggregate", cmd_aggregate, "tables and metrics from the receipts' MLflow runs")
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

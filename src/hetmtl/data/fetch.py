@@ -1,0 +1,81 @@
+"""Getting each source archive into ``raw_dir`` and verifying it (SPEC section 3).
+
+* Stand-in suites generate the archive (:mod:`hetmtl.data.standins`); the MD5
+  recorded at generation is then checked by the same :func:`verify_md5` as for
+  a real archive.
+* Real suites use an archive already placed in ``raw_dir`` by hand (verified,
+  never downloaded again) or download it from the mirrors in params/ in turn:
+  HTTP through pooch (progress bar, written under a temporary name and moved
+  into place only when its MD5 matches), Google Drive through gdown. When every
+  mirror fails the error says which URLs were tried and where to put the file.
+
+Nothing is downloaded at import time or inside a training job.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from hetmtl.data.archives import ArchiveError, md5sum, record_md5, verify_md5
+from hetmtl.paths import raw_archive
+
+
+def expected_md5(suite: dict, source: dict, path: Path) -> str:
+    if suite["data"] == "standin":
+        sidecar = path.with_name(path.name + ".md5")
+        if not sidecar.exists():
+            raise ArchiveError(f"{sidecar}: missing: the stand-in archive's recorded MD5")
+        return sidecar.read_text().split()[0]
+    return source["md5"]
+
+
+def _download(url: str, dest: Path, md5: str) -> None:
+    """Download ``url`` to ``dest`` only if the MD5 matches; raise otherwise."""
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
+        tmp_path = Path(tmp) / dest.name
+        if url.startswith("gdrive://"):
+            import gdown
+
+            out = gdown.download(id=url[len("gdrive://"):], output=str(tmp_path), quiet=False)
+            if out is None:
+                raise ArchiveError(f"{url}: Google Drive refused the download")
+        else:
+            import pooch
+
+            pooch.retrieve(url, known_hash=None, fname=dest.name, path=tmp, progressbar=True)
+        actual = md5sum(tmp_path)
+        if actual != md5:
+            raise ArchiveError(f"{url}: MD5 mismatch: expected {md5}, actual {actual}")
+        os.replace(tmp_path, dest)
+
+
+def fetch(suite: dict, source_name: str, source: dict, images_per_class: int | None = None) -> Path:
+    """Make ``raw_dir/<archive>`` present and verified, with its ``.md5`` beside it."""
+    path = raw_archive(suite, source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suite["data"] == "standin":
+        from hetmtl.data.standins import write_standin
+
+        write_standin(source["layout"], path, images_per_class or suite["images_per_class"])
+        verify_md5(path, expected_md5(suite, source, path))
+        return path
+    if path.exists():
+        verify_md5(path, source["md5"])  # placed by hand or fetched before
+        record_md5(path, source["md5"])
+        return path
+    tried = []
+    for url in source["urls"]:
+        try:
+            _download(url, path, source["md5"])
+            record_md5(path, source["md5"])
+            return path
+        except Exception as exc:  # noqa: BLE001 - every failure means: next mirror
+            tried.append(f"{url} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+    raise ArchiveError(
+        f"{source_name}: could not download {source['archive']}. Tried:\n    "
+        + "\n    ".join(tried)
+        + f"\n  Get the archive (MD5 {source['md5']}) by other means and place it at {path.resolve()}"
+    )
+

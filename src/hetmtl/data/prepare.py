@@ -1,0 +1,146 @@
+"""Prepare one task: select classes, decode once, resize, split, save tensors.
+
+Output (SPEC section 3), in ``data/prepared/<suite>/<task>/``:
+``train.pt``, ``val.pt``, ``test.pt`` (each ``{"x": uint8 N x C x H x W,
+"y": int64 N}``, native channel count) and ``manifest.json`` (class names,
+counts, source MD5, selection seed). Files are written under temporary names
+and the manifest goes last, so a crashed job leaves nothing that looks complete.
+
+The split is stratified: each class is permuted with the split seed and cut
+into train / val / test by the fractions in params/ (default 0.6 / 0.1 / 0.3).
+The test split is never used for any choice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hetmtl.data.archives import ArchiveError, list_members, md5sum, read_members
+from hetmtl.data.fetch import expected_md5
+from hetmtl.data.layouts import LAYOUTS
+from hetmtl.paths import SPLITS, prepared_dir, prepared_manifest, prepared_split, raw_archive
+
+
+def resolve_pool(spec, available: list[str]) -> list[str]:
+    if spec == "source":
+        return list(available)
+    if isinstance(spec, dict):
+        prefix, lo, hi = spec["range"]
+        return [f"{prefix}{i:03d}" for i in range(lo, hi + 1)]
+    return list(spec)
+
+
+def select_classes(task: str, spec: dict, available: list[str], seed: int) -> list[str]:
+    """Draw the task's classes once, with a fixed seed (recorded in the manifest)."""
+    pool = resolve_pool(spec["pool"], available)
+    missing = [c for c in pool if c not in available]
+    if missing:
+        raise ArchiveError(f"task {task}: classes {missing[:5]} not found in the archive")
+    if spec["draw"] == "all":
+        return sorted(pool)
+    if spec["draw"] > len(pool):
+        raise ArchiveError(f"task {task}: cannot draw {spec['draw']} classes from {len(pool)}")
+    rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
+    return sorted(rng.choice(sorted(pool), size=spec["draw"], replace=False).tolist())
+
+
+def stratified_split(labels: np.ndarray, fractions: dict, seed: int) -> dict[str, np.ndarray]:
+    """Indices per split; every class is cut by the same fractions, disjointly."""
+    rng = np.random.default_rng(seed)
+    out = {s: [] for s in SPLITS}
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = len(idx)
+        if n < 3:
+            raise ArchiveError(f"class {c} has {n} images; at least 3 are needed to split")
+        n_test = max(1, int(round(fractions["test"] * n)))
+        n_val = max(1, int(round(fractions["val"] * n)))
+        n_train = n - n_test - n_val
+        out["train"].append(idx[:n_train])
+        out["val"].append(idx[n_train:n_train + n_val])
+        out["test"].append(idx[n_train + n_val:])
+    return {s: np.sort(np.concatenate(v)) for s, v in out.items()}
+
+
+def decode(data: bytes, channels: int, size: int) -> np.ndarray:
+    img = Image.open(io.BytesIO(data))
+    img = img.convert("L" if channels == 1 else "RGB")
+    img = img.resize((size, size), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def prepare_task(params, suite_name: str, task: str) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    suite = params.suite(suite_name)
+    tspec = params["tasks"][task]
+    source = params["sources"][tspec["source"]]
+    archive = raw_archive(suite, source)
+    if not archive.exists():
+        raise ArchiveError(f"{archive}: archive missing (run the fetch step first)")
+    digest = md5sum(archive)
+    want = expected_md5(suite, source, archive)
+    if digest != want:
+        raise ArchiveError(f"{archive}: MD5 mismatch: expected {want}, actual {digest}")
+    layout = LAYOUTS[source["layout"]]
+    by_class = layout.classify(list_members(archive), tspec.get("domain"))
+    if not by_class:
+        raise ArchiveError(f"{archive}: no member matches the {source['layout']} layout "
+                           f"({layout.description})")
+    classes = select_classes(task, tspec["classes"], list(by_class), params["selection_seed"])
+    wanted = {name: i for i, c in enumerate(classes) for name in by_class[c]}
+    images = {}
+    for name, data in tqdm(read_members(archive, set(wanted)), total=len(wanted),
+                           desc=f"prepare {task}", unit="img", leave=False):
+        images[name] = decode(data, source["channels"], suite["image_size"])
+    names = sorted(wanted)
+    x = np.stack([images[n] for n in names])
+    y = np.array([wanted[n] for n in names], dtype=np.int64)
+    split_seed = params["split"]["seed"]
+    idx = stratified_split(y, params["split"], split_seed)
+
+    out_dir = prepared_dir(suite_name, task)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prepared_manifest(suite_name, task).unlink(missing_ok=True)
+    for split in SPLITS:
+        _save_atomic({"x": torch.from_numpy(x[idx[split]]).contiguous(),
+                      "y": torch.from_numpy(y[idx[split]])},
+                     prepared_split(suite_name, task, split))
+    manifest = {
+        "task": task,
+        "suite": suite_name,
+        "data": suite["data"],
+        "source": tspec["source"],
+        "archive": source["archive"],
+        "source_md5": digest,
+        "classes": classes,
+        "num_classes": len(classes),
+        "channels": source["channels"],
+        "image_size": suite["image_size"],
+        "selection_seed": params["selection_seed"],
+        "split_seed": split_seed,
+        "split_fractions": {s: params["split"][s] for s in SPLITS},
+        "counts": {s: int(len(idx[s])) for s in SPLITS},
+        "per_class": {s: np.bincount(y[idx[s]], minlength=len(classes)).tolist() for s in SPLITS},
+    }
+    tmp = prepared_manifest(suite_name, task).with_suffix(".json.part")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, prepared_manifest(suite_name, task))
+    return manifest

@@ -1,0 +1,102 @@
+"""VGG backbones built with torchvision's own definitions (SPEC section 5).
+
+``torchvision.models.vgg.make_layers`` builds the convolutional trunk from a
+config list; ``vgg16`` is torchvision's config "D" with torchvision's VGG
+classifier, the small suites use shorter configs in the same format and a
+global-average-pool + linear head. Heterogeneous input: the first convolution
+is rebuilt per task with the task's native channel count. Heterogeneous output:
+each task has its own head sized to its classes.
+
+Every task network is initialised from its own seed (run seed, task index), so
+that every method starts each task from the same weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models import vgg as tv_vgg
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    cfg: tuple  # torchvision VGG config: channel counts and "M" for max-pool
+    head: str  # "gap_linear" or "vgg_classifier"
+    imagenet_weights: str | None = None  # torchvision weights enum name, if any
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(1 for v in self.cfg if v == "M")
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # the smallest config: two blocks of one conv each (tests and CI)
+    "vgg_tiny": BackboneSpec("vgg_tiny", (8, "M", 16, "M"), "gap_linear"),
+    # four blocks of one conv each (the offline demo)
+    "vgg_small": BackboneSpec("vgg_small", (16, "M", 32, "M", 64, "M", 64, "M"), "gap_linear"),
+    # VGG-16, torchvision's definition (the paper's backbone)
+    "vgg16": BackboneSpec("vgg16", tuple(tv_vgg.cfgs["D"]), "vgg_classifier", "VGG16_Weights.IMAGENET1K_V1"),
+}
+
+
+def _init(module: nn.Module) -> None:
+    """torchvision's VGG initialisation."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.constant_(m.bias, 0)
+
+
+def make_head(spec: BackboneSpec, num_classes: int) -> nn.Module:
+    width = [v for v in spec.cfg if v != "M"][-1]
+    if spec.head == "gap_linear":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+    model = tv_vgg.VGG(nn.Identity(), num_classes=num_classes, init_weights=False)
+    return nn.Sequential(model.avgpool, nn.Flatten(), model.classifier)
+
+
+class TaskNet(nn.Module):
+    """One task's VGG: ``features`` (torchvision layout) then its own ``head``."""
+
+    def __init__(self, spec: BackboneSpec, in_channels: int, num_classes: int):
+        super().__init__()
+        self.spec = spec
+        self.features = tv_vgg.make_layers(list(spec.cfg), batch_norm=False)
+        first = self.features[0]
+        self.features[0] = nn.Conv2d(in_channels, first.out_channels, kernel_size=3, padding=1)
+        self.head = make_head(spec, num_classes)
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_task_net(spec: BackboneSpec, in_channels: int, num_classes: int, seed: int, task_index: int) -> TaskNet:
+    """Build task ``task_index``'s network from its own seed, without touching global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1009 + task_index)
+        return TaskNet(spec, in_channels, num_classes)
+
+
+def conv_layers(features: nn.Sequential) -> list[int]:
+    """Indices of the Conv2d modules in a torchvision VGG ``features``."""
+    return [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
+
+
+def conv_names(spec: BackboneSpec) -> list[str]:
+    """VGG names of the conv layers: conv{block}_{index}, as in the paper's Table 6."""
+    names, block, k = [], 1, 0
+    for v in spec.cfg:
+        if v == "M":
+            block, k = block + 1, 0
+        else:
+            k += 1
+            names.append(f"conv{block}_{k}")
+    return names

@@ -1,0 +1,175 @@
+"""Loading and validating the experiment parameters in ``params/``.
+
+Every ``params/*.yaml`` file holds distinct top-level keys; they are merged into
+one dict and validated against ``params.schema.yaml`` (the one schema the CLI
+and the Snakefile both use). Errors name the file, the key and the reason.
+
+This module imports no torch, so the Snakefile can use it cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+
+
+class ParamsError(ValueError):
+    """A parameter file is invalid; the message names file, key and reason."""
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest folder above ``start`` holding ``params/``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in [here, *here.parents]:
+        if (folder / "params").is_dir() and (folder / "Snakefile").exists():
+            return folder
+    raise ParamsError(f"no project root (a folder with params/ and Snakefile) above {here}")
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+@dataclass(frozen=True)
+class Params:
+    data: dict
+    files: dict  # top-level key -> file it came from
+    root: Path
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def suite(self, name: str) -> dict:
+        if name not in self.data["suites"]:
+            raise ParamsError(
+                f"params/suites/{name}.yaml: suite: no such suite "
+                f"(known: {', '.join(self.data['suites'])})"
+            )
+        return self.data["suites"][name]
+
+    def method(self, name: str) -> dict:
+        return self.data["methods"].get(name, {})
+
+    def runs(self, suite: str) -> list[dict]:
+        """The expanded grid for one suite: one dict per training job."""
+        out = []
+        for group in self.data["groups"]:
+            for setting, spec in self.data["settings"].items():
+                for method in spec["methods"]:
+                    for seed in self.suite(suite)["seeds"]:
+                        out.append(dict(suite=suite, group=group, setting=setting,
+                                        method=method, seed=seed))
+        return out
+
+    def tasks_of(self, group: str) -> list[str]:
+        return list(self.data["groups"][group]["tasks"])
+
+    def digest(self, *keys: str) -> str:
+        """A short hash of the given top-level sections (recorded with runs)."""
+        blob = json.dumps({k: self.data[k] for k in keys}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _semantic_checks(d: dict, files: dict) -> None:
+    def fail(top: str, key: str, reason: str):
+        raise ParamsError(f"{files.get(top, 'params')}: {key}: {reason}")
+
+    for name, task in d["tasks"].items():
+        if task["source"] not in d["sources"]:
+            fail("tasks", f"tasks.{name}.source", f"unknown source {task['source']!r}")
+    for name, group in d["groups"].items():
+        for t in group["tasks"]:
+            if t not in d["tasks"]:
+                fail("groups", f"groups.{name}.tasks", f"unknown task {t!r}")
+    for setting, spec in d["settings"].items():
+        for m in spec["methods"]:
+            if m not in d["methods"]:
+                fail("settings", f"settings.{setting}.methods",
+                     f"method {m!r} has no entry in methods")
+    for name, table in d["tables"].items():
+        if table["group"] not in d["groups"]:
+            fail("tables", f"tables.{name}.group", f"unknown group {table['group']!r}")
+        if table["setting"] not in d["settings"]:
+            fail("tables", f"tables.{name}.setting", f"unknown setting {table['setting']!r}")
+    split = d["split"]
+    total = split["train"] + split["val"] + split["test"]
+    if abs(total - 1.0) > 1e-9:
+        fail("split", "split", f"train + val + test must be 1, got {total:g}")
+    for name, suite in d["suites"].items():
+        if suite["data"] == "standin" and "images_per_class" not in suite:
+            fail(f"suites.{name}", "suite.images_per_class", "required for stand-in data")
+    mtal = d["methods"].get("mtal")
+    if mtal and mtal["alpha"] + mtal["beta"] <= 0:
+        fail("methods", "methods.mtal", "alpha + beta must be positive")
+
+
+def _read_yaml(path: Path, rel: str) -> dict:
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{rel}: not valid YAML: {exc}") from None
+    if not isinstance(content, dict):
+        raise ParamsError(f"{rel}: <top level>: must be a mapping")
+    return content
+
+
+def load_params(root: Path | str | None = None) -> Params:
+    """Merge and validate ``params/*.yaml`` and ``params/suites/*.yaml``.
+
+    Each suite lives in its own file (``params/suites/<name>.yaml`` holding one
+    ``suite:`` mapping) so that ``dvc.yaml`` can import exactly one suite with
+    ``vars``; here they are gathered into ``suites: {name: ...}``.
+    """
+    root = Path(root) if root is not None else find_root()
+    folder = root / "params"
+    merged: dict = {}
+    files: dict = {}
+    paths = sorted(folder.glob("*.yaml"))
+    if not paths:
+        raise ParamsError(f"{folder}: no *.yaml parameter files")
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        for key, value in _read_yaml(path, rel).items():
+            if key in merged:
+                raise ParamsError(f"{rel}: {key}: already defined in {files[key]}")
+            merged[key] = value
+            files[key] = rel
+    if "suites" in merged:
+        raise ParamsError(f"{files['suites']}: suites: suites live in params/suites/<name>.yaml")
+    merged["suites"] = {}
+    for path in sorted((folder / "suites").glob("*.yaml")):
+        rel = path.relative_to(root).as_posix()
+        content = _read_yaml(path, rel)
+        if set(content) != {"suite"}:
+            raise ParamsError(f"{rel}: <top level>: must hold exactly one key, 'suite'")
+        suite = content["suite"]
+        name = suite.get("name") if isinstance(suite, dict) else None
+        if name != path.stem:
+            raise ParamsError(f"{rel}: suite.name: must equal the file name {path.stem!r}, got {name!r}")
+        merged["suites"][name] = suite
+        files[f"suites.{name}"] = rel
+    files.setdefault("suites", "params/suites/")
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(merged), key=lambda e: [str(p) for p in e.path])
+    if errors:
+        lines = []
+        for err in errors:
+            path = list(err.absolute_path)
+            where = "params/"
+            if path:
+                where = files.get(f"{path[0]}.{path[1]}" if len(path) > 1 else "", files.get(path[0], where))
+                if path[0] == "suites" and len(path) > 1:
+                    path = ["suite", *path[2:]]
+            lines.append(f"{where}: {_key(path)}: {err.message}")
+        raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines))
+    _semantic_checks(merged, files)
+    return Params(data=merged, files=files, root=root)

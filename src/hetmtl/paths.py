@@ -1,0 +1,60 @@
+"""Every file path the pipeline reads or writes, in one place.
+
+The Snakefile, the CLI and the tests use these functions; ``dvc.yaml`` spells
+the same patterns out (a test checks that they agree).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+def raw_archive(suite: dict, source: dict) -> Path:
+    return Path(suite["raw_dir"]) / source["archive"]
+
+
+def prepared_dir(suite: str, task: str) -> Path:
+    return Path("data/prepared") / suite / task
+
+
+def prepared_split(suite: str, task: str, split: str) -> Path:
+    return prepared_dir(suite, task) / f"{split}.pt"
+
+
+def prepared_manifest(suite: str, task: str) -> Path:
+    return prepared_dir(suite, task) / "manifest.json"
+
+
+def run_dir(suite: str, group: str, setting: str, method: str, seed: int) -> Path:
+    return Path("results") / suite / "runs" / group / setting / method / f"seed{seed}"
+
+
+def receipt(suite: str, group: str, setting: str, method: str, seed: int) -> Path:
+    return run_dir(suite, group, setting, method, seed) / "receipt.json"
+
+
+def model_file(suite: str, group: str, setting: str, method: str, seed: int) -> Path:
+    return run_dir(suite, group, setting, method, seed) / "model.pt"
+
+
+def checkpoint(suite: str, group: str, setting: str, method: str, seed: int) -> Path:
+    """Resume state; deliberately not a DAG output, so a failed job keeps it."""
+    return Path("results") / suite / "checkpoints" / group / setting / method / f"seed{seed}.pt"
+
+
+def experiment_marker(suite: str) -> Path:
+    return Path("results") / suite / "mlflow_experiment.json"
+
+
+def tables_dir(suite: str) -> Path:
+    return Path("reports") / suite / "tables"
+
+
+def table_file(suite: str, table: str, ext: str) -> Path:
+    return tables_dir(suite) / f"{table}.{ext}"
+
+
+def metrics_file(suite: str) -> Path:
+    return Path("reports") / suite / "metrics.json"

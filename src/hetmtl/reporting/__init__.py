@@ -1,0 +1,1 @@
+"""Reporting: receipts -> MLflow runs -> records -> tables."""

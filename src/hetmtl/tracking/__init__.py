@@ -1,0 +1,1 @@
+"""Experiment tracking: MLflow runs, and the receipts that name them."""

@@ -1,0 +1,1 @@
+"""Training: in-memory task data, the joint loop, checkpoints."""

@@ -1,0 +1,28 @@
+"""Checkpoints written atomically each epoch; resume only from a matching key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def save(path: Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path, key: dict) -> dict | None:
+    """The checkpoint at ``path`` if it was written for ``key``, else None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("key") != key:
+        print(f"[hetmtl] ignoring stale checkpoint {path} (written for other parameters)")
+        return None
+    return state

@@ -1,0 +1,59 @@
+"""Prepared task tensors held whole in (device) memory, and the batch schedule.
+
+No image is decoded during training: the prepare step wrote uint8 tensors, and
+batches are gathered by index from the resident tensors. Every joint step takes
+one batch of the same size from every task; an epoch is the largest task's
+batch count and smaller tasks cycle through fresh permutations (SPEC 5). Each
+task's order comes from its own generator seeded by (run seed, task, epoch), so
+every method sees the same batches and a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+
+from hetmtl.paths import SPLITS, prepared_manifest, prepared_split
+
+
+@dataclass
+class TaskData:
+    name: str
+    channels: int
+    num_classes: int
+    x: dict  # split -> uint8 N x C x H x W (on the device)
+    y: dict  # split -> int64 N
+    manifest: dict
+
+    def size(self, split: str = "train") -> int:
+        return int(self.y[split].shape[0])
+
+
+def load_task(suite: str, task: str, device: torch.device) -> TaskData:
+    manifest = json.loads(prepared_manifest(suite, task).read_text())
+    x, y = {}, {}
+    for split in SPLITS:
+        blob = torch.load(prepared_split(suite, task, split), weights_only=True)
+        x[split] = blob["x"].to(device)
+        y[split] = blob["y"].to(device)
+    return TaskData(task, manifest["channels"], manifest["num_classes"], x, y, manifest)
+
+
+def steps_per_epoch(data: list[TaskData], batch_size: int) -> int:
+    return max(math.ceil(d.size() / batch_size) for d in data)
+
+
+def epoch_batches(n: int, batch_size: int, steps: int, seed: int, task_index: int, epoch: int) -> torch.Tensor:
+    """(steps, batch_size) indices into a task of ``n`` training images."""
+    g = torch.Generator().manual_seed(((seed * 7919 + task_index) * 104729 + epoch) % (2**63))
+    need = steps * batch_size
+    perms = [torch.randperm(n, generator=g) for _ in range(math.ceil(need / n))]
+    return torch.cat(perms)[:need].view(steps, batch_size)
+
+
+def to_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)

@@ -1,0 +1,122 @@
+"""The joint training loop shared by every deep method (SPEC sections 5 and 6).
+
+Per step: one batch from every task; loss = sum over tasks of cross-entropy +
+``l2_lambda`` * squared L2 norm of the task's weights; SGD with momentum. After
+each epoch: the method's hook (MTAL's matching), validation accuracy per task,
+a checkpoint. Test accuracy is computed once, at the end, on the last epoch's
+model: nothing is ever chosen on the test split. On CUDA the forward runs under
+bf16 autocast; on the CPU in float32 with deterministic algorithms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hetmtl.methods.base import Method
+from hetmtl.training.data import TaskData, epoch_batches, steps_per_epoch, to_input
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: the run stops."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    l2_lambda: float
+    nan_check_every: int
+    seed: int
+
+
+def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(method.param_groups(), lr=cfg.lr, momentum=cfg.momentum)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def accuracy(method: Method, t: int, data: TaskData, split: str, batch: int = 512) -> float:
+    method.eval()
+    x, y = data.x[split], data.y[split]
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
+    with _autocast(y.device):
+        for s in range(0, len(y), batch):
+            correct += (method(t, to_input(x[s:s + batch])).argmax(1) == y[s:s + batch]).sum()
+    method.train()
+    return correct.item() / max(1, len(y))
+
+
+def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.device,
+        state: dict | None = None,
+        on_epoch: Callable[[int, dict, dict], None] | None = None,
+        progress: bool = True) -> dict:
+    """Train ``method`` on ``data``; returns {"history": [...], "test": {...}}.
+
+    ``state`` (from a checkpoint) resumes after its epoch. ``on_epoch(epoch,
+    metrics, state)`` is called after every epoch with the metrics and the
+    resumable state (the caller logs and checkpoints it).
+    """
+    method.to(device).train()
+    optimizer = make_optimizer(method, cfg)
+    history: list[dict] = []
+    start = 0
+    if state is not None:
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start = list(state["history"]), int(state["epoch"])
+    steps = steps_per_epoch(data, cfg.batch_size)
+    names = [d.name for d in data]
+    for epoch in range(start + 1, cfg.epochs + 1):
+        batches = [epoch_batches(d.size(), cfg.batch_size, steps, cfg.seed, t, epoch).to(device)
+                   for t, d in enumerate(data)]
+        loss_sum = torch.zeros(len(data), device=device)
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
+        for step in bar:
+            optimizer.zero_grad(set_to_none=True)
+            losses = []
+            with _autocast(device):
+                for t, d in enumerate(data):
+                    idx = batches[t][step]
+                    logits = method(t, to_input(d.x["train"][idx]))
+                    losses.append(F.cross_entropy(logits.float(), d.y["train"][idx]))
+            task_losses = torch.stack(losses)
+            total = task_losses.sum()
+            if cfg.l2_lambda:
+                total = total + cfg.l2_lambda * sum(
+                    w.pow(2).sum() for t in range(len(data)) for w in method.task_weights(t))
+            if (step + 1) % cfg.nan_check_every == 0 or step + 1 == steps:
+                if not torch.isfinite(total).item():
+                    bad = [n for n, v in zip(names, task_losses.tolist()) if not math.isfinite(v)]
+                    raise NonFiniteLoss(
+                        f"non-finite loss at epoch {epoch}, step {step + 1}: "
+                        f"tasks {bad or names} (total {total.item()}); lower the learning rate "
+                        "or check the data. The last good checkpoint is kept.")
+            total.backward()
+            optimizer.step()
+            loss_sum += task_losses.detach()
+        metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}
+        metrics.update(method.after_epoch(epoch, optimizer))
+        for t, d in enumerate(data):
+            metrics[f"val_acc/{d.name}"] = accuracy(method, t, d, "val")
+        metrics["val_acc/mean"] = sum(metrics[f"val_acc/{n}"] for n in names) / len(names)
+        history.append({"epoch": epoch, **metrics})
+        if on_epoch is not None:
+            on_epoch(epoch, metrics, {"model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                                      "history": history, "epoch": epoch})
+    test = {f"test_acc/{d.name}": accuracy(method, t, d, "test") for t, d in enumerate(data)}
+    test["test_acc/mean"] = sum(test.values()) / len(data)
+    return {"history": history, "test": test}

@@ -1,0 +1,69 @@
+"""Shared fixtures: the project's params, small stand-in archives, fake task data."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from hetmtl.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def params():
+    return load_params(ROOT)
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch, params):
+    """A scratch project folder (params copied) as the working directory."""
+    import shutil
+
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    (tmp_path / "Snakefile").write_text("# marker for find_root\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def small_suite(params, name="tiny", images_per_class=6, raw_dir="raw") -> dict:
+    s = copy.deepcopy(params.suite(name))
+    s["images_per_class"] = images_per_class
+    s["raw_dir"] = raw_dir
+    return s
+
+
+@pytest.fixture(scope="session")
+def standin_dir(tmp_path_factory, params):
+    """Every source's stand-in archive at 6 images per class (generated once)."""
+    from hetmtl.data.standins import write_standin
+
+    folder = tmp_path_factory.mktemp("standins")
+    for name, source in params["sources"].items():
+        write_standin(source["layout"], folder / source["archive"], 6)
+    return folder
+
+
+def fake_task(name: str, channels: int, classes: int, n: int = 24, size: int = 16, seed: int = 0):
+    """A separable toy task: the class sets the brightness and stripe period."""
+    from hetmtl.training.data import TaskData
+
+    g = torch.Generator().manual_seed(seed)
+    x, y = {}, {}
+    cols = torch.arange(size)
+    for split, count in [("train", n), ("val", n // 2), ("test", n // 2)]:
+        labels = torch.arange(count) % classes
+        img = torch.randint(0, 60, (count, channels, size, size), generator=g)
+        for c in range(classes):
+            stripes = ((cols // (c + 1)) % 2) * 40
+            img[labels == c] += 50 * c + stripes.view(1, 1, 1, size)
+        x[split], y[split] = img.clamp(0, 255).to(torch.uint8), labels
+    return TaskData(name, channels, classes, x, y, {"source_md5": "0" * 32})
+
+
+@pytest.fixture()
+def toy_tasks():
+    return [fake_task("g1", 1, 3, seed=1), fake_task("c1", 3, 4, seed=2), fake_task("g2", 1, 3, seed=3)]

@@ -1,0 +1,169 @@
+"""Stand-in archives, verification, safe reading, class selection and splits."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import small_suite
+from hetmtl import paths
+from hetmtl.data.archives import ArchiveError, list_members, md5sum, verify_md5
+from hetmtl.data.fetch import fetch
+from hetmtl.data.layouts import LAYOUTS
+from hetmtl.data.prepare import prepare_task, select_classes, stratified_split
+from hetmtl.data.standins import write_standin
+
+
+def _use_standins(project, standin_dir, params, monkeypatch):
+    import shutil
+
+    shutil.copytree(standin_dir, project / "raw")
+    suite = small_suite(params)
+    monkeypatch.setattr(type(params), "suite", lambda self, name: suite)
+    return suite
+
+
+@pytest.mark.parametrize("task", ["HD", "A", "a", "Typographic", "Coil-20", "Art", "Amazon"])
+def test_standin_round_trips_through_prepare(task, project, standin_dir, params, monkeypatch):
+    suite = _use_standins(project, standin_dir, params, monkeypatch)
+    m = prepare_task(params, "tiny", task)
+    source = params["sources"][params["tasks"][task]["source"]]
+    assert m["num_classes"] == 10
+    assert m["channels"] == source["channels"]
+    assert m["source_md5"] == md5sum(project / "raw" / source["archive"])
+    total = 0
+    for split in paths.SPLITS:
+        blob = torch.load(paths.prepared_split("tiny", task, split))
+        assert blob["x"].dtype == torch.uint8
+        assert tuple(blob["x"].shape[1:]) == (source["channels"], suite["image_size"], suite["image_size"])
+        assert blob["y"].min() >= 0 and blob["y"].max() < 10
+        total += len(blob["y"])
+    per_class = 72 if task == "Coil-20" else 6
+    assert total == 10 * per_class
+    assert json.loads(paths.prepared_manifest("tiny", task).read_text())["classes"] == m["classes"]
+
+
+def test_standin_archives_are_deterministic(tmp_path):
+    a = write_standin("coil20_unproc", tmp_path / "a" / "coil-20-unproc.zip", 3)
+    b = write_standin("coil20_unproc", tmp_path / "b" / "coil-20-unproc.zip", 3)
+    assert a == b
+
+
+def test_standin_layouts_match_the_real_names(standin_dir, params):
+    for name, source in params["sources"].items():
+        members = list_members(standin_dir / source["archive"])
+        task = next(t for t in params["tasks"].values() if t["source"] == name)
+        classes = LAYOUTS[source["layout"]].classify(members, task.get("domain"))
+        assert classes, name
+    hnd = list_members(standin_dir / "EnglishHnd.tgz")
+    assert "English/Hnd/Img/Sample001/img001-001.png" in hnd and len(hnd) == 62 * 6
+    assert "coil-20-unproc/obj10__71.png" in list_members(standin_dir / "coil-20-unproc.zip")
+
+
+def test_class_selection_is_seeded_and_recorded():
+    pool = [f"Sample{i:03d}" for i in range(11, 37)]
+    spec = {"pool": {"range": ["Sample", 11, 36]}, "draw": 10}
+    a = select_classes("A", spec, pool, seed=1)
+    assert a == select_classes("A", spec, pool, seed=1)
+    assert a != select_classes("A", spec, pool, seed=2)
+    assert len(set(a)) == 10 and set(a) <= set(pool)
+
+
+def test_split_is_stratified_and_disjoint():
+    labels = np.repeat(np.arange(5), [10, 20, 30, 13, 7])
+    idx = stratified_split(labels, {"train": 0.6, "val": 0.1, "test": 0.3}, seed=0)
+    all_idx = np.concatenate(list(idx.values()))
+    assert len(all_idx) == len(labels) == len(set(all_idx.tolist()))
+    for c, n in enumerate([10, 20, 30, 13, 7]):
+        counts = {s: int((labels[i] == c).sum()) for s, i in idx.items()}
+        assert counts["test"] == max(1, round(0.3 * n)) and counts["val"] == max(1, round(0.1 * n))
+    again = stratified_split(labels, {"train": 0.6, "val": 0.1, "test": 0.3}, seed=0)
+    assert all((again[s] == idx[s]).all() for s in idx)
+
+
+def test_wrong_md5_names_expected_and_actual(tmp_path):
+    f = tmp_path / "x.zip"
+    f.write_bytes(b"not the archive")
+    with pytest.raises(ArchiveError) as err:
+        verify_md5(f, "0" * 32)
+    assert "expected " + "0" * 32 in str(err.value) and "actual " + md5sum(f) in str(err.value)
+
+
+def test_tampered_standin_is_refused_before_prepare(project, standin_dir, params, monkeypatch):
+    _use_standins(project, standin_dir, params, monkeypatch)
+    archive = project / "raw" / "coil-20-unproc.zip"
+    archive.write_bytes(archive.read_bytes()[:-100])
+    with pytest.raises(ArchiveError, match="MD5 mismatch"):
+        prepare_task(params, "tiny", "Coil-20")
+    assert not paths.prepared_manifest("tiny", "Coil-20").exists()
+
+
+def test_truncated_archive_gives_a_clear_error(tmp_path):
+    src = write_standin("office31", tmp_path / "domain_adaptation_images.tar.gz", 2)
+    del src
+    data = (tmp_path / "domain_adaptation_images.tar.gz").read_bytes()
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArchiveError, match="cannot read archive"):
+        list_members(bad)
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "a/../../evil.png"])
+def test_unsafe_members_are_refused(tmp_path, name):
+    tar_path = tmp_path / "x.tgz"
+    with tarfile.open(tar_path, "w:gz") as tf:
+        info = tarfile.TarInfo(name)
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(ArchiveError, match="unsafe member"):
+        list_members(tar_path)
+    zip_path = tmp_path / "x.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        zf.writestr(name, b"abc")
+    with pytest.raises(ArchiveError, match="unsafe member"):
+        list_members(zip_path)
+
+
+def test_links_are_refused(tmp_path):
+    tar_path = tmp_path / "x.tgz"
+    with tarfile.open(tar_path, "w:gz") as tf:
+        info = tarfile.TarInfo("English/Hnd/Img/Sample001/img001-001.png")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(ArchiveError, match="is a link"):
+        list_members(tar_path)
+
+
+def test_fetch_generates_and_verifies_standins(project, params):
+    suite = small_suite(params, images_per_class=3)
+    path = fetch(suite, "office31", params["sources"]["office31"])
+    assert path.exists() and not path.with_name(path.name + ".part").exists()
+    assert (project / "raw" / "domain_adaptation_images.tar.gz.md5").read_text().split()[0] == md5sum(path)
+
+
+def test_fetch_offline_says_where_to_put_the_archive(project, params):
+    suite = dict(params.suite("paper"), raw_dir="raw")
+    source = dict(params["sources"]["coil20_unproc"], urls=["http://127.0.0.1:9/coil-20-unproc.zip"])
+    with pytest.raises(ArchiveError) as err:
+        fetch(suite, "coil20_unproc", source)
+    msg = str(err.value)
+    assert "http://127.0.0.1:9/coil-20-unproc.zip" in msg
+    assert str((project / "raw" / "coil-20-unproc.zip").resolve()) in msg
+    assert list((project / "raw").iterdir()) == []
+
+
+def test_archive_placed_by_hand_is_verified_not_downloaded(project, params, tmp_path):
+    suite = dict(params.suite("paper"), raw_dir="raw")
+    (project / "raw").mkdir()
+    placed = write_standin("coil20_unproc", project / "raw" / "coil-20-unproc.zip", 1)
+    source = dict(params["sources"]["coil20_unproc"], md5=placed, urls=["http://127.0.0.1:9/never"])
+    assert fetch(suite, "coil20_unproc", source).resolve() == project / "raw" / "coil-20-unproc.zip"
+    source["md5"] = "f" * 32
+    with pytest.raises(ArchiveError, match="MD5 mismatch"):
+        fetch(suite, "coil20_unproc", source)

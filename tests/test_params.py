@@ -1,0 +1,82 @@
+"""The params/ files: one schema, errors that name the file, the key and the reason."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from hetmtl.methods import METHODS
+from hetmtl.models import BACKBONES
+from hetmtl.params import ParamsError, load_params
+
+
+def edit(project, rel, fn):
+    path = project / rel
+    data = yaml.safe_load(path.read_text())
+    fn(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_project_params_are_valid(params):
+    assert set(params["suites"]) == {"tiny", "demo", "paper"}
+    # The grid's methods and the suites' backbones are all registered.
+    for spec in params["settings"].values():
+        assert set(spec["methods"]) <= set(METHODS)
+    for suite in params["suites"].values():
+        assert suite["backbone"] in BACKBONES
+
+
+def test_grid_expansion(params):
+    runs = params.runs("demo")
+    n_methods = sum(len(s["methods"]) for s in params["settings"].values())
+    assert len(runs) == len(params["groups"]) * n_methods * 3
+    assert len({tuple(sorted(r.items())) for r in runs}) == len(runs)
+
+
+def test_bad_type_names_file_key_and_reason(project):
+    edit(project, "params/methods.yaml", lambda d: d["methods"]["mtal"].update(rho="high"))
+    with pytest.raises(ParamsError) as err:
+        load_params(project)
+    msg = str(err.value)
+    assert "params/methods.yaml" in msg and "methods.mtal.rho" in msg and "not of type 'number'" in msg
+
+
+def test_unknown_key_is_rejected_with_its_name(project):
+    edit(project, "params/training.yaml", lambda d: d["training"].update(learning_rate=0.1))
+    with pytest.raises(ParamsError, match=re.escape("params/training.yaml: training: Additional properties")) as err:
+        load_params(project)
+    assert "learning_rate" in str(err.value)
+
+
+def test_bad_suite_value_names_the_suite_file(project):
+    edit(project, "params/suites/tiny.yaml", lambda d: d["suite"].update(epochs=0))
+    with pytest.raises(ParamsError, match=re.escape("params/suites/tiny.yaml: suite.epochs")):
+        load_params(project)
+
+
+def test_suite_name_must_match_file(project):
+    edit(project, "params/suites/tiny.yaml", lambda d: d["suite"].update(name="small"))
+    with pytest.raises(ParamsError, match="must equal the file name"):
+        load_params(project)
+
+
+def test_grid_method_without_entry(project):
+    edit(project, "params/grid.yaml", lambda d: d["settings"]["no_prior"]["methods"].append("unknown_method"))
+    with pytest.raises(ParamsError, match=re.escape("params/grid.yaml: settings.no_prior.methods")):
+        load_params(project)
+
+
+def test_split_fractions_must_sum_to_one(project):
+    edit(project, "params/datasets.yaml", lambda d: d["split"].update(test=0.5))
+    with pytest.raises(ParamsError, match="train \\+ val \\+ test must be 1"):
+        load_params(project)
+
+
+def test_cli_reports_bad_params_and_exits_2(project, capsys):
+    from hetmtl.cli import main
+
+    edit(project, "params/methods.yaml", lambda d: d["methods"]["mtal"].update(alpha=3))
+    assert main(["check-params", "--suite", "tiny"]) == 2
+    assert "methods.mtal.alpha" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""The joint training loop: determinism, resume, NaN stop, batches, hard sharing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import fake_task
+from hetmtl.methods import METHODS, TaskInfo
+from hetmtl.models import BACKBONES
+from hetmtl.training.data import epoch_batches
+from hetmtl.training.loop import NonFiniteLoss, TrainConfig, fit
+
+SPEC = BACKBONES["vgg_tiny"]
+MTAL_CFG = {"rho": 0.2, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1}
+
+
+def cfg(**kw):
+    base = dict(epochs=3, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=5e-4, nan_check_every=1, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def build(name, tasks, seed=0):
+    return METHODS[name]([TaskInfo(d.name, d.channels, d.num_classes) for d in tasks], SPEC,
+                         MTAL_CFG if name == "mtal" else {}, seed)
+
+
+@pytest.mark.parametrize("name", ["single_task", "hard_sharing", "mtal"])
+def test_same_seed_same_numbers(name, toy_tasks):
+    torch.use_deterministic_algorithms(True)
+    a = fit(build(name, toy_tasks), toy_tasks, cfg(), torch.device("cpu"), progress=False)
+    b = fit(build(name, toy_tasks), toy_tasks, cfg(), torch.device("cpu"), progress=False)
+    assert a == b
+
+
+def test_different_seed_different_numbers(toy_tasks):
+    a = fit(build("single_task", toy_tasks, 0), toy_tasks, cfg(seed=0), torch.device("cpu"), progress=False)
+    b = fit(build("single_task", toy_tasks, 1), toy_tasks, cfg(seed=1), torch.device("cpu"), progress=False)
+    assert a["history"][-1] != b["history"][-1]
+
+
+def test_resume_continues_exactly(toy_tasks):
+    """Interrupt after epoch 2, resume from its state: same numbers as one run."""
+    torch.use_deterministic_algorithms(True)
+    full = fit(build("mtal", toy_tasks), toy_tasks, cfg(), torch.device("cpu"), progress=False)
+    saved = {}
+
+    def stop_after_two(epoch, metrics, state):
+        if epoch == 2:
+            saved.update(torch.utils._pytree.tree_map(
+                lambda v: v.clone() if isinstance(v, torch.Tensor) else v, state))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(build("mtal", toy_tasks), toy_tasks, cfg(), torch.device("cpu"), on_epoch=stop_after_two, progress=False)
+    resumed = fit(build("mtal", toy_tasks), toy_tasks, cfg(), torch.device("cpu"), state=saved, progress=False)
+    assert resumed == full
+
+
+def test_nan_loss_stops_the_run_with_a_message(toy_tasks):
+    with pytest.raises(NonFiniteLoss, match="non-finite loss at epoch 1"):
+        fit(build("single_task", toy_tasks), toy_tasks, cfg(lr=1e30), torch.device("cpu"), progress=False)
+
+
+def test_training_learns_a_separable_task():
+    tasks = [fake_task("a", 1, 4, n=64), fake_task("b", 3, 4, n=64, seed=5)]
+    out = fit(build("single_task", tasks), tasks, cfg(epochs=8, lr=0.05), torch.device("cpu"), progress=False)
+    assert out["history"][-1]["train_loss/a"] < out["history"][0]["train_loss/a"]
+    assert out["test"]["test_acc/mean"] > 0.5  # chance is 0.25
+
+
+def test_epoch_batches_cycle_the_smaller_task():
+    b = epoch_batches(n=10, batch_size=4, steps=6, seed=0, task_index=1, epoch=3)
+    assert b.shape == (6, 4)
+    flat = b.flatten().tolist()
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert torch.equal(b, epoch_batches(10, 4, 6, 0, 1, 3))
+    assert not torch.equal(b, epoch_batches(10, 4, 6, 0, 1, 4))
+
+
+def test_hard_sharing_trunk_gets_gradients_from_every_task(toy_tasks):
+    m = build("hard_sharing", toy_tasks)
+    trunk_w = next(p for n, p in m.trunk.named_parameters() if n.endswith("weight"))
+    grads = []
+    for t, d in enumerate(toy_tasks):
+        m.zero_grad()
+        torch.nn.functional.cross_entropy(m(t, d.x["train"][:8].float()), d.y["train"][:8]).backward()
+        grads.append(trunk_w.grad.abs().sum().item())
+        assert m.first[t].weight.grad is not None and m.first[t].weight.shape[1] == d.channels
+    assert all(g > 0 and math.isfinite(g) for g in grads)
+    assert len({id(p) for p in m.parameters()}) < sum(
+        len(list(build("single_task", toy_tasks).nets[t].parameters())) for t in range(3))

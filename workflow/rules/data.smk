@@ -1,0 +1,31 @@
+# Data: one fetch job per source archive, one prepare job per task.
+
+SOURCE_OF_ARCHIVE = {P["sources"][s]["archive"]: s for s in SOURCES}
+
+
+rule fetch:
+    output:
+        archive=S["raw_dir"] + "/{archive}",
+        md5=S["raw_dir"] + "/{archive}.md5",
+    wildcard_constraints:
+        archive="|".join(map(re.escape, SOURCE_OF_ARCHIVE)),
+    params:
+        source=lambda wc: SOURCE_OF_ARCHIVE[wc.archive],
+    log:
+        f"logs/{SUITE}/fetch/{{archive}}.log",
+    shell:
+        "hetmtl fetch --suite {SUITE} --source {params.source} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        archive=lambda wc: archive_of_source(P["tasks"][wc.task]["source"]),
+    output:
+        splits=[f"data/prepared/{SUITE}/{{task}}/{s}.pt" for s in paths.SPLITS],
+        manifest=f"data/prepared/{SUITE}/{{task}}/manifest.json",
+    wildcard_constraints:
+        task="|".join(map(re.escape, GROUP_TASKS)),
+    log:
+        f"logs/{SUITE}/prepare/{{task}}.log",
+    shell:
+        "hetmtl prepare --suite {SUITE} --task {wildcards.task} > {log} 2>&1"

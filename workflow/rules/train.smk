@@ -1,0 +1,32 @@
+# Training: the MLflow experiment is created once, then one job per grid cell.
+
+
+rule init_tracking:
+    output:
+        str(paths.experiment_marker(SUITE)),
+    log:
+        f"logs/{SUITE}/init_tracking.log",
+    shell:
+        "hetmtl init-tracking --suite {SUITE} > {log} 2>&1"
+
+
+rule train:
+    input:
+        data=lambda wc: prepared_of_group(wc.group),
+        marker=str(paths.experiment_marker(SUITE)),
+    output:
+        receipt=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/receipt.json",
+        model=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/model.pt",
+    wildcard_constraints:
+        seed=r"\d+",
+    threads: 1
+    resources:
+        gpu=1 if S["data"] == "real" else 0,
+        mem_mb=4000,
+        runtime=240 if S["data"] == "real" else 30,
+    log:
+        f"logs/{SUITE}/train/{{group}}/{{setting}}/{{method}}/seed{{seed}}.log",
+    shell:
+        "hetmtl train --suite {SUITE} --group {wildcards.group} --setting {wildcards.setting} "
+        "--method {wildcards.method} --seed {wildcards.seed} --device {config[device]} "
+        "--threads {threads} --no-progress > {log} 2>&1"
