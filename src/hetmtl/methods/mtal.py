@@ -87,13 +87,18 @@ class MTAL(Method):
         self.warmup, self.share_every = int(cfg["warmup"]), int(cfg["share_every"])
         self.layer_names = conv_names(spec)
 
-        # The forward plan: ("conv", layer) / ("relu",) / ("pool",), from torchvision's layout.
+        # The forward plan: ("conv", layer) / ("bn", layer) / ("relu",) / ("pool",), from
+        # torchvision's layout. BatchNorm layers (VGG-BN) stay task-specific.
         self.plan: list[tuple] = []
+        self.norms = nn.ModuleList()  # layer -> per-task BatchNorm (VGG-BN backbones)
         layer = 0
-        for m in nets[0].features:
+        for pos, m in enumerate(nets[0].features):
             if isinstance(m, nn.Conv2d):
                 self.plan.append(("conv", layer))
                 layer += 1
+            elif isinstance(m, nn.BatchNorm2d):
+                self.plan.append(("bn", len(self.norms)))
+                self.norms.append(nn.ModuleList(net.features[pos] for net in nets))
             elif isinstance(m, nn.ReLU):
                 self.plan.append(("relu",))
             elif isinstance(m, nn.MaxPool2d):
@@ -143,6 +148,8 @@ class MTAL(Method):
             if op[0] == "conv":
                 w, b = self.kernel(t, op[1])
                 x = F.conv2d(x, w, b, padding=1)
+            elif op[0] == "bn":
+                x = self.norms[op[1]][t](x)
             elif op[0] == "relu":
                 x = F.relu(x)
             else:
@@ -150,7 +157,13 @@ class MTAL(Method):
         return self.heads[t](x)
 
     def task_weights(self, t: int) -> list[torch.Tensor]:
-        return [self.kernel(t, layer)[0] for layer in range(self.num_layers)] + weights_of(self.heads[t])
+        out = []  # in the order of the task network's own parameters (as single_task)
+        for op in self.plan:
+            if op[0] == "conv":
+                out.append(self.kernel(t, op[1])[0])
+            elif op[0] == "bn":
+                out.extend(weights_of(self.norms[op[1]][t]))
+        return out + weights_of(self.heads[t])
 
     # ------------------------------------------------------------------ sharing
 
