@@ -278,11 +278,18 @@ def _draw_scene(name: str, style: str, rng: np.random.Generator, size: int = 96)
     ox = size / 2 + rng.uniform(-0.12, 0.12) * size * (0.4 if style == "amazon" else 1.0)
     oy = size / 2 + rng.uniform(-0.12, 0.12) * size * (0.4 if style == "amazon" else 1.0)
     flip = rng.random() < 0.5
+    # Clutter: a few distractor shapes in random colours, behind the object.
+    for _ in range(int(rng.integers(1, 4))):
+        col = tuple(int(v) for v in rng.integers(0, 256, 3))
+        x0, y0 = rng.uniform(0, size, 2)
+        r = rng.uniform(0.05, 0.15) * size
+        draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=col)
+    hue_shift = rng.normal(0, 0.12, 3)  # lighting / white balance
     for part in _prototype(name):
         cx = ox + (-part.cx if flip else part.cx) * scale
         cy = oy + part.cy * scale
         w, h = part.w * scale / 2, part.h * scale / 2
-        col = np.clip(part.color + rng.normal(0, 0.06, 3), 0, 1)
+        col = np.clip(part.color + hue_shift + rng.normal(0, 0.06, 3), 0, 1)
         fill = tuple(int(v * 255) for v in col)
         outline = (20, 20, 20) if style == "art" else None
         width = int(rng.integers(1, 3)) if style == "art" else 0

@@ -1,0 +1,157 @@
+"""End to end: the whole DAG on the tiny suite through Snakemake, then DVC.
+
+The project is copied to a temporary folder (tracked and untracked files that
+git does not ignore, as a fresh clone would have them) and run there with the
+installed ``hetmtl`` command, so nothing in the working tree is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from hetmtl import paths
+from hetmtl.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.e2e
+
+
+def _env():
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def run(cmd, cwd, check=True, timeout=900):
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def copy_project(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    proj = copy_project(tmp_path_factory.mktemp("proj"))
+    started = time.time()
+    proc = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "2",
+                "--config", "suite=tiny"], proj)
+    return proj, time.time() - started, proc
+
+
+def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
+    proj, seconds, _ = tiny_run
+    params = load_params(proj)
+    for name, spec in params["tables"].items():
+        csv = pd.read_csv(proj / paths.table_file("tiny", name, "csv"), index_col="method")
+        methods = params["settings"][spec["setting"]]["methods"]
+        assert list(csv.index) == methods
+        for task in params.tasks_of(spec["group"]) + ["Average"]:
+            values = csv[f"{task}/mean"]
+            assert values.notna().all() and values.between(0, 1).all(), (name, task)
+        md = (proj / paths.table_file("tiny", name, "md")).read_text()
+        assert "NOT the paper's data" in md and "MTAL" in md
+        assert (proj / paths.table_file("tiny", name, "tex")).read_text().startswith(r"\begin{table}")
+    metrics = json.loads((proj / paths.metrics_file("tiny")).read_text())
+    assert set(metrics) == set(params["tables"])
+    print(f"tiny DAG: {seconds:.1f} s")
+
+
+def test_every_run_is_logged_with_tags_and_curves(tiny_run):
+    from mlflow.tracking import MlflowClient
+
+    proj, _, _ = tiny_run
+    params = load_params(proj)
+    client = MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
+    for key in params.runs("tiny"):
+        receipt = json.loads((proj / paths.receipt(**key)).read_text())
+        run = client.get_run(receipt["run_id"])
+        for field in ("suite", "group", "setting", "method", "seed"):
+            assert run.data.tags[field] == str(key[field])
+        assert run.data.tags["mlflow.parentRunId"]
+        assert "git_commit" in run.data.tags and any(t.startswith("data_md5/") for t in run.data.tags)
+        task = params.tasks_of(key["group"])[0]
+        curve = client.get_metric_history(receipt["run_id"], f"val_acc/{task}")
+        assert [m.step for m in curve] == list(range(1, params.suite("tiny")["epochs"] + 1))
+        assert receipt["metrics"][f"test_acc/{task}"] == run.data.metrics[f"test_acc/{task}"]
+
+
+def test_rerun_with_nothing_changed_trains_nothing(tiny_run):
+    proj, _, _ = tiny_run
+    started = time.time()
+    proc = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "2",
+                "--config", "suite=tiny"], proj)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert time.time() - started < 15
+
+
+def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run, monkeypatch):
+    from hetmtl.training import checkpoint, job
+
+    proj, _, _ = tiny_run
+    monkeypatch.chdir(proj)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = load_params(proj)
+    key = dict(suite="tiny", group="related", setting="no_prior", method="mtal", seed=0)
+    done = json.loads((proj / paths.receipt(**key)).read_text())
+    (proj / paths.receipt(**key)).unlink()
+    real_save = checkpoint.save
+
+    def crash_after_first_epoch(path, state):
+        real_save(path, state)
+        raise RuntimeError("node lost")
+
+    monkeypatch.setattr(checkpoint, "save", crash_after_first_epoch)
+    with pytest.raises(RuntimeError, match="node lost"):
+        job.run_job(params, key, device_name="cpu", threads=1, progress=False)
+    assert not (proj / paths.receipt(**key)).exists()
+    assert (proj / paths.checkpoint(**key)).exists()
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    again = job.run_job(params, key, device_name="cpu", threads=1, progress=False)
+    assert (proj / paths.receipt(**key)).exists() and not (proj / paths.checkpoint(**key)).exists()
+    # Same seed on the CPU: the resumed run ends with the uninterrupted run's numbers.
+    assert again["metrics"] == done["metrics"]
+
+
+def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(tiny_run):
+    proj, _, _ = tiny_run
+    dvc = str(BIN / "dvc")
+    dvc_yaml = proj / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("params/suites/demo.yaml", "params/suites/tiny.yaml"))
+    run(["git", "init", "-q"], proj)
+    run([dvc, "commit", "-f", "-q"], proj)  # adopt the outputs Snakemake made
+    assert json.loads(run([dvc, "status", "--json"], proj).stdout) == {}
+
+    methods = proj / "params" / "methods.yaml"
+    data = yaml.safe_load(methods.read_text())
+    data["methods"]["mtal"]["rho"] = 0.55
+    methods.write_text(yaml.safe_dump(data))
+    status = json.loads(run([dvc, "status", "--json"], proj).stdout)
+    params = load_params(proj)
+    expected = {f"train_no_prior@{g}-mtal-{s}" for g in params["groups"] for s in params.suite("tiny")["seeds"]}
+    assert set(status) == expected
+    out = run([dvc, "repro"], proj).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == expected | {"aggregate"}
+    assert json.loads(run([dvc, "status", "--json"], proj).stdout) == {}
