@@ -1,6 +1,9 @@
 # The two commands of the README, and a few helpers.
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# The environment is shared between checkouts (scripts/setup.sh); this makes
+# every command use this checkout's code whichever checkout installed last.
+export PYTHONPATH := $(CURDIR)/src
 CORES ?= 2
 
 .PHONY: setup demo test tiny report clean-results

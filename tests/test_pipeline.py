@@ -28,7 +28,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _env():
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT / "src"))  # this checkout's code, whichever checkout installed last
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 
