@@ -24,13 +24,27 @@ def test_project_params_are_valid(params):
     # The grid's methods and the suites' backbones are all registered.
     for spec in params["settings"].values():
         assert set(spec["methods"]) <= set(METHODS)
+    assert set(params["shared_methods"]) <= set(METHODS)
+    assert set(params["methods"]) == set(METHODS)  # every registered method has its parameters
+
+
+def test_shared_methods_are_exactly_those_without_a_use_for_R(params):
+    for name in params["shared_methods"]:
+        assert not METHODS[name].uses_prior, name
+    for spec in params["settings"].values():
+        assert all(METHODS[m].uses_prior or m == "mtal" for m in spec["methods"])
+
+
+def test_init_from_matches_the_classes(params):
+    for name, cls in METHODS.items():
+        assert bool(params.init_from(name)) == hasattr(cls, "init_from"), name
     for suite in params["suites"].values():
         assert suite["backbone"] in BACKBONES
 
 
 def test_grid_expansion(params):
     runs = params.runs("demo")
-    n_methods = sum(len(s["methods"]) for s in params["settings"].values())
+    n_methods = len(params["shared_methods"]) + sum(len(s["methods"]) for s in params["settings"].values())
     assert len(runs) == len(params["groups"]) * n_methods * 3
     assert len({tuple(sorted(r.items())) for r in runs}) == len(runs)
 

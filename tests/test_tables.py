@@ -8,16 +8,20 @@ import pytest
 from hetmtl.reporting.tables import summarise, to_csv, to_latex, to_markdown
 
 
+SETTING = {"single_task": "shared", "mtal": "no_prior"}
+ROWS = [("shared", "single_task"), ("no_prior", "mtal")]
+
+
 def records(values):
     rows = []
     for (method, seed), accs in values.items():
         for task, v in accs.items():
-            rows.append({"suite": "tiny", "group": "g", "setting": "no_prior", "method": method, "seed": seed,
+            rows.append({"suite": "tiny", "group": "g", "setting": SETTING[method], "method": method, "seed": seed,
                          "run_id": f"{method}{seed}", "metric": f"test_acc/{task}", "value": v})
-        rows.append({"suite": "tiny", "group": "g", "setting": "no_prior", "method": method, "seed": seed,
+        rows.append({"suite": "tiny", "group": "g", "setting": SETTING[method], "method": method, "seed": seed,
                      "run_id": f"{method}{seed}", "metric": "test_acc/mean", "value": sum(accs.values()) / len(accs)})
         if method == "mtal":
-            rows.append({"suite": "tiny", "group": "g", "setting": "no_prior", "method": method, "seed": seed,
+            rows.append({"suite": "tiny", "group": "g", "setting": SETTING[method], "method": method, "seed": seed,
                          "run_id": f"{method}{seed}", "metric": "sharing/total", "value": 0.25})
     return pd.DataFrame(rows)
 
@@ -27,22 +31,22 @@ VALUES = {("single_task", 0): {"A": 0.5, "B": 0.8}, ("single_task", 1): {"A": 0.
 
 
 def test_mean_std_and_best():
-    t = summarise(records(VALUES), "g", "no_prior", ["A", "B"], ["single_task", "mtal"])
+    t = summarise(records(VALUES), "g", ROWS, ["A", "B"])
     assert t.loc["single_task", ("A", "mean")] == pytest.approx(0.6)
     assert t.loc["single_task", ("A", "std")] == pytest.approx(0.1414213, rel=1e-5)
     assert t.loc["mtal", ("Kernel sharing", "mean")] == pytest.approx(0.25)
     md = to_markdown(t, "cap")
     assert "| MTAL | **80.0 ± 14.1** | 60.0 ± 0.0 |" in md
-    assert "| Single-task | 60.0 ± 14.1 | **80.0 ± 0.0** |" in md
+    assert "| Single-task (shared) | 60.0 ± 14.1 | **80.0 ± 0.0** |" in md
     assert r"\textbf{80.0 $\pm$ 14.1}" in to_latex(t, "cap")
     assert "A/mean" in to_csv(t).splitlines()[0]
 
 
 def test_changing_one_logged_metric_changes_the_table():
-    before = to_markdown(summarise(records(VALUES), "g", "no_prior", ["A", "B"], ["single_task", "mtal"]), "c")
+    before = to_markdown(summarise(records(VALUES), "g", ROWS, ["A", "B"]), "c")
     changed = dict(VALUES)
     changed[("single_task", 1)] = {"A": 0.71, "B": 0.8}
-    after = to_markdown(summarise(records(changed), "g", "no_prior", ["A", "B"], ["single_task", "mtal"]), "c")
+    after = to_markdown(summarise(records(changed), "g", ROWS, ["A", "B"]), "c")
     assert before != after and "60.5 ± 14.8" in after
 
 
@@ -50,4 +54,4 @@ def test_missing_metric_fails_loudly():
     recs = records(VALUES)
     recs = recs[~((recs.method == "mtal") & (recs.metric == "test_acc/B"))]
     with pytest.raises(ValueError, match="no test_acc/B for mtal"):
-        summarise(recs, "g", "no_prior", ["A", "B"], ["single_task", "mtal"])
+        summarise(recs, "g", ROWS, ["A", "B"])

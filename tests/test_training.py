@@ -82,7 +82,7 @@ def test_epoch_batches_cycle_the_smaller_task():
 
 def test_hard_sharing_trunk_gets_gradients_from_every_task(toy_tasks):
     m = build("hard_sharing", toy_tasks)
-    trunk_w = next(p for p in m.trunk.parameters() if p.dim() == 4)  # a shared conv kernel
+    trunk_w = next(p for p in m.trunks[0].parameters() if p.dim() == 4)  # a shared conv kernel
     grads = []
     for t, d in enumerate(toy_tasks):
         m.zero_grad()
@@ -90,7 +90,7 @@ def test_hard_sharing_trunk_gets_gradients_from_every_task(toy_tasks):
         grads.append(trunk_w.grad.abs().sum().item())
         assert m.first[t].weight.grad is not None and m.first[t].weight.shape[1] == d.channels
     assert all(g > 0 and math.isfinite(g) for g in grads)
-    norms = [mod for mod in m.trunk if isinstance(mod, torch.nn.ModuleList)]
+    norms = [mod for mod in m.trunks[0] if isinstance(mod, torch.nn.ModuleList)]
     assert norms and all(len(n) == len(toy_tasks) for n in norms)  # BatchNorm stays per task
     assert len({id(p) for p in m.parameters()}) < sum(
         len(list(build("single_task", toy_tasks).nets[t].parameters())) for t in range(3))

@@ -66,7 +66,7 @@ def cmd_init_tracking(args) -> int:
 
     p = _params(args)
     p.suite(args.suite)
-    parents = [(g, s) for g in p["groups"] for s in p["settings"]]
+    parents = [(g, s) for g in p["groups"] for s in ["shared", *p["settings"]]]
     marker = init_experiment(p.root, args.suite, parents)
     print(f"MLflow experiment {marker['experiment']} ({marker['experiment_id']}) at {marker['tracking_uri']}")
     return 0
@@ -82,6 +82,17 @@ def cmd_train(args) -> int:
                           f"params/suites/{args.suite}.yaml")
     receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress)
     print(json.dumps(receipt["metrics"], indent=2))
+    return 0
+
+
+def cmd_relations(args) -> int:
+    from hetmtl.training.job import relations_job
+
+    p = _params(args)
+    if args.group not in p["groups"]:
+        raise ParamsError(f"{p.files['groups']}: groups: no group {args.group!r}")
+    R = relations_job(p, args.suite, args.group, device_name=args.device, threads=args.threads)
+    print(R)
     return 0
 
 
@@ -120,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sp.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     sp.add_argument("--no-progress", action="store_true")
+    sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
+    sp.add_argument("--group", required=True)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--threads", type=int, default=1)
     add("aggregate", cmd_aggregate, "tables and metrics from the receipts' MLflow runs")
     args = parser.parse_args(argv)
     try:

@@ -48,6 +48,14 @@ def experiment_marker(suite: str) -> Path:
     return Path("results") / suite / "mlflow_experiment.json"
 
 
+def relations_csv(suite: str, group: str) -> Path:
+    return Path("results") / suite / "relations" / f"{group}.csv"
+
+
+def relations_png(suite: str, group: str) -> Path:
+    return Path("results") / suite / "relations" / f"{group}.png"
+
+
 def tables_dir(suite: str) -> Path:
     return Path("reports") / suite / "tables"
 

@@ -1,4 +1,5 @@
-# Training: the MLflow experiment is created once, then one job per grid cell.
+# Training: the MLflow experiment is created once, R is estimated per group,
+# then one job per grid cell.
 
 
 rule init_tracking:
@@ -10,10 +11,37 @@ rule init_tracking:
         "hetmtl init-tracking --suite {SUITE} > {log} 2>&1"
 
 
-rule train:
+rule relations:
     input:
         data=lambda wc: prepared_of_group(wc.group),
         marker=str(paths.experiment_marker(SUITE)),
+    output:
+        csv=f"results/{SUITE}/relations/{{group}}.csv",
+        png=f"results/{SUITE}/relations/{{group}}.png",
+        detail=f"results/{SUITE}/relations/{{group}}.json",
+    threads: 1
+    resources:
+        gpu=1 if S["data"] == "real" else 0,
+    log:
+        f"logs/{SUITE}/relations/{{group}}.log",
+    shell:
+        "hetmtl relations --suite {SUITE} --group {wildcards.group} --device {config[device]} "
+        "--threads {threads} > {log} 2>&1"
+
+
+def train_inputs(wc):
+    inputs = {"data": prepared_of_group(wc.group), "marker": str(paths.experiment_marker(SUITE))}
+    if wc.setting == "prior":
+        inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
+    source = P.init_from(wc.method)
+    if source:  # cross-stitch and NDDR start from the single-task run of the same seed
+        inputs["init"] = str(paths.model_file(SUITE, wc.group, "shared", source, int(wc.seed)))
+    return inputs
+
+
+rule train:
+    input:
+        unpack(train_inputs),
     output:
         receipt=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/receipt.json",
         model=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/model.pt",

@@ -1,14 +1,27 @@
 """Methods of the comparison, one module each, found through ``METHODS``."""
 
 from hetmtl.methods.base import Method, TaskInfo
+from hetmtl.methods.cross_stitch import CrossStitch
 from hetmtl.methods.hard_sharing import HardSharing
 from hetmtl.methods.mtal import MTAL
+from hetmtl.methods.mtal_prior import MTALPrior
+from hetmtl.methods.mtda import MTDA
+from hetmtl.methods.nddr_cnn import NDDRCNN
 from hetmtl.methods.single_task import SingleTask
+from hetmtl.methods.soft_sharing import SoftSharing
 
 METHODS: dict[str, type[Method]] = {
     "single_task": SingleTask,
     "hard_sharing": HardSharing,
+    "soft_sharing": SoftSharing,
+    "mtda": MTDA,
+    "cross_stitch": CrossStitch,
+    "nddr_cnn": NDDRCNN,
     "mtal": MTAL,
+    "mtal_prior": MTALPrior,
 }
 
-__all__ = ["METHODS", "Method", "TaskInfo"]
+# Methods whose columns start from the finished single_task run (a DAG dependency).
+INIT_FROM_SINGLE_TASK = frozenset(name for name, cls in METHODS.items() if hasattr(cls, "init_from"))
+
+__all__ = ["METHODS", "INIT_FROM_SINGLE_TASK", "Method", "TaskInfo"]

@@ -27,7 +27,8 @@ class Method(nn.Module):
     """
 
     name: str = ""
-    uses_prior: bool = False
+    uses_prior: bool = False  # takes the relationship matrix R (SPEC 4)
+    deep: bool = True  # trained by the joint SGD loop; False: ``fit_closed_form(data)``
 
     def __init__(self, tasks: list[TaskInfo], spec: BackboneSpec, cfg: dict, seed: int):
         super().__init__()
@@ -35,6 +36,24 @@ class Method(nn.Module):
         self.spec = spec
         self.cfg = dict(cfg)
         self.seed = seed
+        # Uncertainty-based task weighting (Kendall, Gal & Cipolla 2018): one
+        # learned log-variance s_t per task; loss = sum exp(-s_t) L_t + s_t / 2.
+        self.log_vars = (nn.Parameter(torch.zeros(len(tasks)))
+                         if cfg.get("task_weighting", "equal") == "uncertainty" else None)
+
+    def task_nets(self) -> list:
+        """Every task's network, each from its own seed (and ImageNet weights if asked)."""
+        from hetmtl.models import build_task_net
+
+        init = self.cfg.get("init", "scratch")
+        return [build_task_net(self.spec, task.channels, task.num_classes, self.seed, t, init)
+                for t, task in enumerate(self.tasks)]
+
+    def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
+        """The tasks' losses into one objective (plain sum, or uncertainty-weighted)."""
+        if self.log_vars is None:
+            return task_losses.sum()
+        return (torch.exp(-self.log_vars) * task_losses + 0.5 * self.log_vars).sum()
 
     @property
     def num_tasks(self) -> int:
@@ -47,7 +66,26 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def param_groups(self) -> list[dict]:
+        """Optimiser groups; a group may carry ``lr_mult`` (a multiple of the base rate)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """A method's own term of the objective (soft sharing's penalty), or None."""
+        return None
+
+    def freeze_blocks(self, k: int) -> int:
+        """Freeze every parameter of the first ``k`` VGG blocks; return how many.
+
+        Task networks tag their feature parameters with ``hetmtl_block``
+        (:func:`hetmtl.models.vgg.build_task_net`); methods that make new
+        parameters from them (MTAL's kernel banks) carry the tag over.
+        """
+        frozen = 0
+        for p in self.parameters():
+            if getattr(p, "hetmtl_block", None) is not None and p.hetmtl_block < k:
+                p.requires_grad_(False)
+                frozen += 1
+        return frozen
 
     def after_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """Called after each finished epoch (1-based); returns metrics to log."""

@@ -42,7 +42,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from hetmtl.methods.base import Method, weights_of
-from hetmtl.models import build_task_net, conv_names
+from hetmtl.models import conv_names
 
 
 def greedy_match(sim: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +78,7 @@ class MTAL(Method):
 
     def __init__(self, tasks, spec, cfg, seed, thresholds: torch.Tensor | None = None):
         super().__init__(tasks, spec, cfg, seed)
-        nets = [build_task_net(spec, task.channels, task.num_classes, seed, t) for t, task in enumerate(tasks)]
+        nets = self.task_nets()
         T = len(tasks)
         if thresholds is None:
             thresholds = torch.full((T, T), float(cfg["rho"]))
@@ -124,6 +124,7 @@ class MTAL(Method):
                 bank_id = len(self.bank_w)
                 self.bank_w.append(nn.Parameter(torch.cat([convs[t].weight.detach() for t in members]).clone()))
                 self.bank_b.append(nn.Parameter(torch.cat([convs[t].bias.detach() for t in members]).clone()))
+                self.bank_w[-1].hetmtl_block = self.bank_b[-1].hetmtl_block = convs[0].weight.hetmtl_block
                 for pos, t in enumerate(members):
                     per_task[t] = bank_id
                     idx[t] = torch.arange(pos * K, (pos + 1) * K)

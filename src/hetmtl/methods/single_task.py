@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from hetmtl.methods.base import Method, weights_of
-from hetmtl.models import build_task_net
 
 
 class SingleTask(Method):
@@ -20,9 +19,7 @@ class SingleTask(Method):
 
     def __init__(self, tasks, spec, cfg, seed):
         super().__init__(tasks, spec, cfg, seed)
-        self.nets = nn.ModuleList(
-            build_task_net(spec, task.channels, task.num_classes, seed, t) for t, task in enumerate(tasks)
-        )
+        self.nets = nn.ModuleList(self.task_nets())
 
     def forward(self, t: int, x: torch.Tensor) -> torch.Tensor:
         return self.nets[t](x)

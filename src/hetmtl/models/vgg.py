@@ -13,6 +13,7 @@ that every method starts each task from the same weights.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -78,16 +79,89 @@ class TaskNet(nn.Module):
         self.features[0] = nn.Conv2d(in_channels, first.out_channels, kernel_size=3, padding=1)
         self.head = make_head(spec, num_classes)
         _init(self)
+        tag_blocks(self.features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
 
-def build_task_net(spec: BackboneSpec, in_channels: int, num_classes: int, seed: int, task_index: int) -> TaskNet:
-    """Build task ``task_index``'s network from its own seed, without touching global RNG."""
+def tag_blocks(features: nn.Sequential) -> None:
+    """Mark each feature parameter with its VGG block (0-based), for freeze_blocks."""
+    block = 0
+    for m in features:
+        for p in m.parameters(recurse=False):
+            p.hetmtl_block = block
+        if isinstance(m, nn.MaxPool2d):
+            block += 1
+
+
+class ImageNetWeightsError(RuntimeError):
+    """ImageNet weights are not available for a backbone or cannot be loaded."""
+
+
+@functools.lru_cache(maxsize=2)
+def imagenet_state(spec: BackboneSpec) -> dict:
+    """torchvision's ImageNet weights for ``spec`` through its weights API.
+
+    The file is cached in torch hub's cache (``$TORCH_HOME/hub/checkpoints``);
+    a file placed there by hand is used without any download.
+    """
+    if spec.imagenet_weights is None:
+        raise ImageNetWeightsError(f"backbone {spec.name} has no ImageNet weights (only vgg16 has)")
+    from torchvision.models import get_weight
+
+    weights = get_weight(spec.imagenet_weights)
+    try:
+        return weights.get_state_dict(progress=True, check_hash=False)
+    except Exception as exc:  # noqa: BLE001 - offline, or a bad file in the cache
+        import os
+
+        from torch.hub import get_dir
+
+        name = os.path.basename(weights.url)
+        raise ImageNetWeightsError(
+            f"cannot load {spec.imagenet_weights} ({type(exc).__name__}: {exc}); download {weights.url} "
+            f"and place it at {os.path.join(get_dir(), 'checkpoints', name)}") from None
+
+
+def load_imagenet(net: TaskNet, state: dict) -> None:
+    """Copy ImageNet weights into a task network: the features and the hidden
+    classifier layers; a grayscale task's first conv sums the RGB kernels; the
+    task's own output layer stays as initialised."""
+    own = net.state_dict()
+    for key, value in state.items():
+        if key.startswith("features."):
+            target = key
+        elif key.startswith("classifier.") and net.spec.head == "vgg_classifier":
+            target = "head.2." + key[len("classifier."):]
+        else:
+            continue
+        if target not in own:
+            continue
+        if own[target].shape != value.shape:
+            if key == "features.0.weight" and own[target].shape[1] == 1:
+                value = value.sum(dim=1, keepdim=True)
+            else:
+                continue  # the task's own output layer
+        own[target] = value
+    net.load_state_dict(own)
+
+
+def build_task_net(spec: BackboneSpec, in_channels: int, num_classes: int, seed: int, task_index: int,
+                   init: str = "scratch") -> TaskNet:
+    """Build task ``task_index``'s network from its own seed, without touching global RNG.
+
+    ``init="imagenet"`` then loads torchvision's ImageNet weights (lecture
+    notes: transfer by fine-tuning a pretrained model).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1009 + task_index)
-        return TaskNet(spec, in_channels, num_classes)
+        net = TaskNet(spec, in_channels, num_classes)
+    if init == "imagenet":
+        load_imagenet(net, imagenet_state(spec))
+    elif init != "scratch":
+        raise ValueError(f"unknown init {init!r} (scratch or imagenet)")
+    return net
 
 
 def conv_layers(features: nn.Sequential) -> list[int]:

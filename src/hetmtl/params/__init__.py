@@ -59,15 +59,28 @@ class Params:
         return self.data["methods"].get(name, {})
 
     def runs(self, suite: str) -> list[dict]:
-        """The expanded grid for one suite: one dict per training job."""
+        """The expanded grid for one suite: one dict per training job.
+
+        Shared methods (no use for R) run once per group and seed, with the
+        setting ``shared``; the others once per setting.
+        """
+        seeds = self.suite(suite)["seeds"]
         out = []
         for group in self.data["groups"]:
-            for setting, spec in self.data["settings"].items():
-                for method in spec["methods"]:
-                    for seed in self.suite(suite)["seeds"]:
-                        out.append(dict(suite=suite, group=group, setting=setting,
-                                        method=method, seed=seed))
+            cells = [("shared", m) for m in self.data["shared_methods"]]
+            cells += [(s, m) for s, spec in self.data["settings"].items() for m in spec["methods"]]
+            for setting, method in cells:
+                for seed in seeds:
+                    out.append(dict(suite=suite, group=group, setting=setting, method=method, seed=seed))
         return out
+
+    def table_methods(self, setting: str) -> list[tuple[str, str]]:
+        """(run setting, method) of every row of a setting's table, shared rows first."""
+        return ([("shared", m) for m in self.data["shared_methods"]]
+                + [(setting, m) for m in self.data["settings"][setting]["methods"]])
+
+    def init_from(self, method: str) -> str | None:
+        return self.method(method).get("init_from")
 
     def tasks_of(self, group: str) -> list[str]:
         return list(self.data["groups"][group]["tasks"])
@@ -94,6 +107,22 @@ def _semantic_checks(d: dict, files: dict) -> None:
             if m not in d["methods"]:
                 fail("settings", f"settings.{setting}.methods",
                      f"method {m!r} has no entry in methods")
+            if m in d["shared_methods"]:
+                fail("settings", f"settings.{setting}.methods",
+                     f"method {m!r} is in shared_methods; it runs once for both settings")
+    for m in d["shared_methods"]:
+        if m not in d["methods"]:
+            fail("shared_methods", "shared_methods", f"method {m!r} has no entry in methods")
+    for name, spec in d["methods"].items():
+        source = spec.get("init_from")
+        if source and source not in d["shared_methods"]:
+            fail("methods", f"methods.{name}.init_from", f"{source!r} must be a shared method")
+    for group, matrix in d["relations"]["given"].items():
+        if group not in d["groups"]:
+            fail("relations", f"relations.given.{group}", "unknown group")
+        T = len(d["groups"][group]["tasks"])
+        if len(matrix) != T or any(len(row) != T for row in matrix):
+            fail("relations", f"relations.given.{group}", f"must be {T} x {T} (the group's tasks)")
     for name, table in d["tables"].items():
         if table["group"] not in d["groups"]:
             fail("tables", f"tables.{name}.group", f"unknown group {table['group']!r}")

@@ -19,7 +19,8 @@ def caption(params, suite: str, spec: dict) -> str:
     group = params["groups"][spec["group"]]
     parts = [
         f"{spec['paper']} (group {group['paper_group']}, {spec['group']} tasks; setting {spec['setting']}).",
-        f"Test accuracy (%), mean ± std over {len(s['seeds'])} seed(s); best mean per column in bold.",
+        f"Test accuracy (%), mean ± std over {len(s['seeds'])} seed(s); best mean per column in bold; "
+        "(shared): a method with no use for the task-relationship prior, run once for both settings.",
         f"Suite {suite}: {s['backbone']}, {s['image_size']}x{s['image_size']}, {s['epochs']} epochs, "
         f"batch {s['batch_size']}, SGD lr {params['training']['lr']}, momentum {params['training']['momentum']}, "
         f"L2 lambda {params['training']['l2_lambda']}.",
@@ -41,8 +42,7 @@ def aggregate(params, suite: str, root: Path) -> dict:
     metrics = {}
     for name, spec in params["tables"].items():
         tasks = params.tasks_of(spec["group"])
-        methods = params["settings"][spec["setting"]]["methods"]
-        table = summarise(records, spec["group"], spec["setting"], tasks, methods)
+        table = summarise(records, spec["group"], params.table_methods(spec["setting"]), tasks)
         cap = caption(params, suite, spec)
         _write(root / paths.table_file(suite, name, "md"), to_markdown(table, cap))
         _write(root / paths.table_file(suite, name, "tex"), to_latex(table, cap))

@@ -14,20 +14,31 @@ import pandas as pd
 AVERAGE = "Average"
 SHARING = "Kernel sharing"
 
+# Display names, in the paper's row order.
 DISPLAY = {
     "single_task": "Single-task",
     "hard_sharing": "Multi-task (hard sharing)",
+    "mtda": "MTDA",
+    "cross_stitch": "Cross-Stitch",
+    "nddr_cnn": "NDDR-CNN",
+    "soft_sharing": "Soft sharing",
     "mtal": "MTAL",
+    "mtal_prior": "MTAL (task prior)",
 }
 
 
-def summarise(records: pd.DataFrame, group: str, setting: str, tasks: list[str],
-              methods: list[str]) -> pd.DataFrame:
-    """Rows: methods; columns: (column, "mean"|"std"|"n") for tasks, Average, sharing."""
-    sel = records[(records.group == group) & (records.setting == setting)]
+def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
+              tasks: list[str]) -> pd.DataFrame:
+    """Rows: methods; columns: (column, "mean"|"std"|"n") for tasks, Average, sharing.
+
+    ``rows`` are (run setting, method); a method run in the setting ``shared``
+    (no use for R) is labelled as shared between the two settings' tables.
+    """
+    sel = records[records.group == group]
     out = {}
-    for method in methods:
-        m = sel[sel.method == method]
+    order = {m: i for i, m in enumerate(DISPLAY)}
+    for setting, method in sorted(rows, key=lambda r: order.get(r[1], len(order))):
+        m = sel[(sel.method == method) & (sel.setting == setting)]
         row = {}
         for col, metric in [*[(t, f"test_acc/{t}") for t in tasks], (AVERAGE, "test_acc/mean"),
                             (SHARING, "sharing/total")]:
@@ -37,9 +48,12 @@ def summarise(records: pd.DataFrame, group: str, setting: str, tasks: list[str],
             row[(col, "mean")] = values.mean() if len(values) else float("nan")
             row[(col, "std")] = values.std(ddof=1) if len(values) > 1 else (0.0 if len(values) else float("nan"))
             row[(col, "n")] = len(values)
+        row[("_shared", "")] = setting == "shared"
         out[method] = row
     table = pd.DataFrame.from_dict(out, orient="index")
     table.columns = pd.MultiIndex.from_tuples(table.columns)
+    shared = table.pop(("_shared", ""))
+    table.attrs["shared"] = set(shared.index[shared.astype(bool)])
     return table
 
 
@@ -57,7 +71,7 @@ def _cells(table: pd.DataFrame, bold: tuple[str, str]) -> list[list[str]]:
     best = _best(table)
     rows = []
     for method in table.index:
-        row = [DISPLAY.get(method, method)]
+        row = [DISPLAY.get(method, method) + (" (shared)" if method in table.attrs.get("shared", ()) else "")]
         for col in table.columns.get_level_values(0).unique():
             mean, std = table.loc[method, (col, "mean")], table.loc[method, (col, "std")]
             if pd.isna(mean):

@@ -1,8 +1,10 @@
-"""One training job: (suite, group, setting, method, seed) -> MLflow run + receipt.
+"""Jobs: one training run (suite, group, setting, method, seed) -> MLflow run + receipt,
+and the relations estimate of a group.
 
-Resumes from its checkpoint when one exists for the same parameters and data
-(continuing the same MLflow run); marks the run FAILED and keeps the checkpoint
-when it crashes; writes ``model.pt`` and then the receipt only when complete.
+A training job resumes from its checkpoint when one exists for the same
+parameters and data (continuing the same MLflow run); marks the run FAILED and
+keeps the checkpoint when it crashes; writes ``model.pt`` and then the receipt
+only when complete.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hetmtl.models import BACKBONES
 from hetmtl.params import ParamsError
 from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
-from hetmtl.training import checkpoint
+from hetmtl.training import checkpoint, relations
 from hetmtl.training.data import load_task, steps_per_epoch
 from hetmtl.training.loop import TrainConfig, fit
 
@@ -37,16 +39,54 @@ def set_determinism(device: torch.device, threads: int) -> None:
         torch.use_deterministic_algorithms(True)
 
 
+def backbone(params, suite_name: str):
+    suite = params.suite(suite_name)
+    if suite["backbone"] not in BACKBONES:
+        raise ParamsError(f"{params.files['suites.' + suite_name]}: suite.backbone: unknown backbone "
+                          f"{suite['backbone']!r} (known: {', '.join(BACKBONES)})")
+    return BACKBONES[suite["backbone"]]
+
+
+def train_config(params, suite_name: str, seed: int, epochs: int | None = None) -> TrainConfig:
+    suite, tr = params.suite(suite_name), params["training"]
+    return TrainConfig(epochs=epochs or suite["epochs"], batch_size=suite["batch_size"], seed=seed,
+                       lr=tr["finetune_lr"] if tr["init"] == "imagenet" else tr["lr"],
+                       momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"])
+
+
+def method_config(params, name: str) -> dict:
+    tr = params["training"]
+    return {**params.method(name), "init": tr["init"], "task_weighting": tr["task_weighting"]}
+
+
+def relations_for(params, key: dict) -> torch.Tensor | None:
+    """R for a prior-setting run (from the relations stage); None means uniform."""
+    if key["setting"] != "prior":
+        return None
+    return relations.read_csv(params.root / paths.relations_csv(key["suite"], key["group"]),
+                              params.tasks_of(key["group"]))
+
+
 def build_method(params, key: dict, tasks: list[TaskInfo]):
     name = key["method"]
     if name not in METHODS:
-        raise ParamsError(f"{params.files['settings']}: settings.{key['setting']}.methods: "
-                          f"unknown method {name!r} (known: {', '.join(METHODS)})")
-    suite = params.suite(key["suite"])
-    if suite["backbone"] not in BACKBONES:
-        raise ParamsError(f"{params.files['suites.' + key['suite']]}: suite.backbone: unknown backbone "
-                          f"{suite['backbone']!r} (known: {', '.join(BACKBONES)})")
-    return METHODS[name](tasks, BACKBONES[suite["backbone"]], params.method(name), key["seed"])
+        raise ParamsError(f"{params.files['settings']}: methods: unknown method {name!r} "
+                          f"(known: {', '.join(METHODS)})")
+    cls = METHODS[name]
+    args = (tasks, backbone(params, key["suite"]), method_config(params, name), key["seed"])
+    method = cls(*args, relations=relations_for(params, key)) if cls.uses_prior else cls(*args)
+    source = params.init_from(name)
+    if source:
+        path = params.root / paths.model_file(key["suite"], key["group"], "shared", source, key["seed"])
+        method.init_from(torch.load(path, map_location="cpu", weights_only=False)["model"])
+    k = params["training"]["freeze_blocks"]
+    if k and method.deep:
+        method.freeze_blocks(k)
+    return method
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, progress: bool = True) -> dict:
@@ -58,15 +98,15 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     data = [load_task(key["suite"], t, device) for t in task_names]
     tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
     method = build_method(params, key, tasks)
-    cfg = TrainConfig(epochs=suite["epochs"], batch_size=suite["batch_size"], seed=key["seed"],
-                      **{k: params["training"][k] for k in ("lr", "momentum", "l2_lambda", "nan_check_every")})
+    cfg = train_config(params, key["suite"], key["seed"])
     data_md5 = {d.name: d.manifest["source_md5"] for d in data}
-    run_params = {"method": params.method(key["method"]), "training": params["training"],
+    R = relations_for(params, key)
+    run_params = {"method": method_config(params, key["method"]), "training": params["training"],
                   "suite": suite, "tasks": task_names}
-    digest = hashlib.sha256(json.dumps([run_params, data_md5], sort_keys=True).encode()).hexdigest()[:16]
+    digest = _digest(run_params, data_md5, None if R is None else R.tolist())
     ckpt_key = {**key, "digest": digest}
     ckpt_path = root / paths.checkpoint(**key)
-    state = checkpoint.load(ckpt_path, ckpt_key)
+    state = checkpoint.load(ckpt_path, ckpt_key) if method.deep else None
 
     marker_path = root / paths.experiment_marker(key["suite"])
     if not marker_path.exists():
@@ -74,7 +114,8 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     marker = json.loads(marker_path.read_text())
     tags = {"git_commit": git_commit(root), "params_digest": digest, "device": device.type,
             "paper_group": str(params["groups"][key["group"]]["paper_group"]),
-            "data": suite["data"], **{f"data_md5/{t}": m for t, m in data_md5.items()}}
+            "data": suite["data"], "shared_between_settings": str(key["setting"] == "shared"),
+            **{f"data_md5/{t}": m for t, m in data_md5.items()}}
     logger = RunLogger(root, marker, key, tags, run_params, run_id=state["run_id"] if state else None)
     if state:
         print(f"[hetmtl] resuming {ckpt_path} after epoch {state['epoch']} (MLflow run {logger.run_id})")
@@ -85,7 +126,12 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
 
     started = time.time()
     try:
-        result = fit(method, data, cfg, device, state=state, on_epoch=on_epoch, progress=progress)
+        if method.deep:
+            result = fit(method, data, cfg, device, state=state, on_epoch=on_epoch, progress=progress)
+        else:
+            result = method.fit_closed_form(data)
+            for entry in result["history"]:
+                logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
     except BaseException:
         logger.finish("FAILED")
         raise
@@ -93,10 +139,8 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     final = dict(result["test"])
     final.update({k: v for k, v in result["history"][-1].items() if k.startswith(("sharing/", "compression"))})
     logger.log_metrics({**final, "train_seconds": seconds,
-                        "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}, step=cfg.epochs)
-    model_path = root / paths.model_file(**key)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
+                        "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}, step=len(result["history"]))
+    checkpoint.save(root / paths.model_file(**key), {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
     receipt = {"run_id": logger.run_id, "experiment_id": marker["experiment_id"],
                "tracking_uri": marker["tracking_uri"], "key": key, "params_digest": digest,
                "metrics": final, "train_seconds": round(seconds, 3)}
@@ -104,3 +148,38 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     receipts.write(root / paths.receipt(**key), receipt)
     ckpt_path.unlink(missing_ok=True)
     return receipt
+
+
+def relations_job(params, suite_name: str, group: str, device_name: str = "auto", threads: int = 1) -> torch.Tensor:
+    """Estimate (or take from params) R for ``group``; write CSV + heatmap; log to MLflow."""
+    root = params.root
+    device = pick_device(device_name)
+    set_determinism(device, threads)
+    tasks = params.tasks_of(group)
+    given = params["relations"]["given"].get(group)
+    if given is not None:
+        R, detail, source = torch.tensor(given, dtype=torch.float64), {}, "given in params/grid.yaml"
+    else:
+        data = [load_task(suite_name, t, device) for t in tasks]
+        seed = params.suite(suite_name)["seeds"][0]
+        cfg = train_config(params, suite_name, seed, epochs=params["relations"]["epochs"])
+        method_cfg = {**params.method("hard_sharing"), "init": params["training"]["init"]}
+        R, detail = relations.estimate(data, backbone(params, suite_name), cfg,
+                                       params["relations"]["temperature"], method_cfg)
+        source = f"estimated on the validation split ({params['relations']['epochs']} epochs, seed {seed})"
+    csv_path, png_path = root / paths.relations_csv(suite_name, group), root / paths.relations_png(suite_name, group)
+    relations.heatmap(png_path, tasks, R, f"R, {group} tasks ({suite_name})")
+    marker = json.loads((root / paths.experiment_marker(suite_name)).read_text())
+    key = dict(suite=suite_name, group=group, setting="prior", method="relations", seed=0)
+    logger = RunLogger(root, marker, key, {"git_commit": git_commit(root), "relations_source": source},
+                       {"relations": params["relations"], "tasks": tasks})
+    logger.log_metrics({f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks)
+                        for j, b in enumerate(tasks) if i < j}, step=0)
+    detail_path = csv_path.with_suffix(".json")
+    detail_path.parent.mkdir(parents=True, exist_ok=True)
+    detail_path.write_text(json.dumps({"source": source, **detail}, indent=2))
+    for p in (png_path, detail_path):
+        logger.log_artifact(p)
+    logger.finish()
+    relations.write_csv(csv_path, tasks, R, source)  # last: the DAG output
+    return R

@@ -39,7 +39,13 @@ class TrainConfig:
 
 
 def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(method.param_groups(), lr=cfg.lr, momentum=cfg.momentum)
+    groups = []
+    for group in method.param_groups():
+        group = dict(group)
+        group["lr"] = cfg.lr * group.pop("lr_mult", 1.0)
+        if group["params"]:
+            groups.append(group)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
 def _autocast(device: torch.device):
@@ -94,7 +100,10 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
                     logits = method(t, to_input(d.x["train"][idx]))
                     losses.append(F.cross_entropy(logits.float(), d.y["train"][idx]))
             task_losses = torch.stack(losses)
-            total = task_losses.sum()
+            total = method.combine(task_losses)
+            extra = method.extra_loss()
+            if extra is not None:
+                total = total + extra
             if cfg.l2_lambda:
                 total = total + cfg.l2_lambda * sum(
                     w.pow(2).sum() for t in range(len(data)) for w in method.task_weights(t))
@@ -110,6 +119,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
             loss_sum += task_losses.detach()
         metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}
         metrics.update(method.after_epoch(epoch, optimizer))
+        if method.log_vars is not None:
+            metrics.update({f"task_weight/{n}": w for n, w in zip(names, torch.exp(-method.log_vars).tolist())})
         for t, d in enumerate(data):
             metrics[f"val_acc/{d.name}"] = accuracy(method, t, d, "val")
         metrics["val_acc/mean"] = sum(metrics[f"val_acc/{n}"] for n in names) / len(names)

@@ -1,0 +1,55 @@
+"""NDDR-CNN (Gao et al., CVPR 2019): neural discriminative dimensionality reduction.
+
+After every VGG block, for each task i: concatenate the T columns' feature maps
+(T*C channels) and apply a 1x1 convolution back to C channels, BatchNorm and
+ReLU. The 1x1 weights start at 0.9 x identity on task i's own block and
+0.1 / (T - 1) x identity on the others (with ``prior``: the off-diagonal share
+follows R); the units learn at 100x the base rate; the columns start from the
+single-task run. The unit's BatchNorm, like the columns', is kept per task
+whose samples it sees (see ``columns.py``). ``unit_bn: false`` drops the
+unit's BatchNorm and ReLU (then identity weights reproduce the columns).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hetmtl.methods.columns import Columns, mixing_init
+
+
+class NDDRCNN(Columns):
+    name = "nddr_cnn"
+    uses_prior = True
+
+    def __init__(self, tasks, spec, cfg, seed, relations=None):
+        super().__init__(tasks, spec, cfg, seed, relations)
+        T = len(tasks)
+        init = mixing_init(relations, T, float(cfg.get("own_weight", 0.9)))
+        self.unit_bn = bool(cfg.get("unit_bn", True))
+        self.reduce = nn.ModuleList()  # block -> column i -> 1x1 conv
+        self.norms = nn.ModuleList()  # block -> column i -> per-task BatchNorm
+        for width in self.widths:
+            convs = nn.ModuleList()
+            for i in range(T):
+                conv = nn.Conv2d(T * width, width, kernel_size=1, bias=False)
+                with torch.no_grad():
+                    eye = torch.eye(width)
+                    conv.weight.copy_(torch.cat([init[i, j] * eye for j in range(T)], dim=1)[:, :, None, None])
+                convs.append(conv)
+            self.reduce.append(convs)
+            self.norms.append(nn.ModuleList(
+                nn.ModuleList(nn.BatchNorm2d(width) for _ in range(T)) for _ in range(T)))
+
+    def unit(self, b, t, feats):
+        cat = torch.cat(feats, dim=1)
+        out = []
+        for i, conv in enumerate(self.reduce[b]):
+            y = conv(cat)
+            if self.unit_bn:
+                y = torch.relu(self.norms[b][i][t](y))
+            out.append(y)
+        return out
+
+    def unit_parameters(self):
+        return list(self.reduce.parameters()) + list(self.norms.parameters())
