@@ -44,7 +44,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     # four blocks of one conv each (the offline demo)
     "vgg_small": BackboneSpec("vgg_small", (16, "M", 32, "M", 64, "M", 64, "M"), "gap_linear", batch_norm=True),
     # VGG-16, torchvision's definition (the paper's backbone)
-    "vgg16": BackboneSpec("vgg16", tuple(tv_vgg.cfgs["D"]), "vgg_classifier", "VGG16_Weights.IMAGENET1K_V1"),
+    "vgg16": BackboneSpec("vgg16", tuple(tv_vgg.cfgs["D"]), "vgg_classifier",
+                          imagenet_weights="VGG16_Weights.IMAGENET1K_V1"),
 }
 
 

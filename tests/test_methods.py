@@ -1,0 +1,235 @@
+"""A mechanism test for every method: each fails when its mechanism is removed."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from conftest import fake_task
+from hetmtl.methods import METHODS, TaskInfo
+from hetmtl.methods.columns import adapt_channels, mixing_init
+from hetmtl.methods.hard_sharing import clusters
+from hetmtl.methods.mtal_prior import pair_thresholds
+from hetmtl.methods.mtda import MTDA, generalized_eigh, scatters
+from hetmtl.models import BACKBONES
+from hetmtl.training.loop import TrainConfig, fit, make_optimizer
+
+SPEC = BACKBONES["vgg_tiny"]
+
+
+def cfg(**kw):
+    base = dict(epochs=2, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=5e-4, nan_check_every=1, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def infos(tasks):
+    return [TaskInfo(d.name, d.channels, d.num_classes) for d in tasks]
+
+
+def run(method, tasks, **kw):
+    torch.use_deterministic_algorithms(True)
+    return fit(method, tasks, cfg(**kw), torch.device("cpu"), progress=False)
+
+
+CS_CFG = {"init_from": "single_task", "own_weight": 0.9, "unit_lr_mult": 100}
+
+
+def test_cross_stitch_with_identity_mixing_equals_independent_columns(toy_tasks):
+    single = METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0)
+    cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, {**CS_CFG, "own_weight": 1.0}, 0)
+    cs.init_from(single.state_dict())
+    for a in cs.alpha:
+        a.requires_grad_(False)  # keep the identity
+    for t, d in enumerate(toy_tasks):
+        x = d.x["test"][:6].float() / 255
+        single.eval(), cs.eval()
+        torch.testing.assert_close(cs(t, x), single(t, x), rtol=0, atol=0)
+    a, b = run(single, toy_tasks), run(cs, toy_tasks)
+    assert a["test"] == b["test"]
+    torch.testing.assert_close(torch.tensor([h["train_loss/g1"] for h in a["history"]]),
+                               torch.tensor([h["train_loss/g1"] for h in b["history"]]))
+
+
+def test_cross_stitch_mixing_changes_the_output(toy_tasks):
+    cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, CS_CFG, 0).eval()
+    x = toy_tasks[0].x["test"][:4].float() / 255
+    before = cs(0, x)
+    with torch.no_grad():
+        cs.alpha[0].copy_(mixing_init(None, 3, 1.0)[:, :, None].expand_as(cs.alpha[0]))
+    assert not torch.allclose(before, cs(0, x))
+
+
+def test_cross_stitch_units_learn_a_hundred_times_faster(toy_tasks):
+    cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, CS_CFG, 0)
+    groups = make_optimizer(cs, cfg()).param_groups
+    assert [g["lr"] for g in groups] == [0.01, 1.0]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in cs.alpha}
+
+
+def test_mixing_initialisation_and_prior():
+    uniform = mixing_init(None, 4)
+    assert torch.allclose(uniform.diagonal(), torch.full((4,), 0.9))
+    assert torch.allclose(uniform[0, 1:], torch.full((3,), 0.1 / 3))
+    R = torch.tensor([[1, 0.9, 0.1, 0.0], [0.9, 1, 0.5, 0.5], [0.1, 0.5, 1, 0.5], [0.0, 0.5, 0.5, 1]])
+    prior = mixing_init(R, 4)
+    assert torch.allclose(prior.sum(1), torch.ones(4))
+    assert prior[0, 1] > prior[0, 2] > prior[0, 3] == 0
+
+
+def test_nddr_with_identity_own_block_and_no_unit_norm_equals_single_task(toy_tasks):
+    single = METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0)
+    nddr = METHODS["nddr_cnn"](infos(toy_tasks), SPEC, {**CS_CFG, "own_weight": 1.0, "unit_bn": False}, 0)
+    nddr.init_from(single.state_dict())
+    for p in nddr.unit_parameters():
+        p.requires_grad_(False)
+    a, b = run(single, toy_tasks), run(nddr, toy_tasks)
+    assert a["test"] == b["test"]
+    for ha, hb in zip(a["history"], b["history"]):
+        for k in ("train_loss/g1", "train_loss/c1", "train_loss/g2"):
+            assert abs(ha[k] - hb[k]) < 1e-5
+
+
+def test_nddr_units_see_every_column(toy_tasks):
+    nddr = METHODS["nddr_cnn"](infos(toy_tasks), SPEC, CS_CFG, 0)
+    w = nddr.reduce[0][1].weight[:, :, 0, 0]
+    C = nddr.widths[0]
+    assert torch.allclose(w[:, C:2 * C], 0.9 * torch.eye(C)) and torch.allclose(w[:, :C], 0.05 * torch.eye(C))
+    x = toy_tasks[1].x["train"][:8].float() / 255
+    F.cross_entropy(nddr(1, x), toy_tasks[1].y["train"][:8]).backward()
+    assert nddr.reduce[0][1].weight.grad[:, :C].abs().sum() > 0  # column 0 feeds task 1
+
+
+def test_adapt_channels():
+    gray, colour = torch.rand(2, 1, 4, 4), torch.rand(2, 3, 4, 4)
+    assert adapt_channels(gray, 3).shape == (2, 3, 4, 4)
+    torch.testing.assert_close(adapt_channels(colour, 1), colour.mean(1, keepdim=True))
+
+
+def test_soft_sharing_gamma_zero_equals_single_task(toy_tasks):
+    a = run(METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0), toy_tasks)
+    b = run(METHODS["soft_sharing"](infos(toy_tasks), SPEC, {"gamma": 0.0}, 0), toy_tasks)
+    assert a == b
+
+
+def test_soft_sharing_penalty_pulls_networks_together(toy_tasks):
+    tasks = [fake_task("a", 1, 3, seed=1), fake_task("b", 1, 3, seed=2)]
+
+    def distance(m):
+        return sum((p - q).pow(2).sum() for p, q in zip(m.nets[0].parameters(), m.nets[1].parameters())
+                   if p.shape == q.shape).item()
+
+    loose = METHODS["soft_sharing"](infos(tasks), SPEC, {"gamma": 0.0}, 0)
+    tight = METHODS["soft_sharing"](infos(tasks), SPEC, {"gamma": 0.5}, 0)
+    start = distance(loose)
+    run(loose, tasks), run(tight, tasks)
+    assert distance(tight) < 0.9 * start and distance(tight) < distance(loose)
+
+
+def test_prior_changes_mtal_thresholds_per_pair(toy_tasks):
+    R = torch.tensor([[1.0, 0.8, 0.2], [0.8, 1.0, 0.3], [0.2, 0.3, 1.0]])
+    params = {"rho_related": 0.4, "rho_unrelated": 0.55, "relation_threshold": 0.5,
+              "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1}
+    m = METHODS["mtal_prior"](infos(toy_tasks), SPEC, params, 0, relations=R)
+    assert m.thresholds[0, 1] == 0.4 and m.thresholds[0, 2] == 0.55 and m.thresholds[1, 2] == 0.55
+    uniform = METHODS["mtal_prior"](infos(toy_tasks), SPEC, params, 0)
+    assert (uniform.thresholds == 0.4).all()
+    assert torch.equal(pair_thresholds(R, params), m.thresholds)
+
+
+def test_hard_sharing_prior_builds_one_trunk_per_cluster(toy_tasks):
+    R = torch.tensor([[1.0, 0.2, 0.9], [0.2, 1.0, 0.1], [0.9, 0.1, 1.0]])
+    assert clusters(R, 3, 0.5) == [0, 1, 0]
+    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {"relation_threshold": 0.5}, 0, relations=R)
+    assert len(m.trunks) == 2 and m.cluster == [0, 1, 0]
+    assert len(METHODS["hard_sharing"](infos(toy_tasks), SPEC, {"relation_threshold": 0.5}, 0).trunks) == 1
+
+
+def lda_predictions(train_x, train_y, test_x, m, p, reg):
+    mu = train_x.mean(0)
+    _, _, Vh = torch.linalg.svd(train_x - mu, full_matrices=False)
+    V = Vh[:p].T
+    sb, sw = scatters((train_x - mu) @ V, train_y, reg)
+    _, vecs = generalized_eigh(sb, sw)
+    proj = V @ vecs[:, :m]
+    z = (train_x - mu) @ proj
+    means = torch.stack([z[train_y == c].mean(0) for c in train_y.unique()])
+    return torch.cdist((test_x - mu) @ proj, means).argmin(1)
+
+
+def test_mtda_with_one_task_agrees_with_plain_lda():
+    task = fake_task("a", 1, 4, n=40, seed=3)
+    params = {"pca_dim": 30, "common_dim": 8, "reg": 1e-3, "iterations": 5, "tol": 0.0}
+    m = MTDA(infos([task]), SPEC, params, 0)
+    m.fit_closed_form([task])
+    x_train, x_test = MTDA._flat(task, "train"), MTDA._flat(task, "test")
+    expected = lda_predictions(x_train, task.y["train"], x_test, 3, 30, 1e-3)
+    assert torch.equal(m.predict(0, x_test), expected)
+
+
+def test_mtda_handles_heterogeneous_dimensions_and_learns(toy_tasks):
+    params = {"pca_dim": 20, "common_dim": 6, "reg": 1e-3, "iterations": 10, "tol": 1e-10}
+    m = MTDA(infos(toy_tasks), SPEC, params, 0)
+    out = m.fit_closed_form(toy_tasks)
+    assert out["test"]["test_acc/mean"] > 0.6
+    assert m.projections[0][1].shape[0] == 16 * 16 and m.projections[1][1].shape[0] == 3 * 16 * 16
+
+
+def test_frozen_blocks_are_bit_identical_after_training(toy_tasks):
+    for name in ("single_task", "hard_sharing", "mtal", "cross_stitch"):
+        extra = {"mtal": {"rho": 0.0, "alpha": .5, "beta": .5, "warmup": 5, "share_every": 1},
+                 "cross_stitch": CS_CFG}.get(name, {})
+        m = METHODS[name](infos(toy_tasks), SPEC, extra, 0)
+        assert m.freeze_blocks(1) > 0
+        frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
+        moving = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
+        run(m, toy_tasks)
+        after = dict(m.named_parameters())
+        assert all(torch.equal(after[n], v) for n, v in frozen.items()), name
+        assert any(not torch.equal(after[n], v) for n, v in moving.items()), name
+
+
+def test_uncertainty_weighting_learns_task_weights(toy_tasks):
+    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {"task_weighting": "uncertainty"}, 0)
+    out = run(m, toy_tasks, lr=0.05)
+    assert m.log_vars is not None and not torch.equal(m.log_vars.detach(), torch.zeros(3))
+    assert "task_weight/g1" in out["history"][-1]
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    with torch.no_grad():
+        m.log_vars.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    expected = (losses * torch.exp(-m.log_vars) + 0.5 * m.log_vars).sum()
+    torch.testing.assert_close(m.combine(losses), expected)
+
+
+def test_imagenet_init_loads_weights_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    """A weights file made here and put into the cache is used: no network."""
+    import torchvision
+    from torchvision.models import VGG16_Weights
+
+    from hetmtl.models import vgg
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    vgg.imagenet_state.cache_clear()
+    fake = torchvision.models.vgg16(weights=None).state_dict()
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(fake, cache / VGG16_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1])
+    try:
+        gray = vgg.build_task_net(BACKBONES["vgg16"], 1, 10, seed=0, task_index=0, init="imagenet")
+        scratch = vgg.build_task_net(BACKBONES["vgg16"], 1, 10, seed=0, task_index=0)
+    finally:
+        vgg.imagenet_state.cache_clear()
+    sd = gray.state_dict()
+    assert torch.equal(sd["features.2.weight"], fake["features.2.weight"])
+    assert torch.equal(sd["features.0.weight"], fake["features.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(sd["head.2.0.weight"], fake["classifier.0.weight"])
+    assert torch.equal(sd["head.2.6.weight"], scratch.state_dict()["head.2.6.weight"])  # own output layer
+    assert sd["head.2.6.weight"].shape == (10, 4096)
+
+
+def test_imagenet_init_needs_a_backbone_with_weights():
+    import pytest
+
+    from hetmtl.models.vgg import ImageNetWeightsError, imagenet_state
+
+    with pytest.raises(ImageNetWeightsError, match="no ImageNet weights"):
+        imagenet_state(BACKBONES["vgg_small"])

@@ -1,0 +1,37 @@
+"""Backbones follow torchvision's VGG definitions."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+
+from hetmtl.models import BACKBONES, build_task_net, conv_names
+
+
+def test_vgg16_is_torchvisions_vgg16():
+    ours = build_task_net(BACKBONES["vgg16"], 3, 1000, seed=0, task_index=0).state_dict()
+    ref = torchvision.models.vgg16(weights=None).state_dict()
+    mapped = {("head.2." + k[len("classifier."):] if k.startswith("classifier.") else k): v.shape
+              for k, v in ref.items()}
+    assert {k: v.shape for k, v in ours.items()} == mapped
+    assert len(conv_names(BACKBONES["vgg16"])) == 13 and conv_names(BACKBONES["vgg16"])[-1] == "conv5_3"
+
+
+def test_first_conv_takes_the_native_channel_count():
+    for spec in BACKBONES.values():
+        if spec.name == "vgg16":
+            continue
+        gray = build_task_net(spec, 1, 7, seed=0, task_index=0)
+        colour = build_task_net(spec, 3, 5, seed=0, task_index=1)
+        assert gray.features[0].in_channels == 1 and colour.features[0].in_channels == 3
+        assert gray(torch.zeros(2, 1, 32, 32)).shape == (2, 7)
+        assert colour(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_same_seed_and_task_same_initialisation():
+    spec = BACKBONES["vgg_small"]
+    a = build_task_net(spec, 1, 4, seed=3, task_index=2).state_dict()
+    b = build_task_net(spec, 1, 4, seed=3, task_index=2).state_dict()
+    c = build_task_net(spec, 1, 4, seed=3, task_index=1).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["features.0.weight"], c["features.0.weight"])
