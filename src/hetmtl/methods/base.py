@@ -62,6 +62,10 @@ class Method(nn.Module):
     def forward(self, t: int, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def forward_all(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every task's logits for one batch per task (methods may batch across tasks)."""
+        return [self(t, x) for t, x in enumerate(xs)]
+
     def task_weights(self, t: int) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -50,6 +50,13 @@ def mixing_init(relations: torch.Tensor | None, T: int, own: float = 0.9) -> tor
     return own * torch.eye(T) + (1 - own) * off
 
 
+def per_task(modules: nn.ModuleList, segs: list[tuple[int, int]], x: torch.Tensor) -> torch.Tensor:
+    """Apply task t's module to task t's rows of a concatenated batch."""
+    if len(segs) == 1:
+        return modules[segs[0][0]](x)
+    return torch.cat([modules[t](part) for (t, _), part in zip(segs, x.split([n for _, n in segs]))])
+
+
 class Columns(Method):
     """T task networks run block by block; ``unit(block, t, feats)`` joins them."""
 
@@ -90,23 +97,39 @@ class Columns(Method):
                         for copy_ in m:
                             copy_.load_state_dict(src.state_dict())
 
-    def _block(self, j: int, b: int, t: int, x: torch.Tensor) -> torch.Tensor:
+    def _block(self, j: int, b: int, segs: list[tuple[int, int]], x: torch.Tensor) -> torch.Tensor:
         for m in self.blocks[j][b]:
-            x = m[t](x) if isinstance(m, nn.ModuleList) else m(x)
+            x = per_task(m, segs, x) if isinstance(m, nn.ModuleList) else m(x)
         return x
 
-    def unit(self, b: int, t: int, feats: list[torch.Tensor]) -> list[torch.Tensor]:  # pragma: no cover
-        raise NotImplementedError
+    def unit(self, b: int, segs: list[tuple[int, int]], feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        raise NotImplementedError  # pragma: no cover
 
     def unit_parameters(self) -> list[nn.Parameter]:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, t: int, x: torch.Tensor) -> torch.Tensor:
-        feats = [adapt_channels(x, task.channels) for task in self.tasks]
+    def forward_all(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every task's batch through every column at once (one pass per column).
+
+        ``segs`` records which rows belong to which task, for the per-task
+        BatchNorms; everything else runs on the concatenated batch.
+        """
+        segs = [(t, len(x)) for t, x in enumerate(xs) if x is not None]
+        feats = [torch.cat([adapt_channels(x, task.channels) for x in xs if x is not None])
+                 for task in self.tasks]
         for b in range(self.num_blocks):
-            feats = [self._block(j, b, t, f) for j, f in enumerate(feats)]
-            feats = self.unit(b, t, feats)
-        return self.nets[t].head(feats[t])
+            feats = [self._block(j, b, segs, f) for j, f in enumerate(feats)]
+            feats = self.unit(b, segs, feats)
+        out, start = [None] * len(xs), 0
+        for t, n in segs:
+            out[t] = self.nets[t].head(feats[t][start:start + n])
+            start += n
+        return out
+
+    def forward(self, t: int, x: torch.Tensor) -> torch.Tensor:
+        xs = [None] * len(self.tasks)
+        xs[t] = x
+        return self.forward_all(xs)[t]
 
     def task_weights(self, t: int) -> list[torch.Tensor]:
         own = [w for blk in self.blocks[t] for m in blk

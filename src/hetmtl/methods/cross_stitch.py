@@ -27,7 +27,7 @@ class CrossStitch(Columns):
         self.alpha = nn.ParameterList(
             nn.Parameter(init[:, :, None].repeat(1, 1, width).clone()) for width in self.widths)
 
-    def unit(self, b, t, feats):
+    def unit(self, b, segs, feats):
         stacked = torch.stack(feats)  # T x N x C x H x W
         mixed = torch.einsum("ijc,jnchw->inchw", self.alpha[b], stacked)
         return list(mixed.unbind(0))

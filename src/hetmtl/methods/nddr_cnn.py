@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hetmtl.methods.columns import Columns, mixing_init
+from hetmtl.methods.columns import Columns, mixing_init, per_task
 
 
 class NDDRCNN(Columns):
@@ -41,13 +41,13 @@ class NDDRCNN(Columns):
             self.norms.append(nn.ModuleList(
                 nn.ModuleList(nn.BatchNorm2d(width) for _ in range(T)) for _ in range(T)))
 
-    def unit(self, b, t, feats):
+    def unit(self, b, segs, feats):
         cat = torch.cat(feats, dim=1)
         out = []
         for i, conv in enumerate(self.reduce[b]):
             y = conv(cat)
             if self.unit_bn:
-                y = torch.relu(self.norms[b][i][t](y))
+                y = torch.relu(per_task(self.norms[b][i], segs, y))
             out.append(y)
         return out
 

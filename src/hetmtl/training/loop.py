@@ -93,13 +93,11 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
-            losses = []
+            idx = [batches[t][step] for t in range(len(data))]
             with _autocast(device):
-                for t, d in enumerate(data):
-                    idx = batches[t][step]
-                    logits = method(t, to_input(d.x["train"][idx]))
-                    losses.append(F.cross_entropy(logits.float(), d.y["train"][idx]))
-            task_losses = torch.stack(losses)
+                logits = method.forward_all([to_input(d.x["train"][i]) for d, i in zip(data, idx)])
+            task_losses = torch.stack([F.cross_entropy(lg.float(), d.y["train"][i])
+                                       for lg, d, i in zip(logits, data, idx)])
             total = method.combine(task_losses)
             extra = method.extra_loss()
             if extra is not None:
