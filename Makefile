@@ -6,13 +6,17 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)/src
 CORES ?= 2
 
-.PHONY: setup demo test tiny report clean-results
+.PHONY: setup demo test tiny readme-tables clean-results
 
 setup:
 	@bash scripts/setup.sh
 
-demo: setup  ## set up, then reproduce the demo suite offline (tables in reports/demo/tables)
+demo: setup  ## set up, then reproduce the demo suite offline: tables, figures, HTML report
 	snakemake --profile workflow/profiles/default --cores $(CORES) --config suite=demo
+	snakemake --profile workflow/profiles/default --config suite=demo --report reports/demo/report.html 2>&1 | grep -v "Missing metadata"
+
+readme-tables:  ## embed reports/demo/tables/*.md into README.md (between the markers)
+	python scripts/readme_tables.py demo
 
 tiny: setup
 	snakemake --profile workflow/profiles/default --cores $(CORES) --config suite=tiny

@@ -33,7 +33,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 
+report: "workflow/report/workflow.rst"
+
+
 rule all:
     input:
-        expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=list(P["tables"]), ext=["md", "csv", "tex"]),
+        expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=TABLES, ext=["md", "csv", "tex"]),
+        [str(paths.figure(SUITE, f)) for f in FIGURES],
         str(paths.metrics_file(SUITE)),

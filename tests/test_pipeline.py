@@ -75,7 +75,13 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
         assert "NOT the paper's data" in md and "MTAL" in md
         assert (proj / paths.table_file("tiny", name, "tex")).read_text().startswith(r"\begin{table}")
     metrics = json.loads((proj / paths.metrics_file("tiny")).read_text())
-    assert set(metrics) == set(params["tables"])
+    assert set(metrics) == set(params["tables"]) | {"table6"}
+    table6 = pd.read_csv(proj / paths.table_file("tiny", "table6", "csv"), index_col="layer")
+    assert "Total network" in table6.index and table6.notna().all().all()
+    for fig in ["fig8_overall", "fig9_threshold_sweep", "fig10_activations_conv1",
+                "fig11_activations_conv2", "fig12_mtal_loss"]:
+        png = proj / paths.figure("tiny", fig)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
     print(f"tiny DAG: {seconds:.1f} s")
 
 

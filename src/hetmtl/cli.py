@@ -66,7 +66,7 @@ def cmd_init_tracking(args) -> int:
 
     p = _params(args)
     p.suite(args.suite)
-    parents = [(g, s) for g in p["groups"] for s in ["shared", *p["settings"]]]
+    parents = [(g, s) for g in p["groups"] for s in ["shared", *p["settings"], *(f"sweep_{n}" for n in p["sweeps"])]]
     marker = init_experiment(p.root, args.suite, parents)
     print(f"MLflow experiment {marker['experiment']} ({marker['experiment_id']}) at {marker['tracking_uri']}")
     return 0
@@ -81,6 +81,22 @@ def cmd_train(args) -> int:
         raise ParamsError(f"{json.dumps(key)} is not in the grid of params/grid.yaml and "
                           f"params/suites/{args.suite}.yaml")
     receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress)
+    print(json.dumps(receipt["metrics"], indent=2))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from hetmtl.training.job import run_job
+
+    p = _params(args)
+    where = dict(suite=args.suite, sweep=args.sweep, group=args.group, value=args.value, seed=args.seed)
+    if where not in p.sweep_runs(args.suite):
+        raise ParamsError(f"{json.dumps(where)} is not in the sweeps of params/grid.yaml and "
+                          f"params/suites/{args.suite}.yaml")
+    sw = p["sweeps"][args.sweep]
+    key = dict(suite=args.suite, group=args.group, setting=sw["setting"], method=sw["method"], seed=args.seed)
+    receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress,
+                      sweep=(args.sweep, args.value))
     print(json.dumps(receipt["metrics"], indent=2))
     return 0
 
@@ -130,6 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--seed", type=int, required=True)
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sp.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    sp.add_argument("--no-progress", action="store_true")
+    sp = add("sweep", cmd_sweep, "train one point of a parameter sweep (paper Fig. 9)")
+    sp.add_argument("--sweep", required=True)
+    sp.add_argument("--group", required=True)
+    sp.add_argument("--value", type=float, required=True)
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sp.add_argument("--threads", type=int, default=1)
     sp.add_argument("--no-progress", action="store_true")
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
     sp.add_argument("--group", required=True)

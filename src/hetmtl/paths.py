@@ -44,6 +44,26 @@ def checkpoint(suite: str, group: str, setting: str, method: str, seed: int) -> 
     return Path("results") / suite / "checkpoints" / group / setting / method / f"seed{seed}.pt"
 
 
+def sweep_dir(suite: str, sweep: str, group: str, value: float, seed: int) -> Path:
+    return Path("results") / suite / "sweeps" / sweep / group / f"{value:g}" / f"seed{seed}"
+
+
+def sweep_receipt(suite: str, sweep: str, group: str, value: float, seed: int) -> Path:
+    return sweep_dir(suite, sweep, group, value, seed) / "receipt.json"
+
+
+def sweep_checkpoint(suite: str, sweep: str, group: str, value: float, seed: int) -> Path:
+    return Path("results") / suite / "checkpoints" / "sweeps" / sweep / group / f"{value:g}" / f"seed{seed}.pt"
+
+
+def figure(suite: str, name: str) -> Path:
+    return Path("reports") / suite / "figures" / f"{name}.png"
+
+
+def plots_dir(suite: str) -> Path:
+    return Path("reports") / suite / "plots"
+
+
 def experiment_marker(suite: str) -> Path:
     return Path("results") / suite / "mlflow_experiment.json"
 

@@ -1,12 +1,80 @@
-# Aggregation: receipts -> their MLflow runs -> tables and the DVC metrics file.
+# Sweeps (paper Fig. 9) and the aggregation: receipts -> their MLflow runs ->
+# tables, figures, DVC metrics and plot data, and the `snakemake --report` items.
+
+SWEEP_RUNS = P.sweep_runs(SUITE)
+STANDIN = " The data are GENERATED STAND-INS, not the paper's data sets." if S["data"] == "standin" else ""
+TABLES = list(P["tables"]) + ["table6"]
+FIGURES = ["fig8_overall", "fig9_threshold_sweep", "fig10_activations_conv1",
+           "fig11_activations_conv2", "fig12_mtal_loss"]
+
+
+def sweep_inputs(wc):
+    inputs = {"data": prepared_of_group(wc.group), "marker": str(paths.experiment_marker(SUITE))}
+    sw = P["sweeps"][wc.sweep]
+    if sw["setting"] == "prior":
+        inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
+    return inputs
+
+
+rule sweep:
+    input:
+        unpack(sweep_inputs),
+    output:
+        receipt=f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}/seed{{seed}}/receipt.json",
+        model=f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}/seed{{seed}}/model.pt",
+    wildcard_constraints:
+        seed=r"\d+",
+        value=r"[0-9.e+-]+",
+    threads: 1
+    resources:
+        gpu=1 if S["data"] == "real" else 0,
+    log:
+        f"logs/{SUITE}/sweep/{{sweep}}/{{group}}/{{value}}/seed{{seed}}.log",
+    shell:
+        "hetmtl sweep --suite {SUITE} --sweep {wildcards.sweep} --group {wildcards.group} "
+        "--value {wildcards.value} --seed {wildcards.seed} --device {config[device]} "
+        "--threads {threads} --no-progress > {log} 2>&1"
+
+
+def table_caption(table):
+    spec = P["tables"].get(table)
+    what = f"{spec['paper']}: {spec['group']} tasks, setting {spec['setting']}" if spec else \
+        "Table 6: MTAL's kernel sharing ratio per conv layer"
+    return f"Reproduces the paper's {what} (suite {SUITE}).{STANDIN}"
+
+
+FIGURE_CAPTIONS = {
+    "fig8_overall": "Reproduces the paper's Fig. 8: average test accuracy of every method in every table.",
+    "fig9_threshold_sweep": "Reproduces the paper's Fig. 9: MTAL's accuracy against the threshold rho.",
+    "fig10_activations_conv1": "Reproduces the paper's Fig. 10: activation maps of shared kernels, first conv layer.",
+    "fig11_activations_conv2": "Reproduces the paper's Fig. 11: activation maps of shared kernels, second conv layer.",
+    "fig12_mtal_loss": "Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves.",
+}
 
 
 rule aggregate:
     input:
         receipts=[str(paths.receipt(**k)) for k in RUNS],
+        models=[str(paths.model_file(**k)) for k in RUNS if k["method"] == "mtal"],
+        sweeps=[str(paths.sweep_receipt(**w)) for w in SWEEP_RUNS],
     output:
-        tables=expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=list(P["tables"]), ext=["md", "csv", "tex"]),
+        tables=[
+            report(str(paths.table_file(SUITE, t, "md")), category="Tables", caption="../report/table.rst",
+                   labels={"table": t, "suite": SUITE})
+            for t in TABLES
+        ],
+        other=expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=TABLES, ext=["csv", "tex"]),
+        figures=[
+            report(str(paths.figure(SUITE, f)), category="Figures", caption="../report/figure.rst",
+                   labels={"figure": f, "suite": SUITE})
+            for f in FIGURES
+        ],
         metrics=str(paths.metrics_file(SUITE)),
+        plots=[str(paths.plots_dir(SUITE) / f"sweep_{n}.csv") for n in P["sweeps"]]
+        + [str(paths.plots_dir(SUITE) / "mtal_train_loss.csv")],
+    params:
+        captions={**{t: table_caption(t) for t in TABLES},
+                  **{f: FIGURE_CAPTIONS[f] + STANDIN for f in FIGURES}},
     log:
         f"logs/{SUITE}/aggregate.log",
     shell:

@@ -157,6 +157,22 @@ class MTAL(Method):
                 x = F.max_pool2d(x, kernel_size=2, stride=2)
         return self.heads[t](x)
 
+    def activations(self, t: int, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Task t's response of conv layer ``layer`` (before its BatchNorm) to ``x``."""
+        for op in self.plan:
+            if op[0] == "conv":
+                w, b = self.kernel(t, op[1])
+                x = F.conv2d(x, w, b, padding=1)
+                if op[1] == layer:
+                    return x
+            elif op[0] == "bn":
+                x = self.norms[op[1]][t](x)
+            elif op[0] == "relu":
+                x = F.relu(x)
+            else:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+        raise IndexError(f"no conv layer {layer}")
+
     def task_weights(self, t: int) -> list[torch.Tensor]:
         out = []  # in the order of the task network's own parameters (as single_task)
         for op in self.plan:

@@ -74,6 +74,13 @@ class Params:
                     out.append(dict(suite=suite, group=group, setting=setting, method=method, seed=seed))
         return out
 
+    def sweep_runs(self, suite: str) -> list[dict]:
+        """One dict per sweep training job: suite, sweep, group, value, seed."""
+        scale = self.suite(suite)["sweeps"]
+        return [dict(suite=suite, sweep=name, group=group, value=value, seed=seed)
+                for name in self.data["sweeps"] for group in self.data["groups"]
+                for value in scale[name]["values"] for seed in scale[name]["seeds"]]
+
     def table_methods(self, setting: str) -> list[tuple[str, str]]:
         """(run setting, method) of every row of a setting's table, shared rows first."""
         return ([("shared", m) for m in self.data["shared_methods"]]
@@ -117,6 +124,15 @@ def _semantic_checks(d: dict, files: dict) -> None:
         source = spec.get("init_from")
         if source and source not in d["shared_methods"]:
             fail("methods", f"methods.{name}.init_from", f"{source!r} must be a shared method")
+    for suite_name, suite in d["suites"].items():
+        for name in d["sweeps"]:
+            if name not in suite["sweeps"]:
+                fail(f"suites.{suite_name}", f"suite.sweeps.{name}", "missing: the suite's scale of this sweep")
+    for name, sw in d["sweeps"].items():
+        if sw["setting"] not in d["settings"] or sw["method"] not in d["settings"][sw["setting"]]["methods"]:
+            fail("sweeps", f"sweeps.{name}", f"method {sw['method']!r} is not in setting {sw['setting']!r}")
+        if sw["parameter"] not in d["methods"].get(sw["method"], {}):
+            fail("sweeps", f"sweeps.{name}.parameter", f"{sw['method']} has no parameter {sw['parameter']!r}")
     for group, matrix in d["relations"]["given"].items():
         if group not in d["groups"]:
             fail("relations", f"relations.given.{group}", "unknown group")

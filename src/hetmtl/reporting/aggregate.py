@@ -1,4 +1,5 @@
-"""Write every table of a suite (markdown, CSV, LaTeX) and the DVC metrics file."""
+"""Every table and figure of a suite, the DVC metrics and plot data, and an
+MLflow run per suite that holds them all as artifacts (SPEC section 7)."""
 
 from __future__ import annotations
 
@@ -6,50 +7,171 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from hetmtl import paths
-from hetmtl.reporting.collect import collect
-from hetmtl.reporting.tables import summarise, to_csv, to_latex, to_markdown
+from hetmtl.reporting import figures
+from hetmtl.reporting.collect import collect, collect_sweeps, metric_histories
+from hetmtl.reporting.tables import (add_significance, paired_pvalues, sharing_csv, sharing_latex,
+                                     sharing_markdown, sharing_table, summarise, to_csv, to_latex,
+                                     to_markdown)
 
 STANDIN_NOTE = ("Data: generated stand-in archives (SPEC section 2), NOT the paper's data; "
                 "these numbers say nothing about the real data sets.")
+FIGURES = {
+    "fig8_overall": "Fig. 8",
+    "fig9_threshold_sweep": "Fig. 9",
+    "fig10_activations_conv1": "Fig. 10",
+    "fig11_activations_conv2": "Fig. 11",
+    "fig12_mtal_loss": "Fig. 12",
+}
+SHARING_TABLE = "table6"
+
+
+def scale_note(params, suite: str) -> str:
+    s = params.suite(suite)
+    note = (f"Suite {suite}: {s['backbone']}, {s['image_size']}x{s['image_size']}, {s['epochs']} epochs, "
+            f"batch {s['batch_size']}, SGD lr {params['training']['lr']}, momentum {params['training']['momentum']}, "
+            f"L2 lambda {params['training']['l2_lambda']}.")
+    return note + (" " + STANDIN_NOTE if s["data"] == "standin" else "")
+
+
+def reference_method(params, setting: str) -> tuple[str, str]:
+    """The MTAL row of a setting's table (the significance tests' reference)."""
+    mtal = [m for m in params["settings"][setting]["methods"] if m.startswith("mtal")]
+    return (setting, mtal[0]) if mtal else None
 
 
 def caption(params, suite: str, spec: dict) -> str:
     s = params.suite(suite)
     group = params["groups"][spec["group"]]
+    ref = reference_method(params, spec["setting"])
     parts = [
         f"{spec['paper']} (group {group['paper_group']}, {spec['group']} tasks; setting {spec['setting']}).",
         f"Test accuracy (%), mean ± std over {len(s['seeds'])} seed(s); best mean per column in bold; "
         "(shared): a method with no use for the task-relationship prior, run once for both settings.",
-        f"Suite {suite}: {s['backbone']}, {s['image_size']}x{s['image_size']}, {s['epochs']} epochs, "
-        f"batch {s['batch_size']}, SGD lr {params['training']['lr']}, momentum {params['training']['momentum']}, "
-        f"L2 lambda {params['training']['l2_lambda']}.",
     ]
-    if s["data"] == "standin":
-        parts.append(STANDIN_NOTE)
+    if ref:
+        parts.append(f"p vs MTAL: two-sided paired t-test over seeds of the average accuracy against "
+                     f"{ref[1]}; * p < 0.05; n/a with fewer than two seeds.")
+    parts.append(scale_note(params, suite))
     return " ".join(parts)
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(text)
     os.replace(tmp, path)
+    return path
+
+
+def comparison_tables(params, suite: str, records: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name, spec in params["tables"].items():
+        rows = params.table_methods(spec["setting"])
+        table = summarise(records, spec["group"], rows, params.tasks_of(spec["group"]))
+        ref = reference_method(params, spec["setting"])
+        if ref:
+            table = add_significance(table, paired_pvalues(records, spec["group"], rows, ref), ref[1])
+        out[name] = table
+    return out
+
+
+def mtal_sharing(params, suite: str, records: pd.DataFrame) -> pd.DataFrame:
+    from hetmtl.models import BACKBONES, conv_names
+
+    columns = [(f"{g} ({m})", g, f"{s}/{m}") for s in params["settings"] for g in params["groups"]
+               for m in params["settings"][s]["methods"] if m.startswith("mtal")]
+    return sharing_table(records, columns, conv_names(BACKBONES[params.suite(suite)["backbone"]]))
+
+
+def activation_figures(params, suite: str, root: Path, out: dict) -> None:
+    """Figs. 10-11 from the first seed's MTAL model (no prior), as the paper shows them."""
+    import torch
+
+    from hetmtl.methods import TaskInfo
+    from hetmtl.training.data import load_task, to_input
+    from hetmtl.training.job import build_method
+
+    groups = list(params["groups"])
+    seed = params.suite(suite)["seeds"][0]
+    for (name, layer), group in zip([("fig10_activations_conv1", 0), ("fig11_activations_conv2", 1)],
+                                    [groups[0], groups[-1]]):
+        key = dict(suite=suite, group=group, setting="no_prior", method="mtal", seed=seed)
+        path = root / paths.figure(suite, name)
+        model = root / paths.model_file(**key)
+        if not model.exists():
+            out[name] = figures.empty_figure(path, FIGURES[name], "no MTAL model in this grid")
+            continue
+        data = [load_task(suite, t, torch.device("cpu")) for t in params.tasks_of(group)]
+        method = build_method(params, key, [TaskInfo(d.name, d.channels, d.num_classes) for d in data])
+        method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
+        method.eval()
+        layer_name = method.layer_names[layer]
+        images = [to_input(d.x["test"][:1]) for d in data]
+        out[name] = figures.activation_maps(
+            method, images, layer, layer_name, path,
+            f"{FIGURES[name]}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})")
 
 
 def aggregate(params, suite: str, root: Path) -> dict:
     records = collect(params, suite, root)
-    metrics = {}
-    for name, spec in params["tables"].items():
-        tasks = params.tasks_of(spec["group"])
-        table = summarise(records, spec["group"], params.table_methods(spec["setting"]), tasks)
-        cap = caption(params, suite, spec)
-        _write(root / paths.table_file(suite, name, "md"), to_markdown(table, cap))
-        _write(root / paths.table_file(suite, name, "tex"), to_latex(table, cap))
-        _write(root / paths.table_file(suite, name, "csv"), to_csv(table))
+    tables = comparison_tables(params, suite, records)
+    written: dict[str, Path] = {}
+    metrics: dict = {}
+    for name, table in tables.items():
+        cap = caption(params, suite, params["tables"][name])
+        written[f"{name}.md"] = _write(root / paths.table_file(suite, name, "md"), to_markdown(table, cap))
+        written[f"{name}.tex"] = _write(root / paths.table_file(suite, name, "tex"), to_latex(table, cap))
+        written[f"{name}.csv"] = _write(root / paths.table_file(suite, name, "csv"), to_csv(table))
         metrics[name] = {m: {col: round(float(table.loc[m, (col, "mean")]), 6)
                              for col in table.columns.get_level_values(0).unique()
                              if table.loc[m, (col, "n")] > 0}
                          for m in table.index}
+    sharing = mtal_sharing(params, suite, records)
+    cap6 = ("Table 6: MTAL's kernel sharing ratio per conv layer (share of the task kernels that use a slot "
+            "used by another task kernel), the whole network, and its compression (unique kernel slots in use "
+            "over all task kernels); % , mean ± std over seeds. " + scale_note(params, suite))
+    written["table6.md"] = _write(root / paths.table_file(suite, SHARING_TABLE, "md"), sharing_markdown(sharing, cap6))
+    written["table6.tex"] = _write(root / paths.table_file(suite, SHARING_TABLE, "tex"), sharing_latex(sharing, cap6))
+    written["table6.csv"] = _write(root / paths.table_file(suite, SHARING_TABLE, "csv"), sharing_csv(sharing))
+    metrics[SHARING_TABLE] = {col: round(float(sharing.loc["Total network", col][0]), 6) for col in sharing.columns}
+
+    note = "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
+    titles = {n: f"{s['paper']}: {s['group']}, {s['setting']}" for n, s in params["tables"].items()}
+    written["fig8_overall"] = figures.overall_comparison(tables, titles, root / paths.figure(suite, "fig8_overall"), note)
+
+    plots = root / paths.plots_dir(suite)
+    all_sweeps = collect_sweeps(params, suite, root)
+    for sweep_name, sw in params["sweeps"].items():
+        sweeps = all_sweeps[all_sweeps.sweep == sweep_name]
+        written["fig9_threshold_sweep"] = figures.threshold_sweep(
+            sweeps, root / paths.figure(suite, "fig9_threshold_sweep"), sw["parameter"], note)
+        summary = (sweeps[sweeps.metric == "test_acc/mean"].groupby(["group", "sweep_value"])["value"]
+                   .agg(["mean", "std"]).reset_index().rename(columns={"sweep_value": sw["parameter"]}))
+        _write(plots / f"sweep_{sweep_name}.csv", summary.to_csv(index=False, float_format="%.6f"))
+    losses = metric_histories(params, suite, root, "mtal", "no_prior", "train_loss/")
+    written["fig12_mtal_loss"] = figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]},
+                                                     root / paths.figure(suite, "fig12_mtal_loss"), note)
+    curve = losses.groupby(["group", "task", "epoch"])["value"].mean().reset_index()
+    _write(plots / "mtal_train_loss.csv", curve.rename(columns={"value": "train_loss"}).to_csv(index=False))
+    activation_figures(params, suite, root, written)
+
     _write(root / paths.metrics_file(suite), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    log_aggregate_run(params, suite, root, written, metrics)
     return metrics
+
+
+def log_aggregate_run(params, suite: str, root: Path, files: dict[str, Path], metrics: dict) -> None:
+    """One MLflow run per aggregation, holding every table and figure as artifacts."""
+    from hetmtl.tracking.mlflow_store import client, git_commit, retry
+
+    marker = json.loads((root / paths.experiment_marker(suite)).read_text())
+    c = client(root)
+    run = retry(lambda: c.create_run(marker["experiment_id"], run_name=f"aggregate/{suite}",
+                                     tags={"suite": suite, "hetmtl.kind": "aggregate", "git_commit": git_commit(root)}))
+    for path in files.values():
+        sub = "figures" if path.suffix == ".png" else "tables"
+        retry(lambda: c.log_artifact(run.info.run_id, str(path), artifact_path=sub))
+    retry(lambda: c.set_terminated(run.info.run_id))

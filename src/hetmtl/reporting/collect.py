@@ -20,21 +20,55 @@ class RecordError(RuntimeError):
     """A receipt and its MLflow run disagree, or a run is missing."""
 
 
+def _checked_run(c, path: Path, expect: dict):
+    receipt = receipts.read(path)
+    run = retry(lambda: c.get_run(receipt["run_id"]))
+    tags = run.data.tags
+    for field, want in expect.items():
+        if tags.get(field) != str(want):
+            raise RecordError(f"{path}: MLflow run {receipt['run_id']} has {field}={tags.get(field)!r}, "
+                              f"the receipt's job says {want!r}")
+    if run.info.status != "FINISHED":
+        raise RecordError(f"{path}: MLflow run {receipt['run_id']} is {run.info.status}, not FINISHED")
+    return receipt, run
+
+
+def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
+    """Long records of the sweep runs: one row per (run, metric), with the swept value."""
+    c = client(root)
+    rows = []
+    for w in params.sweep_runs(suite):
+        path = root / paths.sweep_receipt(**w)
+        sw = params["sweeps"][w["sweep"]]
+        receipt, run = _checked_run(c, path, {"group": w["group"], "method": sw["method"], "seed": w["seed"],
+                                              "sweep": w["sweep"], "sweep_value": f"{w['value']:g}"})
+        for metric, value in run.data.metrics.items():
+            rows.append({"group": w["group"], "sweep": w["sweep"], "sweep_value": w["value"], "seed": w["seed"],
+                         "run_id": receipt["run_id"], "metric": metric, "value": float(value)})
+    return pd.DataFrame(rows, columns=["group", "sweep", "sweep_value", "seed", "run_id", "metric", "value"])
+
+
+def metric_histories(params, suite: str, root: Path, method: str, setting: str, prefix: str) -> pd.DataFrame:
+    """Per-epoch history of metrics ``<prefix><task>`` of a method's runs, every group and seed."""
+    c = client(root)
+    rows = []
+    for key in params.runs(suite):
+        if key["method"] != method or key["setting"] != setting:
+            continue
+        receipt = receipts.read(root / paths.receipt(**key))
+        for task in params.tasks_of(key["group"]):
+            for m in retry(lambda: c.get_metric_history(receipt["run_id"], f"{prefix}{task}")):
+                rows.append({"group": key["group"], "seed": key["seed"], "task": task,
+                             "epoch": m.step, "value": m.value})
+    return pd.DataFrame(rows, columns=["group", "seed", "task", "epoch", "value"])
+
+
 def collect(params, suite: str, root: Path) -> pd.DataFrame:
     """Long records: one row per (run, metric) of the suite's grid."""
     c = client(root)
     rows = []
     for key in params.runs(suite):
-        path = root / paths.receipt(**key)
-        receipt = receipts.read(path)
-        run = retry(lambda: c.get_run(receipt["run_id"]))
-        tags = run.data.tags
-        for field in ("suite", "group", "setting", "method", "seed"):
-            if tags.get(field) != str(key[field]):
-                raise RecordError(f"{path}: MLflow run {receipt['run_id']} has {field}={tags.get(field)!r}, "
-                                  f"the receipt says {key[field]!r}")
-        if run.info.status != "FINISHED":
-            raise RecordError(f"{path}: MLflow run {receipt['run_id']} is {run.info.status}, not FINISHED")
+        receipt, run = _checked_run(c, root / paths.receipt(**key), key)
         for metric, value in run.data.metrics.items():
             rows.append({**key, "run_id": receipt["run_id"], "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["suite", "group", "setting", "method", "seed", "run_id", "metric", "value"])

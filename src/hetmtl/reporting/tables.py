@@ -81,12 +81,16 @@ def _cells(table: pd.DataFrame, bold: tuple[str, str]) -> list[list[str]]:
             if col in best and method in best[col]:
                 cell = f"{bold[0]}{cell}{bold[1]}"
             row.append(cell)
+        p = _pcell(table, method, "*")
+        if p is not None:
+            row.append(p)
         rows.append(row)
     return rows
 
 
 def header(table: pd.DataFrame) -> list[str]:
-    return ["Method", *table.columns.get_level_values(0).unique()]
+    head = ["Method", *table.columns.get_level_values(0).unique()]
+    return head + (["p vs MTAL"] if "pvalues" in table.attrs else [])
 
 
 def to_markdown(table: pd.DataFrame, caption: str) -> str:
@@ -113,4 +117,114 @@ def to_csv(table: pd.DataFrame) -> str:
     flat = table.copy()
     flat.columns = [f"{col}/{stat}" for col, stat in flat.columns]
     flat.index.name = "method"
+    flat["shared"] = [m in table.attrs.get("shared", ()) for m in flat.index]
+    if "pvalues" in table.attrs:
+        flat["p_vs_mtal"] = [table.attrs["pvalues"].get(m, float("nan")) for m in flat.index]
     return flat.to_csv(float_format="%.6f")
+
+
+# ----------------------------------------------------------------- significance
+
+def paired_pvalues(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
+                   reference: tuple[str, str], metric: str = "test_acc/mean") -> dict[str, float]:
+    """Two-sided paired t-test over seeds of each row against ``reference`` (MTAL).
+
+    Pairs are matched by seed; fewer than two common seeds, or identical
+    differences, give NaN (no test possible).
+    """
+    from scipy import stats
+
+    sel = records[(records.group == group) & (records.metric == metric)]
+
+    def series(setting, method):
+        s = sel[(sel.setting == setting) & (sel.method == method)]
+        return s.set_index("seed")["value"]
+
+    ref = series(*reference)
+    out = {}
+    for setting, method in rows:
+        if (setting, method) == reference:
+            continue
+        other = series(setting, method)
+        common = ref.index.intersection(other.index)
+        diff = (ref[common] - other[common]).to_numpy()
+        if len(common) < 2 or (diff == diff[0]).all():
+            out[method] = float("nan")
+        else:
+            out[method] = float(stats.ttest_rel(ref[common], other[common]).pvalue)
+    return out
+
+
+def add_significance(table: pd.DataFrame, pvalues: dict[str, float], reference: str) -> pd.DataFrame:
+    """Attach the p-values (column "p vs MTAL") for rendering."""
+    table = table.copy()
+    table.attrs = dict(table.attrs, pvalues=pvalues, reference=reference)
+    return table
+
+
+def _pcell(table: pd.DataFrame, method: str, star: str) -> str:
+    pv = table.attrs.get("pvalues")
+    if pv is None:
+        return None
+    if method == table.attrs.get("reference"):
+        return "ref."
+    p = pv.get(method, float("nan"))
+    if pd.isna(p):
+        return "n/a"
+    return f"{p:.3f}{star if p < 0.05 else ''}"
+
+
+# ----------------------------------------------------------------- Table 6
+
+def sharing_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], layers: list[str]) -> pd.DataFrame:
+    """Table 6: MTAL's kernel sharing ratio per conv layer, the total and the compression.
+
+    ``columns``: (label, group, (setting, method) as "setting/method").
+    """
+    out = {}
+    for label, group, run in columns:
+        setting, method = run.split("/")
+        sel = records[(records.group == group) & (records.setting == setting) & (records.method == method)]
+        col = {}
+        for name, metric in [*[(layer, f"sharing/{layer}") for layer in layers],
+                             ("Total network", "sharing/total"), ("Compression (unique slots / all)", "compression")]:
+            v = sel[sel.metric == metric]["value"]
+            col[name] = (v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0) if len(v) else (float("nan"), float("nan"))
+        out[label] = col
+    return pd.DataFrame(out)
+
+
+def sharing_markdown(table: pd.DataFrame, caption: str) -> str:
+    head = ["MTAL network", *table.columns]
+    lines = [caption, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for layer in table.index:
+        cells = []
+        for col in table.columns:
+            mean, std = table.loc[layer, col]
+            cells.append("–" if pd.isna(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}")
+        lines.append("| " + " | ".join([layer, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sharing_csv(table: pd.DataFrame) -> str:
+    rows = ["layer," + ",".join(f"{c}/mean,{c}/std" for c in table.columns)]
+    for layer in table.index:
+        rows.append(layer + "," + ",".join(f"{table.loc[layer, c][0]:.6f},{table.loc[layer, c][1]:.6f}"
+                                           for c in table.columns))
+    return "\n".join(rows) + "\n"
+
+
+def sharing_latex(table: pd.DataFrame, caption: str) -> str:
+    md = sharing_markdown(table, caption).splitlines()
+    head = md[2].strip("| ").split(" | ")
+    body = [line.strip("| ").split(" | ") for line in md[4:]]
+
+    def esc(s):
+        return s.replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")
+
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}",
+             r"\begin{tabular}{l" + "c" * (len(head) - 1) + "}", r"\toprule",
+             " & ".join(esc(h) for h in head) + r" \\", r"\midrule"]
+    lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

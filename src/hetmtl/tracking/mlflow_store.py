@@ -82,13 +82,13 @@ class RunLogger:
     """One training job's MLflow run: params and tags once, metrics per epoch."""
 
     def __init__(self, root: Path, marker: dict, key: dict, tags: dict, params: dict,
-                 run_id: str | None = None):
+                 run_id: str | None = None, parent: str | None = None, run_name: str | None = None):
         self.c = client(root)
         if run_id is None:
-            parent = marker["parents"][f"{key['group']}/{key['setting']}"]
+            parent_id = marker["parents"][parent or f"{key['group']}/{key['setting']}"]
             all_tags = {**{k: str(v) for k, v in key.items()}, **tags,
-                        "mlflow.parentRunId": parent, "hetmtl.kind": "training"}
-            name = f"{key['method']}/seed{key['seed']}"
+                        "mlflow.parentRunId": parent_id, "hetmtl.kind": "training"}
+            name = run_name or f"{key['method']}/seed{key['seed']}"
             run = retry(lambda: self.c.create_run(marker["experiment_id"], run_name=name, tags=all_tags))
             run_id = run.info.run_id
             flat = [(k, str(v)[:6000]) for k, v in sorted(_flatten(params).items())]

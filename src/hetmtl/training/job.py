@@ -67,13 +67,13 @@ def relations_for(params, key: dict) -> torch.Tensor | None:
                               params.tasks_of(key["group"]))
 
 
-def build_method(params, key: dict, tasks: list[TaskInfo]):
+def build_method(params, key: dict, tasks: list[TaskInfo], overrides: dict | None = None):
     name = key["method"]
     if name not in METHODS:
         raise ParamsError(f"{params.files['settings']}: methods: unknown method {name!r} "
                           f"(known: {', '.join(METHODS)})")
     cls = METHODS[name]
-    args = (tasks, backbone(params, key["suite"]), method_config(params, name), key["seed"])
+    args = (tasks, backbone(params, key["suite"]), {**method_config(params, name), **(overrides or {})}, key["seed"])
     method = cls(*args, relations=relations_for(params, key)) if cls.uses_prior else cls(*args)
     source = params.init_from(name)
     if source:
@@ -89,7 +89,10 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, progress: bool = True) -> dict:
+def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, progress: bool = True,
+            sweep: tuple[str, float] | None = None) -> dict:
+    """Train one grid cell; with ``sweep=(name, value)`` one point of a sweep instead
+    (the swept parameter overridden, the suite's sweep epochs, the sweep's paths)."""
     root = params.root
     device = pick_device(device_name)
     set_determinism(device, threads)
@@ -97,15 +100,23 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     task_names = params.tasks_of(key["group"])
     data = [load_task(key["suite"], t, device) for t in task_names]
     tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
-    method = build_method(params, key, tasks)
-    cfg = train_config(params, key["suite"], key["seed"])
+    overrides, epochs, parent = {}, None, None
+    receipt_path, model_path, ckpt_path = root / paths.receipt(**key), root / paths.model_file(**key), \
+        root / paths.checkpoint(**key)
+    if sweep is not None:
+        name, value = sweep
+        overrides, epochs = {params["sweeps"][name]["parameter"]: value}, suite["sweeps"][name]["epochs"]
+        where = dict(suite=key["suite"], sweep=name, group=key["group"], value=value, seed=key["seed"])
+        receipt_path, ckpt_path = root / paths.sweep_receipt(**where), root / paths.sweep_checkpoint(**where)
+        model_path, parent = receipt_path.with_name("model.pt"), f"{key['group']}/sweep_{name}"
+    method = build_method(params, key, tasks, overrides)
+    cfg = train_config(params, key["suite"], key["seed"], epochs=epochs)
     data_md5 = {d.name: d.manifest["source_md5"] for d in data}
     R = relations_for(params, key)
-    run_params = {"method": method_config(params, key["method"]), "training": params["training"],
-                  "suite": suite, "tasks": task_names}
+    run_params = {"method": {**method_config(params, key["method"]), **overrides}, "training": params["training"],
+                  "suite": suite, "tasks": task_names, "epochs": cfg.epochs}
     digest = _digest(run_params, data_md5, None if R is None else R.tolist())
-    ckpt_key = {**key, "digest": digest}
-    ckpt_path = root / paths.checkpoint(**key)
+    ckpt_key = {**key, "sweep": list(sweep) if sweep else None, "digest": digest}
     state = checkpoint.load(ckpt_path, ckpt_key) if method.deep else None
 
     marker_path = root / paths.experiment_marker(key["suite"])
@@ -116,7 +127,10 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
             "paper_group": str(params["groups"][key["group"]]["paper_group"]),
             "data": suite["data"], "shared_between_settings": str(key["setting"] == "shared"),
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
-    logger = RunLogger(root, marker, key, tags, run_params, run_id=state["run_id"] if state else None)
+    if sweep is not None:
+        tags.update({"sweep": sweep[0], "sweep_value": f"{sweep[1]:g}"})
+    logger = RunLogger(root, marker, key, tags, run_params, run_id=state["run_id"] if state else None,
+                       parent=parent, run_name=f"{key['method']}/{sweep[0]}={sweep[1]:g}/seed{key['seed']}" if sweep else None)
     if state:
         print(f"[hetmtl] resuming {ckpt_path} after epoch {state['epoch']} (MLflow run {logger.run_id})")
 
@@ -140,12 +154,14 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     final.update({k: v for k, v in result["history"][-1].items() if k.startswith(("sharing/", "compression"))})
     logger.log_metrics({**final, "train_seconds": seconds,
                         "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}, step=len(result["history"]))
-    checkpoint.save(root / paths.model_file(**key), {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
+    checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
     receipt = {"run_id": logger.run_id, "experiment_id": marker["experiment_id"],
                "tracking_uri": marker["tracking_uri"], "key": key, "params_digest": digest,
                "metrics": final, "train_seconds": round(seconds, 3)}
+    if sweep is not None:
+        receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
     logger.finish("FINISHED")
-    receipts.write(root / paths.receipt(**key), receipt)
+    receipts.write(receipt_path, receipt)
     ckpt_path.unlink(missing_ok=True)
     return receipt
 
