@@ -58,7 +58,7 @@ def test_standin_archives_are_deterministic(tmp_path):
 def test_standin_layouts_match_the_real_names(standin_dir, params):
     for name, source in params["sources"].items():
         members = list_members(standin_dir / source["archive"])
-        task = next(t for t in params["tasks"].values() if t["source"] == name)
+        task = next((t for t in params["tasks"].values() if t["source"] == name), {})
         classes = LAYOUTS[source["layout"]].classify(members, task.get("domain"))
         assert classes, name
     hnd = list_members(standin_dir / "EnglishHnd.tgz")
@@ -167,3 +167,42 @@ def test_archive_placed_by_hand_is_verified_not_downloaded(project, params, tmp_
     source["md5"] = "f" * 32
     with pytest.raises(ArchiveError, match="MD5 mismatch"):
         fetch(suite, "coil20_unproc", source)
+
+
+def test_archive_with_unexpected_content_is_refused(project, standin_dir, params, monkeypatch):
+    """A valid, verified archive that lacks images (a different release) is refused."""
+    suite = _use_standins(project, standin_dir, params, monkeypatch)
+    write_standin("office31", project / "raw" / "domain_adaptation_images.tar.gz", 4)  # 4, not 6 per class
+    with pytest.raises(ArchiveError, match=r"content differs .* 31 classes / 124 images, expected 31 / 186"):
+        prepare_task(params, "tiny", "Amazon")
+    assert not paths.prepared_manifest("tiny", "Amazon").exists()
+    del suite
+
+
+def test_offline_fetch_reports_every_missing_archive(project, monkeypatch, capsys):
+    """The paper suite offline: one message per archive, naming URLs and the path, in seconds."""
+    import time
+
+    import gdown
+    import yaml
+
+    from hetmtl.cli import main
+
+    path = project / "params" / "datasets.yaml"
+    data = yaml.safe_load(path.read_text())
+    for name, source in data["sources"].items():
+        source["urls"] = [u if u.startswith("gdrive://") else f"http://127.0.0.1:9/{source['archive']}"
+                          for u in source["urls"]]
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(gdown, "download", lambda **kw: None)  # Google Drive unreachable too
+    started = time.time()
+    assert main(["fetch", "--suite", "paper"]) == 1
+    err = capsys.readouterr().err
+    assert time.time() - started < 20
+    used = {"EnglishHnd.tgz", "EnglishFnt.tgz", "coil-20-unproc.zip", "OfficeHomeDataset_10072016.zip",
+            "domain_adaptation_images.tar.gz"}
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == len(used)
+    for archive in used:
+        assert f"place it at {project / 'data' / 'raw' / archive}" in err
+    assert not (project / "data" / "raw").exists() or not any((project / "data" / "raw").iterdir())

@@ -5,9 +5,10 @@
   a real archive.
 * Real suites use an archive already placed in ``raw_dir`` by hand (verified,
   never downloaded again) or download it from the mirrors in params/ in turn:
-  HTTP through pooch (progress bar, written under a temporary name and moved
-  into place only when its MD5 matches), Google Drive through gdown. When every
-  mirror fails the error says which URLs were tried and where to put the file.
+  HTTP through :mod:`hetmtl.data.download` (progress bar, retries, resume,
+  written under a temporary name and moved into place only when its MD5
+  matches), Google Drive through gdown. When every mirror fails the error says
+  which URLs were tried and where to put the file.
 
 Nothing is downloaded at import time or inside a training job.
 """
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from hetmtl.data.archives import ArchiveError, md5sum, record_md5, verify_md5
+from hetmtl.data.download import http_download
 from hetmtl.paths import raw_archive
 
 
@@ -33,22 +35,20 @@ def expected_md5(suite: dict, source: dict, path: Path) -> str:
 
 def _download(url: str, dest: Path, md5: str) -> None:
     """Download ``url`` to ``dest`` only if the MD5 matches; raise otherwise."""
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
-        tmp_path = Path(tmp) / dest.name
-        if url.startswith("gdrive://"):
-            import gdown
+    if url.startswith("gdrive://"):
+        import gdown
 
-            out = gdown.download(id=url[len("gdrive://"):], output=str(tmp_path), quiet=False)
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
+            tmp_path = Path(tmp) / dest.name
+            out = gdown.download(id=url[len("gdrive://"):], output=str(tmp_path), quiet=False, resume=True)
             if out is None:
                 raise ArchiveError(f"{url}: Google Drive refused the download")
-        else:
-            import pooch
-
-            pooch.retrieve(url, known_hash=None, fname=dest.name, path=tmp, progressbar=True)
-        actual = md5sum(tmp_path)
-        if actual != md5:
-            raise ArchiveError(f"{url}: MD5 mismatch: expected {md5}, actual {actual}")
-        os.replace(tmp_path, dest)
+            actual = md5sum(tmp_path)
+            if actual != md5:
+                raise ArchiveError(f"{url}: MD5 mismatch: expected {md5}, actual {actual}")
+            os.replace(tmp_path, dest)
+        return
+    http_download(url, dest, md5)
 
 
 def fetch(suite: dict, source_name: str, source: dict, images_per_class: int | None = None) -> Path:

@@ -38,6 +38,8 @@ LAYOUTS: dict[str, Layout] = {
                            "Chars74K characters from computer fonts, grayscale PNG"),
     "coil20_unproc": Layout(r"coil-20-unproc/(?P<cls>obj\d+)__\d+\.png",
                             "COIL-20 unprocessed, 72 poses per object, grayscale PNG"),
+    "coil20_proc": Layout(r"coil-20-proc/(?P<cls>obj\d+)__\d+\.png",
+                          "COIL-20 processed, 20 objects x 72 poses, grayscale PNG"),
     "officehome": Layout(r"(?:OfficeHomeDataset_10072016/)?{domain}/(?P<cls>[^/]+)/[^/]+\.jpg",
                          "Office-Home, one folder per domain and class, JPEG"),
     "office31": Layout(r"(?:domain_adaptation_images/)?{domain}/images/(?P<cls>[^/]+)/[^/]+\.jpg",

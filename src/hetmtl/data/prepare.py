@@ -69,6 +69,21 @@ def stratified_split(labels: np.ndarray, fractions: dict, seed: int) -> dict[str
     return {s: np.sort(np.concatenate(v)) for s, v in out.items()}
 
 
+def check_counts(archive: Path, source: dict, suite: dict, by_class: dict) -> None:
+    """Refuse an archive whose content is not what the data set has."""
+    if suite["data"] == "standin":
+        from hetmtl.data.standins import expected_counts
+
+        want = expected_counts(source["layout"], suite["images_per_class"])
+    else:
+        want = source["expected"]
+    have = {"classes": len(by_class), "images": sum(len(v) for v in by_class.values())}
+    if have != want:
+        raise ArchiveError(f"{archive}: content differs from the {source['layout']} data set: "
+                           f"{have['classes']} classes / {have['images']} images, expected "
+                           f"{want['classes']} / {want['images']}")
+
+
 def decode(data: bytes, channels: int, size: int) -> np.ndarray:
     img = Image.open(io.BytesIO(data))
     img = img.convert("L" if channels == 1 else "RGB")
@@ -104,6 +119,7 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
     if not by_class:
         raise ArchiveError(f"{archive}: no member matches the {source['layout']} layout "
                            f"({layout.description})")
+    check_counts(archive, source, suite, by_class)
     classes = select_classes(task, tspec["classes"], list(by_class), params["selection_seed"])
     wanted = {name: i for i, c in enumerate(classes) for name in by_class[c]}
     images = {}

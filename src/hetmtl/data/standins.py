@@ -223,6 +223,14 @@ def _coil20_unproc(n: int, rng_seed: int) -> Iterator[tuple[str, bytes]]:
             yield f"coil-20-unproc/obj{obj}__{pose}.png", _png(Image.fromarray(arr))
 
 
+def _coil20_proc(n: int, rng_seed: int) -> Iterator[tuple[str, bytes]]:
+    """``coil-20-proc/obj{N}__{pose}.png``: 20 objects x 72 poses, grayscale."""
+    del n, rng_seed
+    for obj in range(1, 2 * COIL_OBJECTS + 1):
+        for pose in range(COIL_POSES):
+            yield f"coil-20-proc/obj{obj}__{pose}.png", _png(Image.fromarray(_coil_object(obj, pose)))
+
+
 # --------------------------------------------------------------------------- office
 
 
@@ -336,9 +344,19 @@ GENERATORS: dict[str, Callable[[int, int], Iterator[tuple[str, bytes]]]] = {
     "chars74k_hnd": _chars74k_hnd,
     "chars74k_fnt": _chars74k_fnt,
     "coil20_unproc": _coil20_unproc,
+    "coil20_proc": _coil20_proc,
     "officehome": _officehome,
     "office31": _office31,
 }
+
+
+def expected_counts(layout: str, images_per_class: int) -> dict:
+    """Classes and images a stand-in archive holds (the real ones: params/)."""
+    classes = {"chars74k_hnd": len(CHARS74K_CLASSES), "chars74k_fnt": len(CHARS74K_CLASSES),
+               "coil20_unproc": COIL_OBJECTS, "coil20_proc": 2 * COIL_OBJECTS,
+               "officehome": len(OFFICEHOME_CLASSES), "office31": len(OFFICE31_CLASSES)}[layout]
+    per_class = COIL_POSES if layout.startswith("coil20") else images_per_class
+    return {"classes": classes, "images": classes * per_class}
 
 
 def _parents(name: str) -> list[str]:
