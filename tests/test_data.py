@@ -206,3 +206,14 @@ def test_offline_fetch_reports_every_missing_archive(project, monkeypatch, capsy
     for archive in used:
         assert f"place it at {project / 'data' / 'raw' / archive}" in err
     assert not (project / "data" / "raw").exists() or not any((project / "data" / "raw").iterdir())
+
+
+def test_coil20_processed_alternative_has_its_layout(tmp_path, params):
+    from hetmtl.data.standins import expected_counts
+
+    source = params["alternative_sources"]["coil20_proc"]
+    path = tmp_path / source["archive"]
+    write_standin(source["layout"], path, 1)
+    by_class = LAYOUTS[source["layout"]].classify(list_members(path))
+    have = {"classes": len(by_class), "images": sum(map(len, by_class.values()))}
+    assert have == expected_counts(source["layout"], 1) == source["expected"]

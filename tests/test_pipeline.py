@@ -66,8 +66,9 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
     params = load_params(proj)
     for name, spec in params["tables"].items():
         csv = pd.read_csv(proj / paths.table_file("tiny", name, "csv"), index_col="method")
-        methods = params["settings"][spec["setting"]]["methods"]
-        assert list(csv.index) == methods
+        methods = [m for _, m in params.table_methods(spec["setting"])]
+        assert sorted(csv.index) == sorted(methods)
+        assert set(csv.index[csv["shared"]]) == set(params["shared_methods"])
         for task in params.tasks_of(spec["group"]) + ["Average"]:
             values = csv[f"{task}/mean"]
             assert values.notna().all() and values.between(0, 1).all(), (name, task)
@@ -102,6 +103,23 @@ def test_every_run_is_logged_with_tags_and_curves(tiny_run):
         curve = client.get_metric_history(receipt["run_id"], f"val_acc/{task}")
         assert [m.step for m in curve] == list(range(1, params.suite("tiny")["epochs"] + 1))
         assert receipt["metrics"][f"test_acc/{task}"] == run.data.metrics[f"test_acc/{task}"]
+
+
+def test_tables_follow_the_logged_metrics(tiny_run):
+    """Change one run's logged metric in MLflow: the re-aggregated table changes with it."""
+    from mlflow.tracking import MlflowClient
+
+    proj, _, _ = tiny_run
+    key = dict(suite="tiny", group="related", setting="shared", method="single_task", seed=0)
+    receipt = json.loads((proj / paths.receipt(**key)).read_text())
+    client = MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
+    client.log_metric(receipt["run_id"], "test_acc/HD", 0.987, step=10_000)
+    run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
+    csv = pd.read_csv(proj / paths.table_file("tiny", "table3", "csv"), index_col="method")
+    assert csv.loc["single_task", "HD/mean"] == pytest.approx(0.987)
+    assert "98.7" in (proj / paths.table_file("tiny", "table2", "md")).read_text()  # shared row, both settings
+    client.log_metric(receipt["run_id"], "test_acc/HD", receipt["metrics"]["test_acc/HD"], step=10_001)
+    run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
 
 
 def test_rerun_with_nothing_changed_trains_nothing(tiny_run):
@@ -162,3 +180,9 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(tiny_
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == expected | {"aggregate"}
     assert json.loads(run([dvc, "status", "--json"], proj).stdout) == {}
+
+    # A raw archive that changes on disk is reported (DVC tracks the archives).
+    archive = proj / "data" / "standin" / "tiny" / "coil-20-unproc.zip"
+    archive.write_bytes(archive.read_bytes() + b"x")
+    status = json.loads(run([dvc, "status", "--json"], proj).stdout)
+    assert any(k.startswith("fetch@coil20_unproc") for k in status), status

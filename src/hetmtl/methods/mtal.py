@@ -144,26 +144,13 @@ class MTAL(Method):
         idx = self.index(layer)[t]
         return self.bank_w[bank][idx], self.bank_b[bank][idx]
 
-    def forward(self, t: int, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, t: int, x: torch.Tensor, until: int | None = None) -> torch.Tensor:
+        """Run task t's convolutional part; stop after conv layer ``until`` if given."""
         for op in self.plan:
             if op[0] == "conv":
                 w, b = self.kernel(t, op[1])
                 x = F.conv2d(x, w, b, padding=1)
-            elif op[0] == "bn":
-                x = self.norms[op[1]][t](x)
-            elif op[0] == "relu":
-                x = F.relu(x)
-            else:
-                x = F.max_pool2d(x, kernel_size=2, stride=2)
-        return self.heads[t](x)
-
-    def activations(self, t: int, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Task t's response of conv layer ``layer`` (before its BatchNorm) to ``x``."""
-        for op in self.plan:
-            if op[0] == "conv":
-                w, b = self.kernel(t, op[1])
-                x = F.conv2d(x, w, b, padding=1)
-                if op[1] == layer:
+                if op[1] == until:
                     return x
             elif op[0] == "bn":
                 x = self.norms[op[1]][t](x)
@@ -171,7 +158,16 @@ class MTAL(Method):
                 x = F.relu(x)
             else:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)
-        raise IndexError(f"no conv layer {layer}")
+        if until is not None:
+            raise IndexError(f"no conv layer {until}")
+        return x
+
+    def forward(self, t: int, x: torch.Tensor) -> torch.Tensor:
+        return self.heads[t](self._features(t, x))
+
+    def activations(self, t: int, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Task t's response of conv layer ``layer`` (before its BatchNorm) to ``x``."""
+        return self._features(t, x, until=layer)
 
     def task_weights(self, t: int) -> list[torch.Tensor]:
         out = []  # in the order of the task network's own parameters (as single_task)

@@ -105,6 +105,10 @@ def _semantic_checks(d: dict, files: dict) -> None:
     for name, task in d["tasks"].items():
         if task["source"] not in d["sources"]:
             fail("tasks", f"tasks.{name}.source", f"unknown source {task['source']!r}")
+    used = {task["source"] for task in d["tasks"].values()}
+    for name in d["sources"]:
+        if name not in used:
+            fail("sources", f"sources.{name}", "no task uses it (unused archives go in alternative_sources)")
     for name, group in d["groups"].items():
         for t in group["tasks"]:
             if t not in d["tasks"]:
