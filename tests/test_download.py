@@ -20,12 +20,16 @@ MD5 = hashlib.md5(PAYLOAD).hexdigest()
 class Handler(http.server.BaseHTTPRequestHandler):
     log: list = []
     drops: dict = {}
+    watch = None  # a path whose existence is recorded at every request
+    seen: list = []
 
     def log_message(self, *args):  # keep the test output clean
         pass
 
     def do_GET(self):
         Handler.log.append((self.path, self.headers.get("Range")))
+        if Handler.watch is not None:
+            Handler.seen.append(Handler.watch.exists())
         kind = self.path.strip("/").split("/")[0]
         if kind == "missing":
             self.send_error(404)
@@ -63,6 +67,8 @@ def server():
 def fresh_log():
     Handler.log.clear()
     Handler.drops.clear()
+    Handler.seen.clear()
+    Handler.watch = None
 
 
 def test_plain_download_is_verified_and_moved_into_place(server, tmp_path):
@@ -76,6 +82,12 @@ def test_dropped_connection_resumes_with_a_range_request(server, tmp_path):
     assert Handler.log[0][1] is None
     offset = int(Handler.log[1][1].removeprefix("bytes=").rstrip("-"))
     assert 0 < offset <= len(PAYLOAD) // 3  # continued from what arrived, not restarted
+
+
+def test_partial_download_never_sits_at_the_final_path(server, tmp_path):
+    Handler.watch = tmp_path / "a.zip"
+    http_download(f"{server}/drop/a.zip", tmp_path / "a.zip", MD5, backoff=0.01, progress=False)
+    assert Handler.seen == [False, False]  # while resuming, only a.zip.part held the bytes
 
 
 def test_server_without_ranges_restarts_from_zero(server, tmp_path):

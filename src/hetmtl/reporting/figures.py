@@ -27,6 +27,8 @@ def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.png")
+    if fig._suptitle is not None:  # keep the (two-line) suptitle clear of the panel titles
+        fig.tight_layout(rect=(0, 0, 1, 0.86))
     fig.savefig(tmp, dpi=130, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
