@@ -11,7 +11,7 @@ import hashlib
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Iterator
 
 
 class ArchiveError(RuntimeError):
@@ -103,5 +103,3 @@ def read_members(archive: Path, wanted: set[str]) -> Iterator[tuple[str, bytes]]
     if found != len(wanted):
         raise ArchiveError(f"{archive}: {len(wanted) - found} expected members were not found")
 
-
-ProgressFn = Callable[[int], None]

@@ -21,7 +21,4 @@ METHODS: dict[str, type[Method]] = {
     "mtal_prior": MTALPrior,
 }
 
-# Methods whose columns start from the finished single_task run (a DAG dependency).
-INIT_FROM_SINGLE_TASK = frozenset(name for name, cls in METHODS.items() if hasattr(cls, "init_from"))
-
-__all__ = ["METHODS", "INIT_FROM_SINGLE_TASK", "Method", "TaskInfo"]
+__all__ = ["METHODS", "Method", "TaskInfo"]

@@ -42,7 +42,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from hetmtl.methods.base import Method, weights_of
-from hetmtl.models import conv_names
+from hetmtl.models import conv_layers, conv_names
 
 
 def greedy_match(sim: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,7 +113,7 @@ class MTAL(Method):
         self.banks: list[list[tuple[int, list[int]]]] = []  # layer -> [(bank id, member tasks)]
         self.task_bank: list[list[int]] = []  # layer -> bank id per task
         for layer in range(self.num_layers):
-            convs = [net.features[_conv_index(net.features, layer)] for net in nets]
+            convs = [net.features[conv_layers(net.features)[layer]] for net in nets]
             shapes: dict[tuple, list[int]] = {}
             for t, conv in enumerate(convs):
                 shapes.setdefault(tuple(conv.weight.shape), []).append(t)
@@ -277,6 +277,3 @@ class MTAL(Method):
         out["compression"] = unique_total / kernels_total
         return out
 
-
-def _conv_index(features: nn.Sequential, layer: int) -> int:
-    return [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)][layer]
