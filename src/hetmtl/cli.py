@@ -73,21 +73,24 @@ def cmd_init_tracking(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from hetmtl.training.job import run_job
-
     p = _params(args)
     key = dict(suite=args.suite, group=args.group, setting=args.setting, method=args.method, seed=args.seed)
     if key not in p.runs(args.suite):
         raise ParamsError(f"{json.dumps(key)} is not in the grid of params/grid.yaml and "
                           f"params/suites/{args.suite}.yaml")
-    receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress)
+    return _run(p, key, args)
+
+
+def _run(p, key: dict, args, sweep: tuple[str, float] | None = None) -> int:
+    from hetmtl.training.job import run_job
+
+    receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress,
+                      sweep=sweep)
     print(json.dumps(receipt["metrics"], indent=2))
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from hetmtl.training.job import run_job
-
     p = _params(args)
     where = dict(suite=args.suite, sweep=args.sweep, group=args.group, value=args.value, seed=args.seed)
     if where not in p.sweep_runs(args.suite):
@@ -95,10 +98,7 @@ def cmd_sweep(args) -> int:
                           f"params/suites/{args.suite}.yaml")
     sw = p["sweeps"][args.sweep]
     key = dict(suite=args.suite, group=args.group, setting=sw["setting"], method=sw["method"], seed=args.seed)
-    receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress,
-                      sweep=(args.sweep, args.value))
-    print(json.dumps(receipt["metrics"], indent=2))
-    return 0
+    return _run(p, key, args, sweep=(args.sweep, args.value))
 
 
 def cmd_relations(args) -> int:
@@ -120,6 +120,14 @@ def cmd_aggregate(args) -> int:
     for name in p["tables"]:
         print(Path("reports") / args.suite / "tables" / f"{name}.md")
     return 0
+
+
+def device_flags(sp, progress: bool) -> None:
+    """The flags of every command that trains: device, CPU threads, progress bars."""
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sp.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    if progress:
+        sp.add_argument("--no-progress", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,21 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--setting", required=True)
     sp.add_argument("--method", required=True)
     sp.add_argument("--seed", type=int, required=True)
-    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    sp.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    sp.add_argument("--no-progress", action="store_true")
+    device_flags(sp, progress=True)
     sp = add("sweep", cmd_sweep, "train one point of a parameter sweep (paper Fig. 9)")
     sp.add_argument("--sweep", required=True)
     sp.add_argument("--group", required=True)
     sp.add_argument("--value", type=float, required=True)
     sp.add_argument("--seed", type=int, required=True)
-    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    sp.add_argument("--threads", type=int, default=1)
-    sp.add_argument("--no-progress", action="store_true")
+    device_flags(sp, progress=True)
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
     sp.add_argument("--group", required=True)
-    sp.add_argument("--device", default="auto")
-    sp.add_argument("--threads", type=int, default=1)
+    device_flags(sp, progress=False)
     add("aggregate", cmd_aggregate, "tables and metrics from the receipts' MLflow runs")
     args = parser.parse_args(argv)
     try:

@@ -82,6 +82,8 @@ class Columns(Method):
         self.widths = [[m for m in blk if isinstance(m, nn.Conv2d)][-1].out_channels for blk in self.blocks[0]]
         self.unit_lr_mult = float(cfg.get("unit_lr_mult", 100.0))
         self.relations = relations
+        # T x T starting weights of the units (0.9 own, the rest by R), shared by both unit kinds.
+        self.mixing = mixing_init(relations, T, float(cfg.get("own_weight", 0.9)))
 
     def init_from(self, single_task_state: dict) -> None:
         """Load the columns from a finished single_task run (its ``model.pt`` state)."""

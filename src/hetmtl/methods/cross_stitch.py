@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hetmtl.methods.columns import Columns, mixing_init
+from hetmtl.methods.columns import Columns
 
 
 class CrossStitch(Columns):
@@ -22,8 +22,7 @@ class CrossStitch(Columns):
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed, relations)
-        T = len(tasks)
-        init = mixing_init(relations, T, float(cfg.get("own_weight", 0.9)))
+        T, init = len(tasks), self.mixing
         self.alpha = nn.ParameterList(
             nn.Parameter(init[:, :, None].repeat(1, 1, width).clone()) for width in self.widths)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hetmtl.methods.columns import Columns, mixing_init, per_task
+from hetmtl.methods.columns import Columns, per_task
 
 
 class NDDRCNN(Columns):
@@ -24,8 +24,7 @@ class NDDRCNN(Columns):
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed, relations)
-        T = len(tasks)
-        init = mixing_init(relations, T, float(cfg.get("own_weight", 0.9)))
+        T, init = len(tasks), self.mixing
         self.unit_bn = bool(cfg.get("unit_bn", True))
         self.reduce = nn.ModuleList()  # block -> column i -> 1x1 conv
         self.norms = nn.ModuleList()  # block -> column i -> per-task BatchNorm
