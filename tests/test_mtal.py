@@ -12,6 +12,7 @@ from conftest import fake_task
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.methods.mtal import MTAL, greedy_match
 from hetmtl.models import BACKBONES
+from hetmtl.training.data import to_input
 from hetmtl.training.loop import TrainConfig, fit, make_optimizer
 
 SPEC = BACKBONES["vgg_tiny"]
@@ -19,7 +20,7 @@ CFG = TrainConfig(epochs=3, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=5e-4,
 
 
 def mtal_cfg(rho, **kw):
-    return {"rho": rho, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1, **kw}
+    return {"rho": rho, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1, "start": "independent", **kw}
 
 
 def infos(tasks):
@@ -47,7 +48,9 @@ def test_rho_below_minus_one_shares_every_matched_kernel():
     m.share()
     metrics = m.sharing_metrics()
     assert metrics["sharing/conv1_1"] == 1.0 and metrics["sharing/conv2_1"] == 1.0
-    assert metrics["compression"] <= 1 / 3 + 1e-9
+    assert metrics["within_task_duplicates"] == 0
+    # every group holds one kernel of each of 2 or 3 tasks: between 1/3 and 1/2 of the slots remain
+    assert 1 / 3 - 1e-9 <= metrics["compression"] <= 1 / 2 + 1e-9
 
 
 def test_kernels_of_different_shapes_are_never_compared(toy_tasks):
@@ -162,3 +165,174 @@ def test_mtal_state_survives_a_checkpoint(toy_tasks):
     assert fresh.sharing_metrics() == m.sharing_metrics()
     x = toy_tasks[0].x["test"][:4].float()
     torch.testing.assert_close(fresh(0, x), m(0, x))
+
+
+# ---------------------------------------------------------------- issue 8 rules
+
+def _planted(m, layer, tasks, vectors, noise=0.0, seed=0):
+    """Give kernel 0 of each listed task the given vector (plus noise); every other
+    kernel of the layer an independent random direction, far from it."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in range(len(m.tasks)):
+            bank, idx = m.task_bank[layer][t], m.index(layer)[t]
+            w = m.bank_w[bank]
+            w[idx] = torch.randn(w[idx].shape, generator=g)
+        for t, v in zip(tasks, vectors):
+            bank, slot = m.task_bank[layer][t], int(m.index(layer)[t, 0])
+            m.bank_w[bank][slot] = v + noise * torch.randn(v.shape, generator=g)
+
+
+def test_a_group_never_holds_two_kernels_of_one_task():
+    """Repeated rounds at rho below -1 over 4 tasks: chains i.a - j.b - k.c - i.a'
+    are offered by the pairwise matchings, and the within-task rule refuses them."""
+    tasks = [fake_task(f"t{i}", 1, 3, seed=i) for i in range(4)]
+    m = MTAL(infos(tasks), SPEC, mtal_cfg(-1.01), 0)
+    for round_ in range(4):
+        with torch.no_grad():
+            for p in m.bank_w:
+                p.add_(0.3 * torch.randn_like(p))
+        m.share()
+        assert m.sharing_metrics()["within_task_duplicates"] == 0, round_
+        for layer in range(m.num_layers):
+            idx = m.index(layer)
+            for t in range(4):
+                assert idx[t].unique().numel() == idx.shape[1], (round_, layer, t)
+
+
+def test_group_slot_holds_the_mean_weighted_by_kernels():
+    """A slot already used by two tasks merges with a third task's kernel 2/3 : 1/3
+    (Eq. 6 over task kernels, not over slots); a fresh triple gives the plain mean."""
+    tasks = [fake_task(f"t{i}", 1, 3, seed=i) for i in range(3)]
+    m = MTAL(infos(tasks), SPEC, mtal_cfg(0.95, alpha=0.7, beta=0.3), 0)
+    layer = 1
+    v = torch.randn(m.kernel(0, layer)[0][0].shape, generator=torch.Generator().manual_seed(7))
+    # A fresh triple: one group, the plain mean (no alpha/beta: those are for a pair).
+    _planted(m, layer, [0, 1, 2], [v, v, v], noise=0.05)
+    bank = m.task_bank[layer][0]
+    w0 = [m.bank_w[bank][int(m.index(layer)[t, 0])].clone() for t in range(3)]
+    m.share()
+    slot = int(m.index(layer)[0, 0])
+    assert int(m.index(layer)[1, 0]) == int(m.index(layer)[2, 0]) == slot
+    torch.testing.assert_close(m.bank_w[bank][slot], (w0[0] + w0[1] + w0[2]) / 3)
+
+    # A slot shared by tasks 0 and 1 meets task 2's kernel: weights 2/3 and 1/3.
+    m = MTAL(infos(tasks), SPEC, mtal_cfg(0.95, alpha=0.7, beta=0.3), 0)
+    _planted(m, layer, [0, 1, 2], [v, v, v], noise=0.05)
+    with torch.no_grad():
+        idx = m.index(layer)
+        idx[1, 0] = idx[0, 0]  # tasks 0 and 1 already share task 0's slot
+    shared_w = m.bank_w[bank][int(m.index(layer)[0, 0])].clone()
+    w2 = m.bank_w[bank][int(m.index(layer)[2, 0])].clone()
+    m.share()
+    slot = int(m.index(layer)[2, 0])
+    assert slot == int(m.index(layer)[0, 0])
+    torch.testing.assert_close(m.bank_w[bank][slot], 2 / 3 * shared_w + 1 / 3 * w2)
+
+
+def test_no_matching_after_the_last_epoch(toy_tasks):
+    m = MTAL(infos(toy_tasks), SPEC, mtal_cfg(-1.01), 0)
+    opt = make_optimizer(m, CFG)
+    assert m.after_epoch(1, opt, final=True)["sharing/total"] == 0.0
+    assert m.after_epoch(1, opt, final=False)["sharing/total"] > 0.0
+
+
+def test_matching_epochs_follow_warmup_and_share_every(toy_tasks, monkeypatch):
+    m = MTAL(infos(toy_tasks), SPEC, mtal_cfg(0.4, warmup=2, share_every=2), 0)
+    calls = []
+    monkeypatch.setattr(m, "share", lambda optimizer=None: calls.append(epoch))
+    opt = make_optimizer(m, CFG)
+    for epoch in range(1, 8):
+        m.after_epoch(epoch, opt, final=epoch == 7)
+    assert calls == [2, 4, 6]
+
+
+def test_params_refuse_a_schedule_that_ends_on_a_matching(project):
+    import yaml
+
+    from hetmtl.params import ParamsError, load_params
+
+    path = project / "params" / "methods.yaml"
+    text = path.read_text().replace("warmup: 1         #", "warmup: 6         #", 1)
+    path.write_text(text)
+    assert yaml.safe_load(text)["methods"]["mtal"]["warmup"] == 6
+    with pytest.raises(ParamsError, match="warmup = 6"):
+        load_params(project)
+
+
+def test_batchnorm_statistics_restart_after_a_merge(toy_tasks):
+    tasks = [fake_task("a", 1, 3, seed=1), fake_task("b", 1, 3, seed=2)]
+    m = MTAL(infos(tasks), SPEC, mtal_cfg(-1.01), 0)
+    torch.use_deterministic_algorithms(True)
+    fit(m, tasks, TrainConfig(epochs=1, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=0, nan_check_every=1,
+                             seed=0), torch.device("cpu"), progress=False)
+    before = [bn.running_mean.clone() for bn in m.norms[0]]
+    opt = make_optimizer(m, CFG)
+    m.after_epoch(1, opt)  # merges every layer
+    for norms in m.norms:
+        for bn in norms:
+            assert int(bn.num_batches_tracked) == 0 and bn.momentum is None
+            assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+    assert not torch.equal(before[0], m.norms[0][0].running_mean)
+    # survives a checkpoint: a fresh model loading the state averages too
+    fresh = MTAL(infos(tasks), SPEC, mtal_cfg(-1.01), 0)
+    fresh.load_state_dict(m.state_dict())
+    assert all(bn.momentum is None for norms in fresh.norms for bn in norms)
+    # one epoch later the running statistics are the plain mean over that epoch's batches
+    x = torch.cat([to_input(tasks[0].x["train"][:8]), to_input(tasks[0].x["train"][8:16])])
+    m.train()
+    m(0, x[:8]), m(0, x[8:])
+    m.after_epoch(2, opt, final=True)
+    assert all(bn.momentum == 0.1 for norms in m.norms for bn in norms)
+    assert int(m.norms[0][0].num_batches_tracked) == 2
+
+
+def test_common_start_copies_one_backbone(toy_tasks):
+    common = MTAL(infos(toy_tasks), SPEC, mtal_cfg(1.5, start="common"), 0)
+    indep = MTAL(infos(toy_tasks), SPEC, mtal_cfg(1.5), 0)
+    w_g1, w_c1, w_g2 = (common.kernel(t, 0)[0] for t in range(3))
+    torch.testing.assert_close(w_g1, w_g2)
+    torch.testing.assert_close(w_g1, w_c1.sum(1, keepdim=True))  # grayscale = colour summed over RGB
+    for layer in range(1, common.num_layers):
+        torch.testing.assert_close(common.kernel(0, layer)[0], common.kernel(1, layer)[0])
+        assert not torch.allclose(indep.kernel(0, layer)[0], indep.kernel(1, layer)[0])
+    assert common.sharing_metrics()["sharing/total"] == 0.0
+    common.thresholds.fill_(0.4)
+    common.share()
+    assert common.sharing_metrics()["sharing/conv2_1"] == 1.0
+
+
+def test_parameter_compression_counts_the_parameters_saved():
+    tasks = [fake_task("a", 1, 3, seed=1), fake_task("b", 1, 3, seed=2)]
+    m = MTAL(infos(tasks), SPEC, mtal_cfg(-1.01), 0)
+    total = m.unshared_params
+    single = METHODS["single_task"](infos(tasks), SPEC, {}, 0)
+    assert total == sum(p.numel() for p in single.parameters())
+    m.share()  # two tasks, one kernel shape per layer: every kernel pair merged
+    saved = sum(m.index(layer).shape[1] * (m.kernel(0, layer)[0][0].numel() + 1) for layer in range(m.num_layers))
+    metrics = m.sharing_metrics()
+    assert metrics["compression"] == 0.5
+    assert metrics["compression_params"] == pytest.approx(1 - saved / total)
+
+
+def test_prior_thresholds_decide_which_pairs_share(toy_tasks):
+    tasks = [fake_task(f"t{i}", 1, 3, seed=i) for i in range(3)]
+    R = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.1], [0.1, 0.1, 1.0]])
+    cfg = {"rho_related": -1.01, "rho_unrelated": 1.5, "relation_threshold": 0.5, "alpha": 0.5, "beta": 0.5,
+           "warmup": 1, "share_every": 1, "start": "independent"}
+    m = METHODS["mtal_prior"](infos(tasks), SPEC, cfg, 0, relations=R)
+    m.share()
+    for layer in range(m.num_layers):
+        idx = m.index(layer)
+        assert set(idx[0].tolist()) == set(idx[1].tolist())  # the related pair shares every kernel
+        assert not set(idx[2].tolist()) & set(idx[0].tolist())  # the unrelated task shares nothing
+
+
+def test_within_task_duplicates_are_counted():
+    tasks = [fake_task("a", 1, 3, seed=1), fake_task("b", 1, 3, seed=2)]
+    m = MTAL(infos(tasks), SPEC, mtal_cfg(0.4), 0)
+    assert m.sharing_metrics()["within_task_duplicates"] == 0
+    with torch.no_grad():
+        m.index(1)[0, 1] = m.index(1)[0, 0]
+        m.index(1)[0, 2] = m.index(1)[0, 0]
+    assert m.sharing_metrics()["within_task_duplicates"] == 2

@@ -78,7 +78,7 @@ class MTAL(Method):
 
     def __init__(self, tasks, spec, cfg, seed, thresholds: torch.Tensor | None = None):
         super().__init__(tasks, spec, cfg, seed)
-        nets = self.task_nets()
+        nets = self.task_nets(start=cfg["start"])
         T = len(tasks)
         if thresholds is None:
             thresholds = torch.full((T, T), float(cfg["rho"]))
@@ -133,6 +133,12 @@ class MTAL(Method):
             self.task_bank.append(per_task)
             self.register_buffer(f"index_{layer}", idx)
         self.heads = nn.ModuleList(net.head for net in nets)
+        # Parameters of the T task networks as if nothing were shared (the
+        # denominator of the parameter-weighted compression).
+        self.unshared_params = sum(p.numel() for net in nets for p in net.parameters())
+        self._merged_layers: set[int] = set()
+        self._bn_momentum = next((m.momentum for m in self.norms.modules() if isinstance(m, nn.BatchNorm2d)), 0.1)
+        self.register_buffer("recalibrating", torch.zeros(len(self.norms), dtype=torch.bool))
 
     # ------------------------------------------------------------------ forward
 
@@ -188,51 +194,107 @@ class MTAL(Method):
 
     @torch.no_grad()
     def share(self, optimizer: torch.optim.Optimizer | None = None) -> int:
-        """One matching round over every layer and task pair; returns the merges made."""
+        """One matching round over every layer; returns the number of slots merged away.
+
+        Per layer and bank: the candidate edges are every task pair's one-to-one
+        greedy matching above its threshold (step 3). They are then accepted in
+        descending order of similarity over the whole layer, each joining the
+        groups of its two slots, unless the two groups already hold a kernel of a
+        common task (the within-task rule, step 4): a group holds at most one
+        kernel per task, so sharing stays between tasks.
+        """
         merges = 0
         for layer in range(self.num_layers):
             idx = self.index(layer)
             for bank_id, members in self.banks[layer]:
-                edges_a, edges_b = [], []
+                sims, edges_a, edges_b = [], [], []
                 for p, i in enumerate(members):
                     for j in members[p + 1:]:
-                        a, b = greedy_match(self.similarity(layer, i, j), float(self.thresholds[i, j]))
+                        sim = self.similarity(layer, i, j)
+                        a, b = greedy_match(sim, float(self.thresholds[i, j]))
+                        sims.append(sim[a, b])
                         edges_a.append(idx[i][a])
                         edges_b.append(idx[j][b])
-                if not edges_a:
+                if not sims:
                     continue
-                sa, sb = torch.cat(edges_a), torch.cat(edges_b)
-                keep = sa != sb  # pairs already sharing a slot need nothing
-                sa, sb = sa[keep], sb[keep]
-                if len(sa) == 0:
+                sim, sa, sb = torch.cat(sims), torch.cat(edges_a), torch.cat(edges_b)
+                if len(sim) == 0:
                     continue
-                merges += self._merge(layer, bank_id, members, sa, sb, optimizer)
+                order = torch.argsort(sim, descending=True, stable=True)
+                groups = self._groups(layer, bank_id, members, sa[order], sb[order])
+                if groups is not None:
+                    merges += self._merge(layer, bank_id, members, groups, optimizer)
         return merges
 
-    def _merge(self, layer, bank_id, members, sa, sb, optimizer) -> int:
+    def _groups(self, layer: int, bank_id: int, members: list[int], sa: torch.Tensor,
+                sb: torch.Tensor) -> np.ndarray | None:
+        """Union-find over slots along the edges (in the given order), refusing an
+        edge whose two groups hold kernels of a common task. Returns each slot's
+        group root, or None when no edge was accepted."""
+        n = self.bank_w[bank_id].shape[0]
+        idx = self.index(layer).cpu().numpy()
+        parent = np.arange(n)
+        tasks = np.zeros(n, dtype=np.int64)  # bit t set: the group holds a kernel of task t
+        for t in members:
+            np.bitwise_or.at(tasks, idx[t], np.int64(1) << t)
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        accepted = 0
+        for a, b in zip(sa.tolist(), sb.tolist()):  # at most K edges per task pair
+            ra, rb = find(a), find(b)
+            if ra == rb or tasks[ra] & tasks[rb]:
+                continue  # already one slot, or the within-task rule refuses it
+            parent[max(ra, rb)] = min(ra, rb)  # the group's smallest slot is its root
+            tasks[min(ra, rb)] |= tasks[max(ra, rb)]
+            accepted += 1
+        if not accepted:
+            return None
+        return np.array([find(x) for x in range(n)])
+
+    def _merge(self, layer, bank_id, members, roots: np.ndarray, optimizer) -> int:
+        """Write each group's aggregate into its root slot and point its kernels there.
+
+        Each slot is weighted by the number of task kernels it stands for (Eq. 6,
+        the mean over the group's task kernels); a group made of exactly two
+        unshared kernels uses alpha (the lower-indexed task's kernel) and beta
+        (Eq. 5). Momentum buffers are merged with the same coefficients.
+        """
         w, b = self.bank_w[bank_id], self.bank_b[bank_id]
-        n = w.shape[0]
-        graph = coo_matrix((np.ones(len(sa)), (sa.cpu().numpy(), sb.cpu().numpy())), shape=(n, n))
-        n_comp, labels_np = connected_components(graph, directed=False)
-        labels = torch.from_numpy(labels_np).to(w.device)
-        size = torch.bincount(labels, minlength=n_comp)
-        # Coefficients: alpha/beta for a two-slot group made by one pair, the mean otherwise.
-        coef = 1.0 / size[labels].to(w.dtype)
-        pair = size[labels[sa]] == 2
-        coef[sa[pair]] = self.alpha
-        coef[sb[pair]] = self.beta
-        # Representative slot of each group: its smallest slot.
-        slots = torch.arange(n, device=w.device)
-        rep = torch.full((n_comp,), n, dtype=torch.long, device=w.device).scatter_reduce(
-            0, labels, slots, reduce="amin")
-        grouped = size[labels] >= 2
-        targets = rep[labels[grouped]].unique()
+        n, dev = w.shape[0], w.device
+        idx = self.index(layer)
+        labels = torch.from_numpy(roots).to(dev)
+        counts = torch.zeros(n, dtype=w.dtype, device=dev)
+        owner = torch.full((n,), len(self.tasks), dtype=torch.long, device=dev)  # lowest task using a slot
+        for t in members:
+            counts.index_add_(0, idx[t], torch.ones(idx.shape[1], dtype=w.dtype, device=dev))
+            owner[idx[t]] = torch.minimum(owner[idx[t]], torch.full_like(idx[t], t))
+        used = counts > 0
+        size = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, labels, used.long())
+        grouped = used & (size[labels] >= 2)
+        total = torch.zeros(n, dtype=w.dtype, device=dev).index_add_(0, labels, counts)
+        coef = counts / total[labels].clamp_min(1)
+        # A fresh pair: two slots of one kernel each. alpha for the lower-indexed task's kernel.
+        fresh = grouped & (size[labels] == 2) & (total[labels] == 2)
+        if bool(fresh.any()):
+            slots = torch.nonzero(fresh).flatten()
+            partner_owner = torch.zeros(n, dtype=torch.long, device=dev)
+            partner_owner.index_add_(0, labels[slots], owner[slots])  # sum of the two owners per group
+            other = partner_owner[labels[slots]] - owner[slots]
+            coef[slots] = torch.where(owner[slots] < other, torch.tensor(self.alpha, dtype=w.dtype, device=dev),
+                                      torch.tensor(self.beta, dtype=w.dtype, device=dev))
+        g = torch.nonzero(grouped).flatten()
+        roots_g = labels[g].unique()
 
         def combine(t: torch.Tensor) -> None:
             shape = (-1,) + (1,) * (t.dim() - 1)
-            total = torch.zeros((n_comp,) + t.shape[1:], dtype=t.dtype, device=t.device)
-            total.index_add_(0, labels[grouped], t[grouped] * coef[grouped].view(shape))
-            t[targets] = total[labels[targets]]
+            acc = torch.zeros((n,) + t.shape[1:], dtype=t.dtype, device=t.device)
+            acc.index_add_(0, labels[g], t[g] * coef[g].view(shape))
+            t[roots_g] = acc[roots_g]
 
         tensors = [w.data, b.data]
         if optimizer is not None:
@@ -242,25 +304,72 @@ class MTAL(Method):
                     tensors.append(buf)
         for t in tensors:
             combine(t)
-        idx = self.index(layer)
         for t in members:
-            idx[t] = rep[labels[idx[t]]]
-        # Slots nobody points to any more are dead; clear their momentum.
-        used = torch.zeros(n, dtype=torch.bool, device=w.device)
+            idx[t] = labels[idx[t]]
+        alive = torch.zeros(n, dtype=torch.bool, device=dev)
         for t in members:
-            used[idx[t]] = True
+            alive[idx[t]] = True
         for buf in tensors[2:]:
-            buf[~used] = 0
-        return int(grouped.sum()) - len(targets)
+            buf[~alive] = 0  # slots nobody points to any more: clear their momentum
+        self._merged_layers.add(layer)
+        return int(len(g) - len(roots_g))
 
-    def after_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        if epoch >= self.warmup and (epoch - self.warmup) % self.share_every == 0:
+    def after_epoch(self, epoch: int, optimizer: torch.optim.Optimizer, final: bool = False) -> dict[str, float]:
+        """Match after epoch ``warmup`` and every ``share_every`` epochs, never after
+        the last one (a merge is always followed by training before evaluation)."""
+        self._end_recalibration()
+        if not final and epoch >= self.warmup and (epoch - self.warmup) % self.share_every == 0:
+            self._merged_layers = set()
             self.share(optimizer)
+            self._start_recalibration()
         return self.sharing_metrics()
 
+    # ------------------------------------------------- BatchNorm after a merge
+
+    def _bn_after(self, layer: int) -> int | None:
+        """Index (in ``norms``) of the BatchNorm that follows conv layer ``layer``."""
+        for op, nxt in zip(self.plan, self.plan[1:]):
+            if op == ("conv", layer) and nxt[0] == "bn":
+                return nxt[1]
+        return None
+
+    def _start_recalibration(self) -> None:
+        """A merged layer's kernels changed: the following BatchNorms forget their
+        running statistics and average over the next epoch's batches (cumulative
+        mean), so that the statistics are those of the weights being evaluated."""
+        for layer in sorted(self._merged_layers):
+            k = self._bn_after(layer)
+            if k is not None:
+                for bn in self.norms[k]:
+                    bn.reset_running_stats()
+                self.recalibrating[k] = True
+        self._apply_bn_mode()
+
+    def _end_recalibration(self) -> None:
+        self.recalibrating.zero_()
+        self._apply_bn_mode()
+
+    def _apply_bn_mode(self) -> None:
+        for k, flag in enumerate(self.recalibrating.tolist()):
+            for bn in self.norms[k]:
+                bn.momentum = None if flag else self._bn_momentum
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._apply_bn_mode()
+        return out
+
+    # ------------------------------------------------------------ what is shared
+
     def sharing_metrics(self) -> dict[str, float]:
-        """Per-layer kernel sharing ratio and whole-network compression (Table 6)."""
+        """Table 6: per-layer kernel sharing ratio, whole-network sharing, the
+        kernel-count compression (unique slots in use / task kernels), the
+        parameter-weighted compression (parameters in use / parameters of the T
+        unshared task networks: the memory the paper claims to save) and the
+        number of within-task duplicates (two kernels of one task in one slot: 0
+        by construction)."""
         out, shared_total, unique_total, kernels_total = {}, 0, 0, 0
+        saved_params, duplicates = 0, 0
         for layer, name in enumerate(self.layer_names):
             idx = self.index(layer)
             shared, unique = 0, 0
@@ -268,12 +377,28 @@ class MTAL(Method):
                 flat = idx[members].flatten()
                 counts = torch.bincount(flat, minlength=self.bank_w[bank_id].shape[0])
                 shared += int((counts[flat] >= 2).sum())
-                unique += int((counts > 0).sum())
+                used = int((counts > 0).sum())
+                unique += used
+                per_kernel = self.bank_w[bank_id][0].numel() + 1  # weights and bias
+                saved_params += (len(flat) - used) * per_kernel
+            duplicates += sum(idx.shape[1] - int(idx[t].unique().numel()) for t in range(idx.shape[0]))
             out[f"sharing/{name}"] = shared / idx.numel()
             shared_total += shared
             unique_total += unique
             kernels_total += idx.numel()
         out["sharing/total"] = shared_total / kernels_total
         out["compression"] = unique_total / kernels_total
+        out["compression_params"] = 1.0 - saved_params / self.unshared_params
+        out["within_task_duplicates"] = float(duplicates)
         return out
 
+    def shared_kernels(self, layer: int) -> list[list[tuple[int, int]]]:
+        """Groups of (task, kernel) that use one slot of conv layer ``layer``, most
+        widely shared first (for the activation figures)."""
+        idx = self.index(layer)
+        users: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for t in range(idx.shape[0]):
+            bank = self.task_bank[layer][t]
+            for k, slot in enumerate(idx[t].tolist()):
+                users.setdefault((bank, slot), []).append((t, k))
+        return sorted((v for v in users.values() if len({t for t, _ in v}) >= 2), key=len, reverse=True)

@@ -149,20 +149,45 @@ def load_imagenet(net: TaskNet, state: dict) -> None:
 
 
 def build_task_net(spec: BackboneSpec, in_channels: int, num_classes: int, seed: int, task_index: int,
-                   init: str = "scratch") -> TaskNet:
+                   init: str = "scratch", start: str = "independent") -> TaskNet:
     """Build task ``task_index``'s network from its own seed, without touching global RNG.
 
-    ``init="imagenet"`` then loads torchvision's ImageNet weights (lecture
-    notes: transfer by fine-tuning a pretrained model).
+    ``start`` says how the task copies begin (SPEC 6, a reading of ours):
+    ``independent``: every task's backbone from its own seed; ``common``: every
+    task's backbone is a copy of one reference network of the run's seed (a
+    grayscale task's first conv is the colour one summed over its channels,
+    the way ImageNet weights are given to a grayscale task), heads from the
+    task's own seed. ``init="imagenet"`` then loads torchvision's ImageNet
+    weights (lecture notes: transfer by fine-tuning), which is common by
+    construction.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1009 + task_index)
         net = TaskNet(spec, in_channels, num_classes)
+    if start == "common":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1009 + 997)  # the run's reference network (no task's own seed)
+            reference = TaskNet(spec, 3, 2)  # a fixed head: the RNG stream must not depend on the task
+        state = {k: v for k, v in reference.state_dict().items() if k.startswith("features.")}
+        load_backbone(net, state)
+    elif start != "independent":
+        raise ValueError(f"unknown start {start!r} (independent or common)")
     if init == "imagenet":
         load_imagenet(net, imagenet_state(spec))
     elif init != "scratch":
         raise ValueError(f"unknown init {init!r} (scratch or imagenet)")
     return net
+
+
+def load_backbone(net: TaskNet, state: dict) -> None:
+    """Copy a colour network's ``features`` into ``net``; a grayscale first conv
+    gets the colour kernels summed over their input channels."""
+    own = net.state_dict()
+    for key, value in state.items():
+        if own[key].shape != value.shape and key == "features.0.weight" and own[key].shape[1] == 1:
+            value = value.sum(dim=1, keepdim=True)
+        own[key] = value.clone()
+    net.load_state_dict(own)
 
 
 def conv_layers(features: nn.Sequential) -> list[int]:

@@ -96,14 +96,8 @@ def activation_maps(method, images: list, layer: int, layer_name: str, path: Pat
     """
     import torch
 
-    idx = method.index(layer)
-    T = idx.shape[0]
-    users: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for t in range(T):
-        bank = method.task_bank[layer][t]
-        for k, slot in enumerate(idx[t].tolist()):
-            users.setdefault((bank, slot), []).append((t, k))
-    shared = sorted((v for v in users.values() if len({t for t, _ in v}) >= 2), key=len, reverse=True)
+    T = len(method.tasks)
+    shared = method.shared_kernels(layer)
     shared = shared[:max_kernels]
     with torch.no_grad():
         acts = [method.activations(t, images[t], layer)[0] for t in range(T)]

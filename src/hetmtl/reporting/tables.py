@@ -23,6 +23,7 @@ DISPLAY = {
     "nddr_cnn": "NDDR-CNN",
     "soft_sharing": "Soft sharing",
     "mtal": "MTAL",
+    "mtal_common": "MTAL (common start)",
     "mtal_prior": "MTAL (task prior)",
 }
 
@@ -187,7 +188,11 @@ def sharing_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], la
         sel = records[(records.group == group) & (records.setting == setting) & (records.method == method)]
         col = {}
         for name, metric in [*[(layer, f"sharing/{layer}") for layer in layers],
-                             ("Total network", "sharing/total"), ("Compression (unique slots / all)", "compression")]:
+                             ("Total network", "sharing/total"),
+                             ("Compression: unique kernel slots / all kernels", "compression"),
+                             ("Compression: parameters in use / unshared", "compression_params"),
+                             ("Within-task duplicates (count)", "within_task_duplicates"),
+                             ("Average test accuracy", "test_acc/mean")]:
             v = sel[sel.metric == metric]["value"]
             col[name] = (v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0) if len(v) else (float("nan"), float("nan"))
         out[label] = col
@@ -201,7 +206,12 @@ def sharing_markdown(table: pd.DataFrame, caption: str) -> str:
         cells = []
         for col in table.columns:
             mean, std = table.loc[layer, col]
-            cells.append("–" if pd.isna(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}")
+            if pd.isna(mean):
+                cells.append("–")
+            elif "(count)" in layer:
+                cells.append(f"{mean:.0f}")
+            else:
+                cells.append(f"{100 * mean:.1f} ± {100 * std:.1f}")
         lines.append("| " + " | ".join([layer, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
