@@ -10,7 +10,6 @@ from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.methods.columns import adapt_channels, mixing_init
 from hetmtl.methods.hard_sharing import clusters
 from hetmtl.methods.mtal_prior import pair_thresholds
-from hetmtl.methods.mtda import MTDA, generalized_eigh, scatters
 from hetmtl.models import BACKBONES
 from hetmtl.training.loop import TrainConfig, fit, make_optimizer
 
@@ -31,7 +30,7 @@ def run(method, tasks, **kw):
     return fit(method, tasks, cfg(**kw), torch.device("cpu"), progress=False)
 
 
-CS_CFG = {"init_from": "single_task", "own_weight": 0.9, "unit_lr_mult": 100}
+CS_CFG = {"pretrain_fraction": 0.5, "own_weight": 0.9, "unit_lr_mult": 100, "unit_bn_lr_mult": 1}
 
 
 def test_cross_stitch_with_identity_mixing_equals_independent_columns(toy_tasks):
@@ -128,7 +127,7 @@ def test_soft_sharing_penalty_pulls_networks_together(toy_tasks):
 def test_prior_changes_mtal_thresholds_per_pair(toy_tasks):
     R = torch.tensor([[1.0, 0.8, 0.2], [0.8, 1.0, 0.3], [0.2, 0.3, 1.0]])
     params = {"rho_related": 0.4, "rho_unrelated": 0.55, "relation_threshold": 0.5,
-              "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1}
+              "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1, "start": "independent"}
     m = METHODS["mtal_prior"](infos(toy_tasks), SPEC, params, 0, relations=R)
     assert m.thresholds[0, 1] == 0.4 and m.thresholds[0, 2] == 0.55 and m.thresholds[1, 2] == 0.55
     uniform = METHODS["mtal_prior"](infos(toy_tasks), SPEC, params, 0)
@@ -144,39 +143,9 @@ def test_hard_sharing_prior_builds_one_trunk_per_cluster(toy_tasks):
     assert len(METHODS["hard_sharing"](infos(toy_tasks), SPEC, {"relation_threshold": 0.5}, 0).trunks) == 1
 
 
-def lda_predictions(train_x, train_y, test_x, m, p, reg):
-    mu = train_x.mean(0)
-    _, _, Vh = torch.linalg.svd(train_x - mu, full_matrices=False)
-    V = Vh[:p].T
-    sb, sw = scatters((train_x - mu) @ V, train_y, reg)
-    _, vecs = generalized_eigh(sb, sw)
-    proj = V @ vecs[:, :m]
-    z = (train_x - mu) @ proj
-    means = torch.stack([z[train_y == c].mean(0) for c in train_y.unique()])
-    return torch.cdist((test_x - mu) @ proj, means).argmin(1)
-
-
-def test_mtda_with_one_task_agrees_with_plain_lda():
-    task = fake_task("a", 1, 4, n=40, seed=3)
-    params = {"pca_dim": 30, "common_dim": 8, "reg": 1e-3, "iterations": 5, "tol": 0.0}
-    m = MTDA(infos([task]), SPEC, params, 0)
-    m.fit_closed_form([task])
-    x_train, x_test = MTDA._flat(task, "train"), MTDA._flat(task, "test")
-    expected = lda_predictions(x_train, task.y["train"], x_test, 3, 30, 1e-3)
-    assert torch.equal(m.predict(0, x_test), expected)
-
-
-def test_mtda_handles_heterogeneous_dimensions_and_learns(toy_tasks):
-    params = {"pca_dim": 20, "common_dim": 6, "reg": 1e-3, "iterations": 10, "tol": 1e-10}
-    m = MTDA(infos(toy_tasks), SPEC, params, 0)
-    out = m.fit_closed_form(toy_tasks)
-    assert out["test"]["test_acc/mean"] > 0.6
-    assert m.projections[0][1].shape[0] == 16 * 16 and m.projections[1][1].shape[0] == 3 * 16 * 16
-
-
 def test_frozen_blocks_are_bit_identical_after_training(toy_tasks):
     for name in ("single_task", "hard_sharing", "mtal", "cross_stitch"):
-        extra = {"mtal": {"rho": 0.0, "alpha": .5, "beta": .5, "warmup": 5, "share_every": 1},
+        extra = {"mtal": {"rho": 0.0, "alpha": .5, "beta": .5, "warmup": 5, "share_every": 1, "start": "independent"},
                  "cross_stitch": CS_CFG}.get(name, {})
         m = METHODS[name](infos(toy_tasks), SPEC, extra, 0)
         assert m.freeze_blocks(1) > 0
@@ -233,3 +202,93 @@ def test_imagenet_init_needs_a_backbone_with_weights():
 
     with pytest.raises(ImageNetWeightsError, match="no ImageNet weights"):
         imagenet_state(BACKBONES["vgg_small"])
+
+
+# ------------------------------------------------------------- issue 8 rules
+
+def test_soft_sharing_penalises_backbone_convolutions_only(toy_tasks):
+    tasks = [fake_task("a", 1, 3, seed=1), fake_task("b", 1, 4, seed=2)]
+    m = METHODS["soft_sharing"](infos(tasks), SPEC, {"gamma": 1.0}, 0)
+    m.zero_grad()
+    m.extra_loss().backward()
+    convs = {id(p) for t in range(2) for p in m.coupled_parameters(t)}
+    assert convs and all(p.grad is not None for p in m.parameters() if id(p) in convs)
+    assert all(p.grad.abs().sum() > 0 for t in range(2) for p in m.coupled_parameters(t) if p.dim() == 4)
+    others = [n for n, p in m.named_parameters() if id(p) not in convs]
+    assert any("head" in n for n in others) and any(".1." in n for n in others)  # heads, BatchNorms
+    for n, p in m.named_parameters():
+        if id(p) not in convs:
+            assert p.grad is None or p.grad.abs().sum() == 0, n
+    expected = sum((a - b).pow(2).sum() for a, b in zip(m.coupled_parameters(0), m.coupled_parameters(1)))
+    torch.testing.assert_close(m.extra_loss(), expected)
+
+
+def test_task_weighting_applies_to_joint_methods_only(toy_tasks):
+    single = METHODS["single_task"](infos(toy_tasks), SPEC, {"task_weighting": "uncertainty"}, 0)
+    assert single.log_vars is None
+    for name in ("hard_sharing", "soft_sharing"):
+        cfg = {"task_weighting": "uncertainty", **({"gamma": 0.0} if name == "soft_sharing" else {})}
+        assert METHODS[name](infos(toy_tasks), SPEC, cfg, 0).log_vars is not None, name
+
+
+def test_uncertainty_weights_receive_their_gradient(toy_tasks):
+    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {"task_weighting": "uncertainty"}, 0)
+    with torch.no_grad():
+        m.log_vars.copy_(torch.tensor([0.3, -0.2, 0.1]))
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    m.combine(losses).backward()
+    torch.testing.assert_close(m.log_vars.grad, -torch.exp(-m.log_vars.detach()) * losses + 0.5)
+
+
+def test_nddr_unit_batchnorm_learns_at_its_own_rate(toy_tasks):
+    nddr = METHODS["nddr_cnn"](infos(toy_tasks), SPEC, CS_CFG, 0)
+    groups = make_optimizer(nddr, cfg()).param_groups
+    by_id = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert {by_id[id(p)] for p in nddr.reduce.parameters()} == {1.0}
+    assert {by_id[id(p)] for p in nddr.norms.parameters()} == {0.01}
+    fast = METHODS["nddr_cnn"](infos(toy_tasks), SPEC, {**CS_CFG, "unit_bn_lr_mult": 10}, 0)
+    by_id = {id(p): g["lr"] for g in make_optimizer(fast, cfg()).param_groups for p in g["params"]}
+    assert {by_id[id(p)] for p in fast.norms.parameters()} == {0.1}
+
+
+def test_prior_shapes_the_mixing_of_the_units(toy_tasks):
+    R = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.5], [0.1, 0.5, 1.0]])
+    for name in ("cross_stitch", "nddr_cnn"):
+        with_r = METHODS[name](infos(toy_tasks), SPEC, CS_CFG, 0, relations=R)
+        without = METHODS[name](infos(toy_tasks), SPEC, CS_CFG, 0)
+        torch.testing.assert_close(with_r.mixing, mixing_init(R, 3, 0.9))
+        assert with_r.mixing[0, 1] > with_r.mixing[0, 2]
+        torch.testing.assert_close(without.mixing, mixing_init(None, 3, 0.9))
+    cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, CS_CFG, 0, relations=R)
+    torch.testing.assert_close(cs.alpha[0][:, :, 0], mixing_init(R, 3, 0.9))
+
+
+def test_column_methods_pretrain_inside_their_budget(toy_tasks):
+    """Cross-stitch with E epochs: P epochs of single-task columns (exactly the
+    single_task run's first P epochs), then E - P joint epochs: E epochs in all."""
+    from hetmtl.training.job import pretrain_epochs, train_deep
+
+    torch.use_deterministic_algorithms(True)
+    c = cfg(epochs=4)
+    method_cfg = {**CS_CFG, "init": "scratch"}
+    assert pretrain_epochs(method_cfg, 4) == 2 and pretrain_epochs(method_cfg, 2) == 1
+    single = fit(METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0), toy_tasks, c, torch.device("cpu"),
+                 progress=False)
+    seen = []
+    cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, CS_CFG, 0)
+    out = train_deep(cs, toy_tasks, c, torch.device("cpu"), None, lambda e, m, s: seen.append((e, s["phase"])),
+                     False, infos(toy_tasks), SPEC, method_cfg)
+    assert seen == [(1, "pretrain"), (2, "pretrain"), (3, "joint"), (4, "joint")]
+    assert [h["epoch"] for h in out["history"]] == [1, 2, 3, 4]
+    assert out["history"][:2] == single["history"][:2]
+    # the joint phase starts from the pre-trained columns: with identity mixing
+    # frozen, it continues them as single-task training with a fresh optimiser
+    frozen = METHODS["cross_stitch"](infos(toy_tasks), SPEC, {**CS_CFG, "own_weight": 1.0}, 0)
+    for a in frozen.alpha:
+        a.requires_grad_(False)
+    out = train_deep(frozen, toy_tasks, c, torch.device("cpu"), None, lambda *a: None, False,
+                     infos(toy_tasks), SPEC, method_cfg)
+    reference = METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0)
+    fit(reference, toy_tasks, cfg(epochs=2), torch.device("cpu"), progress=False)
+    fit(reference, toy_tasks, c, torch.device("cpu"), progress=False, start_epoch=2)
+    torch.testing.assert_close(frozen.nets[0].head[-1].weight, reference.nets[0].head[-1].weight)

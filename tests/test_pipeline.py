@@ -87,6 +87,30 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
     print(f"tiny DAG: {seconds:.1f} s")
 
 
+def test_every_deep_method_of_a_table_gets_the_same_budget(tiny_run):
+    """Steps per task are equal within each table (single-task pre-training of
+    cross-stitch and NDDR-CNN included), the caption states them, and every
+    MTAL run logs 0 within-task duplicates."""
+    proj, _, _ = tiny_run
+    params = load_params(proj)
+    for name, spec in params["tables"].items():
+        budgets = {}
+        for setting, method in params.table_methods(spec["setting"]):
+            if not METHODS[params.base_method(method)].deep:
+                continue
+            for seed in params.suite("tiny")["seeds"]:
+                key = dict(suite="tiny", group=spec["group"], setting=setting, method=method, seed=seed)
+                budgets[(method, seed)] = json.loads((proj / paths.receipt(**key)).read_text())[
+                    "budget/steps_per_task"]
+        assert len(set(budgets.values())) == 1, (name, budgets)
+        steps = next(iter(budgets.values()))
+        assert f"Budget: {steps} optimisation steps per task" in (proj / paths.table_file("tiny", name, "md")).read_text()
+    for key in params.runs("tiny"):
+        if params.base_method(key["method"]).startswith("mtal"):
+            receipt = json.loads((proj / paths.receipt(**key)).read_text())
+            assert receipt["metrics"]["within_task_duplicates"] == 0, key
+
+
 def test_every_run_is_logged_with_tags_and_curves(tiny_run):
     from mlflow.tracking import MlflowClient
 
@@ -101,7 +125,7 @@ def test_every_run_is_logged_with_tags_and_curves(tiny_run):
         assert run.data.tags["mlflow.parentRunId"]
         assert "git_commit" in run.data.tags and any(t.startswith("data_md5/") for t in run.data.tags)
         task = params.tasks_of(key["group"])[0]
-        if METHODS[key["method"]].deep:
+        if METHODS[params.base_method(key["method"])].deep:
             curve = client.get_metric_history(receipt["run_id"], f"val_acc/{task}")
             assert [m.step for m in curve] == list(range(1, params.suite("tiny")["epochs"] + 1))
         else:  # closed form: the objective per alternating iteration

@@ -55,3 +55,20 @@ def test_missing_metric_fails_loudly():
     recs = recs[~((recs.method == "mtal") & (recs.metric == "test_acc/B"))]
     with pytest.raises(ValueError, match="no test_acc/B for mtal"):
         summarise(recs, "g", ROWS, ["A", "B"])
+
+
+def test_a_table_whose_methods_had_different_budgets_is_refused(params):
+    from hetmtl.reporting.aggregate import table_budget
+    from hetmtl.reporting.collect import RecordError
+
+    spec = params["tables"]["table3"]
+    rows = params.table_methods(spec["setting"])
+
+    def budget_records(steps):
+        return pd.DataFrame([{"suite": "tiny", "group": spec["group"], "setting": st, "method": m, "seed": 0,
+                              "run_id": m, "metric": "budget/steps_per_task", "value": steps(m)}
+                             for st, m in rows if m != "mtda"])
+
+    assert table_budget(params, budget_records(lambda m: 40), spec) == (40, 0)
+    with pytest.raises(RecordError, match="different budgets"):
+        table_budget(params, budget_records(lambda m: 80 if m == "cross_stitch" else 40), spec)

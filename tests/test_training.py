@@ -14,7 +14,7 @@ from hetmtl.training.data import epoch_batches
 from hetmtl.training.loop import NonFiniteLoss, TrainConfig, fit
 
 SPEC = BACKBONES["vgg_tiny"]
-MTAL_CFG = {"rho": 0.2, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1}
+MTAL_CFG = {"rho": 0.2, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1, "start": "independent"}
 
 
 def cfg(**kw):
@@ -94,3 +94,13 @@ def test_hard_sharing_trunk_gets_gradients_from_every_task(toy_tasks):
     assert norms and all(len(n) == len(toy_tasks) for n in norms)  # BatchNorm stays per task
     assert len({id(p) for p in m.parameters()}) < sum(
         len(list(build("single_task", toy_tasks).nets[t].parameters())) for t in range(3))
+
+
+def test_l2_penalty_shrinks_the_weights(toy_tasks):
+    torch.use_deterministic_algorithms(True)
+    plain = build("single_task", toy_tasks)
+    penalised = build("single_task", toy_tasks)
+    fit(plain, toy_tasks, cfg(epochs=1, l2_lambda=0.0), torch.device("cpu"), progress=False)
+    fit(penalised, toy_tasks, cfg(epochs=1, l2_lambda=1.0), torch.device("cpu"), progress=False)
+    norm = lambda m: sum(w.pow(2).sum() for t in range(3) for w in m.task_weights(t)).item()  # noqa: E731
+    assert norm(penalised) < 0.9 * norm(plain)

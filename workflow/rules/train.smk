@@ -33,9 +33,6 @@ def train_inputs(wc):
     inputs = {"data": prepared_of_group(wc.group), "marker": str(paths.experiment_marker(SUITE))}
     if wc.setting == "prior":
         inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
-    source = P.init_from(wc.method)
-    if source:  # cross-stitch and NDDR start from the single-task run of the same seed
-        inputs["init"] = str(paths.model_file(SUITE, wc.group, "shared", source, int(wc.seed)))
     return inputs
 
 

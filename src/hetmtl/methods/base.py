@@ -29,6 +29,7 @@ class Method(nn.Module):
     name: str = ""
     uses_prior: bool = False  # takes the relationship matrix R (SPEC 4)
     deep: bool = True  # trained by the joint SGD loop; False: ``fit_closed_form(data)``
+    joint: bool = True  # tasks interact; False: independent networks (task weighting has no meaning)
 
     def __init__(self, tasks: list[TaskInfo], spec: BackboneSpec, cfg: dict, seed: int):
         super().__init__()
@@ -38,15 +39,19 @@ class Method(nn.Module):
         self.seed = seed
         # Uncertainty-based task weighting (Kendall, Gal & Cipolla 2018): one
         # learned log-variance s_t per task; loss = sum exp(-s_t) L_t + s_t / 2.
+        # Applies to joint methods only: for independent networks a task's weight
+        # only rescales its own learning rate.
         self.log_vars = (nn.Parameter(torch.zeros(len(tasks)))
-                         if cfg.get("task_weighting", "equal") == "uncertainty" else None)
+                         if self.joint and cfg.get("task_weighting", "equal") == "uncertainty" else None)
 
-    def task_nets(self) -> list:
-        """Every task's network, each from its own seed (and ImageNet weights if asked)."""
+    def task_nets(self, start: str = "independent") -> list:
+        """Every task's network, each from its own seed (and ImageNet weights if
+        asked); ``start="common"`` starts every backbone from one reference copy
+        (MTAL's start reading, :func:`hetmtl.models.vgg.build_task_net`)."""
         from hetmtl.models import build_task_net
 
         init = self.cfg.get("init", "scratch")
-        return [build_task_net(self.spec, task.channels, task.num_classes, self.seed, t, init)
+        return [build_task_net(self.spec, task.channels, task.num_classes, self.seed, t, init, start)
                 for t, task in enumerate(self.tasks)]
 
     def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
@@ -91,8 +96,8 @@ class Method(nn.Module):
                 frozen += 1
         return frozen
 
-    def after_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        """Called after each finished epoch (1-based); returns metrics to log."""
+    def after_epoch(self, epoch: int, optimizer: torch.optim.Optimizer, final: bool = False) -> dict[str, float]:
+        """Called after each finished epoch (1-based; ``final`` after the last); returns metrics to log."""
         return {}
 
 

@@ -11,8 +11,11 @@ Each column keeps one BatchNorm per task whose samples it processes, so that
 batch statistics never mix tasks; with identity mixing every column therefore
 computes exactly the single-task network on its own task.
 
-Columns start from the finished ``single_task`` run of the same group and seed
-(``init_from``), a dependency in both the Snakefile and dvc.yaml. The units'
+Columns start from single-task networks trained inside the method's own budget:
+the first ``pretrain_fraction`` of the suite's epochs train them alone (exactly
+the single_task run's first epochs; :func:`hetmtl.training.job.train_deep`),
+the rest trains the stitched model, so cross-stitch and NDDR-CNN get the same
+number of optimisation steps per task as every other method. The units'
 parameters learn at ``unit_lr_mult`` (100x) the base rate.
 """
 
@@ -86,7 +89,7 @@ class Columns(Method):
         self.mixing = mixing_init(relations, T, float(cfg.get("own_weight", 0.9)))
 
     def init_from(self, single_task_state: dict) -> None:
-        """Load the columns from a finished single_task run (its ``model.pt`` state)."""
+        """Load the columns from single-task networks (a SingleTask's state dict)."""
         nets = {k[len("nets."):]: v for k, v in single_task_state.items() if k.startswith("nets.")}
         self.nets.load_state_dict(nets)
         # Every per-task BatchNorm copy of column j starts from column j's own.

@@ -51,4 +51,14 @@ class NDDRCNN(Columns):
         return out
 
     def unit_parameters(self):
-        return list(self.reduce.parameters()) + list(self.norms.parameters())
+        return list(self.reduce.parameters())
+
+    def param_groups(self) -> list[dict]:
+        """The 1x1 reductions at ``unit_lr_mult``; the units' BatchNorm at
+        ``unit_bn_lr_mult`` (the base rate by default: Gao et al. raise the rate
+        of the NDDR layer's weights, not of its normalisation)."""
+        groups = super().param_groups()
+        norms = [p for p in self.norms.parameters() if p.requires_grad]
+        ids = {id(p) for p in norms}
+        groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in ids]
+        return groups + [{"params": norms, "lr_mult": float(self.cfg["unit_bn_lr_mult"])}]

@@ -16,6 +16,7 @@ from hetmtl.methods.base import Method, weights_of
 
 class SingleTask(Method):
     name = "single_task"
+    joint = False
 
     def __init__(self, tasks, spec, cfg, seed):
         super().__init__(tasks, spec, cfg, seed)

@@ -1,15 +1,18 @@
 """Soft parameter sharing (lecture notes): one network per task plus a penalty.
 
 ``gamma * sum over task pairs (i, j) of w_ij * ||theta_i - theta_j||^2`` over
-corresponding layers whose shapes agree (a grayscale and a colour task's first
-convolutions, and heads of different class counts, are not compared). ``w_ij``
-is 1 without a prior and R_ij with the ``prior`` setting. With gamma = 0 this
-is the single-task baseline exactly.
+corresponding BACKBONE convolutions (weights and biases) whose shapes agree (a
+grayscale and a colour task's first convolutions are not compared). Heads and
+BatchNorm stay free: a digit's output row has nothing to do with a letter's,
+and BatchNorm parameters follow each task's own input statistics (SPEC 5).
+``w_ij`` is 1 without a prior and R_ij with the ``prior`` setting. With
+gamma = 0 this is the single-task baseline exactly.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from hetmtl.methods.single_task import SingleTask
 
@@ -17,16 +20,21 @@ from hetmtl.methods.single_task import SingleTask
 class SoftSharing(SingleTask):
     name = "soft_sharing"
     uses_prior = True
+    joint = True
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed)
         T = len(tasks)
-        self.gamma = float(cfg.get("gamma", 0.0))
+        self.gamma = float(cfg["gamma"])
         R = torch.ones(T, T) if relations is None else relations.clone().float()
         self.register_buffer("pair_weights", R)
 
+    def coupled_parameters(self, t: int) -> list[torch.Tensor]:
+        """Task t's backbone convolution weights and biases, in layer order."""
+        return [p for m in self.nets[t].features if isinstance(m, nn.Conv2d) for p in m.parameters()]
+
     def extra_loss(self) -> torch.Tensor:
-        params = [list(net.parameters()) for net in self.nets]
+        params = [self.coupled_parameters(t) for t in range(len(self.nets))]
         total = params[0][0].new_zeros(())
         for i in range(len(params)):
             for j in range(i + 1, len(params)):

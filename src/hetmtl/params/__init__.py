@@ -58,6 +58,10 @@ class Params:
     def method(self, name: str) -> dict:
         return self.data["methods"].get(name, {})
 
+    def base_method(self, name: str) -> str:
+        """The registered method a grid entry runs: itself, or what it is a variant of."""
+        return self.method(name).get("variant_of", name)
+
     def runs(self, suite: str) -> list[dict]:
         """The expanded grid for one suite: one dict per training job.
 
@@ -85,9 +89,6 @@ class Params:
         """(run setting, method) of every row of a setting's table, shared rows first."""
         return ([("shared", m) for m in self.data["shared_methods"]]
                 + [(setting, m) for m in self.data["settings"][setting]["methods"]])
-
-    def init_from(self, method: str) -> str | None:
-        return self.method(method).get("init_from")
 
     def tasks_of(self, group: str) -> list[str]:
         return list(self.data["groups"][group]["tasks"])
@@ -125,9 +126,19 @@ def _semantic_checks(d: dict, files: dict) -> None:
         if m not in d["methods"]:
             fail("shared_methods", "shared_methods", f"method {m!r} has no entry in methods")
     for name, spec in d["methods"].items():
-        source = spec.get("init_from")
-        if source and source not in d["shared_methods"]:
-            fail("methods", f"methods.{name}.init_from", f"{source!r} must be a shared method")
+        base = spec.get("variant_of")
+        if base is not None and (base not in d["methods"] or "variant_of" in d["methods"][base]):
+            fail("methods", f"methods.{name}.variant_of", f"{base!r} must be a method that is not itself a variant")
+    for suite_name, suite in d["suites"].items():  # MTAL: a merge is always followed by training
+        runs = {"suite.epochs": suite["epochs"], **{f"suite.sweeps.{n}.epochs": sw["epochs"]
+                                                    for n, sw in suite["sweeps"].items()}}
+        for name, spec in d["methods"].items():
+            if "warmup" in spec:
+                for where, epochs in runs.items():
+                    if spec["warmup"] >= epochs:
+                        fail(f"suites.{suite_name}", where,
+                             f"{epochs} epochs leave no training after MTAL's first matching "
+                             f"(methods.{name}.warmup = {spec['warmup']}); it must be below the epochs")
     for suite_name, suite in d["suites"].items():
         for name in d["sweeps"]:
             if name not in suite["sweeps"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,7 +57,7 @@ def train_config(params, suite_name: str, seed: int, epochs: int | None = None) 
 
 def method_config(params, name: str) -> dict:
     tr = params["training"]
-    return {**params.method(name), "init": tr["init"], "task_weighting": tr["task_weighting"]}
+    return {**method_params(params, name), "init": tr["init"], "task_weighting": tr["task_weighting"]}
 
 
 def relations_for(params, key: dict) -> torch.Tensor | None:
@@ -67,22 +68,36 @@ def relations_for(params, key: dict) -> torch.Tensor | None:
                               params.tasks_of(key["group"]))
 
 
-def build_method(params, key: dict, tasks: list[TaskInfo], overrides: dict | None = None):
-    name = key["method"]
-    if name not in METHODS:
+def method_class(params, name: str):
+    """The registered class of a method, or of the method a variant is a reading of."""
+    base = params.base_method(name)
+    if base not in METHODS:
         raise ParamsError(f"{params.files['settings']}: methods: unknown method {name!r} "
                           f"(known: {', '.join(METHODS)})")
-    cls = METHODS[name]
-    args = (tasks, backbone(params, key["suite"]), {**method_config(params, name), **(overrides or {})}, key["seed"])
+    return METHODS[base]
+
+
+def method_params(params, name: str) -> dict:
+    """A method's parameters from params/methods.yaml (a variant's without ``variant_of``)."""
+    return {k: v for k, v in params.method(name).items() if k != "variant_of"}
+
+
+def build_method(params, key: dict, tasks: list[TaskInfo], overrides: dict | None = None):
+    cls = method_class(params, key["method"])
+    args = (tasks, backbone(params, key["suite"]), {**method_config(params, key["method"]), **(overrides or {})},
+            key["seed"])
     method = cls(*args, relations=relations_for(params, key)) if cls.uses_prior else cls(*args)
-    source = params.init_from(name)
-    if source:
-        path = params.root / paths.model_file(key["suite"], key["group"], "shared", source, key["seed"])
-        method.init_from(torch.load(path, map_location="cpu", weights_only=False)["model"])
     k = params["training"]["freeze_blocks"]
     if k and method.deep:
         method.freeze_blocks(k)
     return method
+
+
+def pretrain_epochs(method_cfg: dict, epochs: int) -> int:
+    """Epochs of single-task pre-training inside a method's budget (cross-stitch, NDDR)."""
+    if "pretrain_fraction" not in method_cfg:
+        return 0
+    return min(epochs - 1, max(1, round(method_cfg["pretrain_fraction"] * epochs)))
 
 
 def _digest(*parts) -> str:
@@ -141,7 +156,8 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     started = time.time()
     try:
         if method.deep:
-            result = fit(method, data, cfg, device, state=state, on_epoch=on_epoch, progress=progress)
+            result = train_deep(method, data, cfg, device, state, on_epoch, progress, tasks,
+                                backbone(params, key["suite"]), method_config(params, key["method"]))
         else:
             result = method.fit_closed_form(data)
             for entry in result["history"]:
@@ -151,19 +167,62 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
         raise
     seconds = time.time() - started
     final = dict(result["test"])
-    final.update({k: v for k, v in result["history"][-1].items() if k.startswith(("sharing/", "compression"))})
-    logger.log_metrics({**final, "train_seconds": seconds,
+    final.update({k: v for k, v in result["history"][-1].items()
+                  if k.startswith(("sharing/", "compression", "within_task"))})
+    budget = {}
+    if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
+        budget = {"budget/steps_per_task": cfg.epochs * steps_per_epoch(data, cfg.batch_size),
+                  "budget/pretrain_epochs": pretrain_epochs(method_config(params, key["method"]), cfg.epochs)}
+    logger.log_metrics({**final, **budget, "train_seconds": seconds,
                         "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}, step=len(result["history"]))
     checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
     receipt = {"run_id": logger.run_id, "experiment_id": marker["experiment_id"],
                "tracking_uri": marker["tracking_uri"], "key": key, "params_digest": digest,
-               "metrics": final, "train_seconds": round(seconds, 3)}
+               "metrics": final, "train_seconds": round(seconds, 3), **budget}
     if sweep is not None:
         receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
     logger.finish("FINISHED")
     receipts.write(receipt_path, receipt)
     ckpt_path.unlink(missing_ok=True)
     return receipt
+
+
+def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress, tasks, spec,
+               method_cfg: dict) -> dict:
+    """Train a deep method within its budget of ``cfg.epochs`` epochs.
+
+    Cross-stitch and NDDR-CNN start from single-task networks (SPEC 5): their
+    first ``pretrain_epochs`` epochs train the single-task columns (exactly the
+    single_task run's first epochs: same initialisation, same batches), the rest
+    trains the joined model, so every method of a table gets the same number of
+    optimisation steps per task. A checkpoint records its phase, and a resumed
+    job continues in it.
+    """
+    from hetmtl.methods.single_task import SingleTask
+
+    P = pretrain_epochs(method_cfg, cfg.epochs)
+    phase = (state or {}).get("phase", "pretrain" if P else "joint")
+    history: list[dict] = []
+    if phase == "pretrain":
+        single = SingleTask(tasks, spec, {k: v for k, v in method_cfg.items() if k == "init"}, cfg.seed)
+
+        def on_pre(epoch, metrics, train_state):
+            on_epoch(epoch, metrics, {**train_state, "phase": "pretrain"})
+
+        pre = fit(single, data, replace(cfg, epochs=P), device, state=state, on_epoch=on_pre,
+                  progress=progress)
+        history = pre["history"]
+        method.init_from(single.state_dict())
+        state = None
+
+    def on_joint(epoch, metrics, train_state):
+        on_epoch(epoch, metrics, {**train_state, "phase": "joint", "history": history + train_state["history"]})
+
+    if state is not None:  # resuming the joint phase: its history holds the pre-training epochs too
+        history = [h for h in state["history"] if h["epoch"] <= P]
+        state = {**state, "history": [h for h in state["history"] if h["epoch"] > P]}
+    result = fit(method, data, cfg, device, state=state, on_epoch=on_joint, progress=progress, start_epoch=P)
+    return {"history": history + result["history"], "test": result["test"]}
 
 
 def relations_job(params, suite_name: str, group: str, device_name: str = "auto", threads: int = 1) -> torch.Tensor:
@@ -175,16 +234,21 @@ def relations_job(params, suite_name: str, group: str, device_name: str = "auto"
     given = params["relations"]["given"].get(group)
     if given is not None:
         R, detail, source = torch.tensor(given, dtype=torch.float64), {}, "given in params/grid.yaml"
+        spread = None
     else:
         data = [load_task(suite_name, t, device) for t in tasks]
-        seed = params.suite(suite_name)["seeds"][0]
-        cfg = train_config(params, suite_name, seed, epochs=params["relations"]["epochs"])
-        method_cfg = {**params.method("hard_sharing"), "init": params["training"]["init"]}
+        seeds = params["relations"]["seeds"]
+        cfg = train_config(params, suite_name, seeds[0], epochs=params["relations"]["epochs"])
+        method_cfg = {**method_params(params, "hard_sharing"), "init": params["training"]["init"]}
         R, detail = relations.estimate(data, backbone(params, suite_name), cfg,
-                                       params["relations"]["temperature"], method_cfg)
-        source = f"estimated on the validation split ({params['relations']['epochs']} epochs, seed {seed})"
+                                       params["relations"]["temperature"], method_cfg, seeds)
+        source = (f"estimated on the validation split ({params['relations']['epochs']} epochs per pair, "
+                  f"alone and together at the same steps per task, seeds {seeds})")
     csv_path, png_path = root / paths.relations_csv(suite_name, group), root / paths.relations_png(suite_name, group)
-    relations.heatmap(png_path, tasks, R, f"R, {group} tasks ({suite_name})")
+    if given is None:
+        spread = torch.tensor(detail["gain_std"], dtype=torch.float64)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    relations.heatmap(png_path, tasks, R, f"R, {group} tasks ({suite_name}); ± std of the gain over seeds", spread)
     marker = json.loads((root / paths.experiment_marker(suite_name)).read_text())
     key = dict(suite=suite_name, group=group, setting="prior", method="relations", seed=0)
     logger = RunLogger(root, marker, key, {"git_commit": git_commit(root), "relations_source": source},
@@ -197,5 +261,5 @@ def relations_job(params, suite_name: str, group: str, device_name: str = "auto"
     for p in (png_path, detail_path):
         logger.log_artifact(p)
     logger.finish()
-    relations.write_csv(csv_path, tasks, R, source)  # last: the DAG output
+    relations.write_csv(csv_path, tasks, R, source, spread)  # last: the DAG output
     return R

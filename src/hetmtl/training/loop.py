@@ -69,17 +69,20 @@ def accuracy(method: Method, t: int, data: TaskData, split: str, batch: int = 51
 def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.device,
         state: dict | None = None,
         on_epoch: Callable[[int, dict, dict], None] | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, start_epoch: int = 0) -> dict:
     """Train ``method`` on ``data``; returns {"history": [...], "test": {...}}.
 
     ``state`` (from a checkpoint) resumes after its epoch. ``on_epoch(epoch,
     metrics, state)`` is called after every epoch with the metrics and the
-    resumable state (the caller logs and checkpoints it).
+    resumable state (the caller logs and checkpoints it). ``start_epoch``: the
+    epochs already spent on this model's budget elsewhere (single-task
+    pre-training); training runs epochs ``start_epoch + 1 .. cfg.epochs`` with
+    those epochs' batches.
     """
     method.to(device).train()
     optimizer = make_optimizer(method, cfg)
     history: list[dict] = []
-    start = 0
+    start = start_epoch
     if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -116,7 +119,7 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
             optimizer.step()
             loss_sum += task_losses.detach()
         metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}
-        metrics.update(method.after_epoch(epoch, optimizer))
+        metrics.update(method.after_epoch(epoch, optimizer, final=epoch == cfg.epochs))
         if method.log_vars is not None:
             metrics.update({f"task_weight/{n}": w for n, w in zip(names, torch.exp(-method.log_vars).tolist())})
         for t, d in enumerate(data):

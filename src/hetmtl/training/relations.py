@@ -1,10 +1,12 @@
 """The task-relationship matrix R for the ``prior`` setting (SPEC section 4).
 
 The paper obtains R "through cross-validation experiments". Ours: for every
-pair (i, j) of a group's tasks, train hard sharing on the pair and each task
-alone for ``relations.epochs`` epochs, and compare VALIDATION accuracy (the
-test split is never touched): gain_ij = mean of the two tasks' accuracy gains
-from training together, R_ij = R_ji = sigmoid(gain_ij / temperature), R_ii = 1.
+pair (i, j) of a group's tasks and every seed of ``relations.seeds``, train
+hard sharing on the pair, and the two tasks' single-task networks on the same
+schedule (the same number of steps per task), for ``relations.epochs`` epochs,
+and compare VALIDATION accuracy (the test split is never touched): gain_ij =
+mean over seeds of the two tasks' mean accuracy gain from training together,
+R_ij = R_ji = sigmoid(gain_ij / temperature), R_ii = 1.
 R_ij >= 0.5 means joint training did not hurt. A matrix given in
 ``params/grid.yaml`` (``relations.given.<group>``) replaces the estimate.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,21 +34,42 @@ def _val(method_name, data: list[TaskData], spec, cfg: TrainConfig, method_cfg: 
 
 
 def estimate(data: list[TaskData], spec, cfg: TrainConfig, temperature: float,
-             method_cfg: dict) -> tuple[torch.Tensor, dict]:
-    """R (T x T) and the validation accuracies behind it."""
+             method_cfg: dict, seeds: list[int]) -> tuple[torch.Tensor, dict]:
+    """R (T x T) and the validation accuracies behind it.
+
+    For every pair (i, j) and seed: hard sharing on the pair against the two
+    tasks' single-task networks trained side by side on the SAME joint schedule
+    (one batch of each task per step, an epoch the larger task's batch count),
+    so alone and together get the same number of optimisation steps per task
+    and R measures sharing, not extra training. gain_ij is the mean over seeds
+    of the two tasks' mean validation-accuracy gain; its standard deviation over
+    seeds is reported beside R.
+    """
     T = len(data)
-    alone = [_val("single_task", [d], spec, cfg, method_cfg)[0] for d in data]
     R = torch.eye(T, dtype=torch.float64)
-    detail = {"alone": dict(zip([d.name for d in data], alone)), "pairs": {}}
+    spread = torch.zeros(T, T, dtype=torch.float64)
+    detail = {"seeds": list(seeds), "pairs": {}}
     for i, j in itertools.combinations(range(T), 2):
-        acc_i, acc_j = _val("hard_sharing", [data[i], data[j]], spec, cfg, method_cfg)
-        gain = ((acc_i - alone[i]) + (acc_j - alone[j])) / 2
-        R[i, j] = R[j, i] = torch.sigmoid(torch.tensor(gain / temperature, dtype=torch.float64))
-        detail["pairs"][f"{data[i].name}+{data[j].name}"] = {"gain": gain, "acc": [acc_i, acc_j]}
+        gains, runs = [], []
+        for seed in seeds:
+            c = replace(cfg, seed=seed)
+            alone = _val("single_task", [data[i], data[j]], spec, c, method_cfg)
+            together = _val("hard_sharing", [data[i], data[j]], spec, c, method_cfg)
+            gains.append(((together[0] - alone[0]) + (together[1] - alone[1])) / 2)
+            runs.append({"seed": seed, "alone": alone, "together": together})
+        g = torch.tensor(gains, dtype=torch.float64)
+        R[i, j] = R[j, i] = torch.sigmoid(g.mean() / temperature)
+        spread[i, j] = spread[j, i] = g.std() if len(gains) > 1 else 0.0
+        detail["pairs"][f"{data[i].name}+{data[j].name}"] = {
+            "gain_mean": float(g.mean()), "gain_std": float(spread[i, j]), "runs": runs}
+    detail["gain_std"] = spread.tolist()
     return R, detail
 
 
-def write_csv(path: Path, tasks: list[str], R: torch.Tensor, source: str) -> None:
+def write_csv(path: Path, tasks: list[str], R: torch.Tensor, source: str,
+              spread: torch.Tensor | None = None) -> None:
+    """R, then (as comment lines, which :func:`read_csv` skips) the standard
+    deviation over seeds of each pair's accuracy gain."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", newline="") as f:
@@ -54,6 +78,10 @@ def write_csv(path: Path, tasks: list[str], R: torch.Tensor, source: str) -> Non
         w.writerow(["task", *tasks])
         for name, row in zip(tasks, R.tolist()):
             w.writerow([name, *(f"{v:.6f}" for v in row)])
+        if spread is not None:
+            w.writerow(["# gain std over seeds (accuracy), same order"])
+            for name, row in zip(tasks, spread.tolist()):
+                w.writerow([f"# {name}", *(f"{v:.6f}" for v in row)])
     os.replace(tmp, path)
 
 
@@ -65,7 +93,7 @@ def read_csv(path: Path, tasks: list[str]) -> torch.Tensor:
     return torch.tensor([[float(v) for v in r[1:]] for r in rows[1:]], dtype=torch.float32)
 
 
-def heatmap(path: Path, tasks: list[str], R: torch.Tensor, title: str) -> None:
+def heatmap(path: Path, tasks: list[str], R: torch.Tensor, title: str, spread: torch.Tensor | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +105,10 @@ def heatmap(path: Path, tasks: list[str], R: torch.Tensor, title: str) -> None:
     ax.set_yticks(range(len(tasks)), tasks)
     for i in range(len(tasks)):
         for j in range(len(tasks)):
-            ax.text(j, i, f"{float(R[i, j]):.2f}", ha="center", va="center",
+            label = f"{float(R[i, j]):.2f}"
+            if spread is not None and i != j:
+                label += f"\n±{100 * float(spread[i, j]):.1f}pp"
+            ax.text(j, i, label, ha="center", va="center",
                     color="white" if R[i, j] < 0.6 else "black", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="R")

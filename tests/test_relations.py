@@ -1,0 +1,52 @@
+"""The relations stage (SPEC 4): R from the validation split, alone and together
+at the same number of steps per task, over several seeds."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from conftest import fake_task
+from hetmtl.models import BACKBONES
+from hetmtl.training import relations
+from hetmtl.training.loop import TrainConfig
+
+SPEC = BACKBONES["vgg_tiny"]
+CFG = TrainConfig(epochs=1, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=0.0, nan_check_every=1, seed=0)
+
+
+def tasks():
+    return [fake_task("g1", 1, 3, n=16, seed=1), fake_task("c1", 3, 3, n=40, seed=2)]
+
+
+def test_alone_and_together_train_the_same_pairs_over_every_seed(monkeypatch):
+    calls = []
+
+    def spy(method_name, data, spec, cfg, method_cfg):
+        calls.append((method_name, tuple(d.name for d in data), cfg.seed))
+        return [0.5, 0.5]
+
+    monkeypatch.setattr(relations, "_val", spy)
+    R, detail = relations.estimate(tasks(), SPEC, CFG, 0.05, {}, seeds=[0, 3])
+    # single-task networks on the pair's joint schedule: the same steps per task as together
+    assert sorted(calls) == sorted([("single_task", ("g1", "c1"), s) for s in (0, 3)]
+                                   + [("hard_sharing", ("g1", "c1"), s) for s in (0, 3)])
+    assert detail["seeds"] == [0, 3] and R[0, 1] == 0.5
+
+
+def test_r_is_read_from_the_validation_split_never_the_test_split():
+    torch.use_deterministic_algorithms(True)
+    data = tasks()
+    R, detail = relations.estimate(data, SPEC, CFG, 0.05, {}, seeds=[0])
+    runs = detail["pairs"]["g1+c1"]["runs"]
+    scrambled = copy.deepcopy(data)
+    for d in scrambled:
+        d.y["test"] = (d.y["test"] + 1) % d.num_classes
+    R_test, detail_test = relations.estimate(scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
+    assert torch.equal(R, R_test) and detail_test["pairs"]["g1+c1"]["runs"] == runs
+    scrambled = copy.deepcopy(data)
+    for d in scrambled:
+        d.y["val"] = (d.y["val"] + 1) % d.num_classes
+    _, detail_val = relations.estimate(scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
+    assert detail_val["pairs"]["g1+c1"]["runs"] != runs
