@@ -1,8 +1,12 @@
-"""Remove each data protection of issue 3 in a scratch copy and check that its test fails.
+"""Break each protection and each mechanism in a scratch copy; its test must fail.
 
-    .venv/bin/python scripts/mutation_check.py
+    .venv/bin/python scripts/mutation_check.py            # every mutant
+    .venv/bin/python scripts/mutation_check.py mtal nddr  # those whose name contains "mtal" or "nddr"
 
-Prints CAUGHT (the test failed without the protection) or MISSED per protection.
+A mutant removes or distorts one thing (a check dropped, a rule ignored, a value
+scaled, frozen, made constant, or read from the wrong split) by replacing one
+exact piece of source text; the named test must then fail. Prints CAUGHT or
+MISSED per mutant and caught/total; exits 1 if any mutant is missed.
 """
 import os
 import shutil
@@ -13,8 +17,11 @@ from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parents[1])
 SCRATCH = tempfile.mkdtemp(prefix="hetmtl-mutants-")
-MUTANTS = [
-  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
+T_MTAL, T_METHODS, T_TRAIN = "tests/test_mtal.py", "tests/test_methods.py", "tests/test_training.py"
+MTAL, JOB = "src/hetmtl/methods/mtal.py", "src/hetmtl/training/job.py"
+MTDA, T_MTDA = "src/hetmtl/methods/mtda.py", "tests/test_mtda.py"
+# (name, file, exact old text (occurs once), new text, test that must fail)
+DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
   ("links", "src/hetmtl/data/archives.py", "if info.issym() or info.islnk():", "if False:", "tests/test_data.py::test_links_are_refused"),
   ("md5 before prepare", "src/hetmtl/data/prepare.py", "    if digest != want:\n", "    if False:\n", "tests/test_data.py::test_tampered_standin_is_refused_before_prepare"),
   ("content counts", "src/hetmtl/data/prepare.py", "    if have != want:\n", "    if False:\n", "tests/test_data.py::test_archive_with_unexpected_content_is_refused"),
@@ -23,16 +30,101 @@ MUTANTS = [
   ("verify placed archive", "src/hetmtl/data/fetch.py", '        verify_md5(path, source["md5"])  # placed by hand', '        pass  # placed by hand', "tests/test_data.py::test_archive_placed_by_hand_is_verified_not_downloaded"),
   ("offline message", "src/hetmtl/data/fetch.py", 'and place it at {path.resolve()}', 'and place it somewhere', "tests/test_data.py::test_offline_fetch_reports_every_missing_archive"),
   ("part file", "src/hetmtl/data/download.py", '    part = dest.with_name(dest.name + ".part")', '    part = dest', "tests/test_download.py::test_partial_download_never_sits_at_the_final_path"),
-  ("truncated archive", "src/hetmtl/data/archives.py", "    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "    except ZeroDivisionError as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "tests/test_data.py::test_truncated_archive_gives_a_clear_error"),
+  ("truncated archive", "src/hetmtl/data/archives.py", "                        names.append(info.name)\n    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "                        names.append(info.name)\n    except ZeroDivisionError as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "tests/test_data.py::test_truncated_archive_gives_a_clear_error"),
 ]
-for name, rel, old, new, test in MUTANTS:
-    d = f"{SCRATCH}/{name.replace(' ', '_')}"
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.copytree(ROOT, d, ignore=lambda folder, names: [n for n in names if folder == ROOT and n in {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}])
-    src = open(f"{d}/{rel}").read()
-    assert old in src, (name, old)
-    open(f"{d}/{rel}", "w").write(src.replace(old, new, 1))
-    env = dict(os.environ, PYTHONPATH=f"{d}/src")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test], cwd=d, env=env, capture_output=True, text=True)
-    print(f"{name:24s} {'CAUGHT' if r.returncode != 0 else 'MISSED'}  ({test.split('::')[1]})")
-shutil.rmtree(SCRATCH, ignore_errors=True)
+MECHANISMS = [
+  # MTAL (SPEC 6)
+  ("mtal: within-task rule off", MTAL, "if ra == rb or tasks[ra] & tasks[rb]:", "if ra == rb:", f"{T_MTAL}::test_a_group_never_holds_two_kernels_of_one_task"),
+  ("mtal: slots weighted equally", MTAL, "coef = counts / total[labels].clamp_min(1)", "coef = used.to(w.dtype) / size[labels].clamp_min(1).to(w.dtype)", f"{T_MTAL}::test_group_slot_holds_the_mean_weighted_by_kernels"),
+  ("mtal: group keeps one member", MTAL, "            t[roots_g] = acc[roots_g]", "            pass", f"{T_MTAL}::test_group_slot_holds_the_mean_weighted_by_kernels"),
+  ("mtal: alpha/beta swapped", MTAL, "coef[slots] = torch.where(owner[slots] < other,", "coef[slots] = torch.where(owner[slots] > other,", f"{T_MTAL}::test_aggregation_is_weighted_and_momentum_merged"),
+  ("mtal: momentum not merged", MTAL, "                    tensors.append(buf)", "                    pass", f"{T_MTAL}::test_aggregation_is_weighted_and_momentum_merged"),
+  ("mtal: match after last epoch", MTAL, "if not final and epoch >= self.warmup", "if epoch >= self.warmup", f"{T_MTAL}::test_no_matching_after_the_last_epoch"),
+  ("mtal: share_every ignored", MTAL, "(epoch - self.warmup) % self.share_every == 0", "True", f"{T_MTAL}::test_matching_epochs_follow_warmup_and_share_every"),
+  ("mtal: no BN re-estimate after merge", MTAL, "                self.needs_bn_recalibration = True", "                pass", f"{T_MTAL}::test_batchnorm_statistics_are_those_of_the_merged_weights"),
+  ("mtal: BN re-estimate keeps old stats", "src/hetmtl/training/loop.py", "        m.reset_running_stats()\n        m.momentum = None", "        m.momentum = 0.1", f"{T_MTAL}::test_batchnorm_statistics_are_those_of_the_merged_weights"),
+  ("mtal: groups by single linkage", MTAL, "            if not all(similar(t, k, u, q) for t, k in kernels[ra] for u, q in kernels[rb]):", "            if False:", f"{T_MTAL}::test_unrelated_tasks_never_share_through_a_related_third"),
+  ("mtal: per-pair threshold ignored", MTAL, "float(self.thresholds[i, j])", "float(self.thresholds[0, 1])", f"{T_MTAL}::test_prior_thresholds_decide_which_pairs_share"),
+  ("mtal: one task's gradient lost", MTAL, "        return self.bank_w[bank][idx], self.bank_b[bank][idx]", "        return (self.bank_w[bank][idx] if t == 0 else self.bank_w[bank][idx].detach()), self.bank_b[bank][idx]", f"{T_MTAL}::test_shared_slot_receives_the_sum_of_both_tasks_gradients"),
+  ("mtal: cosine unnormalised", MTAL, "wi = F.normalize(self.kernel(i, layer)[0].detach().flatten(1), dim=1)", "wi = self.kernel(i, layer)[0].detach().flatten(1)", f"{T_MTAL}::test_similarity_is_cosine_of_vectorised_kernels"),
+  ("mtal: common start ignored", "src/hetmtl/models/vgg.py", "        load_backbone(net, state)", "        pass", f"{T_MTAL}::test_common_start_copies_one_backbone"),
+  ("mtal: parameters saved miscounted", MTAL, "saved_params += (len(flat) - used) * per_kernel", "saved_params += (len(flat) - used) * (per_kernel - 1)", f"{T_MTAL}::test_parameter_compression_counts_the_parameters_saved"),
+  ("mtal: duplicates not counted", MTAL, "duplicates += sum(", "duplicates += 0 * sum(", f"{T_MTAL}::test_within_task_duplicates_are_counted"),
+  ("mtal: schedule not validated", "src/hetmtl/params/__init__.py", '                    if spec["warmup"] >= epochs:', "                    if False:", f"{T_MTAL}::test_params_refuse_a_schedule_that_ends_on_a_matching"),
+  ("mtal: rho>1 != single task", MTAL, "    s = sim.masked_fill(~(sim > threshold), float(\"-inf\"))", "    s = sim.masked_fill(~(sim > threshold - 2), float(\"-inf\"))", f"{T_MTAL}::test_rho_above_one_trains_exactly_like_single_task"),
+  # MTDA (SPEC 5): the coupling through the shared projection
+  ("mtda: P from one task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[0].T @ Sb[0] @ W[0], m)", f"{T_MTDA}::test_a_task_with_few_samples_gains_from_the_others"),
+  ("mtda: P from another task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[-1].T @ Sb[-1] @ W[-1], m)", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
+  ("mtda: W-step ignores coupling", MTDA, "M = sb @ W0 @ P @ P.T + coupling * torch.eye", "M = sb @ W0 @ P @ P.T + 0.0 * torch.eye", f"{T_MTDA}::test_coupling_turns_projections_away_from_per_task_lda_and_zero_coupling_is_per_task_lda"),
+  ("mtda: no within-class whitening", MTDA, "whiten = WP @ (vecs / vals.sqrt()) @ vecs.T", "whiten = WP", f"{T_MTDA}::test_one_task_predicts_exactly_what_plain_lda_predicts"),
+  ("mtda: no total-scatter whitening", MTDA, "G = vh[:k].T / torch.sqrt(var + r)", "G = vh[:k].T", f"{T_MTDA}::test_one_task_predicts_exactly_what_plain_lda_predicts"),
+  ("mtda: no sign convention", MTDA, "sign = torch.where(y.pow(3).sum(0) < 0, -1.0, 1.0).to(x.dtype)", "sign = torch.ones(k, dtype=x.dtype)", f"{T_MTDA}::test_common_coordinates_have_positive_third_moment_and_ignore_the_features_sign"),
+  ("mtda: W not orthogonal", MTDA, "    return U @ Vh\n", "    return U @ torch.diag(_) @ Vh\n", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
+  ("mtda: W-step descends", MTDA, "M = sb @ W0", "M = -sb @ W0", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
+  ("mtda: P bottom eigenvectors", MTDA, "return vecs[:, -m:].flip(1)", "return vecs[:, :m]", f"{T_MTDA}::test_one_task_predicts_exactly_what_plain_lda_predicts"),
+  ("mtda: no W-step", MTDA, "W = [w_step(sb, w, P, coupling) for w, sb in zip(W, Sb)]", "W = W", f"{T_MTDA}::test_coupling_turns_projections_away_from_per_task_lda_and_zero_coupling_is_per_task_lda"),
+  ("mtda: objective without penalty", MTDA, " - coupling * (w - eye).pow(2).sum()", "", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
+  # cross-stitch, NDDR-CNN, columns and the budget
+  ("cross-stitch: mixing frozen", "src/hetmtl/methods/cross_stitch.py", "nn.Parameter(init[:, :, None].repeat(1, 1, width).clone())", "nn.Parameter(init[:, :, None].repeat(1, 1, width).clone(), requires_grad=False)", f"{T_METHODS}::test_cross_stitch_units_learn_a_hundred_times_faster"),
+  ("cross-stitch: unit rate 1x", "src/hetmtl/methods/columns.py", '"lr_mult": self.unit_lr_mult}]', '"lr_mult": 1.0}]', f"{T_METHODS}::test_cross_stitch_units_learn_a_hundred_times_faster"),
+  ("columns: init_from a no-op", "src/hetmtl/methods/columns.py", "        self.nets.load_state_dict(nets)", "        pass", f"{T_METHODS}::test_column_methods_pretrain_inside_their_budget"),
+  ("columns: R ignored in mixing", "src/hetmtl/methods/columns.py", "self.mixing = mixing_init(relations, T,", "self.mixing = mixing_init(None, T,", f"{T_METHODS}::test_prior_shapes_the_mixing_of_the_units"),
+  ("budget: pre-training not frozen", JOB, "            single.freeze_blocks(freeze_blocks)", "            pass", f"{T_METHODS}::test_column_pretraining_freezes_what_the_method_freezes"),
+  ("budget: resume ignores phase", JOB, 'phase = (state or {}).get("phase", "pretrain" if P else "joint")', 'phase = "pretrain" if P else "joint"', f"{T_METHODS}::test_column_methods_resume_in_either_phase"),
+  ("budget: steps computed not counted", "src/hetmtl/training/loop.py", "            steps_done += 1", "            steps_done += 0", f"{T_METHODS}::test_column_methods_pretrain_inside_their_budget"),
+  ("budget: missing record accepted", "src/hetmtl/reporting/aggregate.py", "    if missing:", "    if False:", "tests/test_tables.py::test_a_table_whose_methods_had_different_budgets_is_refused"),
+  ("budget: pre-training on top", JOB, "progress=progress, start_epoch=P)", "progress=progress, start_epoch=0)", f"{T_METHODS}::test_column_methods_pretrain_inside_their_budget"),
+  ("budget: unequal table accepted", "src/hetmtl/reporting/aggregate.py", "    if len(steps) != 1:", "    if False:", "tests/test_tables.py::test_a_table_whose_methods_had_different_budgets_is_refused"),
+  ("nddr: unit BN at 100x", "src/hetmtl/methods/nddr_cnn.py", '"lr_mult": float(self.cfg["unit_bn_lr_mult"])', '"lr_mult": float(self.cfg["unit_lr_mult"])', f"{T_METHODS}::test_nddr_unit_batchnorm_learns_at_its_own_rate"),
+  ("nddr: units see own column only", "src/hetmtl/methods/nddr_cnn.py", "        cat = torch.cat(feats, dim=1)", "        cat = torch.cat([f if j == 0 else f.detach() for j, f in enumerate(feats)], dim=1)", f"{T_METHODS}::test_nddr_units_see_every_column"),
+  # soft sharing, hard sharing, weighting, the loop
+  ("soft: heads and BN penalised", "src/hetmtl/methods/soft_sharing.py", "        return [p for m in self.nets[t].features if isinstance(m, nn.Conv2d) for p in m.parameters()]", "        return list(self.nets[t].parameters())", f"{T_METHODS}::test_soft_sharing_penalises_backbone_convolutions_only"),
+  ("soft: penalty scaled by half", "src/hetmtl/methods/soft_sharing.py", "        return self.gamma * total", "        return 0.5 * self.gamma * total", f"{T_METHODS}::test_soft_sharing_penalises_backbone_convolutions_only"),
+  ("soft: prior weights ignored", "src/hetmtl/methods/soft_sharing.py", "total = total + self.pair_weights[i, j] * (a - b).pow(2).sum()", "total = total + 1.0 * (a - b).pow(2).sum()", f"{T_METHODS}::test_soft_sharing_weighs_each_pair_by_the_prior"),
+  ("hard: prior clusters ignored", "src/hetmtl/methods/hard_sharing.py", "    if relations is None:\n        return [0] * T", "    if True:\n        return [0] * T", f"{T_METHODS}::test_hard_sharing_prior_builds_one_trunk_per_cluster"),
+  ("weighting: single task weighted", "src/hetmtl/methods/base.py", "if self.joint and cfg.get(", "if cfg.get(", f"{T_METHODS}::test_task_weighting_applies_to_joint_methods_only"),
+  ("weighting: uncertainty detached", "src/hetmtl/methods/base.py", "torch.exp(-self.log_vars) * task_losses", "torch.exp(-self.log_vars.detach()) * task_losses", f"{T_METHODS}::test_uncertainty_weights_receive_their_gradient"),
+  ("loop: L2 penalty dropped", "src/hetmtl/training/loop.py", "            if cfg.l2_lambda:", "            if False:", f"{T_TRAIN}::test_l2_penalty_shrinks_the_weights"),
+  ("loop: frozen blocks move", "src/hetmtl/methods/base.py", "                p.requires_grad_(False)", "                pass", f"{T_METHODS}::test_frozen_blocks_are_bit_identical_after_training"),
+  # augmentation and ImageNet initialisation (the paper suite)
+  ("augment: flip dropped", "src/hetmtl/training/augment.py", "            x = torch.where(flips[:, None, None, None], x.flip(-1), x)", "            pass", f"{T_TRAIN}::test_augmentation_crops_and_flips_on_the_uint8_batch"),
+  ("augment: crop offset frozen", "src/hetmtl/training/augment.py", "rows = (oy[:, None] + torch.arange(H", "rows = (0 * oy[:, None] + torch.arange(H", f"{T_TRAIN}::test_augmentation_crops_and_flips_on_the_uint8_batch"),
+  ("augment: every task flipped", JOB, 'flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks)', 'flip=tuple(suite["augment"]["flip"] for t in tasks)', f"{T_TRAIN}::test_flip_only_where_meaningful_and_imagenet_inputs"),
+  ("imagenet: inputs not standardised", "src/hetmtl/training/data.py", "    return (x.float().div_(255.0) - m) / s", "    return x.float().div_(127.5).sub_(1.0)", f"{T_TRAIN}::test_flip_only_where_meaningful_and_imagenet_inputs"),
+  ("imagenet: gray conv not summed", "src/hetmtl/models/vgg.py", "                value = value.sum(dim=1, keepdim=True)\n            else:", "                value = value.mean(dim=1, keepdim=True)\n            else:", f"{T_METHODS}::test_imagenet_init_loads_weights_from_the_torch_hub_cache"),
+  ("imagenet: offline message no path", "src/hetmtl/models/vgg.py", "f\"and place it at {os.path.join(get_dir(), 'checkpoints', name)}\"", "f\"and place it somewhere\"", f"{T_METHODS}::test_imagenet_init_offline_fails_fast_naming_where_the_file_goes"),
+  # the relations stage
+  ("relations: test split read", "src/hetmtl/training/relations.py", '    return [history[-1][f"val_acc/{d.name}"] for d in data]', '    return [fit(method, data, cfg, data[0].y["train"].device, progress=False)["test"][f"test_acc/{d.name}"] for d in data]', "tests/test_relations.py::test_r_is_read_from_the_validation_split_never_the_test_split"),
+  ("relations: alone at own steps", "src/hetmtl/training/relations.py", 'alone = _val("single_task", [data[i], data[j]], spec, c, method_cfg)', 'alone = [_val("single_task", [data[i]], spec, c, method_cfg)[0], _val("single_task", [data[j]], spec, c, method_cfg)[0]]', "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
+  ("relations: pair flips misread", "src/hetmtl/training/relations.py", "flip=tuple(cfg.flip[k] for k in (i, j))", "flip=tuple(cfg.flip[k] for k in (0, 1))", "tests/test_relations.py::test_each_pair_is_augmented_with_its_own_tasks_flags"),
+  ("relations: first seed only", "src/hetmtl/training/relations.py", "        for seed in seeds:", "        for seed in seeds[:1]:", "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
+]
+SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake", ".dvc"}
+
+
+def run(mutants):
+    caught = 0
+    for name, rel, old, new, test in mutants:
+        d = f"{SCRATCH}/m"
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(ROOT, d, ignore=lambda folder, names: [n for n in names if folder == ROOT and n in SKIP])
+        src = open(f"{d}/{rel}").read()
+        if src.count(old) != 1:
+            raise SystemExit(f"{name}: the text to mutate occurs {src.count(old)} times in {rel}: {old!r}")
+        open(f"{d}/{rel}", "w").write(src.replace(old, new, 1))
+        env = dict(os.environ, PYTHONPATH=f"{d}/src")
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test], cwd=d,
+                           env=env, capture_output=True, text=True)
+        ok = r.returncode != 0
+        caught += ok
+        print(f"{name:36s} {'CAUGHT' if ok else 'MISSED'}  ({test.split('::')[1]})", flush=True)
+    return caught
+
+
+if __name__ == "__main__":
+    picks = sys.argv[1:] or [""]
+    mutants = [m for m in DATA + MECHANISMS if any(p in m[0] for p in picks)]
+    caught = run(mutants)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    print(f"caught {caught}/{len(mutants)}")
+    sys.exit(0 if caught == len(mutants) else 1)

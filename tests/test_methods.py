@@ -280,6 +280,7 @@ def test_column_methods_pretrain_inside_their_budget(toy_tasks):
                      False, infos(toy_tasks), SPEC, method_cfg)
     assert seen == [(1, "pretrain"), (2, "pretrain"), (3, "joint"), (4, "joint")]
     assert [h["epoch"] for h in out["history"]] == [1, 2, 3, 4]
+    assert out["steps"] == single["steps"] == 4 * 3  # counted: 3 batches of every task per epoch
     assert out["history"][:2] == single["history"][:2]
     # the joint phase starts from the pre-trained columns: with identity mixing
     # frozen, it continues them as single-task training with a fresh optimiser
@@ -292,3 +293,80 @@ def test_column_methods_pretrain_inside_their_budget(toy_tasks):
     fit(reference, toy_tasks, cfg(epochs=2), torch.device("cpu"), progress=False)
     fit(reference, toy_tasks, c, torch.device("cpu"), progress=False, start_epoch=2)
     torch.testing.assert_close(frozen.nets[0].head[-1].weight, reference.nets[0].head[-1].weight)
+
+
+def test_imagenet_init_offline_fails_fast_naming_where_the_file_goes(tmp_path, monkeypatch):
+    import urllib.error
+
+    import pytest
+    import torch.hub
+
+    from hetmtl.models import vgg
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    vgg.imagenet_state.cache_clear()
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    try:
+        with pytest.raises(vgg.ImageNetWeightsError) as err:
+            vgg.build_task_net(BACKBONES["vgg16"], 1, 10, seed=0, task_index=0, init="imagenet")
+    finally:
+        vgg.imagenet_state.cache_clear()
+    assert str(tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth") in str(err.value)
+
+
+def test_column_pretraining_freezes_what_the_method_freezes(toy_tasks):
+    from hetmtl.training.job import train_deep
+
+    cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, CS_CFG, 0)
+    cs.freeze_blocks(1)
+    first = cs.nets[0].features[0].weight.detach().clone()
+    train_deep(cs, toy_tasks, cfg(epochs=2), torch.device("cpu"), None, lambda *a: None, False,
+               infos(toy_tasks), SPEC, {**CS_CFG, "init": "scratch"}, freeze_blocks=1)
+    assert torch.equal(cs.nets[0].features[0].weight, first)
+
+
+def test_column_methods_resume_in_either_phase(toy_tasks):
+    """Interrupted after the last pre-training epoch or in the joint phase, a
+    resumed cross-stitch run ends with the uninterrupted run's numbers and steps."""
+    from hetmtl.training.job import train_deep
+
+    torch.use_deterministic_algorithms(True)
+    c, mcfg = cfg(epochs=4), {**CS_CFG, "init": "scratch"}
+
+    def run_(state=None, stop=None):
+        saved = {}
+
+        def on_epoch(epoch, metrics, st):
+            if epoch == stop:
+                saved.update(torch.utils._pytree.tree_map(
+                    lambda v: v.clone() if isinstance(v, torch.Tensor) else v, st))
+                raise KeyboardInterrupt
+
+        m = METHODS["cross_stitch"](infos(toy_tasks), SPEC, CS_CFG, 0)
+        try:
+            return train_deep(m, toy_tasks, c, torch.device("cpu"), state, on_epoch, False, infos(toy_tasks), SPEC,
+                              mcfg), None
+        except KeyboardInterrupt:
+            return None, saved
+
+    full, _ = run_()
+    for stop in (2, 3):
+        _, saved = run_(stop=stop)
+        assert saved["phase"] == ("pretrain" if stop == 2 else "joint")
+        resumed, _ = run_(state=saved)
+        assert resumed == full, stop
+
+
+def test_soft_sharing_weighs_each_pair_by_the_prior(toy_tasks):
+    tasks = [fake_task(f"t{i}", 1, 3, seed=i) for i in range(3)]
+    R = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.0], [0.1, 0.0, 1.0]])
+    m = METHODS["soft_sharing"](infos(tasks), SPEC, {"gamma": 2.0}, 0, relations=R)
+
+    def dist(i, j):
+        return sum((a - b).pow(2).sum() for a, b in zip(m.coupled_parameters(i), m.coupled_parameters(j)))
+
+    torch.testing.assert_close(m.extra_loss(), 2.0 * (0.9 * dist(0, 1) + 0.1 * dist(0, 2)))

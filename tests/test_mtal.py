@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -260,31 +262,46 @@ def test_params_refuse_a_schedule_that_ends_on_a_matching(project):
         load_params(project)
 
 
-def test_batchnorm_statistics_restart_after_a_merge(toy_tasks):
+def test_batchnorm_statistics_are_those_of_the_merged_weights(monkeypatch):
+    """After a merge every BatchNorm, including those after layers that did not
+    merge, holds the statistics of the merged weights on the training split, before
+    validation and before the next epoch; epochs without a merge leave them alone."""
+    from hetmtl.training import loop
+
     tasks = [fake_task("a", 1, 3, seed=1), fake_task("b", 1, 3, seed=2)]
-    m = MTAL(infos(tasks), SPEC, mtal_cfg(-1.01), 0)
     torch.use_deterministic_algorithms(True)
-    fit(m, tasks, TrainConfig(epochs=1, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=0, nan_check_every=1,
-                             seed=0), torch.device("cpu"), progress=False)
-    before = [bn.running_mean.clone() for bn in m.norms[0]]
-    opt = make_optimizer(m, CFG)
-    m.after_epoch(1, opt)  # merges every layer
-    for norms in m.norms:
-        for bn in norms:
-            assert int(bn.num_batches_tracked) == 0 and bn.momentum is None
-            assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
-    assert not torch.equal(before[0], m.norms[0][0].running_mean)
-    # survives a checkpoint: a fresh model loading the state averages too
-    fresh = MTAL(infos(tasks), SPEC, mtal_cfg(-1.01), 0)
-    fresh.load_state_dict(m.state_dict())
-    assert all(bn.momentum is None for norms in fresh.norms for bn in norms)
-    # one epoch later the running statistics are the plain mean over that epoch's batches
-    x = torch.cat([to_input(tasks[0].x["train"][:8]), to_input(tasks[0].x["train"][8:16])])
-    m.train()
-    m(0, x[:8]), m(0, x[8:])
-    m.after_epoch(2, opt, final=True)
+    calls = []
+    real = loop.recalibrate_batchnorm
+    monkeypatch.setattr(loop, "recalibrate_batchnorm", lambda *a, **k: (calls.append(1), real(*a, **k)))
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=0, nan_check_every=1, seed=0)
+    m = MTAL(infos(tasks), SPEC, mtal_cfg(0.5, warmup=1, share_every=1), 0)
+    fit(m, tasks, cfg, torch.device("cpu"), progress=False)
+    assert calls == []  # the last epoch never matches, so nothing to re-estimate
+    K = m.index(0).shape[1]
+    with torch.no_grad():  # only the first layer can merge: the tasks' conv1 kernels made identical
+        m.bank_w[0][K:] = m.bank_w[0][:K]
+    fit(m, tasks, replace(cfg, epochs=2), torch.device("cpu"), progress=False, start_epoch=1)
+    assert calls == []  # epoch 2 is the last
+    fresh = MTAL(infos(tasks), SPEC, mtal_cfg(0.5, warmup=1, share_every=1), 0)
+    with torch.no_grad():
+        fresh.bank_w[0][K:] = fresh.bank_w[0][:K]
+    fit(fresh, tasks, replace(cfg, epochs=2), torch.device("cpu"), progress=False)
+    assert calls == [1] and fresh.sharing_metrics()["sharing/conv1_1"] > 0  # merged after epoch 1, re-estimated
+    m.after_epoch(1, make_optimizer(m, CFG))  # a merge in conv1 only
+    assert m.needs_bn_recalibration and m.sharing_metrics()["sharing/conv2_1"] == 0.0
+    loop.recalibrate_batchnorm(m, tasks, 8)
+    assert not m.needs_bn_recalibration
+    # the statistics of the second BatchNorm (after the unmerged conv2_1) are the mean over
+    # the training batches of task a's conv2_1 response computed with the merged conv1
+    probe = copy.deepcopy(m)
+    acts = []
+    probe.norms[1][0].register_forward_hook(lambda mod, inp, out: acts.append(inp[0].mean((0, 2, 3))))
+    probe.train()
+    with torch.no_grad():
+        for s in range(0, tasks[0].size(), 8):
+            probe(0, to_input(tasks[0].x["train"][s:s + 8]))
+    torch.testing.assert_close(m.norms[1][0].running_mean, torch.stack(acts).mean(0))
     assert all(bn.momentum == 0.1 for norms in m.norms for bn in norms)
-    assert int(m.norms[0][0].num_batches_tracked) == 2
 
 
 def test_common_start_copies_one_backbone(toy_tasks):
@@ -336,3 +353,21 @@ def test_within_task_duplicates_are_counted():
         m.index(1)[0, 1] = m.index(1)[0, 0]
         m.index(1)[0, 2] = m.index(1)[0, 0]
     assert m.sharing_metrics()["within_task_duplicates"] == 2
+
+
+def test_unrelated_tasks_never_share_through_a_related_third():
+    """R chains 0 - 1 - 2: pairs (0, 1) and (1, 2) share at rho 0.4, pair (0, 2)
+    needs more than 1 (never). Kernel 0 of all three is nearly the same vector:
+    0 and 1 share it, 1 and 2 would, but then 0 and 2 would share it too."""
+    tasks = [fake_task(f"t{i}", 1, 3, seed=i) for i in range(3)]
+    R = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.9], [0.1, 0.9, 1.0]])
+    cfg = {"rho_related": 0.4, "rho_unrelated": 1.5, "relation_threshold": 0.5, "alpha": 0.5, "beta": 0.5,
+           "warmup": 1, "share_every": 1, "start": "independent"}
+    m = METHODS["mtal_prior"](infos(tasks), SPEC, cfg, 0, relations=R)
+    layer = 1
+    v = torch.randn(m.kernel(0, layer)[0][0].shape, generator=torch.Generator().manual_seed(3))
+    _planted(m, layer, [0, 1, 2], [v, v, v], noise=0.05)
+    m.share()
+    idx = m.index(layer)
+    assert not set(idx[0].tolist()) & set(idx[2].tolist())  # 0 and 2 never in one slot
+    assert set(idx[1].tolist()) & (set(idx[0].tolist()) | set(idx[2].tolist()))  # 1 shares with one of them

@@ -48,7 +48,9 @@ def test_pretraining_is_declared_exactly_for_the_column_methods(params):
 def test_grid_expansion(params):
     runs = params.runs("demo")
     n_methods = len(params["shared_methods"]) + sum(len(s["methods"]) for s in params["settings"].values())
-    assert len(runs) == len(params["groups"]) * n_methods * 3
+    n_readings = len(params["readings"])
+    assert len(runs) == len(params["groups"]) * (n_methods + n_readings) * 3
+    assert len(params.runs("paper")) == len(params["groups"]) * n_methods * 5  # no readings with imagenet
     assert len({tuple(sorted(r.items())) for r in runs}) == len(runs)
 
 

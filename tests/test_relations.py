@@ -50,3 +50,18 @@ def test_r_is_read_from_the_validation_split_never_the_test_split():
         d.y["val"] = (d.y["val"] + 1) % d.num_classes
     _, detail_val = relations.estimate(scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
     assert detail_val["pairs"]["g1+c1"]["runs"] != runs
+
+
+def test_each_pair_is_augmented_with_its_own_tasks_flags(monkeypatch):
+    from dataclasses import replace
+
+    seen = {}
+
+    def spy(method_name, data, spec, cfg, method_cfg):
+        seen[tuple(d.name for d in data)] = cfg.flip
+        return [0.5, 0.5]
+
+    monkeypatch.setattr(relations, "_val", spy)
+    three = tasks() + [fake_task("g2", 1, 3, n=16, seed=3)]
+    relations.estimate(three, SPEC, replace(CFG, flip=(False, True, True)), 0.05, {}, seeds=[0])
+    assert seen == {("g1", "c1"): (False, True), ("g1", "g2"): (False, True), ("c1", "g2"): (True, True)}

@@ -64,11 +64,13 @@ def test_a_table_whose_methods_had_different_budgets_is_refused(params):
     spec = params["tables"]["table3"]
     rows = params.table_methods(spec["setting"])
 
-    def budget_records(steps):
+    def budget_records(steps, skip=()):
         return pd.DataFrame([{"suite": "tiny", "group": spec["group"], "setting": st, "method": m, "seed": 0,
                               "run_id": m, "metric": "budget/steps_per_task", "value": steps(m)}
-                             for st, m in rows if m != "mtda"])
+                             for st, m in rows if m != "mtda" and m not in skip])
 
     assert table_budget(params, budget_records(lambda m: 40), spec) == (40, 0)
     with pytest.raises(RecordError, match="different budgets"):
         table_budget(params, budget_records(lambda m: 80 if m == "cross_stitch" else 40), spec)
+    with pytest.raises(RecordError, match="without a logged budget.*nddr_cnn/seed0"):
+        table_budget(params, budget_records(lambda m: 40, skip=("nddr_cnn",)), spec)

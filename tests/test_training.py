@@ -104,3 +104,55 @@ def test_l2_penalty_shrinks_the_weights(toy_tasks):
     fit(penalised, toy_tasks, cfg(epochs=1, l2_lambda=1.0), torch.device("cpu"), progress=False)
     norm = lambda m: sum(w.pow(2).sum() for t in range(3) for w in m.task_weights(t)).item()  # noqa: E731
     assert norm(penalised) < 0.9 * norm(plain)
+
+
+def test_augmentation_crops_and_flips_on_the_uint8_batch():
+    from hetmtl.training.augment import epoch_augment
+
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
+    assert epoch_augment(0, False, 3, 2, 0, 0, 1) is None
+    aug = epoch_augment(2, True, 3, 2, seed=0, task_index=0, epoch=1)
+    out = aug.apply(x, 1)
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for n in range(2):
+        oy, ox = aug.offsets[1, n].tolist()
+        crop = padded[n, :, oy:oy + 4, ox:ox + 4]
+        expected = crop.flip(-1) if bool(aug.flips[1, n]) else crop
+        assert torch.equal(out[n], expected)
+    again = epoch_augment(2, True, 3, 2, seed=0, task_index=0, epoch=1)
+    assert torch.equal(again.offsets, aug.offsets) and torch.equal(again.flips, aug.flips)
+    assert not torch.equal(epoch_augment(2, True, 3, 2, seed=0, task_index=0, epoch=2).offsets, aug.offsets)
+    no_flip = epoch_augment(2, False, 50, 8, seed=0, task_index=0, epoch=1)
+    assert not no_flip.flips.any() and aug.offsets.max() <= 4
+
+
+def test_augmentation_changes_training_but_never_evaluation(toy_tasks):
+    torch.use_deterministic_algorithms(True)
+    plain = fit(build("single_task", toy_tasks), toy_tasks, cfg(epochs=1), torch.device("cpu"), progress=False)
+    aug = fit(build("single_task", toy_tasks), toy_tasks, cfg(epochs=1, crop_pad=2, flip=(True, True, True)),
+              torch.device("cpu"), progress=False)
+    assert plain["history"][0]["train_loss/g1"] != aug["history"][0]["train_loss/g1"]
+    model = build("single_task", toy_tasks)
+    from hetmtl.training.loop import accuracy
+
+    a = accuracy(model, 0, toy_tasks[0], "test")
+    assert accuracy(model, 0, toy_tasks[0], "test") == a  # evaluation is deterministic: nothing random
+
+
+def test_flip_only_where_meaningful_and_imagenet_inputs(params):
+    from torchvision.transforms import Normalize
+
+    from hetmtl.training.data import to_input
+    from hetmtl.training.job import train_config
+
+    tiny = train_config(params, "tiny", 0, params.tasks_of("unrelated"))
+    assert tiny.flip == (False, True, True, True) and tiny.crop_pad == 2  # HD, Coil-20, Art, Amazon
+    assert train_config(params, "tiny", 0, params.tasks_of("related")).flip == (False,) * 4
+    paper = train_config(params, "paper", 0, params.tasks_of("unrelated"))
+    assert paper.input_norm == "imagenet" and paper.lr == params["training"]["finetune_lr"]
+    x = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
+    expected = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(x.float() / 255)
+    torch.testing.assert_close(to_input(x, "imagenet"), expected)
+    gray = to_input(x[:, :1], "imagenet")
+    torch.testing.assert_close(gray, (x[:, :1].float() / 255 - 0.449) / 0.226, atol=1e-3, rtol=1e-3)

@@ -30,6 +30,9 @@ class Method(nn.Module):
     uses_prior: bool = False  # takes the relationship matrix R (SPEC 4)
     deep: bool = True  # trained by the joint SGD loop; False: ``fit_closed_form(data)``
     joint: bool = True  # tasks interact; False: independent networks (task weighting has no meaning)
+    # Set by a method whose weights changed outside the optimiser (MTAL's merge):
+    # the loop then re-estimates every BatchNorm's statistics on the training split.
+    needs_bn_recalibration: bool = False
 
     def __init__(self, tasks: list[TaskInfo], spec: BackboneSpec, cfg: dict, seed: int):
         super().__init__()

@@ -15,21 +15,42 @@ of them, each choice a parameter in ``params/methods.yaml``:
    task pair (i, j) and layer as ONE matrix product of the row-normalised kernel
    matrices (K x K per pair).
 3. Selection (Eq. 4): (a in task i, b in task j) is a candidate when its
-   similarity exceeds ``rho_ij``; candidates are matched one-to-one, greedily by
-   descending similarity (computed without a per-kernel loop as repeated rounds
-   of mutually-best pairs, which is the greedy matching). ``mtal`` uses one rho
-   for every pair; ``thresholds`` takes a T x T matrix (``mtal_prior``).
-4. Aggregation (Eq. 5): a matched pair is replaced by ``alpha * w_a + beta * w_b``
-   in one slot that both indices then use. Kernels matched across more than two
-   tasks form a group (union-find over slots) whose slot holds the group mean
-   (Eq. 6). Momentum buffers are merged the same way.
-5. Schedule: matching runs after epoch ``warmup`` and then every ``share_every``
-   epochs; sharing is permanent.
+   similarity exceeds ``rho_ij``; candidates are matched one-to-one per task
+   pair, greedily by descending similarity (computed without a per-kernel loop
+   as repeated rounds of mutually-best pairs, which is the greedy matching).
+   ``mtal`` uses one rho for every pair; ``thresholds`` takes a T x T matrix
+   (``mtal_prior``).
+4. Aggregation (Eq. 5-6): the matched pairs of all task pairs of a layer are
+   accepted in descending similarity, each joining the groups (union-find over
+   slots) of its two kernels, EXCEPT an edge whose two groups already hold a
+   kernel of a common task (a group never holds two kernels of one task:
+   sharing is between tasks; without this rule chains i.a - j.b - k.c - i.a'
+   collapsed a task's own kernels) or whose groups hold a cross pair of kernels
+   less similar than their own pair's threshold (ours: a group is a set of
+   kernels every two of which could be shared directly, so with ``mtal_prior``
+   two unrelated tasks never share through a related third one). A group's slot holds the mean of its task
+   kernels: each slot weighted by the number of task kernels it stands for; a
+   fresh pair of two unshared kernels gets ``alpha * w_a + beta * w_b`` (a in
+   the lower-indexed task). Momentum buffers are merged the same way.
+5. Schedule: matching runs after epoch ``warmup`` and then every
+   ``share_every`` epochs, never after the last epoch (params refuse a warmup
+   that leaves none after it); sharing is permanent. After a merge every
+   BatchNorm re-estimates its running statistics with one pass over the
+   training split (the loop's :func:`~hetmtl.training.loop.recalibrate_batchnorm`),
+   so that validation right after the merge, and the next epoch's start, see
+   statistics of the merged weights rather than of the kernels before it.
 6. Objective (Eq. 7-8): the training loop's sum of per-task cross-entropy plus
    lambda times the squared L2 norm of each task's (gathered) weights.
 7. Reported: per-layer kernel sharing ratio (share of the T*K task kernels that
-   use a slot used by another task kernel) and the compression (unique slots in
-   use / T*K over the whole network), as in the paper's Table 6.
+   use a slot used by another task kernel), the compression by kernel count
+   (unique slots in use / T*K over the whole network, as in the paper's Table
+   6), by parameters (parameters in use / those of T unshared networks: the
+   memory the paper claims to save) and the number of within-task duplicates
+   (0 by construction; logged so that a reader can check).
+8. Start (``start``, ours: the paper does not say): ``independent`` copies
+   from each task's own random start, or ``common`` copies of one reference
+   network (see README: independent starts share only chance matches beyond
+   the first layer, a common start shares every layer; both are reported).
 """
 
 from __future__ import annotations
@@ -137,8 +158,6 @@ class MTAL(Method):
         # denominator of the parameter-weighted compression).
         self.unshared_params = sum(p.numel() for net in nets for p in net.parameters())
         self._merged_layers: set[int] = set()
-        self._bn_momentum = next((m.momentum for m in self.norms.modules() if isinstance(m, nn.BatchNorm2d)), 0.1)
-        self.register_buffer("recalibrating", torch.zeros(len(self.norms), dtype=torch.bool))
 
     # ------------------------------------------------------------------ forward
 
@@ -199,44 +218,46 @@ class MTAL(Method):
         Per layer and bank: the candidate edges are every task pair's one-to-one
         greedy matching above its threshold (step 3). They are then accepted in
         descending order of similarity over the whole layer, each joining the
-        groups of its two slots, unless the two groups already hold a kernel of a
-        common task (the within-task rule, step 4): a group holds at most one
-        kernel per task, so sharing stays between tasks.
+        groups of its two kernels, unless (the rules of step 4) the two groups
+        already hold a kernel of a common task, or some kernel of one group and
+        some kernel of the other are not similar enough for their own task pair
+        (below rho_tu): a group is a set of kernels of distinct tasks every two
+        of which pass their pair's threshold, so unrelated tasks never share
+        through a related third one.
         """
         merges = 0
         for layer in range(self.num_layers):
-            idx = self.index(layer)
             for bank_id, members in self.banks[layer]:
-                sims, edges_a, edges_b = [], [], []
+                sims, edges = {}, []
                 for p, i in enumerate(members):
                     for j in members[p + 1:]:
                         sim = self.similarity(layer, i, j)
+                        sims[(i, j)] = sim.cpu()
                         a, b = greedy_match(sim, float(self.thresholds[i, j]))
-                        sims.append(sim[a, b])
-                        edges_a.append(idx[i][a])
-                        edges_b.append(idx[j][b])
-                if not sims:
+                        edges += [(v, i, ka, j, kb) for v, ka, kb in zip(sim[a, b].tolist(), a.tolist(), b.tolist())]
+                if not edges:
                     continue
-                sim, sa, sb = torch.cat(sims), torch.cat(edges_a), torch.cat(edges_b)
-                if len(sim) == 0:
-                    continue
-                order = torch.argsort(sim, descending=True, stable=True)
-                groups = self._groups(layer, bank_id, members, sa[order], sb[order])
-                if groups is not None:
-                    merges += self._merge(layer, bank_id, members, groups, optimizer)
+                edges.sort(key=lambda e: -e[0])  # stable: ties keep the task-pair order
+                roots = self._groups(layer, bank_id, members, edges, sims)
+                if roots is not None:
+                    merges += self._merge(layer, bank_id, members, roots, optimizer)
         return merges
 
-    def _groups(self, layer: int, bank_id: int, members: list[int], sa: torch.Tensor,
-                sb: torch.Tensor) -> np.ndarray | None:
+    def _groups(self, layer: int, bank_id: int, members: list[int], edges: list[tuple],
+                sims: dict) -> np.ndarray | None:
         """Union-find over slots along the edges (in the given order), refusing an
-        edge whose two groups hold kernels of a common task. Returns each slot's
-        group root, or None when no edge was accepted."""
+        edge whose groups share a task or hold a cross pair below its own pair's
+        threshold. Returns each slot's group root, or None when no edge was accepted."""
         n = self.bank_w[bank_id].shape[0]
         idx = self.index(layer).cpu().numpy()
+        thr = self.thresholds.cpu().numpy()
         parent = np.arange(n)
         tasks = np.zeros(n, dtype=np.int64)  # bit t set: the group holds a kernel of task t
+        kernels: dict[int, list[tuple[int, int]]] = {}  # root slot -> its (task, kernel) members
         for t in members:
             np.bitwise_or.at(tasks, idx[t], np.int64(1) << t)
+            for k, slot in enumerate(idx[t].tolist()):
+                kernels.setdefault(slot, []).append((t, k))
 
         def find(x: int) -> int:
             while parent[x] != x:
@@ -244,13 +265,21 @@ class MTAL(Method):
                 x = parent[x]
             return x
 
+        def similar(t: int, k: int, u: int, q: int) -> bool:
+            v = float(sims[(t, u)][k, q]) if t < u else float(sims[(u, t)][q, k])
+            return v > thr[t, u]
+
         accepted = 0
-        for a, b in zip(sa.tolist(), sb.tolist()):  # at most K edges per task pair
-            ra, rb = find(a), find(b)
+        for _, i, a, j, b in edges:  # at most K edges per task pair
+            ra, rb = find(int(idx[i][a])), find(int(idx[j][b]))
             if ra == rb or tasks[ra] & tasks[rb]:
-                continue  # already one slot, or the within-task rule refuses it
-            parent[max(ra, rb)] = min(ra, rb)  # the group's smallest slot is its root
-            tasks[min(ra, rb)] |= tasks[max(ra, rb)]
+                continue  # already one slot, or a group would hold two kernels of one task
+            if not all(similar(t, k, u, q) for t, k in kernels[ra] for u, q in kernels[rb]):
+                continue  # some cross pair is not similar enough for its own pair's threshold
+            lo, hi = min(ra, rb), max(ra, rb)  # the group's smallest slot is its root
+            parent[hi] = lo
+            tasks[lo] |= tasks[hi]
+            kernels[lo] += kernels.pop(hi)
             accepted += 1
         if not accepted:
             return None
@@ -316,48 +345,15 @@ class MTAL(Method):
 
     def after_epoch(self, epoch: int, optimizer: torch.optim.Optimizer, final: bool = False) -> dict[str, float]:
         """Match after epoch ``warmup`` and every ``share_every`` epochs, never after
-        the last one (a merge is always followed by training before evaluation)."""
-        self._end_recalibration()
+        the last one (a merge is always followed by training before evaluation).
+        After a merge the loop re-estimates every BatchNorm's statistics on the
+        training split (``needs_bn_recalibration``), so that validation and the
+        next epoch see statistics of the merged weights."""
         if not final and epoch >= self.warmup and (epoch - self.warmup) % self.share_every == 0:
             self._merged_layers = set()
-            self.share(optimizer)
-            self._start_recalibration()
+            if self.share(optimizer):
+                self.needs_bn_recalibration = True
         return self.sharing_metrics()
-
-    # ------------------------------------------------- BatchNorm after a merge
-
-    def _bn_after(self, layer: int) -> int | None:
-        """Index (in ``norms``) of the BatchNorm that follows conv layer ``layer``."""
-        for op, nxt in zip(self.plan, self.plan[1:]):
-            if op == ("conv", layer) and nxt[0] == "bn":
-                return nxt[1]
-        return None
-
-    def _start_recalibration(self) -> None:
-        """A merged layer's kernels changed: the following BatchNorms forget their
-        running statistics and average over the next epoch's batches (cumulative
-        mean), so that the statistics are those of the weights being evaluated."""
-        for layer in sorted(self._merged_layers):
-            k = self._bn_after(layer)
-            if k is not None:
-                for bn in self.norms[k]:
-                    bn.reset_running_stats()
-                self.recalibrating[k] = True
-        self._apply_bn_mode()
-
-    def _end_recalibration(self) -> None:
-        self.recalibrating.zero_()
-        self._apply_bn_mode()
-
-    def _apply_bn_mode(self) -> None:
-        for k, flag in enumerate(self.recalibrating.tolist()):
-            for bn in self.norms[k]:
-                bn.momentum = None if flag else self._bn_momentum
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._apply_bn_mode()
-        return out
 
     # ------------------------------------------------------------ what is shared
 

@@ -43,9 +43,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     "vgg_tiny": BackboneSpec("vgg_tiny", (8, "M", 16, "M"), "gap_linear", batch_norm=True),
     # four blocks of one conv each (the offline demo)
     "vgg_small": BackboneSpec("vgg_small", (16, "M", 32, "M", 64, "M", 64, "M"), "gap_linear", batch_norm=True),
-    # VGG-16, torchvision's definition (the paper's backbone)
+    # VGG-16, torchvision's definition (the paper's backbone), for ImageNet weights
     "vgg16": BackboneSpec("vgg16", tuple(tv_vgg.cfgs["D"]), "vgg_classifier",
                           imagenet_weights="VGG16_Weights.IMAGENET1K_V1"),
+    # VGG-16 with BatchNorm (torchvision's vgg16_bn): the paper suite from scratch,
+    # where plain VGG-16 on a few hundred images per task would not leave its plateau
+    "vgg16_bn": BackboneSpec("vgg16_bn", tuple(tv_vgg.cfgs["D"]), "vgg_classifier", batch_norm=True,
+                             imagenet_weights="VGG16_BN_Weights.IMAGENET1K_V1"),
 }
 
 
@@ -108,7 +112,7 @@ def imagenet_state(spec: BackboneSpec) -> dict:
     a file placed there by hand is used without any download.
     """
     if spec.imagenet_weights is None:
-        raise ImageNetWeightsError(f"backbone {spec.name} has no ImageNet weights (only vgg16 has)")
+        raise ImageNetWeightsError(f"backbone {spec.name} has no ImageNet weights (vgg16 and vgg16_bn have)")
     from torchvision.models import get_weight
 
     weights = get_weight(spec.imagenet_weights)

@@ -73,10 +73,15 @@ class Params:
         for group in self.data["groups"]:
             cells = [("shared", m) for m in self.data["shared_methods"]]
             cells += [(s, m) for s, spec in self.data["settings"].items() for m in spec["methods"]]
+            cells += [(r["setting"], r["method"]) for r in self.readings(suite)]
             for setting, method in cells:
                 for seed in seeds:
                     out.append(dict(suite=suite, group=group, setting=setting, method=method, seed=seed))
         return out
+
+    def readings(self, suite: str) -> list[dict]:
+        """The readings (grid.yaml) a suite runs: Table 6's extra columns."""
+        return list(self.data["readings"]) if self.suite(suite)["readings"] else []
 
     def sweep_runs(self, suite: str) -> list[dict]:
         """One dict per sweep training job: suite, sweep, group, value, seed."""
@@ -122,6 +127,11 @@ def _semantic_checks(d: dict, files: dict) -> None:
             if m in d["shared_methods"]:
                 fail("settings", f"settings.{setting}.methods",
                      f"method {m!r} is in shared_methods; it runs once for both settings")
+    for k, r in enumerate(d["readings"]):
+        if r["setting"] not in d["settings"]:
+            fail("readings", f"readings[{k}].setting", f"unknown setting {r['setting']!r}")
+        if "variant_of" not in d["methods"].get(r["method"], {}):
+            fail("readings", f"readings[{k}].method", f"{r['method']!r} must be a variant (variant_of) in methods")
     for m in d["shared_methods"]:
         if m not in d["methods"]:
             fail("shared_methods", "shared_methods", f"method {m!r} has no entry in methods")

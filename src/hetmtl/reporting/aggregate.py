@@ -43,20 +43,32 @@ def reference_method(params, setting: str) -> tuple[str, str]:
 
 
 def table_budget(params, records: pd.DataFrame, spec: dict) -> tuple[int, int]:
-    """The one budget of a table's deep methods: (steps per task, pre-training epochs
-    of the column methods). Refuses a table whose runs differ: the comparison
+    """The one budget of a table's deep methods: (optimisation steps per task, as
+    counted by each run; pre-training epochs of the column methods). Refuses a
+    table where a deep run lacks its count or the counts differ: the comparison
     would not be fair."""
-    rows = params.table_methods(spec["setting"])
-    sel = records[(records.group == spec["group"]) & (records.metric == "budget/steps_per_task")]
-    sel = sel[[(st, m) in rows for st, m in zip(sel.setting, sel.method)]]
-    steps = sorted(set(sel["value"].astype(int)))
-    if len(steps) != 1:
-        detail = sel.groupby(["setting", "method"])["value"].unique().to_dict()
+    from hetmtl.methods import METHODS
+
+    seeds = params.suite(records["suite"].iloc[0])["seeds"] if len(records) else []
+    deep = [(st, m) for st, m in params.table_methods(spec["setting"]) if METHODS[params.base_method(m)].deep]
+    sel = records[records.group == spec["group"]]
+    steps, pre, missing = {}, [], []
+    for st, m in deep:
+        runs = sel[(sel.setting == st) & (sel.method == m)]
+        for seed in seeds:
+            run = runs[runs.seed == seed].set_index("metric")["value"]
+            if "budget/steps_per_task" not in run:
+                missing.append(f"{m}/seed{seed}")
+                continue
+            steps[f"{m}/seed{seed}"] = int(run["budget/steps_per_task"])
+            pre.append(int(run.get("budget/pretrain_epochs", 0)))
+    if missing:
+        raise RecordError(f"{spec['paper']}: runs without a logged budget (budget/steps_per_task): "
+                          f"{', '.join(missing)}; rerun them with this version")
+    if len(set(steps.values())) != 1:
         raise RecordError(f"{spec['paper']}: its deep methods were trained with different budgets "
-                          f"(steps per task: {detail}); every method of a table must get the same")
-    pre = records[(records.group == spec["group"]) & (records.metric == "budget/pretrain_epochs")
-                  & (records.value > 0)]["value"]
-    return steps[0], int(pre.max()) if len(pre) else 0
+                          f"(steps per task: {steps}); every method of a table must get the same")
+    return next(iter(steps.values())), max(pre, default=0)
 
 
 def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = None) -> str:
@@ -102,8 +114,10 @@ def comparison_tables(params, suite: str, records: pd.DataFrame) -> dict[str, pd
 def mtal_sharing(params, suite: str, records: pd.DataFrame) -> pd.DataFrame:
     from hetmtl.models import BACKBONES, conv_names
 
-    columns = [(f"{g} ({m})", g, f"{s}/{m}") for s in params["settings"] for g in params["groups"]
-               for m in params["settings"][s]["methods"] if m.startswith("mtal")]
+    cells = [(s, m) for s in params["settings"] for m in params["settings"][s]["methods"]]
+    cells += [(r["setting"], r["method"]) for r in params.readings(suite)]
+    columns = [(f"{g} ({m})", g, f"{s}/{m}") for s, m in cells for g in params["groups"]
+               if params.base_method(m).startswith("mtal")]
     return sharing_table(records, columns, conv_names(BACKBONES[params.suite(suite)["backbone"]]))
 
 
@@ -113,7 +127,7 @@ def activation_figures(params, suite: str, root: Path, out: dict) -> None:
 
     from hetmtl.methods import TaskInfo
     from hetmtl.training.data import load_task, to_input
-    from hetmtl.training.job import build_method
+    from hetmtl.training.job import build_method, train_config
 
     groups = list(params["groups"])
     seed = params.suite(suite)["seeds"][0]
@@ -130,7 +144,8 @@ def activation_figures(params, suite: str, root: Path, out: dict) -> None:
         method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
         method.eval()
         layer_name = method.layer_names[layer]
-        images = [to_input(d.x["test"][:1]) for d in data]
+        norm = train_config(params, suite, seed, params.tasks_of(group)).input_norm
+        images = [to_input(d.x["test"][:1], norm) for d in data]
         out[name] = figures.activation_maps(
             method, images, layer, layer_name, path,
             f"{FIGURES[name]}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})")
@@ -156,7 +171,8 @@ def aggregate(params, suite: str, root: Path) -> dict:
             "slots in use over all task kernels) and by parameters (parameters in use over those of the T "
             "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
             "(two kernels of one task in one slot, 0 by construction); and each reading's average test accuracy. "
-            "Columns: group (method); mtal_common is MTAL started from a common copy (SPEC 6, our readings). "
+            "Columns: group (method); *_common: MTAL started from one common copy instead of independent "
+            "starts (SPEC 6; both are our readings, the default is independent). "
             "%, mean ± std over seeds. " + scale_note(params, suite))
     written["table6.md"] = _write(root / paths.table_file(suite, SHARING_TABLE, "md"), sharing_markdown(sharing, cap6))
     written["table6.tex"] = _write(root / paths.table_file(suite, SHARING_TABLE, "tex"), sharing_latex(sharing, cap6))

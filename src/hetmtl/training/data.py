@@ -54,6 +54,23 @@ def epoch_batches(n: int, batch_size: int, steps: int, seed: int, task_index: in
     return torch.cat(perms)[:need].view(steps, batch_size)
 
 
-def to_input(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1]."""
-    return x.float().div_(127.5).sub_(1.0)
+# torchvision's ImageNet normalisation; a grayscale task (whose first conv is the
+# colour one summed over RGB) gets the mean of the three channels' statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMS = ("symmetric", "imagenet")
+
+
+def to_input(x: torch.Tensor, norm: str = "symmetric") -> torch.Tensor:
+    """uint8 images -> float network input: ``symmetric`` maps [0, 255] to [-1, 1]
+    (from scratch); ``imagenet`` standardises as the ImageNet weights expect."""
+    if norm == "symmetric":
+        return x.float().div_(127.5).sub_(1.0)
+    if norm != "imagenet":
+        raise ValueError(f"unknown input normalisation {norm!r} (one of {NORMS})")
+    C = x.shape[1]
+    mean = IMAGENET_MEAN if C == 3 else (sum(IMAGENET_MEAN) / 3,) * C
+    std = IMAGENET_STD if C == 3 else (sum(IMAGENET_STD) / 3,) * C
+    m = torch.tensor(mean, device=x.device).view(1, C, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, C, 1, 1)
+    return (x.float().div_(255.0) - m) / s

@@ -48,16 +48,19 @@ def backbone(params, suite_name: str):
     return BACKBONES[suite["backbone"]]
 
 
-def train_config(params, suite_name: str, seed: int, epochs: int | None = None) -> TrainConfig:
+def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: int | None = None) -> TrainConfig:
     suite, tr = params.suite(suite_name), params["training"]
+    imagenet = suite["init"] == "imagenet"
     return TrainConfig(epochs=epochs or suite["epochs"], batch_size=suite["batch_size"], seed=seed,
-                       lr=tr["finetune_lr"] if tr["init"] == "imagenet" else tr["lr"],
-                       momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"])
+                       lr=tr["finetune_lr"] if imagenet else tr["lr"],
+                       momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"],
+                       input_norm="imagenet" if imagenet else "symmetric", crop_pad=suite["augment"]["crop_pad"],
+                       flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks))
 
 
-def method_config(params, name: str) -> dict:
-    tr = params["training"]
-    return {**method_params(params, name), "init": tr["init"], "task_weighting": tr["task_weighting"]}
+def method_config(params, name: str, suite_name: str) -> dict:
+    return {**method_params(params, name), "init": params.suite(suite_name)["init"],
+            "task_weighting": params["training"]["task_weighting"]}
 
 
 def relations_for(params, key: dict) -> torch.Tensor | None:
@@ -84,8 +87,8 @@ def method_params(params, name: str) -> dict:
 
 def build_method(params, key: dict, tasks: list[TaskInfo], overrides: dict | None = None):
     cls = method_class(params, key["method"])
-    args = (tasks, backbone(params, key["suite"]), {**method_config(params, key["method"]), **(overrides or {})},
-            key["seed"])
+    cfg = {**method_config(params, key["method"], key["suite"]), **(overrides or {})}
+    args = (tasks, backbone(params, key["suite"]), cfg, key["seed"])
     method = cls(*args, relations=relations_for(params, key)) if cls.uses_prior else cls(*args)
     k = params["training"]["freeze_blocks"]
     if k and method.deep:
@@ -125,11 +128,12 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
         receipt_path, ckpt_path = root / paths.sweep_receipt(**where), root / paths.sweep_checkpoint(**where)
         model_path, parent = receipt_path.with_name("model.pt"), f"{key['group']}/sweep_{name}"
     method = build_method(params, key, tasks, overrides)
-    cfg = train_config(params, key["suite"], key["seed"], epochs=epochs)
+    mcfg = method_config(params, key["method"], key["suite"])
+    cfg = train_config(params, key["suite"], key["seed"], task_names, epochs=epochs)
     data_md5 = {d.name: d.manifest["source_md5"] for d in data}
     R = relations_for(params, key)
-    run_params = {"method": {**method_config(params, key["method"]), **overrides}, "training": params["training"],
-                  "suite": suite, "tasks": task_names, "epochs": cfg.epochs}
+    run_params = {"method": {**mcfg, **overrides}, "training": params["training"],
+                  "suite": suite, "tasks": task_names, "epochs": cfg.epochs, "flip": list(cfg.flip)}
     digest = _digest(run_params, data_md5, None if R is None else R.tolist())
     ckpt_key = {**key, "sweep": list(sweep) if sweep else None, "digest": digest}
     state = checkpoint.load(ckpt_path, ckpt_key) if method.deep else None
@@ -157,7 +161,7 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     try:
         if method.deep:
             result = train_deep(method, data, cfg, device, state, on_epoch, progress, tasks,
-                                backbone(params, key["suite"]), method_config(params, key["method"]))
+                                backbone(params, key["suite"]), mcfg, params["training"]["freeze_blocks"])
         else:
             result = method.fit_closed_form(data)
             for entry in result["history"]:
@@ -171,8 +175,8 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
                   if k.startswith(("sharing/", "compression", "within_task"))})
     budget = {}
     if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
-        budget = {"budget/steps_per_task": cfg.epochs * steps_per_epoch(data, cfg.batch_size),
-                  "budget/pretrain_epochs": pretrain_epochs(method_config(params, key["method"]), cfg.epochs)}
+        budget = {"budget/steps_per_task": result["steps"],
+                  "budget/pretrain_epochs": pretrain_epochs(mcfg, cfg.epochs)}
     logger.log_metrics({**final, **budget, "train_seconds": seconds,
                         "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}, step=len(result["history"]))
     checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
@@ -188,41 +192,46 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
 
 
 def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress, tasks, spec,
-               method_cfg: dict) -> dict:
+               method_cfg: dict, freeze_blocks: int = 0) -> dict:
     """Train a deep method within its budget of ``cfg.epochs`` epochs.
 
     Cross-stitch and NDDR-CNN start from single-task networks (SPEC 5): their
     first ``pretrain_epochs`` epochs train the single-task columns (exactly the
-    single_task run's first epochs: same initialisation, same batches), the rest
-    trains the joined model, so every method of a table gets the same number of
-    optimisation steps per task. A checkpoint records its phase, and a resumed
-    job continues in it.
+    single_task run's first epochs: same initialisation, same frozen blocks, same
+    batches), the rest trains the joined model, so every method of a table gets
+    the same number of optimisation steps per task. The steps are counted, not
+    computed: the result's ``steps`` sums both phases. A checkpoint records its
+    phase and its step count, and a resumed job continues in it.
     """
     from hetmtl.methods.single_task import SingleTask
 
     P = pretrain_epochs(method_cfg, cfg.epochs)
     phase = (state or {}).get("phase", "pretrain" if P else "joint")
     history: list[dict] = []
+    pre_steps = 0
     if phase == "pretrain":
         single = SingleTask(tasks, spec, {k: v for k, v in method_cfg.items() if k == "init"}, cfg.seed)
+        if freeze_blocks:
+            single.freeze_blocks(freeze_blocks)
 
         def on_pre(epoch, metrics, train_state):
             on_epoch(epoch, metrics, {**train_state, "phase": "pretrain"})
 
         pre = fit(single, data, replace(cfg, epochs=P), device, state=state, on_epoch=on_pre,
                   progress=progress)
-        history = pre["history"]
+        history, pre_steps = pre["history"], pre["steps"]
         method.init_from(single.state_dict())
         state = None
 
     def on_joint(epoch, metrics, train_state):
-        on_epoch(epoch, metrics, {**train_state, "phase": "joint", "history": history + train_state["history"]})
+        on_epoch(epoch, metrics, {**train_state, "phase": "joint", "pre_steps": pre_steps,
+                                  "history": history + train_state["history"]})
 
     if state is not None:  # resuming the joint phase: its history holds the pre-training epochs too
-        history = [h for h in state["history"] if h["epoch"] <= P]
+        history, pre_steps = [h for h in state["history"] if h["epoch"] <= P], state.get("pre_steps", 0)
         state = {**state, "history": [h for h in state["history"] if h["epoch"] > P]}
     result = fit(method, data, cfg, device, state=state, on_epoch=on_joint, progress=progress, start_epoch=P)
-    return {"history": history + result["history"], "test": result["test"]}
+    return {"history": history + result["history"], "test": result["test"], "steps": pre_steps + result["steps"]}
 
 
 def relations_job(params, suite_name: str, group: str, device_name: str = "auto", threads: int = 1) -> torch.Tensor:
@@ -238,8 +247,8 @@ def relations_job(params, suite_name: str, group: str, device_name: str = "auto"
     else:
         data = [load_task(suite_name, t, device) for t in tasks]
         seeds = params["relations"]["seeds"]
-        cfg = train_config(params, suite_name, seeds[0], epochs=params["relations"]["epochs"])
-        method_cfg = {**method_params(params, "hard_sharing"), "init": params["training"]["init"]}
+        cfg = train_config(params, suite_name, seeds[0], tasks, epochs=params["relations"]["epochs"])
+        method_cfg = {**method_params(params, "hard_sharing"), "init": params.suite(suite_name)["init"]}
         R, detail = relations.estimate(data, backbone(params, suite_name), cfg,
                                        params["relations"]["temperature"], method_cfg, seeds)
         source = (f"estimated on the validation split ({params['relations']['epochs']} epochs per pair, "

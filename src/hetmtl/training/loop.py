@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hetmtl.methods.base import Method
+from hetmtl.training.augment import epoch_augment
 from hetmtl.training.data import TaskData, epoch_batches, steps_per_epoch, to_input
 
 
@@ -36,6 +37,9 @@ class TrainConfig:
     l2_lambda: float
     nan_check_every: int
     seed: int
+    input_norm: str = "symmetric"  # hetmtl.training.data.to_input: symmetric (scratch) or imagenet
+    crop_pad: int = 0  # augmentation: random crop of the image padded by this much (0: none)
+    flip: tuple[bool, ...] = ()  # augmentation: horizontal flip, per task (where meaningful)
 
 
 def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -55,22 +59,44 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
-def accuracy(method: Method, t: int, data: TaskData, split: str, batch: int = 512) -> float:
+def accuracy(method: Method, t: int, data: TaskData, split: str, batch: int = 512, norm: str = "symmetric") -> float:
     method.eval()
     x, y = data.x[split], data.y[split]
     correct = torch.zeros((), dtype=torch.long, device=y.device)
     with _autocast(y.device):
         for s in range(0, len(y), batch):
-            correct += (method(t, to_input(x[s:s + batch])).argmax(1) == y[s:s + batch]).sum()
+            correct += (method(t, to_input(x[s:s + batch], norm)).argmax(1) == y[s:s + batch]).sum()
     method.train()
     return correct.item() / max(1, len(y))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(method: Method, data: list[TaskData], batch_size: int, norm: str = "symmetric") -> None:
+    """Re-estimate every BatchNorm's running statistics: reset them and average
+    (cumulative mean, ``momentum=None``) over one pass of each task's training
+    split through the current weights, in fixed order, without augmentation."""
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    method.train()
+    for t, d in enumerate(data):
+        x = d.x["train"]
+        with _autocast(x.device):
+            for s in range(0, len(x), batch_size):
+                method(t, to_input(x[s:s + batch_size], norm))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    method.needs_bn_recalibration = False
 
 
 def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.device,
         state: dict | None = None,
         on_epoch: Callable[[int, dict, dict], None] | None = None,
         progress: bool = True, start_epoch: int = 0) -> dict:
-    """Train ``method`` on ``data``; returns {"history": [...], "test": {...}}.
+    """Train ``method`` on ``data``; returns {"history": [...], "test": {...}, "steps": n}
+    with ``n`` the optimiser steps taken (each one batch of every task).
 
     ``state`` (from a checkpoint) resumes after its epoch. ``on_epoch(epoch,
     metrics, state)`` is called after every epoch with the metrics and the
@@ -82,23 +108,27 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
     method.to(device).train()
     optimizer = make_optimizer(method, cfg)
     history: list[dict] = []
-    start = start_epoch
+    start, steps_done = start_epoch, 0  # steps_done: optimiser steps, each one batch of every task
     if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        history, start = list(state["history"]), int(state["epoch"])
+        history, start, steps_done = list(state["history"]), int(state["epoch"]), int(state["steps_done"])
     steps = steps_per_epoch(data, cfg.batch_size)
     names = [d.name for d in data]
     for epoch in range(start + 1, cfg.epochs + 1):
         batches = [epoch_batches(d.size(), cfg.batch_size, steps, cfg.seed, t, epoch).to(device)
                    for t, d in enumerate(data)]
+        augments = [epoch_augment(cfg.crop_pad, bool(cfg.flip and cfg.flip[t]), steps, cfg.batch_size, cfg.seed, t,
+                                  epoch) for t in range(len(data))]
         loss_sum = torch.zeros(len(data), device=device)
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
             idx = [batches[t][step] for t in range(len(data))]
+            images = [d.x["train"][i] for d, i in zip(data, idx)]
+            images = [x if a is None else a.apply(x, step) for x, a in zip(images, augments)]
             with _autocast(device):
-                logits = method.forward_all([to_input(d.x["train"][i]) for d, i in zip(data, idx)])
+                logits = method.forward_all([to_input(x, cfg.input_norm) for x in images])
             task_losses = torch.stack([F.cross_entropy(lg.float(), d.y["train"][i])
                                        for lg, d, i in zip(logits, data, idx)])
             total = method.combine(task_losses)
@@ -117,18 +147,21 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
                         "or check the data. The last good checkpoint is kept.")
             total.backward()
             optimizer.step()
+            steps_done += 1
             loss_sum += task_losses.detach()
         metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}
         metrics.update(method.after_epoch(epoch, optimizer, final=epoch == cfg.epochs))
+        if method.needs_bn_recalibration:
+            recalibrate_batchnorm(method, data, cfg.batch_size, cfg.input_norm)
         if method.log_vars is not None:
             metrics.update({f"task_weight/{n}": w for n, w in zip(names, torch.exp(-method.log_vars).tolist())})
         for t, d in enumerate(data):
-            metrics[f"val_acc/{d.name}"] = accuracy(method, t, d, "val")
+            metrics[f"val_acc/{d.name}"] = accuracy(method, t, d, "val", norm=cfg.input_norm)
         metrics["val_acc/mean"] = sum(metrics[f"val_acc/{n}"] for n in names) / len(names)
         history.append({"epoch": epoch, **metrics})
         if on_epoch is not None:
             on_epoch(epoch, metrics, {"model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                                      "history": history, "epoch": epoch})
-    test = {f"test_acc/{d.name}": accuracy(method, t, d, "test") for t, d in enumerate(data)}
+                                      "history": history, "epoch": epoch, "steps_done": steps_done})
+    test = {f"test_acc/{d.name}": accuracy(method, t, d, "test", norm=cfg.input_norm) for t, d in enumerate(data)}
     test["test_acc/mean"] = sum(test.values()) / len(data)
-    return {"history": history, "test": test}
+    return {"history": history, "test": test, "steps": steps_done}

@@ -52,7 +52,7 @@ def estimate(data: list[TaskData], spec, cfg: TrainConfig, temperature: float,
     for i, j in itertools.combinations(range(T), 2):
         gains, runs = [], []
         for seed in seeds:
-            c = replace(cfg, seed=seed)
+            c = replace(cfg, seed=seed, flip=tuple(cfg.flip[k] for k in (i, j)) if cfg.flip else ())
             alone = _val("single_task", [data[i], data[j]], spec, c, method_cfg)
             together = _val("hard_sharing", [data[i], data[j]], spec, c, method_cfg)
             gains.append(((together[0] - alone[0]) + (together[1] - alone[1])) / 2)
