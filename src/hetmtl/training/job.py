@@ -246,12 +246,13 @@ def relations_job(params, suite_name: str, group: str, device_name: str = "auto"
         spread = None
     else:
         data = [load_task(suite_name, t, device) for t in tasks]
-        seeds = params["relations"]["seeds"]
-        cfg = train_config(params, suite_name, seeds[0], tasks, epochs=params["relations"]["epochs"])
+        scale = params.suite(suite_name)["relations"]
+        seeds = scale["seeds"]
+        cfg = train_config(params, suite_name, seeds[0], tasks, epochs=scale["epochs"])
         method_cfg = {**method_params(params, "hard_sharing"), "init": params.suite(suite_name)["init"]}
         R, detail = relations.estimate(data, backbone(params, suite_name), cfg,
                                        params["relations"]["temperature"], method_cfg, seeds)
-        source = (f"estimated on the validation split ({params['relations']['epochs']} epochs per pair, "
+        source = (f"estimated on the validation split ({scale['epochs']} epochs per pair, "
                   f"alone and together at the same steps per task, seeds {seeds})")
     csv_path, png_path = root / paths.relations_csv(suite_name, group), root / paths.relations_png(suite_name, group)
     if given is None:
