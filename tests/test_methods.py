@@ -150,6 +150,7 @@ def test_frozen_blocks_are_bit_identical_after_training(toy_tasks):
         m = METHODS[name](infos(toy_tasks), SPEC, extra, 0)
         assert m.freeze_blocks(1) > 0
         frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
+        assert frozen, name
         moving = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
         run(m, toy_tasks)
         after = dict(m.named_parameters())

@@ -123,6 +123,10 @@ def test_augmentation_crops_and_flips_on_the_uint8_batch():
     again = epoch_augment(2, True, 3, 2, seed=0, task_index=0, epoch=1)
     assert torch.equal(again.offsets, aug.offsets) and torch.equal(again.flips, aug.flips)
     assert not torch.equal(epoch_augment(2, True, 3, 2, seed=0, task_index=0, epoch=2).offsets, aug.offsets)
+    from hetmtl.training.augment import EpochAugment
+
+    flip_all = EpochAugment(torch.zeros(1, 2, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool), 0)
+    assert torch.equal(flip_all.apply(x, 0), x.flip(-1))
     no_flip = epoch_augment(2, False, 50, 8, seed=0, task_index=0, epoch=1)
     assert not no_flip.flips.any() and aug.offsets.max() <= 4
 
