@@ -99,3 +99,43 @@ def test_cli_reports_bad_params_and_exits_2(project, capsys):
     edit(project, "params/methods.yaml", lambda d: d["methods"]["mtal"].update(alpha=3))
     assert main(["check-params", "--suite", "tiny"]) == 2
     assert "methods.mtal.alpha" in capsys.readouterr().err
+
+
+def test_job_digest_follows_exactly_what_a_job_reads(tmp_path):
+    """A method parameter moves its method's digest (and its variant's, which
+    inherits it), not the others'; a method module moves the methods that import
+    it; a training parameter moves every job's."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for rel in ("params", "src"):
+        shutil.copytree(root / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "Snakefile").write_text("# marker\n")
+    keys = {m: dict(group="related", setting=s, method=m, seed=0) for s, m in [
+        ("no_prior", "mtal"), ("no_prior", "mtal_common"), ("prior", "mtal_prior"), ("no_prior", "hard_sharing"),
+        ("shared", "single_task"), ("no_prior", "nddr_cnn")]}
+
+    def digests():
+        p = load_params(tmp_path)
+        return {m: p.job_digest("tiny", k) for m, k in keys.items()}
+
+    before = digests()
+    methods = tmp_path / "params" / "methods.yaml"
+    methods.write_text(methods.read_text().replace("rho: 0.4          #", "rho: 0.45         #", 1))
+    changed = {m for m, d in digests().items() if d != before[m]}
+    assert changed == {"mtal", "mtal_common"}
+    methods.write_text(methods.read_text().replace("rho: 0.45         #", "rho: 0.4          #", 1))
+    assert digests() == before
+    module = tmp_path / "src" / "hetmtl" / "methods" / "mtal.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert {m for m, d in digests().items() if d != before[m]} == {"mtal", "mtal_common", "mtal_prior"}
+    columns = tmp_path / "src" / "hetmtl" / "methods" / "columns.py"
+    columns.write_text(columns.read_text() + "\n# an edit\n")
+    after = digests()
+    assert after["nddr_cnn"] != before["nddr_cnn"] and after["hard_sharing"] == before["hard_sharing"]
+    training = tmp_path / "params" / "training.yaml"
+    training.write_text(training.read_text().replace("l2_lambda: 0.0005", "l2_lambda: 0.001"))
+    assert all(d != after[m] for m, d in digests().items())
+    sweep = load_params(tmp_path).job_digest("tiny", keys["mtal"], ("rho", 0.9))
+    assert sweep != load_params(tmp_path).job_digest("tiny", keys["mtal"], ("rho", 0.1))

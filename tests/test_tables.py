@@ -74,3 +74,19 @@ def test_a_table_whose_methods_had_different_budgets_is_refused(params):
         table_budget(params, budget_records(lambda m: 80 if m == "cross_stitch" else 40), spec)
     with pytest.raises(RecordError, match="without a logged budget.*nddr_cnn/seed0"):
         table_budget(params, budget_records(lambda m: 40, skip=("nddr_cnn",)), spec)
+
+
+def test_aggregation_refuses_receipts_of_other_parameters(params, tmp_path):
+    import json
+
+    from hetmtl import paths
+    from hetmtl.reporting.collect import RecordError, check_current
+
+    key = params.runs("tiny")[0]
+    receipt = tmp_path / paths.receipt(**key)
+    receipt.parent.mkdir(parents=True)
+    receipt.write_text(json.dumps({"job_digest": params.job_digest("tiny", key)}))
+    check_current(params, "tiny", tmp_path)  # current: accepted
+    receipt.write_text(json.dumps({"job_digest": "0" * 16}))
+    with pytest.raises(RecordError, match="other parameters or code.*" + key["method"]):
+        check_current(params, "tiny", tmp_path)

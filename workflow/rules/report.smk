@@ -19,6 +19,11 @@ def sweep_inputs(wc):
 rule sweep:
     input:
         unpack(sweep_inputs),
+    params:
+        # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
+        digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=P["sweeps"][wc.sweep]["setting"],
+                                                   method=P["sweeps"][wc.sweep]["method"]),
+                                       sweep=(wc.sweep, float(wc.value))),
     output:
         receipt=f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}/seed{{seed}}/receipt.json",
         model=f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}/seed{{seed}}/model.pt",

@@ -15,6 +15,9 @@ rule relations:
     input:
         data=lambda wc: prepared_of_group(wc.group),
         marker=str(paths.experiment_marker(SUITE)),
+    params:
+        # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
+        digest=lambda wc: P.relations_digest(SUITE, wc.group),
     output:
         csv=f"results/{SUITE}/relations/{{group}}.csv",
         png=f"results/{SUITE}/relations/{{group}}.png",
@@ -39,6 +42,9 @@ def train_inputs(wc):
 rule train:
     input:
         unpack(train_inputs),
+    params:
+        # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
+        digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=wc.setting, method=wc.method)),
     output:
         receipt=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/receipt.json",
         model=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/model.pt",

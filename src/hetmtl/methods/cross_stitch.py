@@ -22,7 +22,7 @@ class CrossStitch(Columns):
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed, relations)
-        T, init = len(tasks), self.mixing
+        init = self.mixing
         self.alpha = nn.ParameterList(
             nn.Parameter(init[:, :, None].repeat(1, 1, width).clone()) for width in self.widths)
 

@@ -58,8 +58,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from hetmtl.methods.base import Method, weights_of

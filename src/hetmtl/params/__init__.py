@@ -98,10 +98,86 @@ class Params:
     def tasks_of(self, group: str) -> list[str]:
         return list(self.data["groups"][group]["tasks"])
 
+    # -------------------------------------------------- what a job reads
+
+    # Suite keys that shape training (the rest: where data live, which seeds
+    # and sweeps exist, are the grid's shape, not a job's input).
+    TRAINING_SUITE_KEYS = ("backbone", "init", "augment", "image_size", "epochs", "batch_size")
+
+    def job_inputs(self, suite: str, key: dict, sweep: tuple[str, float] | None = None) -> dict:
+        """Exactly the parameters one training job reads (``key``: group, setting,
+        method, seed): its method's parameters (a variant's merged with its
+        base's), the training section, the suite's training keys, its group and
+        the group's tasks. ``sweep=(name, value)``: a sweep point, whose swept
+        parameter and epochs come from the sweep."""
+        s = self.suite(suite)
+        method = dict(self.method(key["method"]))
+        scale = {k: s[k] for k in self.TRAINING_SUITE_KEYS}
+        if sweep is not None:
+            name, value = sweep
+            method[self.data["sweeps"][name]["parameter"]] = value
+            scale["epochs"] = s["sweeps"][name]["epochs"]
+        tasks = self.tasks_of(key["group"])
+        return {"method": method, "training": self.data["training"], "suite": scale, "group": tasks,
+                "tasks": {t: self.data["tasks"][t] for t in tasks}, "split": self.data["split"],
+                "selection_seed": self.data["selection_seed"]}
+
+    def job_digest(self, suite: str, key: dict, sweep: tuple[str, float] | None = None) -> str:
+        """Digest of a training job's parameters and of the code it runs
+        (:func:`code_digest`): Snakemake reruns a job whose digest changed, and
+        aggregation refuses a receipt written under another digest."""
+        base = self.base_method(key["method"])
+        blob = json.dumps([self.job_inputs(suite, key, sweep), code_digest(self.root, base)], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def relations_digest(self, suite: str, group: str) -> str:
+        """Digest of what the relations stage of a group reads, and its code."""
+        s = self.suite(suite)
+        inputs = {"relations": self.data["relations"], "scale": s["relations"],
+                  "hard_sharing": self.method("hard_sharing"), "training": self.data["training"],
+                  "suite": {k: s[k] for k in self.TRAINING_SUITE_KEYS},
+                  "tasks": {t: self.data["tasks"][t] for t in self.tasks_of(group)}}
+        code = [code_digest(self.root, m) for m in ("single_task", "hard_sharing")]
+        return hashlib.sha256(json.dumps([inputs, code], sort_keys=True).encode()).hexdigest()[:16]
+
     def digest(self, *keys: str) -> str:
         """A short hash of the given top-level sections (recorded with runs)."""
         blob = json.dumps({k: self.data[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# Code every training job runs, whatever its method (a change reruns them all).
+SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py")
+
+
+def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[str]:
+    """The method's module and the hetmtl.methods modules it imports, recursively
+    (parsed, not imported: the Snakefile must not import torch)."""
+    import ast
+
+    seen = set() if seen is None else seen
+    path = root / "src" / "hetmtl" / "methods" / f"{name}.py"
+    if name in seen or not path.exists():
+        return seen
+    seen.add(name)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hetmtl.methods."):
+            _method_modules(root, node.module.split(".")[2], seen)
+    return seen
+
+
+def code_digest(root: Path, method: str) -> str:
+    """Hash of the source a registered method's jobs run: its module (by the
+    registry's convention ``methods/<name>.py``), the method modules it imports,
+    and the shared code (:data:`SHARED_CODE`)."""
+    files = sorted({root / "src" / "hetmtl" / "methods" / f"{m}.py" for m in _method_modules(root, method)})
+    for rel in SHARED_CODE:
+        p = root / rel
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _semantic_checks(d: dict, files: dict) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from hetmtl import paths
 from hetmtl.reporting import figures
-from hetmtl.reporting.collect import RecordError, collect, collect_sweeps, metric_histories
+from hetmtl.reporting.collect import RecordError, check_current, collect, collect_sweeps, metric_histories
 from hetmtl.reporting.tables import (add_significance, paired_pvalues, sharing_csv, sharing_latex,
                                      sharing_markdown, sharing_table, summarise, to_csv, to_latex,
                                      to_markdown)
@@ -152,6 +152,7 @@ def activation_figures(params, suite: str, root: Path, out: dict) -> None:
 
 
 def aggregate(params, suite: str, root: Path) -> dict:
+    check_current(params, suite, root)
     records = collect(params, suite, root)
     tables = comparison_tables(params, suite, records)
     written: dict[str, Path] = {}

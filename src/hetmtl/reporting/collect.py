@@ -20,6 +20,28 @@ class RecordError(RuntimeError):
     """A receipt and its MLflow run disagree, or a run is missing."""
 
 
+def check_current(params, suite: str, root: Path) -> None:
+    """Refuse to build tables from receipts written under other parameters or
+    code than the current ones (params/ or a method's module edited since),
+    naming every stale run and how to retrain it."""
+    stale = []
+    for key in params.runs(suite):
+        path = root / paths.receipt(**key)
+        if path.exists() and receipts.read(path).get("job_digest") != params.job_digest(suite, key):
+            stale.append(path.relative_to(root).as_posix())
+    for w in params.sweep_runs(suite):
+        path = root / paths.sweep_receipt(**w)
+        sw = params["sweeps"][w["sweep"]]
+        key = dict(group=w["group"], setting=sw["setting"], method=sw["method"])
+        if path.exists() and receipts.read(path).get("job_digest") != params.job_digest(
+                suite, key, (w["sweep"], w["value"])):
+            stale.append(path.relative_to(root).as_posix())
+    if stale:
+        raise RecordError(f"{len(stale)} run(s) were trained with other parameters or code than params/ and "
+                          f"src/ hold now: {', '.join(stale[:6])}{' ...' if len(stale) > 6 else ''}; rerun them "
+                          "(snakemake reruns changed jobs by itself; `dvc repro` too), then aggregate")
+
+
 def _checked_run(c, path: Path, expect: dict):
     receipt = receipts.read(path)
     run = retry(lambda: c.get_run(receipt["run_id"]))

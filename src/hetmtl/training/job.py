@@ -13,7 +13,6 @@ import hashlib
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -182,7 +181,8 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
     receipt = {"run_id": logger.run_id, "experiment_id": marker["experiment_id"],
                "tracking_uri": marker["tracking_uri"], "key": key, "params_digest": digest,
-               "metrics": final, "train_seconds": round(seconds, 3), **budget}
+               "metrics": final, "train_seconds": round(seconds, 3), **budget,
+               "job_digest": params.job_digest(key["suite"], key, sweep)}
     if sweep is not None:
         receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
     logger.finish("FINISHED")
