@@ -35,3 +35,20 @@ def test_same_seed_and_task_same_initialisation():
     c = build_task_net(spec, 1, 4, seed=3, task_index=1).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["features.0.weight"], c["features.0.weight"])
+
+
+def test_our_make_layers_is_torchvisions():
+    """Same configuration, same modules, same random draws as torchvision's."""
+    from torchvision.models import vgg as tv_vgg
+
+    from hetmtl.models import vgg
+
+    assert list(vgg.VGG16_CFG) == tv_vgg.cfgs["D"]
+    for cfg, bn in [(tv_vgg.cfgs["D"], False), (tv_vgg.cfgs["D"], True), ([8, "M", 16, "M"], True)]:
+        torch.manual_seed(0)
+        ours = vgg.make_layers(list(cfg), batch_norm=bn)
+        torch.manual_seed(0)
+        theirs = tv_vgg.make_layers(list(cfg), batch_norm=bn)
+        assert [type(m) for m in ours] == [type(m) for m in theirs]
+        a, b = ours.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -147,7 +147,6 @@ def test_tables_follow_the_logged_metrics(tiny_run):
     assert csv.loc["single_task", "HD/mean"] == pytest.approx(0.987)
     assert "98.7" in (proj / paths.table_file("tiny", "table2", "md")).read_text()  # shared row, both settings
     client.log_metric(receipt["run_id"], "test_acc/HD", receipt["metrics"]["test_acc/HD"], step=10_001)
-    run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
 
 
 def test_rerun_with_nothing_changed_trains_nothing(tiny_run):
@@ -157,6 +156,61 @@ def test_rerun_with_nothing_changed_trains_nothing(tiny_run):
                 "--config", "suite=tiny"], proj)
     assert "Nothing to be done" in proc.stdout + proc.stderr
     assert time.time() - started < 15
+
+
+def _planned(proc) -> list[str]:
+    """The jobs a `snakemake -n` plans, as 'rule:wildcards' strings."""
+    jobs, rule = [], None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("wildcards:") and rule:
+            jobs.append(f"{rule}:{line[len('wildcards:'):].strip()}")
+            rule = None
+        elif line.startswith("jobid:") and rule in ("aggregate", "all"):
+            jobs.append(rule)
+            rule = None
+    return sorted(jobs)
+
+
+def test_snakemake_reruns_exactly_what_an_edit_touches(tiny_run, tmp_path):
+    """Edit a method parameter, a method's module, or a training parameter in a
+    copy of the finished tiny run: `snakemake -n` plans exactly the jobs that read
+    it (a variant inherits its base's parameters; a module's jobs include every
+    method that imports it), and aggregation refuses the stale receipts."""
+    proj, _, _ = tiny_run
+    work = shutil.copytree(proj, tmp_path / "p", symlinks=True)
+    smk = [str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "1", "--config", "suite=tiny",
+           "-n"]
+    params = load_params(work)
+    groups, seeds = list(params["groups"]), params.suite("tiny")["seeds"]
+
+    def train(setting, method):
+        return {f"train:group={g}, setting={setting}, method={method}, seed={s}" for g in groups for s in seeds}
+
+    methods = work / "params" / "methods.yaml"
+    original = methods.read_text()
+    methods.write_text(original.replace("rho: 0.4          #", "rho: 0.45         #", 1))
+    assert set(_planned(run(smk, work))) == train("no_prior", "mtal") | train("no_prior", "mtal_common") | {
+        "aggregate", "all"}
+    failed = run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], work, check=False)
+    assert failed.returncode != 0 and "other parameters or code" in failed.stderr + failed.stdout
+    methods.write_text(original)
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(run(smk, work))
+
+    module = work / "src" / "hetmtl" / "methods" / "mtal_prior.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert set(_planned(run(smk, work))) == train("prior", "mtal_prior") | train("prior", "mtal_prior_common") | {
+        "aggregate", "all"}
+
+    training = work / "params" / "training.yaml"
+    training.write_text(training.read_text().replace("l2_lambda: 0.0005", "l2_lambda: 0.001"))
+    planned = set(_planned(run(smk, work)))
+    assert {j for j in planned if j.startswith("train:")} == {
+        f"train:group={k['group']}, setting={k['setting']}, method={k['method']}, seed={k['seed']}" for k in
+        params.runs("tiny")}
+    assert {j for j in planned if j.startswith(("sweep:", "relations:"))}
 
 
 def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run, monkeypatch):
@@ -215,57 +269,3 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(tiny_
     status = json.loads(run([dvc, "status", "--json"], proj).stdout)
     assert any(k.startswith("fetch@coil20_unproc") for k in status), status
 
-
-def _planned(proc) -> list[str]:
-    """The jobs a `snakemake -n` plans, as 'rule:wildcards' strings."""
-    jobs, rule = [], None
-    for line in (proc.stdout + proc.stderr).splitlines():
-        line = line.strip()
-        if line.startswith(("rule ", "localrule ")):
-            rule = line.split()[1].rstrip(":")
-        elif line.startswith("wildcards:") and rule:
-            jobs.append(f"{rule}:{line[len('wildcards:'):].strip()}")
-            rule = None
-        elif line.startswith("jobid:") and rule in ("aggregate", "all"):
-            jobs.append(rule)
-            rule = None
-    return sorted(jobs)
-
-
-def test_snakemake_reruns_exactly_what_an_edit_touches(tiny_run, tmp_path):
-    """Edit a method parameter, a method's module, or a training parameter in a
-    copy of the finished tiny run: `snakemake -n` plans exactly the jobs that read
-    it (a variant inherits its base's parameters; a module's jobs include every
-    method that imports it), and aggregation refuses the stale receipts."""
-    proj, _, _ = tiny_run
-    work = shutil.copytree(proj, tmp_path / "p", symlinks=True)
-    smk = [str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "1", "--config", "suite=tiny",
-           "-n"]
-    params = load_params(work)
-    groups, seeds = list(params["groups"]), params.suite("tiny")["seeds"]
-
-    def train(setting, method):
-        return {f"train:group={g}, setting={setting}, method={method}, seed={s}" for g in groups for s in seeds}
-
-    methods = work / "params" / "methods.yaml"
-    original = methods.read_text()
-    methods.write_text(original.replace("rho: 0.4          #", "rho: 0.45         #", 1))
-    assert set(_planned(run(smk, work))) == train("no_prior", "mtal") | train("no_prior", "mtal_common") | {
-        "aggregate", "all"}
-    failed = run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], work, check=False)
-    assert failed.returncode != 0 and "other parameters or code" in failed.stderr + failed.stdout
-    methods.write_text(original)
-    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(run(smk, work))
-
-    module = work / "src" / "hetmtl" / "methods" / "mtal_prior.py"
-    module.write_text(module.read_text() + "\n# an edit\n")
-    assert set(_planned(run(smk, work))) == train("prior", "mtal_prior") | train("prior", "mtal_prior_common") | {
-        "aggregate", "all"}
-
-    training = work / "params" / "training.yaml"
-    training.write_text(training.read_text().replace("l2_lambda: 0.0005", "l2_lambda: 0.001"))
-    planned = set(_planned(run(smk, work)))
-    deep = {k for k in params.runs("tiny") if METHODS[params.base_method(k["method"])].deep}
-    assert {j for j in planned if j.startswith("train:")} == {
-        f"train:group={k['group']}, setting={k['setting']}, method={k['method']}, seed={k['seed']}" for k in
-        params.runs("tiny")} and {j for j in planned if j.startswith("sweep:")}, len(deep)

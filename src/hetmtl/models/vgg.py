@@ -1,7 +1,8 @@
 """VGG backbones built with torchvision's own definitions (SPEC section 5).
 
-``torchvision.models.vgg.make_layers`` builds the convolutional trunk from a
-config list; ``vgg16`` is torchvision's config "D" with torchvision's VGG
+``make_layers`` builds the convolutional trunk from a config list exactly as
+``torchvision.models.vgg.make_layers`` does (a replica, tested equal, so that a
+job need not import torchvision); ``vgg16`` is torchvision's config "D" with torchvision's VGG
 classifier, the small suites use shorter configs in the same format and a
 global-average-pool + linear head. Heterogeneous input: the first convolution
 is rebuilt per task with the task's native channel count. Heterogeneous output:
@@ -18,7 +19,29 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.models import vgg as tv_vgg
+
+# torchvision's VGG-16 configuration "D" (torchvision.models.vgg.cfgs["D"]; a
+# test holds the two equal). Spelled out so that a job does not import
+# torchvision (2.5 s of every job's start) unless it needs torchvision's VGG
+# classifier or ImageNet weights.
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def make_layers(cfg: list, batch_norm: bool = False) -> nn.Sequential:
+    """torchvision.models.vgg.make_layers, the same modules in the same order
+    (so the same parameter names and the same random draws; a test compares the
+    two)."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for v in cfg:
+        if v == "M":
+            layers += [nn.MaxPool2d(kernel_size=2, stride=2)]
+        else:
+            conv2d = nn.Conv2d(in_channels, v, kernel_size=3, padding=1)
+            layers += [conv2d, nn.BatchNorm2d(v), nn.ReLU(inplace=True)] if batch_norm else \
+                [conv2d, nn.ReLU(inplace=True)]
+            in_channels = v
+    return nn.Sequential(*layers)
 
 
 @dataclass(frozen=True)
@@ -44,11 +67,11 @@ BACKBONES: dict[str, BackboneSpec] = {
     # four blocks of one conv each (the offline demo)
     "vgg_small": BackboneSpec("vgg_small", (16, "M", 32, "M", 64, "M", 64, "M"), "gap_linear", batch_norm=True),
     # VGG-16, torchvision's definition (the paper's backbone), for ImageNet weights
-    "vgg16": BackboneSpec("vgg16", tuple(tv_vgg.cfgs["D"]), "vgg_classifier",
+    "vgg16": BackboneSpec("vgg16", VGG16_CFG, "vgg_classifier",
                           imagenet_weights="VGG16_Weights.IMAGENET1K_V1"),
     # VGG-16 with BatchNorm (torchvision's vgg16_bn): the paper suite from scratch,
     # where plain VGG-16 on a few hundred images per task would not leave its plateau
-    "vgg16_bn": BackboneSpec("vgg16_bn", tuple(tv_vgg.cfgs["D"]), "vgg_classifier", batch_norm=True,
+    "vgg16_bn": BackboneSpec("vgg16_bn", VGG16_CFG, "vgg_classifier", batch_norm=True,
                              imagenet_weights="VGG16_BN_Weights.IMAGENET1K_V1"),
 }
 
@@ -69,6 +92,8 @@ def make_head(spec: BackboneSpec, num_classes: int) -> nn.Module:
     width = [v for v in spec.cfg if v != "M"][-1]
     if spec.head == "gap_linear":
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+    from torchvision.models import vgg as tv_vgg
+
     model = tv_vgg.VGG(nn.Identity(), num_classes=num_classes, init_weights=False)
     return nn.Sequential(model.avgpool, nn.Flatten(), model.classifier)
 
@@ -79,7 +104,7 @@ class TaskNet(nn.Module):
     def __init__(self, spec: BackboneSpec, in_channels: int, num_classes: int):
         super().__init__()
         self.spec = spec
-        self.features = tv_vgg.make_layers(list(spec.cfg), batch_norm=spec.batch_norm)
+        self.features = make_layers(list(spec.cfg), batch_norm=spec.batch_norm)
         first = self.features[0]
         self.features[0] = nn.Conv2d(in_channels, first.out_channels, kernel_size=3, padding=1)
         self.head = make_head(spec, num_classes)

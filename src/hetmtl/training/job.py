@@ -34,9 +34,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def set_determinism(device: torch.device, threads: int) -> None:
+    """Threads, and deterministic algorithms on the CPU. The C switch directly:
+    ``torch.use_deterministic_algorithms`` also imports torch._inductor to set
+    its config (2.6 s of every job's start), and nothing here compiles."""
     torch.set_num_threads(threads)
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+        torch._C._set_deterministic_algorithms(True, warn_only=False)
 
 
 def backbone(params, suite_name: str):
