@@ -155,7 +155,6 @@ class MTAL(Method):
         # Parameters of the T task networks as if nothing were shared (the
         # denominator of the parameter-weighted compression).
         self.unshared_params = sum(p.numel() for net in nets for p in net.parameters())
-        self._merged_layers: set[int] = set()
 
     # ------------------------------------------------------------------ forward
 
@@ -338,7 +337,6 @@ class MTAL(Method):
             alive[idx[t]] = True
         for buf in tensors[2:]:
             buf[~alive] = 0  # slots nobody points to any more: clear their momentum
-        self._merged_layers.add(layer)
         return int(len(g) - len(roots_g))
 
     def after_epoch(self, epoch: int, optimizer: torch.optim.Optimizer, final: bool = False) -> dict[str, float]:
@@ -348,7 +346,6 @@ class MTAL(Method):
         training split (``needs_bn_recalibration``), so that validation and the
         next epoch see statistics of the merged weights."""
         if not final and epoch >= self.warmup and (epoch - self.warmup) % self.share_every == 0:
-            self._merged_layers = set()
             if self.share(optimizer):
                 self.needs_bn_recalibration = True
         return self.sharing_metrics()
