@@ -16,7 +16,8 @@ from hetmtl import paths
 from hetmtl.data.archives import ArchiveError, list_members, md5sum, verify_md5
 from hetmtl.data.fetch import fetch
 from hetmtl.data.layouts import LAYOUTS
-from hetmtl.data.prepare import prepare_task, select_classes, stratified_split
+from hetmtl.data.prepare import prepare_task, select_classes
+from hetmtl.data.splits import run_split, stratified_split
 from hetmtl.data.standins import write_standin
 
 
@@ -37,15 +38,12 @@ def test_standin_round_trips_through_prepare(task, project, standin_dir, params,
     assert m["num_classes"] == 10
     assert m["channels"] == source["channels"]
     assert m["source_md5"] == md5sum(project / "raw" / source["archive"])
-    total = 0
-    for split in paths.SPLITS:
-        blob = torch.load(paths.prepared_split("tiny", task, split))
-        assert blob["x"].dtype == torch.uint8
-        assert tuple(blob["x"].shape[1:]) == (source["channels"], suite["image_size"], suite["image_size"])
-        assert blob["y"].min() >= 0 and blob["y"].max() < 10
-        total += len(blob["y"])
+    blob = torch.load(paths.prepared_images("tiny", task))
+    assert blob["x"].dtype == torch.uint8
+    assert tuple(blob["x"].shape[1:]) == (source["channels"], suite["image_size"], suite["image_size"])
+    assert blob["y"].min() >= 0 and blob["y"].max() < 10
     per_class = 72 if task == "Coil-20" else 6
-    assert total == 10 * per_class
+    assert len(blob["y"]) == 10 * per_class == m["images"]
     assert json.loads(paths.prepared_manifest("tiny", task).read_text())["classes"] == m["classes"]
 
 
@@ -85,6 +83,19 @@ def test_split_is_stratified_and_disjoint():
         assert counts["test"] == max(1, round(0.3 * n)) and counts["val"] == max(1, round(0.1 * n))
     again = stratified_split(labels, {"train": 0.6, "val": 0.1, "test": 0.3}, seed=0)
     assert all((again[s] == idx[s]).all() for s in idx)
+
+
+def test_each_run_seed_draws_its_own_split_of_the_same_images():
+    labels = np.repeat(np.arange(4), 20)
+    split = {"train": 0.6, "val": 0.1, "test": 0.3, "seed": 0, "per_seed": True}
+    s0, s0_again, s1 = run_split(labels, split, 0), run_split(labels, split, 0), run_split(labels, split, 1)
+    assert all((s0[k] == s0_again[k]).all() for k in s0)  # reproducible per seed
+    assert not (s0["test"] == s1["test"]).all()            # another seed, another test set
+    assert sorted(np.concatenate(list(s1.values())).tolist()) == list(range(len(labels)))
+    for k in s0:  # the same class proportions in every seed's split
+        assert (np.bincount(labels[s0[k]]) == np.bincount(labels[s1[k]])).all()
+    fixed = {**split, "per_seed": False}
+    assert all((run_split(labels, fixed, 0)[k] == run_split(labels, fixed, 5)[k]).all() for k in s0)
 
 
 def test_wrong_md5_names_expected_and_actual(tmp_path):

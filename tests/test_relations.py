@@ -28,7 +28,14 @@ def test_alone_and_together_train_the_same_pairs_over_every_seed(monkeypatch):
         return [0.5, 0.5]
 
     monkeypatch.setattr(relations, "_val", spy)
-    R, detail = relations.estimate(tasks(), SPEC, CFG, 0.05, {}, seeds=[0, 3])
+    asked = []
+
+    def data(seed):
+        asked.append(seed)
+        return tasks()
+
+    R, detail = relations.estimate(data, SPEC, CFG, 0.05, {}, seeds=[0, 3])
+    assert asked[-2:] == [0, 3]  # each seed trains on its own split
     # single-task networks on the pair's joint schedule: the same steps per task as together
     assert sorted(calls) == sorted([("single_task", ("g1", "c1"), s) for s in (0, 3)]
                                    + [("hard_sharing", ("g1", "c1"), s) for s in (0, 3)])
@@ -38,17 +45,17 @@ def test_alone_and_together_train_the_same_pairs_over_every_seed(monkeypatch):
 def test_r_is_read_from_the_validation_split_never_the_test_split():
     torch.use_deterministic_algorithms(True)
     data = tasks()
-    R, detail = relations.estimate(data, SPEC, CFG, 0.05, {}, seeds=[0])
+    R, detail = relations.estimate(lambda seed: data, SPEC, CFG, 0.05, {}, seeds=[0])
     runs = detail["pairs"]["g1+c1"]["runs"]
     scrambled = copy.deepcopy(data)
     for d in scrambled:
         d.y["test"] = (d.y["test"] + 1) % d.num_classes
-    R_test, detail_test = relations.estimate(scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
+    R_test, detail_test = relations.estimate(lambda seed: scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
     assert torch.equal(R, R_test) and detail_test["pairs"]["g1+c1"]["runs"] == runs
     scrambled = copy.deepcopy(data)
     for d in scrambled:
         d.y["val"] = (d.y["val"] + 1) % d.num_classes
-    _, detail_val = relations.estimate(scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
+    _, detail_val = relations.estimate(lambda seed: scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
     assert detail_val["pairs"]["g1+c1"]["runs"] != runs
 
 
@@ -63,5 +70,5 @@ def test_each_pair_is_augmented_with_its_own_tasks_flags(monkeypatch):
 
     monkeypatch.setattr(relations, "_val", spy)
     three = tasks() + [fake_task("g2", 1, 3, n=16, seed=3)]
-    relations.estimate(three, SPEC, replace(CFG, flip=(False, True, True)), 0.05, {}, seeds=[0])
+    relations.estimate(lambda seed: three, SPEC, replace(CFG, flip=(False, True, True)), 0.05, {}, seeds=[0])
     assert seen == {("g1", "c1"): (False, True), ("g1", "g2"): (False, True), ("c1", "g2"): (True, True)}

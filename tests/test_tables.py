@@ -36,7 +36,9 @@ def test_mean_std_and_best():
     assert t.loc["single_task", ("A", "std")] == pytest.approx(0.1414213, rel=1e-5)
     assert t.loc["mtal", ("Kernel sharing", "mean")] == pytest.approx(0.25)
     md = to_markdown(t, "cap")
-    assert "| MTAL | **80.0 ± 14.1** | 60.0 ± 0.0 |" in md
+    # 95% t interval of two seeds: t(0.975, 1) * std / sqrt(2) = 12.706 * 0.0707 / 1.414 = 0.635
+    assert t.loc["mtal", ("Average", "ci")] == pytest.approx(12.7062047 * 0.0707107 / 2 ** 0.5, rel=1e-5)
+    assert "| MTAL | **80.0 ± 14.1** | 60.0 ± 0.0 | **70.0 ± 7.1** | 25.0 ± 0.0 | [6.5, 133.5] |" in md
     assert "| Single-task (shared) | 60.0 ± 14.1 | **80.0 ± 0.0** |" in md
     assert r"\textbf{80.0 $\pm$ 14.1}" in to_latex(t, "cap")
     assert "A/mean" in to_csv(t).splitlines()[0]
@@ -48,6 +50,27 @@ def test_changing_one_logged_metric_changes_the_table():
     changed[("single_task", 1)] = {"A": 0.71, "B": 0.8}
     after = to_markdown(summarise(records(changed), "g", ROWS, ["A", "B"]), "c")
     assert before != after and "60.5 ± 14.8" in after
+
+
+def test_holm_adjusts_within_the_family_and_keeps_the_order():
+    from hetmtl.reporting.tables import holm
+
+    adj = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": float("nan")})
+    # sorted 0.01, 0.03, 0.04 with m = 3: 0.03, max(0.03, 0.06), max(0.06, 0.04)
+    assert adj["a"] == pytest.approx(0.03) and adj["c"] == pytest.approx(0.06)
+    assert adj["b"] == pytest.approx(0.06) and pd.isna(adj["d"])
+    assert holm({"a": 0.6, "b": 0.7})["b"] == 1.0  # capped at 1
+
+
+def test_the_rendered_p_is_the_holm_adjusted_one():
+    from hetmtl.reporting.tables import add_significance
+
+    t = add_significance(summarise(records(VALUES), "g", ROWS, ["A", "B"]), {"single_task": 0.02}, "mtal")
+    t2 = add_significance(summarise(records(VALUES), "g", ROWS, ["A", "B"]),
+                          {"single_task": 0.02, "x": 0.01, "y": 0.5}, "mtal")
+    assert "0.020*" in to_markdown(t, "c")
+    assert "0.040*" in to_markdown(t2, "c")  # 2 x 0.02: two tests in the family
+    assert "p vs MTAL (Holm)" in to_markdown(t, "c") and "p_vs_mtal_holm" in to_csv(t2)
 
 
 def test_missing_metric_fails_loudly():

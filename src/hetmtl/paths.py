@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPLITS = ("train", "val", "test")
+from hetmtl.data.splits import SPLITS  # noqa: F401  (re-exported)
 
 
 def raw_archive(suite: dict, source: dict) -> Path:
@@ -19,8 +19,9 @@ def prepared_dir(suite: str, task: str) -> Path:
     return Path("data/prepared") / suite / task
 
 
-def prepared_split(suite: str, task: str, split: str) -> Path:
-    return prepared_dir(suite, task) / f"{split}.pt"
+def prepared_images(suite: str, task: str) -> Path:
+    """Every image of the task (uint8) and its label; the split is drawn per run."""
+    return prepared_dir(suite, task) / "images.pt"
 
 
 def prepared_manifest(suite: str, task: str) -> Path:

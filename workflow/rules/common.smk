@@ -6,7 +6,7 @@ def archive_of_source(source):
 
 
 def prepared_of_task(task):
-    return [str(paths.prepared_split(SUITE, task, s)) for s in paths.SPLITS] + [
+    return [str(paths.prepared_images(SUITE, task))] + [
         str(paths.prepared_manifest(SUITE, task))
     ]
 

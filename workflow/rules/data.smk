@@ -21,7 +21,7 @@ rule prepare:
     input:
         archive=lambda wc: archive_of_source(P["tasks"][wc.task]["source"]),
     output:
-        splits=[f"data/prepared/{SUITE}/{{task}}/{s}.pt" for s in paths.SPLITS],
+        images=f"data/prepared/{SUITE}/{{task}}/images.pt",
         manifest=f"data/prepared/{SUITE}/{{task}}/manifest.json",
     wildcard_constraints:
         task="|".join(map(re.escape, GROUP_TASKS)),

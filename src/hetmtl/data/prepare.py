@@ -1,14 +1,14 @@
-"""Prepare one task: select classes, decode once, resize, split, save tensors.
+"""Prepare one task: select classes, decode once, resize, save tensors.
 
-Output (SPEC section 3), in ``data/prepared/<suite>/<task>/``:
-``train.pt``, ``val.pt``, ``test.pt`` (each ``{"x": uint8 N x C x H x W,
-"y": int64 N}``, native channel count) and ``manifest.json`` (class names,
-counts, source MD5, selection seed). Files are written under temporary names
-and the manifest goes last, so a crashed job leaves nothing that looks complete.
+Output (SPEC section 3), in ``data/prepared/<suite>/<task>/``: ``images.pt``
+(``{"x": uint8 N x C x H x W, "y": int64 N}``, every image of the selected
+classes, native channel count) and ``manifest.json`` (class names, counts,
+source MD5, selection seed). Files are written under temporary names and the
+manifest goes last, so a crashed job leaves nothing that looks complete.
 
-The split is stratified: each class is permuted with the split seed and cut
-into train / val / test by the fractions in params/ (default 0.6 / 0.1 / 0.3).
-The test split is never used for any choice.
+The train / val / test split is not drawn here: each run draws its own from its
+seed when it loads the images (:mod:`hetmtl.data.splits`), so prepared data is
+shared by every seed and decoded once.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 from hetmtl.data.archives import ArchiveError, list_members, md5sum, read_members
 from hetmtl.data.fetch import expected_md5
 from hetmtl.data.layouts import LAYOUTS
-from hetmtl.paths import SPLITS, prepared_dir, prepared_manifest, prepared_split, raw_archive
+from hetmtl.paths import prepared_dir, prepared_images, prepared_manifest, raw_archive
 
 
 def resolve_pool(spec, available: list[str]) -> list[str]:
@@ -49,24 +49,6 @@ def select_classes(task: str, spec: dict, available: list[str], seed: int) -> li
         raise ArchiveError(f"task {task}: cannot draw {spec['draw']} classes from {len(pool)}")
     rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
     return sorted(rng.choice(sorted(pool), size=spec["draw"], replace=False).tolist())
-
-
-def stratified_split(labels: np.ndarray, fractions: dict, seed: int) -> dict[str, np.ndarray]:
-    """Indices per split; every class is cut by the same fractions, disjointly."""
-    rng = np.random.default_rng(seed)
-    out = {s: [] for s in SPLITS}
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n = len(idx)
-        if n < 3:
-            raise ArchiveError(f"class {c} has {n} images; at least 3 are needed to split")
-        n_test = max(1, int(round(fractions["test"] * n)))
-        n_val = max(1, int(round(fractions["val"] * n)))
-        n_train = n - n_test - n_val
-        out["train"].append(idx[:n_train])
-        out["val"].append(idx[n_train:n_train + n_val])
-        out["test"].append(idx[n_train + n_val:])
-    return {s: np.sort(np.concatenate(v)) for s, v in out.items()}
 
 
 def check_counts(archive: Path, source: dict, suite: dict, by_class: dict) -> None:
@@ -129,16 +111,16 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
     names = sorted(wanted)
     x = np.stack([images[n] for n in names])
     y = np.array([wanted[n] for n in names], dtype=np.int64)
-    split_seed = params["split"]["seed"]
-    idx = stratified_split(y, params["split"], split_seed)
+    counts = np.bincount(y, minlength=len(classes))
+    if counts.min() < 3:
+        raise ArchiveError(f"{archive}: class {classes[int(counts.argmin())]} of task {task} has "
+                           f"{int(counts.min())} images; at least 3 are needed to split")
 
     out_dir = prepared_dir(suite_name, task)
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared_manifest(suite_name, task).unlink(missing_ok=True)
-    for split in SPLITS:
-        _save_atomic({"x": torch.from_numpy(x[idx[split]]).contiguous(),
-                      "y": torch.from_numpy(y[idx[split]])},
-                     prepared_split(suite_name, task, split))
+    _save_atomic({"x": torch.from_numpy(x).contiguous(), "y": torch.from_numpy(y)},
+                 prepared_images(suite_name, task))
     manifest = {
         "task": task,
         "suite": suite_name,
@@ -151,10 +133,9 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
         "channels": source["channels"],
         "image_size": suite["image_size"],
         "selection_seed": params["selection_seed"],
-        "split_seed": split_seed,
-        "split_fractions": {s: params["split"][s] for s in SPLITS},
-        "counts": {s: int(len(idx[s])) for s in SPLITS},
-        "per_class": {s: np.bincount(y[idx[s]], minlength=len(classes)).tolist() for s in SPLITS},
+        "images": int(len(y)),
+        "per_class": counts.tolist(),
+        "split": "drawn per run at load time (hetmtl.data.splits)",
     }
     tmp = prepared_manifest(suite_name, task).with_suffix(".json.part")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -136,7 +136,8 @@ class Params:
         inputs = {"relations": self.data["relations"], "scale": s["relations"],
                   "hard_sharing": self.method("hard_sharing"), "training": self.data["training"],
                   "suite": {k: s[k] for k in self.TRAINING_SUITE_KEYS},
-                  "tasks": {t: self.data["tasks"][t] for t in self.tasks_of(group)}}
+                  "tasks": {t: self.data["tasks"][t] for t in self.tasks_of(group)},
+                  "split": self.data["split"], "selection_seed": self.data["selection_seed"]}
         code = [code_digest(self.root, m) for m in ("single_task", "hard_sharing")]
         return hashlib.sha256(json.dumps([inputs, code], sort_keys=True).encode()).hexdigest()[:16]
 

@@ -77,12 +77,14 @@ def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = Non
     ref = reference_method(params, spec["setting"])
     parts = [
         f"{spec['paper']} (group {group['paper_group']}, {spec['group']} tasks; setting {spec['setting']}).",
-        f"Test accuracy (%), mean ± std over {len(s['seeds'])} seed(s); best mean per column in bold; "
+        f"Test accuracy (%), mean ± std over {len(s['seeds'])} seed(s), each seed with its own data split "
+        "and initialisation; 95% CI: Student-t interval of the average's mean; best mean per column in bold; "
         "(shared): a method with no use for the task-relationship prior, run once for both settings.",
     ]
     if ref:
-        parts.append(f"p vs MTAL: two-sided paired t-test over seeds of the average accuracy against "
-                     f"{ref[1]}; * p < 0.05; n/a with fewer than two seeds.")
+        parts.append(f"p vs MTAL (Holm): two-sided paired t-test over seeds of the average accuracy "
+                     f"against {ref[1]}, Holm-adjusted over the table's comparisons; * adjusted p < 0.05; "
+                     "n/a with fewer than two seeds.")
     if budget is not None:
         parts.append(f"Budget: {budget[0]} optimisation steps per task for every deep method"
                      + (f" (cross-stitch and NDDR-CNN: the first {budget[1]} epochs of them train their "
@@ -139,7 +141,7 @@ def activation_figures(params, suite: str, root: Path, out: dict) -> None:
         if not model.exists():
             out[name] = figures.empty_figure(path, FIGURES[name], "no MTAL model in this grid")
             continue
-        data = [load_task(suite, t, torch.device("cpu")) for t in params.tasks_of(group)]
+        data = [load_task(suite, t, torch.device("cpu"), params["split"], seed) for t in params.tasks_of(group)]
         method = build_method(params, key, [TaskInfo(d.name, d.channels, d.num_classes) for d in data])
         method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
         method.eval()

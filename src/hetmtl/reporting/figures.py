@@ -36,19 +36,19 @@ def _save(fig, path: Path) -> Path:
 
 
 def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str) -> Path:
-    """Fig. 8: one bar per method (average over tasks, mean ± std over seeds)."""
+    """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars)."""
     n = len(tables)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.8), sharey=True, squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items()):
         means = 100 * table[(AVERAGE, "mean")]
-        stds = 100 * table[(AVERAGE, "std")]
+        stds = 100 * table[(AVERAGE, "ci")].fillna(0)
         labels = [DISPLAY.get(m, m) for m in table.index]
         colours = ["tab:red" if m.startswith("mtal") else "tab:blue" for m in table.index]
         ax.bar(range(len(means)), means, yerr=stds, color=colours, capsize=3)
         ax.set_xticks(range(len(means)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(titles[name], fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("average test accuracy (%)")
+    axes[0][0].set_ylabel("average test accuracy (%), 95% CI")
     fig.suptitle("Fig. 8: overall comparison" + (f"\n{note}" if note else ""), fontsize=9)
     return _save(fig, path)
 

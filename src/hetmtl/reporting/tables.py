@@ -1,7 +1,7 @@
 """The paper's comparison tables as pure functions of run records (SPEC 7).
 
 ``summarise`` turns long records (one row per run and metric) into a table of
-mean and standard deviation over seeds; ``to_markdown``, ``to_latex`` and
+mean, standard deviation and 95% confidence half-width (Student t) over seeds; ``to_markdown``, ``to_latex`` and
 ``to_csv`` render it. Test accuracy per task, our extra average column, and
 for MTAL its kernel sharing ratio beside its accuracy. The best mean per
 accuracy column is marked in bold.
@@ -30,7 +30,8 @@ DISPLAY = {
 
 def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
               tasks: list[str]) -> pd.DataFrame:
-    """Rows: methods; columns: (column, "mean"|"std"|"n") for tasks, Average, sharing.
+    """Rows: methods; columns: (column, "mean"|"std"|"ci"|"n") for tasks, Average,
+    sharing; "ci" is the half-width of the 95% t interval of the mean over seeds.
 
     ``rows`` are (run setting, method); a method run in the setting ``shared``
     (no use for R) is labelled as shared between the two settings' tables.
@@ -48,6 +49,7 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
                 raise ValueError(f"no {metric} for {method} in {group}/{setting}")
             row[(col, "mean")] = values.mean() if len(values) else float("nan")
             row[(col, "std")] = values.std(ddof=1) if len(values) > 1 else (0.0 if len(values) else float("nan"))
+            row[(col, "ci")] = ci_halfwidth(values.to_numpy())
             row[(col, "n")] = len(values)
         row[("_shared", "")] = setting == "shared"
         out[method] = row
@@ -56,6 +58,18 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
     shared = table.pop(("_shared", ""))
     table.attrs["shared"] = set(shared.index[shared.astype(bool)])
     return table
+
+
+def ci_halfwidth(values, level: float = 0.95) -> float:
+    """Half-width of the ``level`` Student-t confidence interval of the mean (NaN below 2 values)."""
+    import numpy as np
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
 
 
 def _best(table: pd.DataFrame) -> dict[str, set]:
@@ -82,6 +96,9 @@ def _cells(table: pd.DataFrame, bold: tuple[str, str]) -> list[list[str]]:
             if col in best and method in best[col]:
                 cell = f"{bold[0]}{cell}{bold[1]}"
             row.append(cell)
+        if (AVERAGE, "ci") in table.columns:
+            mean, ci = table.loc[method, (AVERAGE, "mean")], table.loc[method, (AVERAGE, "ci")]
+            row.append("–" if pd.isna(ci) else f"[{100 * (mean - ci):.1f}, {100 * (mean + ci):.1f}]")
         p = _pcell(table, method, "*")
         if p is not None:
             row.append(p)
@@ -91,7 +108,9 @@ def _cells(table: pd.DataFrame, bold: tuple[str, str]) -> list[list[str]]:
 
 def header(table: pd.DataFrame) -> list[str]:
     head = ["Method", *table.columns.get_level_values(0).unique()]
-    return head + (["p vs MTAL"] if "pvalues" in table.attrs else [])
+    if (AVERAGE, "ci") in table.columns:
+        head.append(f"{AVERAGE} 95% CI")
+    return head + (["p vs MTAL (Holm)"] if "pvalues" in table.attrs else [])
 
 
 def to_markdown(table: pd.DataFrame, caption: str) -> str:
@@ -121,6 +140,7 @@ def to_csv(table: pd.DataFrame) -> str:
     flat["shared"] = [m in table.attrs.get("shared", ()) for m in flat.index]
     if "pvalues" in table.attrs:
         flat["p_vs_mtal"] = [table.attrs["pvalues"].get(m, float("nan")) for m in flat.index]
+        flat["p_vs_mtal_holm"] = [table.attrs["holm"].get(m, float("nan")) for m in flat.index]
     return flat.to_csv(float_format="%.6f")
 
 
@@ -156,15 +176,26 @@ def paired_pvalues(records: pd.DataFrame, group: str, rows: list[tuple[str, str]
     return out
 
 
+def holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values of one family of tests (NaN: no test, not counted)."""
+    tested = sorted((p, k) for k, p in pvalues.items() if not pd.isna(p))
+    m, out, running = len(tested), {k: float("nan") for k in pvalues}, 0.0
+    for i, (p, k) in enumerate(tested):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
 def add_significance(table: pd.DataFrame, pvalues: dict[str, float], reference: str) -> pd.DataFrame:
-    """Attach the p-values (column "p vs MTAL") for rendering."""
+    """Attach the p-values against ``reference`` and their Holm adjustment over the
+    table's comparisons (rendered: the adjusted p, * below 0.05)."""
     table = table.copy()
-    table.attrs = dict(table.attrs, pvalues=pvalues, reference=reference)
+    table.attrs = dict(table.attrs, pvalues=pvalues, holm=holm(pvalues), reference=reference)
     return table
 
 
 def _pcell(table: pd.DataFrame, method: str, star: str) -> str:
-    pv = table.attrs.get("pvalues")
+    pv = table.attrs.get("holm")
     if pv is None:
         return None
     if method == table.attrs.get("reference"):

@@ -1,7 +1,7 @@
 """Prepared task tensors held whole in (device) memory, and the batch schedule.
 
-No image is decoded during training: the prepare step wrote uint8 tensors, and
-batches are gathered by index from the resident tensors. Every joint step takes
+No image is decoded during training: the prepare step wrote uint8 tensors, a
+run cuts them into its seed's split when it loads them, and batches are gathered by index from the resident tensors. Every joint step takes
 one batch of the same size from every task; an epoch is the largest task's
 batch count and smaller tasks cycle through fresh permutations (SPEC 5). Each
 task's order comes from its own generator seeded by (run seed, task, epoch), so
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hetmtl.paths import SPLITS, prepared_manifest, prepared_split
+from hetmtl.data.splits import SPLITS, run_split
+from hetmtl.paths import prepared_images, prepared_manifest
 
 
 @dataclass
@@ -32,13 +33,18 @@ class TaskData:
         return int(self.y[split].shape[0])
 
 
-def load_task(suite: str, task: str, device: torch.device) -> TaskData:
+def load_task(suite: str, task: str, device: torch.device, split: dict, seed: int) -> TaskData:
+    """The task's prepared images, cut into the split of run ``seed`` (``split``:
+    params/datasets.yaml's ``split``), resident on ``device``."""
     manifest = json.loads(prepared_manifest(suite, task).read_text())
+    blob = torch.load(prepared_images(suite, task), weights_only=True)
+    idx = run_split(blob["y"].numpy(), split, seed)
     x, y = {}, {}
-    for split in SPLITS:
-        blob = torch.load(prepared_split(suite, task, split), weights_only=True)
-        x[split] = blob["x"].to(device)
-        y[split] = blob["y"].to(device)
+    for name in SPLITS:
+        i = torch.from_numpy(idx[name])
+        x[name] = blob["x"].index_select(0, i).to(device).contiguous()
+        y[name] = blob["y"].index_select(0, i).to(device)
+    manifest = {**manifest, "split_counts": {name: len(idx[name]) for name in SPLITS}}
     return TaskData(task, manifest["channels"], manifest["num_classes"], x, y, manifest)
 
 

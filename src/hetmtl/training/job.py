@@ -118,7 +118,7 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     set_determinism(device, threads)
     suite = params.suite(key["suite"])
     task_names = params.tasks_of(key["group"])
-    data = [load_task(key["suite"], t, device) for t in task_names]
+    data = [load_task(key["suite"], t, device, params["split"], key["seed"]) for t in task_names]
     tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
     overrides, epochs, parent = {}, None, None
     receipt_path, model_path, ckpt_path = root / paths.receipt(**key), root / paths.model_file(**key), \
@@ -248,9 +248,11 @@ def relations_job(params, suite_name: str, group: str, device_name: str = "auto"
         R, detail, source = torch.tensor(given, dtype=torch.float64), {}, "given in params/grid.yaml"
         spread = None
     else:
-        data = [load_task(suite_name, t, device) for t in tasks]
         scale = params.suite(suite_name)["relations"]
         seeds = scale["seeds"]
+
+        def data(seed):
+            return [load_task(suite_name, t, device, params["split"], seed) for t in tasks]
         cfg = train_config(params, suite_name, seeds[0], tasks, epochs=scale["epochs"])
         method_cfg = {**method_params(params, "hard_sharing"), "init": params.suite(suite_name)["init"]}
         R, detail = relations.estimate(data, backbone(params, suite_name), cfg,

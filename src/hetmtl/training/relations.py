@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _val(method_name, data: list[TaskData], spec, cfg: TrainConfig, method_cfg: 
     return [history[-1][f"val_acc/{d.name}"] for d in data]
 
 
-def estimate(data: list[TaskData], spec, cfg: TrainConfig, temperature: float,
+def estimate(data: Callable[[int], list[TaskData]], spec, cfg: TrainConfig, temperature: float,
              method_cfg: dict, seeds: list[int]) -> tuple[torch.Tensor, dict]:
     """R (T x T) and the validation accuracies behind it.
 
@@ -43,24 +44,26 @@ def estimate(data: list[TaskData], spec, cfg: TrainConfig, temperature: float,
     so alone and together get the same number of optimisation steps per task
     and R measures sharing, not extra training. gain_ij is the mean over seeds
     of the two tasks' mean validation-accuracy gain; its standard deviation over
-    seeds is reported beside R.
+    seeds is reported beside R. ``data(seed)`` gives the tasks cut into that
+    seed's split, so the spread covers the split as well as the initialisation.
     """
-    T = len(data)
+    T = len(data(seeds[0]))
     R = torch.eye(T, dtype=torch.float64)
     spread = torch.zeros(T, T, dtype=torch.float64)
     detail = {"seeds": list(seeds), "pairs": {}}
     for i, j in itertools.combinations(range(T), 2):
         gains, runs = [], []
         for seed in seeds:
+            d = data(seed)
             c = replace(cfg, seed=seed, flip=tuple(cfg.flip[k] for k in (i, j)) if cfg.flip else ())
-            alone = _val("single_task", [data[i], data[j]], spec, c, method_cfg)
-            together = _val("hard_sharing", [data[i], data[j]], spec, c, method_cfg)
+            alone = _val("single_task", [d[i], d[j]], spec, c, method_cfg)
+            together = _val("hard_sharing", [d[i], d[j]], spec, c, method_cfg)
             gains.append(((together[0] - alone[0]) + (together[1] - alone[1])) / 2)
             runs.append({"seed": seed, "alone": alone, "together": together})
         g = torch.tensor(gains, dtype=torch.float64)
         R[i, j] = R[j, i] = torch.sigmoid(g.mean() / temperature)
         spread[i, j] = spread[j, i] = g.std() if len(gains) > 1 else 0.0
-        detail["pairs"][f"{data[i].name}+{data[j].name}"] = {
+        detail["pairs"][f"{d[i].name}+{d[j].name}"] = {
             "gain_mean": float(g.mean()), "gain_std": float(spread[i, j]), "runs": runs}
     detail["gain_std"] = spread.tolist()
     return R, detail
