@@ -57,7 +57,7 @@ def cmd_prepare(args) -> int:
         if task not in p["tasks"]:
             raise ParamsError(f"{p.files['tasks']}: tasks: no task {task!r}")
         m = prepare_task(p, args.suite, task)
-        print(f"prepared {task}: {m['num_classes']} classes, {m['counts']}")
+        print(f"prepared {task}: {m['num_classes']} classes, {m['images']} images (split per run seed)")
     return 0
 
 
@@ -74,31 +74,42 @@ def cmd_init_tracking(args) -> int:
 
 def cmd_train(args) -> int:
     p = _params(args)
-    key = dict(suite=args.suite, group=args.group, setting=args.setting, method=args.method, seed=args.seed)
-    if key not in p.runs(args.suite):
-        raise ParamsError(f"{json.dumps(key)} is not in the grid of params/grid.yaml and "
-                          f"params/suites/{args.suite}.yaml")
-    return _run(p, key, args)
+    seeds = args.seed if args.seed else p.suite(args.suite)["seeds"]
+    keys = [dict(suite=args.suite, group=args.group, setting=args.setting, method=args.method, seed=s)
+            for s in seeds]
+    for key in keys:
+        if key not in p.runs(args.suite):
+            raise ParamsError(f"{json.dumps(key)} is not in the grid of params/grid.yaml and "
+                              f"params/suites/{args.suite}.yaml")
+    return _run(p, keys, args)
 
 
-def _run(p, key: dict, args, sweep: tuple[str, float] | None = None) -> int:
+def _run(p, keys: list[dict], args, sweep: tuple[str, float] | None = None) -> int:
+    """Train the seeds of one grid cell one after the other in this process: the
+    start-up (imports, MLflow store) is paid once per cell, not once per seed."""
     from hetmtl.training.job import run_job
 
-    receipt = run_job(p, key, device_name=args.device, threads=args.threads, progress=not args.no_progress,
-                      sweep=sweep)
-    print(json.dumps(receipt["metrics"], indent=2))
+    for key in keys:
+        receipt = run_job(p, key, device_name=args.device, threads=args.threads,
+                          progress=not args.no_progress, sweep=sweep)
+        print(f"seed {key['seed']}: " + json.dumps(receipt["metrics"], indent=2))
     return 0
 
 
 def cmd_sweep(args) -> int:
     p = _params(args)
-    where = dict(suite=args.suite, sweep=args.sweep, group=args.group, value=args.value, seed=args.seed)
-    if where not in p.sweep_runs(args.suite):
-        raise ParamsError(f"{json.dumps(where)} is not in the sweeps of params/grid.yaml and "
-                          f"params/suites/{args.suite}.yaml")
+    if args.sweep not in p["sweeps"]:
+        raise ParamsError(f"{p.files['sweeps']}: sweeps: no sweep {args.sweep!r}")
+    seeds = args.seed if args.seed else p.suite(args.suite)["sweeps"][args.sweep]["seeds"]
+    for seed in seeds:
+        where = dict(suite=args.suite, sweep=args.sweep, group=args.group, value=args.value, seed=seed)
+        if where not in p.sweep_runs(args.suite):
+            raise ParamsError(f"{json.dumps(where)} is not in the sweeps of params/grid.yaml and "
+                              f"params/suites/{args.suite}.yaml")
     sw = p["sweeps"][args.sweep]
-    key = dict(suite=args.suite, group=args.group, setting=sw["setting"], method=sw["method"], seed=args.seed)
-    return _run(p, key, args, sweep=(args.sweep, args.value))
+    keys = [dict(suite=args.suite, group=args.group, setting=sw["setting"], method=sw["method"], seed=s)
+            for s in seeds]
+    return _run(p, keys, args, sweep=(args.sweep, args.value))
 
 
 def cmd_relations(args) -> int:
@@ -147,17 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     sp = add("prepare", cmd_prepare, "decode, select classes, split, save uint8 tensors")
     sp.add_argument("--task", action="append", required=True)
     add("init-tracking", cmd_init_tracking, "create the suite's MLflow experiment and parent runs")
-    sp = add("train", cmd_train, "train one (group, setting, method, seed)")
+    sp = add("train", cmd_train, "train one (group, setting, method): its seeds, one after the other")
     sp.add_argument("--group", required=True)
     sp.add_argument("--setting", required=True)
     sp.add_argument("--method", required=True)
-    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--seed", type=int, nargs="+", help="only these seeds (default: the suite's seeds)")
     device_flags(sp, progress=True)
     sp = add("sweep", cmd_sweep, "train one point of a parameter sweep (paper Fig. 9)")
     sp.add_argument("--sweep", required=True)
     sp.add_argument("--group", required=True)
     sp.add_argument("--value", type=float, required=True)
-    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--seed", type=int, nargs="+", help="only these seeds (default: the sweep's seeds)")
     device_flags(sp, progress=True)
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
     sp.add_argument("--group", required=True)

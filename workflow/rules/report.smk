@@ -2,6 +2,11 @@
 # tables, figures, DVC metrics and plot data, and the `snakemake --report` items.
 
 SWEEP_RUNS = P.sweep_runs(SUITE)
+SWEEP_DIR = f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}"
+SWEEP_SEEDS = S["sweeps"][next(iter(P["sweeps"]))]["seeds"] if P["sweeps"] else []
+if any(S["sweeps"][n]["seeds"] != SWEEP_SEEDS for n in P["sweeps"]):
+    raise ValueError(f"params/suites/{SUITE}.yaml: suite.sweeps: every sweep must use the same seeds "
+                     "(one sweep job trains them all)")
 STANDIN = " The data are GENERATED STAND-INS, not the paper's data sets." if S["data"] == "standin" else ""
 TABLES = list(P["tables"]) + ["table6"]
 FIGURES = ["fig8_overall", "fig9_threshold_sweep", "fig10_activations_conv1",
@@ -24,20 +29,19 @@ rule sweep:
         digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=P["sweeps"][wc.sweep]["setting"],
                                                    method=P["sweeps"][wc.sweep]["method"]),
                                        sweep=(wc.sweep, float(wc.value))),
-    output:
-        receipt=f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}/seed{{seed}}/receipt.json",
-        model=f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}/seed{{seed}}/model.pt",
+    output:  # the sweep's seeds, one after the other in one job
+        receipts=[SWEEP_DIR + f"/seed{seed}/receipt.json" for seed in SWEEP_SEEDS],
+        models=[SWEEP_DIR + f"/seed{seed}/model.pt" for seed in SWEEP_SEEDS],
     wildcard_constraints:
-        seed=r"\d+",
         value=r"[0-9.e+-]+",
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,
     log:
-        f"logs/{SUITE}/sweep/{{sweep}}/{{group}}/{{value}}/seed{{seed}}.log",
+        f"logs/{SUITE}/sweep/{{sweep}}/{{group}}/{{value}}.log",
     shell:
         "hetmtl sweep --suite {SUITE} --sweep {wildcards.sweep} --group {wildcards.group} "
-        "--value {wildcards.value} --seed {wildcards.seed} --device {config[device]} "
+        "--value {wildcards.value} --device {config[device]} "
         "--threads {threads} --no-progress > {log} 2>&1"
 
 

@@ -39,6 +39,11 @@ def train_inputs(wc):
     return inputs
 
 
+# One job per (group, setting, method) trains the suite's seeds one after the
+# other: the start-up (imports, MLflow store) is paid once per grid cell.
+RUN_DIR = f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}"
+
+
 rule train:
     input:
         unpack(train_inputs),
@@ -46,18 +51,16 @@ rule train:
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=wc.setting, method=wc.method)),
     output:
-        receipt=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/receipt.json",
-        model=f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}/seed{{seed}}/model.pt",
-    wildcard_constraints:
-        seed=r"\d+",
+        receipts=[RUN_DIR + f"/seed{seed}/receipt.json" for seed in S["seeds"]],
+        models=[RUN_DIR + f"/seed{seed}/model.pt" for seed in S["seeds"]],
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,
         mem_mb=4000,
-        runtime=240 if S["data"] == "real" else 30,
+        runtime=(240 if S["data"] == "real" else 30) * len(S["seeds"]),
     log:
-        f"logs/{SUITE}/train/{{group}}/{{setting}}/{{method}}/seed{{seed}}.log",
+        f"logs/{SUITE}/train/{{group}}/{{setting}}/{{method}}.log",
     shell:
         "hetmtl train --suite {SUITE} --group {wildcards.group} --setting {wildcards.setting} "
-        "--method {wildcards.method} --seed {wildcards.seed} --device {config[device]} "
+        "--method {wildcards.method} --device {config[device]} "
         "--threads {threads} --no-progress > {log} 2>&1"

@@ -12,7 +12,7 @@ import pandas as pd
 from hetmtl import paths
 from hetmtl.reporting import figures
 from hetmtl.reporting.collect import RecordError, check_current, collect, collect_sweeps, metric_histories
-from hetmtl.reporting.tables import (add_significance, paired_pvalues, sharing_csv, sharing_latex,
+from hetmtl.reporting.tables import (AVERAGE, add_significance, paired_pvalues, sharing_csv, sharing_latex,
                                      sharing_markdown, sharing_table, summarise, to_csv, to_latex,
                                      to_markdown)
 
@@ -164,10 +164,9 @@ def aggregate(params, suite: str, root: Path) -> dict:
         written[f"{name}.md"] = _write(root / paths.table_file(suite, name, "md"), to_markdown(table, cap))
         written[f"{name}.tex"] = _write(root / paths.table_file(suite, name, "tex"), to_latex(table, cap))
         written[f"{name}.csv"] = _write(root / paths.table_file(suite, name, "csv"), to_csv(table))
-        metrics[name] = {m: {col: round(float(table.loc[m, (col, "mean")]), 6)
-                             for col in table.columns.get_level_values(0).unique()
-                             if table.loc[m, (col, "n")] > 0}
-                         for m in table.index}
+        # `dvc metrics show`: one short row per table, the mean average accuracy per method
+        # (every column, std and CI are in the table's CSV)
+        metrics[name] = {m: round(float(table.loc[m, (AVERAGE, "mean")]), 4) for m in table.index}
     sharing = mtal_sharing(params, suite, records)
     cap6 = ("Table 6: MTAL's kernel sharing ratio per conv layer (share of the task kernels that use a slot "
             "used by another task kernel) and the whole network; the compression by kernel count (unique kernel "
@@ -180,7 +179,7 @@ def aggregate(params, suite: str, root: Path) -> dict:
     written["table6.md"] = _write(root / paths.table_file(suite, SHARING_TABLE, "md"), sharing_markdown(sharing, cap6))
     written["table6.tex"] = _write(root / paths.table_file(suite, SHARING_TABLE, "tex"), sharing_latex(sharing, cap6))
     written["table6.csv"] = _write(root / paths.table_file(suite, SHARING_TABLE, "csv"), sharing_csv(sharing))
-    metrics[SHARING_TABLE] = {col: round(float(sharing.loc["Total network", col][0]), 6) for col in sharing.columns}
+    metrics[SHARING_TABLE] = {col: round(float(sharing.loc["Total network", col][0]), 4) for col in sharing.columns}
 
     note = "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
     titles = {n: f"{s['paper']}: {s['group']}, {s['setting']}" for n, s in params["tables"].items()}
@@ -203,8 +202,28 @@ def aggregate(params, suite: str, root: Path) -> dict:
     activation_figures(params, suite, root, written)
 
     _write(root / paths.metrics_file(suite), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    _write(root / paths.table_file(suite, "provenance", "json"),
+           json.dumps(provenance(root, records), indent=2, sort_keys=True) + "\n")
     log_aggregate_run(params, suite, root, written, metrics)
     return metrics
+
+
+def provenance(root: Path, records: pd.DataFrame) -> dict:
+    """The commit the tables' runs came from (every receipt matched the current code
+    digest, check_current), and whether the code differed from that commit."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "params", "workflow",
+                  "Snakefile", "dvc.yaml")
+    return {"git_commit": git("rev-parse", "HEAD") or "unknown",
+            "code_changed_since_commit": bool(changed) if changed is not None else None,
+            "runs": int(records.run_id.nunique())}
 
 
 def log_aggregate_run(params, suite: str, root: Path, files: dict[str, Path], metrics: dict) -> None:

@@ -105,7 +105,7 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
     pre-training); training runs epochs ``start_epoch + 1 .. cfg.epochs`` with
     those epochs' batches.
     """
-    method.to(device).train()
+    method.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(method, cfg)
     history: list[dict] = []
     start, steps_done = start_epoch, 0  # steps_done: optimiser steps, each one batch of every task
