@@ -99,9 +99,15 @@ MECHANISMS = [
   ("digest: stale receipts accepted", "src/hetmtl/reporting/collect.py", "    if stale:", "    if False:", "tests/test_tables.py::test_aggregation_refuses_receipts_of_other_parameters"),
   # the relations stage
   ("relations: test split read", "src/hetmtl/training/relations.py", '    return [history[-1][f"val_acc/{d.name}"] for d in data]', '    return [fit(method, data, cfg, data[0].y["train"].device, progress=False)["test"][f"test_acc/{d.name}"] for d in data]', "tests/test_relations.py::test_r_is_read_from_the_validation_split_never_the_test_split"),
-  ("relations: alone at own steps", "src/hetmtl/training/relations.py", 'alone = _val("single_task", [data[i], data[j]], spec, c, method_cfg)', 'alone = [_val("single_task", [data[i]], spec, c, method_cfg)[0], _val("single_task", [data[j]], spec, c, method_cfg)[0]]', "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
+  ("relations: alone at own steps", "src/hetmtl/training/relations.py", 'alone = _val("single_task", [d[i], d[j]], spec, c, method_cfg)', 'alone = [_val("single_task", [d[i]], spec, c, method_cfg)[0], _val("single_task", [d[j]], spec, c, method_cfg)[0]]', "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
   ("relations: pair flips misread", "src/hetmtl/training/relations.py", "flip=tuple(cfg.flip[k] for k in (i, j))", "flip=tuple(cfg.flip[k] for k in (0, 1))", "tests/test_relations.py::test_each_pair_is_augmented_with_its_own_tasks_flags"),
   ("relations: first seed only", "src/hetmtl/training/relations.py", "        for seed in seeds:", "        for seed in seeds[:1]:", "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
+  # statistics and splits (issue 9)
+  ("split: one split for every seed", "src/hetmtl/data/splits.py", 'return [split["seed"], run_seed] if split.get("per_seed", True) else [split["seed"]]', 'return [split["seed"]]', "tests/test_data.py::test_each_run_seed_draws_its_own_split_of_the_same_images"),
+  ("relations: one split for every seed", "src/hetmtl/training/relations.py", "            d = data(seed)\n", "            d = data(seeds[0])\n", "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
+  ("ci: normal instead of t", "src/hetmtl/reporting/tables.py", "stats.t.ppf(0.5 + level / 2, n - 1)", "stats.norm.ppf(0.5 + level / 2)", "tests/test_tables.py::test_mean_std_and_best"),
+  ("holm: no adjustment", "src/hetmtl/reporting/tables.py", "running = max(running, min(1.0, (m - i) * p))", "running = max(running, p)", "tests/test_tables.py::test_holm_adjusts_within_the_family_and_keeps_the_order"),
+  ("holm: raw p rendered", "src/hetmtl/reporting/tables.py", '    pv = table.attrs.get("holm")', '    pv = table.attrs.get("pvalues")', "tests/test_tables.py::test_the_rendered_p_is_the_holm_adjusted_one"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake", ".dvc"}
 
