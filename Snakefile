@@ -40,4 +40,4 @@ rule all:
     input:
         expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=TABLES, ext=["md", "csv", "tex"]),
         [str(paths.figure(SUITE, f)) for f in FIGURES],
-        str(paths.metrics_file(SUITE)),
+        [str(paths.metrics_file(SUITE, t)) for t in P["tables"]],

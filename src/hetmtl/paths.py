@@ -85,5 +85,10 @@ def table_file(suite: str, table: str, ext: str) -> Path:
     return tables_dir(suite) / f"{table}.{ext}"
 
 
-def metrics_file(suite: str) -> Path:
-    return Path("reports") / suite / "metrics.json"
+def metrics_dir(suite: str) -> Path:
+    """`dvc metrics show`: one file, so one row, per comparison table."""
+    return Path("reports") / suite / "metrics"
+
+
+def metrics_file(suite: str, table: str) -> Path:
+    return metrics_dir(suite) / f"{table}.json"

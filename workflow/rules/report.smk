@@ -78,7 +78,7 @@ rule aggregate:
                    labels={"figure": f, "suite": SUITE})
             for f in FIGURES
         ],
-        metrics=str(paths.metrics_file(SUITE)),
+        metrics=[str(paths.metrics_file(SUITE, t)) for t in P["tables"]],
         plots=[str(paths.plots_dir(SUITE) / f"sweep_{n}.csv") for n in P["sweeps"]]
         + [str(paths.plots_dir(SUITE) / "mtal_train_loss.csv")],
     params:

@@ -179,7 +179,6 @@ def aggregate(params, suite: str, root: Path) -> dict:
     written["table6.md"] = _write(root / paths.table_file(suite, SHARING_TABLE, "md"), sharing_markdown(sharing, cap6))
     written["table6.tex"] = _write(root / paths.table_file(suite, SHARING_TABLE, "tex"), sharing_latex(sharing, cap6))
     written["table6.csv"] = _write(root / paths.table_file(suite, SHARING_TABLE, "csv"), sharing_csv(sharing))
-    metrics[SHARING_TABLE] = {col: round(float(sharing.loc["Total network", col][0]), 4) for col in sharing.columns}
 
     note = "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
     titles = {n: f"{s['paper']}: {s['group']}, {s['setting']}" for n, s in params["tables"].items()}
@@ -201,7 +200,8 @@ def aggregate(params, suite: str, root: Path) -> dict:
     _write(plots / "mtal_train_loss.csv", curve.rename(columns={"value": "train_loss"}).to_csv(index=False))
     activation_figures(params, suite, root, written)
 
-    _write(root / paths.metrics_file(suite), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    for name, row in metrics.items():
+        _write(root / paths.metrics_file(suite, name), json.dumps(row, indent=2, sort_keys=True) + "\n")
     _write(root / paths.table_file(suite, "provenance", "json"),
            json.dumps(provenance(root, records), indent=2, sort_keys=True) + "\n")
     log_aggregate_run(params, suite, root, written, metrics)
