@@ -30,8 +30,8 @@ rule sweep:
                                                    method=P["sweeps"][wc.sweep]["method"]),
                                        sweep=(wc.sweep, float(wc.value))),
     output:  # the sweep's seeds, one after the other in one job
-        receipts=[SWEEP_DIR + f"/seed{seed}/receipt.json" for seed in SWEEP_SEEDS],
-        models=[SWEEP_DIR + f"/seed{seed}/model.pt" for seed in SWEEP_SEEDS],
+        receipts=[f"{SWEEP_DIR}/seed{seed}/receipt.json" for seed in SWEEP_SEEDS],
+        models=[f"{SWEEP_DIR}/seed{seed}/model.pt" for seed in SWEEP_SEEDS],
     wildcard_constraints:
         value=r"[0-9.e+-]+",
     threads: 1

@@ -51,8 +51,8 @@ rule train:
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=wc.setting, method=wc.method)),
     output:
-        receipts=[RUN_DIR + f"/seed{seed}/receipt.json" for seed in S["seeds"]],
-        models=[RUN_DIR + f"/seed{seed}/model.pt" for seed in S["seeds"]],
+        receipts=[f"{RUN_DIR}/seed{seed}/receipt.json" for seed in S["seeds"]],
+        models=[f"{RUN_DIR}/seed{seed}/model.pt" for seed in S["seeds"]],
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,
