@@ -10,6 +10,7 @@ every method sees the same batches and a resumed run continues exactly.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -33,11 +34,18 @@ class TaskData:
         return int(self.y[split].shape[0])
 
 
+@functools.lru_cache(maxsize=None)
+def _prepared(suite: str, task: str) -> tuple[dict, dict]:
+    """Manifest and images of a task, read from disk once per process (a job trains
+    several seeds; the relations stage loads every task once per pair and seed)."""
+    manifest = json.loads(prepared_manifest(suite, task).read_text())
+    return manifest, torch.load(prepared_images(suite, task), weights_only=True)
+
+
 def load_task(suite: str, task: str, device: torch.device, split: dict, seed: int) -> TaskData:
     """The task's prepared images, cut into the split of run ``seed`` (``split``:
     params/datasets.yaml's ``split``), resident on ``device``."""
-    manifest = json.loads(prepared_manifest(suite, task).read_text())
-    blob = torch.load(prepared_images(suite, task), weights_only=True)
+    manifest, blob = _prepared(suite, task)
     idx = run_split(blob["y"].numpy(), split, seed)
     x, y = {}, {}
     for name in SPLITS:
