@@ -26,6 +26,8 @@ def distances(a: Path, b: Path, suite: str) -> pd.DataFrame:
         tb = pd.read_csv(b / "reports" / suite / "tables" / csv_a.name, index_col="method")
         for col in [c[:-5] for c in ta.columns if c.endswith("/mean") and f"{c[:-5]}/ci" in ta.columns]:
             for m in ta.index:
+                if pd.isna(ta.loc[m, f"{col}/mean"]) and pd.isna(tb.loc[m, f"{col}/mean"]):
+                    continue  # a column this method has no value in (kernel sharing of non-MTAL rows)
                 ci = min(ta.loc[m, f"{col}/ci"], tb.loc[m, f"{col}/ci"])
                 diff = abs(ta.loc[m, f"{col}/mean"] - tb.loc[m, f"{col}/mean"])
                 rows.append({"table": csv_a.stem, "method": m, "column": col, "diff": diff, "ci": ci,
