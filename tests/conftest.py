@@ -13,6 +13,25 @@ from hetmtl.params import load_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def forkserver_dir(tmp_path_factory):
+    """The fork servers that the tests' `hetmtl` commands start live in a folder
+    of this session, and are stopped by their pids at its end."""
+    import os
+
+    from hetmtl import forkserver
+
+    folder = tmp_path_factory.mktemp("fs")
+    old = os.environ.get("HETMTL_FORKSERVER_DIR")
+    os.environ["HETMTL_FORKSERVER_DIR"] = str(folder)
+    yield folder
+    forkserver.stop_all(folder)
+    if old is None:
+        os.environ.pop("HETMTL_FORKSERVER_DIR")
+    else:
+        os.environ["HETMTL_FORKSERVER_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def params():
     return load_params(ROOT)

@@ -141,7 +141,7 @@ def device_flags(sp, progress: bool) -> None:
         sp.add_argument("--no-progress", action="store_true")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     parser = argparse.ArgumentParser(prog="hetmtl", description=__doc__)
     parser.add_argument("--root", help="project root (default: found above the current folder)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     device_flags(sp, progress=False)
     add("aggregate", cmd_aggregate, "tables and metrics from the receipts' MLflow runs")
     args = parser.parse_args(argv)
+    from hetmtl import forkserver
+
+    # Run as a command (not called from Python): the heavy imports are paid once
+    # per session, by a fork server (hetmtl/forkserver.py).
+    if argv is None and not in_server and forkserver.enabled(args.command):
+        rc = forkserver.run(sys.argv[1:])
+        if rc is not None:
+            return rc
     try:
         return args.fn(args)
     except ParamsError as exc:

@@ -1,0 +1,299 @@
+"""Cheap job start: a fork server that holds the heavy imports warm.
+
+Every training job is its own process (a Snakemake or DVC job), and a job on
+the demo or tiny suite spends most of its life importing: torch, MLflow and its
+SQLAlchemy store take about 6 s of a tiny job's 9 s on a 2-core machine, while
+its training takes under 1 s. Here the first heavy command of a session starts
+a server (``python -m hetmtl.forkserver``) that imports them once and waits on
+a Unix socket; each later ``hetmtl train|sweep|relations|prepare|aggregate``
+sends its arguments, working directory, environment and its stdin/stdout/stderr
+to the server, which forks a child that runs the command exactly as the process
+would have (same code, same output files, same exit status) and reports the
+status back. The job's process stays the one Snakemake or DVC sees: killing it
+kills the child (the child watches the connection), and its output goes to the
+job's own log.
+
+The socket's name is a hash of the code the server imported (every file of the
+``hetmtl`` package, the interpreter and ``sys.path``): an edited module gets a
+new server, never a stale one. A server exits after ``IDLE_SECONDS`` without a
+request. Any failure to reach a server before the command was handed over runs
+the command in this process instead, so the server is only ever an
+optimisation. ``HETMTL_FORKSERVER=0`` turns it off; it is off inside a Slurm
+job (``SLURM_JOB_ID`` set), where each job has its own node and nothing to
+share. The parent never initialises CUDA or torch's thread pools (it only
+imports), so the children start as clean as a new process.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+IDLE_SECONDS = 120
+COMMANDS = {"train", "sweep", "relations", "prepare", "aggregate"}
+PACKAGE = Path(__file__).resolve().parent
+
+
+def enabled(command: str) -> bool:
+    if command not in COMMANDS or not hasattr(socket, "AF_UNIX") or not hasattr(os, "fork"):
+        return False
+    if os.environ.get("SLURM_JOB_ID"):
+        return False
+    return os.environ.get("HETMTL_FORKSERVER", "1") != "0"
+
+
+def code_key() -> str:
+    """Hash of what a server imports: the package's files, interpreter, sys.path."""
+    h = hashlib.sha256()
+    h.update(sys.executable.encode() + b"\0" + "\0".join(sys.path).encode())
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
+            h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def server_dir() -> Path:
+    """Where the servers' sockets, pid files and logs live (``HETMTL_FORKSERVER_DIR``;
+    default a private folder under ``$XDG_RUNTIME_DIR`` or ``/tmp``)."""
+    base = os.environ.get("HETMTL_FORKSERVER_DIR")
+    base = Path(base) if base else Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"hetmtl-{os.getuid()}"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return base
+
+
+def socket_path(key: str) -> Path:
+    return server_dir() / f"{key}.sock"
+
+
+def stop_all(folder: Path | None = None) -> list[int]:
+    """Stop every server of ``folder`` (default :func:`server_dir`) by its pid
+    file; their running children finish. Returns the pids signalled."""
+    stopped = []
+    for pid_file in sorted(Path(folder or server_dir()).glob("*.pid")):
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
+        except (ValueError, OSError):
+            pass
+        pid_file.unlink(missing_ok=True)
+    return stopped
+
+
+# ----------------------------------------------------------------- protocol
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(struct.pack("!I", len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return buf
+
+
+def _recv(sock: socket.socket) -> bytes:
+    (n,) = struct.unpack("!I", _recv_exact(sock, 4))
+    return _recv_exact(sock, n)
+
+
+# ------------------------------------------------------------------- client
+
+def _connect(path: Path) -> socket.socket | None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+def _start_server(path: Path) -> socket.socket | None:
+    """Start a server for ``path`` (one at a time: a lock file) and connect."""
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sock = _connect(path)
+        if sock is not None:
+            return sock
+        if path.exists():
+            path.unlink()  # a dead server's socket
+        log = open(path.with_suffix(".log"), "ab")
+        subprocess.Popen([sys.executable, "-m", "hetmtl.forkserver", str(path)], stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=log, start_new_session=True, env=dict(os.environ))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            sock = _connect(path)
+            if sock is not None:
+                return sock
+            time.sleep(0.05)
+    return None
+
+
+def run(argv: list[str]) -> int | None:
+    """Run ``hetmtl argv`` in a forked child of the server; None if no server
+    could take it (the caller then runs it in this process)."""
+    try:
+        path = socket_path(code_key())
+        sock = _connect(path) or _start_server(path)
+        if sock is None:
+            return None
+        request = repr({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": _umask()})
+        fds = [sys.stdin.fileno() if _valid(0) else os.open(os.devnull, os.O_RDONLY), 1, 2]
+        sock.sendmsg([struct.pack("!I", len(request))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        sock.sendall(request.encode())
+    except OSError as exc:
+        print(f"[hetmtl] fork server unavailable ({exc}); running in this process", file=sys.stderr)
+        return None
+    # From here on the command is the server's: never run it a second time.
+    try:
+        (rc,) = struct.unpack("!i", _recv_exact(sock, 4))
+        return rc
+    except (OSError, ConnectionError) as exc:
+        print(f"error: the fork server's child for `hetmtl {' '.join(argv)}` died without a status ({exc}); "
+              f"see {path.with_suffix('.log')}", file=sys.stderr)
+        return 1
+
+
+def _valid(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ------------------------------------------------------------------- server
+
+def _warm() -> None:
+    """The imports every heavy command pays, done once (no CUDA, no threads)."""
+    import hetmtl.cli  # noqa: F401
+    import hetmtl.data.prepare  # noqa: F401
+    import hetmtl.reporting.aggregate  # noqa: F401
+    import hetmtl.training.job  # noqa: F401
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import mlflow.tracking  # noqa: F401
+    import torch._dynamo  # noqa: F401 - torch.optim's first call imports it (2 s)
+
+
+def _child(conn: socket.socket) -> int:
+    msg, fds, _, _ = socket.recv_fds(conn, 4, 3)
+    (n,) = struct.unpack("!I", msg)
+    import ast
+
+    request = ast.literal_eval(_recv_exact(conn, n).decode())
+    for target, fd in zip((0, 1, 2), fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.umask(request["umask"])
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def watch():  # the job's process is gone (killed): stop the job too
+        try:
+            conn.recv(1)
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+    from hetmtl import cli
+
+    sys.argv = ["hetmtl", *request["argv"]]
+    try:
+        rc = cli.main(request["argv"], in_server=True)
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - as the interpreter would: traceback, status 1
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return int(rc or 0)
+
+
+def serve(path: Path) -> None:
+    _warm()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(64)
+    pid_file = path.with_suffix(".pid")
+    pid_file.write_text(f"{os.getpid()}\n")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop_all: clean up the socket and pid file
+    server.settimeout(IDLE_SECONDS)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                break
+            _fork(server, conn)
+        # Idle: no new client can connect once the name is gone; serve the ones
+        # already queued (they connected before), then stop.
+        path.unlink()
+        server.setblocking(False)
+        while True:
+            try:
+                conn, _ = server.accept()
+            except (BlockingIOError, socket.timeout):
+                break
+            conn.setblocking(True)
+            _fork(server, conn)
+    finally:
+        server.close()
+        for p in (path, pid_file):
+            if p.exists():
+                p.unlink()
+
+
+def _fork(server: socket.socket, conn: socket.socket) -> None:
+    if os.fork() == 0:
+        server.close()
+        conn.settimeout(None)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        rc = 1
+        try:
+            rc = _child(conn)
+        except BaseException:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+        try:
+            conn.sendall(struct.pack("!i", rc))
+        finally:
+            os._exit(rc)
+    conn.close()
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]))

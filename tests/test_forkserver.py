@@ -1,0 +1,110 @@
+"""The fork server (hetmtl/forkserver.py): a command run through it behaves as
+the same command run in its own process: output, exit status, working folder,
+environment; its server follows the code; it is only an optimisation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hetmtl import forkserver
+
+ROOT = Path(__file__).resolve().parents[1]
+HETMTL = str(Path(sys.executable).parent / "hetmtl")
+
+
+def hetmtl(args, cwd, folder, **env):
+    full = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HETMTL_FORKSERVER_DIR=str(folder), **env)
+    return subprocess.run([HETMTL, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_a_command_through_the_server_is_the_command_in_its_own_process(project, tmp_path):
+    folder = tmp_path / "fs"
+    try:
+        bad = ["prepare", "--suite", "tiny", "--task", "NoSuchTask"]
+        alone = hetmtl(bad, project, folder, HETMTL_FORKSERVER="0")
+        assert not list(folder.glob("*.pid")) if folder.exists() else True
+        served = hetmtl(bad, project, folder)
+        assert list(folder.glob("*.pid")), "no server was started"
+        assert (served.returncode, served.stdout, served.stderr) == (alone.returncode, alone.stdout, alone.stderr)
+        assert served.returncode == 2 and "NoSuchTask" in served.stderr
+        # The child works in the caller's folder and sees the caller's environment:
+        # another project (params edited) and another MLflow URI give their own answers.
+        other = tmp_path / "other"
+        (other / "params").mkdir(parents=True)
+        for f in (project / "params").rglob("*.yaml"):
+            dest = other / f.relative_to(project)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(f.read_text())
+        (other / "Snakefile").write_text("# marker\n")
+        y = other / "params" / "datasets.yaml"
+        y.write_text(y.read_text().replace("selection_seed:", "selection_seed: -1 #", 1))
+        a = hetmtl(bad, other, folder, HETMTL_FORKSERVER="0")
+        b = hetmtl(bad, other, folder)
+        assert (b.returncode, b.stderr) == (a.returncode, a.stderr) and b.stderr != served.stderr
+        uri = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/elsewhere.db"}
+        init = hetmtl(["aggregate", "--suite", "tiny"], project, folder, **uri)
+        init0 = hetmtl(["aggregate", "--suite", "tiny"], project, folder, HETMTL_FORKSERVER="0", **uri)
+        assert (init.returncode, init.stderr.splitlines()[-1:]) == (init0.returncode, init0.stderr.splitlines()[-1:])
+    finally:
+        forkserver.stop_all(folder)
+
+
+def test_the_server_follows_the_code_and_stops(tmp_path, monkeypatch):
+    monkeypatch.setenv("HETMTL_FORKSERVER_DIR", str(tmp_path))
+    key = forkserver.code_key()
+    pkg = tmp_path / "pkg"
+    import shutil
+
+    shutil.copytree(forkserver.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(forkserver, "PACKAGE", pkg)
+    assert forkserver.code_key() == key
+    mod = pkg / "methods" / "mtal.py"
+    mod.write_text(mod.read_text() + "\n# an edit\n")
+    assert forkserver.code_key() != key  # an edited module: another server, never a stale one
+    monkeypatch.setenv("HETMTL_FORKSERVER", "0")
+    assert not forkserver.enabled("train")
+    monkeypatch.delenv("HETMTL_FORKSERVER")
+    assert forkserver.enabled("train") and not forkserver.enabled("check-params")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    assert not forkserver.enabled("train")
+
+
+def _has_reader(fifo: Path) -> bool:
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        return True
+    except OSError:  # ENXIO: nobody has it open for reading
+        return False
+
+
+def test_a_killed_command_kills_its_child(project, params, tmp_path):
+    """The job's process is what Snakemake and DVC kill: its child must die too.
+    The child is held inside `prepare`, reading an archive that is a FIFO."""
+    from hetmtl.paths import raw_archive
+
+    folder = tmp_path / "fs"
+    suite = params.suite("tiny")
+    archive = project / raw_archive(suite, params["sources"][params["tasks"]["HD"]["source"]])
+    archive.parent.mkdir(parents=True)
+    os.mkfifo(archive)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HETMTL_FORKSERVER_DIR=str(folder))
+    try:
+        proc = subprocess.Popen([HETMTL, "prepare", "--suite", "tiny", "--task", "HD"], cwd=project, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while not _has_reader(archive):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.05)
+        assert list(folder.glob("*.pid")), "the command did not go through a server"
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 10
+        while _has_reader(archive) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not _has_reader(archive), "the server's child outlived the killed command"
+    finally:
+        forkserver.stop_all(folder)
