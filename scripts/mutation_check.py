@@ -20,6 +20,8 @@ SCRATCH = tempfile.mkdtemp(prefix="hetmtl-mutants-")
 T_MTAL, T_METHODS, T_TRAIN = "tests/test_mtal.py", "tests/test_methods.py", "tests/test_training.py"
 MTAL, JOB = "src/hetmtl/methods/mtal.py", "src/hetmtl/training/job.py"
 MTDA, T_MTDA = "src/hetmtl/methods/mtda.py", "tests/test_mtda.py"
+FS, T_FS, DVCY = "src/hetmtl/forkserver.py", "tests/test_forkserver.py", "src/hetmtl/dvc_yaml.py"
+T_RERUN = "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches"
 # (name, file, exact old text (occurs once), new text, test that must fail)
 DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
   ("links", "src/hetmtl/data/archives.py", "if info.issym() or info.islnk():", "if False:", "tests/test_data.py::test_links_are_refused"),
@@ -107,6 +109,15 @@ MECHANISMS = [
   ("relations: one split for every seed", "src/hetmtl/training/relations.py", "            d = data(seed)\n", "            d = data(seeds[0])\n", "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
   ("ci: normal instead of t", "src/hetmtl/reporting/tables.py", "stats.t.ppf(0.5 + level / 2, n - 1)", "stats.norm.ppf(0.5 + level / 2)", "tests/test_tables.py::test_mean_std_and_best"),
   ("holm: no adjustment", "src/hetmtl/reporting/tables.py", "running = max(running, min(1.0, (m - i) * p))", "running = max(running, p)", "tests/test_tables.py::test_holm_adjusts_within_the_family_and_keeps_the_order"),
+  # cheap job start (the fork server) and DVC's exact stages
+  ("forkserver: caller's folder ignored", FS, '    os.chdir(request["cwd"])\n', "    pass\n", f"{T_FS}::test_a_command_through_the_server_is_the_command_in_its_own_process"),
+  ("forkserver: server's environment kept", FS, '    os.environ.clear()\n    os.environ.update(request["env"])\n', "    pass\n", f"{T_FS}::test_a_command_through_the_server_is_the_command_in_its_own_process"),
+  ("forkserver: exit status lost", FS, '        rc = cli.main(request["argv"], in_server=True)', '        rc = 0 * (cli.main(request["argv"], in_server=True) or 0)', f"{T_FS}::test_a_command_through_the_server_is_the_command_in_its_own_process"),
+  ("forkserver: child outlives its command", FS, "    threading.Thread(target=watch, daemon=True).start()\n", "    pass\n", f"{T_FS}::test_a_killed_command_kills_its_child"),
+  ("forkserver: stale code served", FS, 'h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\\0" + path.read_bytes())', 'h.update(path.relative_to(PACKAGE).as_posix().encode())', f"{T_FS}::test_the_server_follows_the_code_and_stops"),
+  ("dvc.yaml: whole methods section", DVCY, '        method = [f"methods.{key[\'method\']}"]', '        method = ["methods"]', T_RERUN),
+  ("dvc.yaml: whole methods folder", DVCY, '            "deps": deps + code_paths(p.root, p.base_method(method)),', '            "deps": deps + ["src/hetmtl/methods", "src/hetmtl/models", "src/hetmtl/training"],', T_RERUN),
+  ("snakemake: prepare ignores its params", "workflow/rules/data.smk", "        digest=lambda wc: P.prepare_digest(SUITE, wc.task),\n", '        digest="",\n', T_RERUN),
   ("holm: raw p rendered", "src/hetmtl/reporting/tables.py", '    pv = table.attrs.get("holm")', '    pv = table.attrs.get("pvalues")', "tests/test_tables.py::test_the_rendered_p_is_the_holm_adjusted_one"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake", ".dvc"}

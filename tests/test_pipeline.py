@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -54,7 +55,32 @@ def copy_project(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def dvc_started(tmp_path_factory):
+    """`dvc repro` of the tiny suite from a clean clone (dvc.yaml written for tiny),
+    started in the background: DVC runs one stage at a time, so it shares the two
+    cores with the Snakemake run below."""
+    proj = copy_project(tmp_path_factory.mktemp("dvcproj"))
+    run(["git", "init", "-q"], proj)
+    run([str(BIN / "hetmtl"), "dvc-yaml", "--suite", "tiny"], proj)
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=proj, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    yield proj, time.time(), proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def dvc_run(dvc_started):
+    proj, started, proc = dvc_started
+    out, err = proc.communicate(timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"dvc repro failed ({proc.returncode}):\n{out[-4000:]}\n{err[-4000:]}")
+    return proj, time.time() - started, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, dvc_started):
     proj = copy_project(tmp_path_factory.mktemp("proj"))
     started = time.time()
     proc = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "2",
@@ -161,58 +187,104 @@ def test_rerun_with_nothing_changed_trains_nothing(tiny_run):
     assert time.time() - started < 15
 
 
-def _planned(proc) -> list[str]:
-    """The jobs a `snakemake -n` plans, as 'rule:wildcards' strings."""
-    jobs, rule = [], None
-    for line in (proc.stdout + proc.stderr).splitlines():
+def _planned(proc) -> set[tuple]:
+    """The jobs a `snakemake -n` plans, as (rule, *wildcard values) tuples."""
+    jobs, rule, wildcards = set(), None, ()
+    for line in (proc.stdout + proc.stderr).splitlines() + ["rule end:"]:
         line = line.strip()
-        if line.startswith(("rule ", "localrule ")):
-            rule = line.split()[1].rstrip(":")
+        if line.startswith(("rule ", "localrule ")):  # a job block starts: the previous one ends
+            if rule:
+                jobs.add((rule, *wildcards))
+            rule, wildcards = line.split()[1].rstrip(":"), ()
         elif line.startswith("wildcards:") and rule:
-            jobs.append(f"{rule}:{line[len('wildcards:'):].strip()}")
+            pairs = [kv.split("=", 1) for kv in line[len("wildcards:"):].strip().split(", ")]
+            wildcards = tuple(v for k, v in pairs if k != "sweep")
+        elif line.startswith(("Job stats:", "Reasons:", "This was a dry-run")):
+            if rule:
+                jobs.add((rule, *wildcards))
             rule = None
-        elif line.startswith("jobid:") and rule in ("aggregate", "all"):
-            jobs.append(rule)
-            rule = None
-    return sorted(jobs)
+    return jobs
 
 
-def test_snakemake_reruns_exactly_what_an_edit_touches(tiny_run, tmp_path):
-    """Edit a method parameter, a method's module, or a training parameter in a
-    copy of the finished tiny run: `snakemake -n` plans exactly the jobs that read
-    it (a variant inherits its base's parameters; a module's jobs include every
-    method that imports it), and aggregation refuses the stale receipts."""
-    proj, _, _ = tiny_run
-    work = shutil.copytree(proj, tmp_path / "p", symlinks=True)
+def _stale(proc) -> set[tuple]:
+    """The stages `dvc status --json` names, as the same tuples as :func:`_planned`
+    (stage names: hetmtl/dvc_yaml.py; a task's name may hold a dash)."""
+    out = set()
+    for name in json.loads(proc.stdout):
+        kind, _, rest = name.partition("-")
+        if kind in ("train",):
+            out.add((kind, *rest.split("-", 2)))
+        elif kind == "sweep":
+            out.add((kind, *rest.split("-", 2)[1:]))
+        else:
+            out.add((kind, rest) if rest else (kind,))
+    return out
+
+
+def both(cmd_a, cwd_a, cmd_b, cwd_b):
+    """Run two commands side by side (two cores); their completed processes."""
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.submit(run, cmd_a, cwd_a), pool.submit(run, cmd_b, cwd_b)
+        return a.result(), b.result()
+
+
+def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run, tmp_path):
+    """Edit a method parameter, a training parameter, a suite parameter, a data
+    parameter and a method's module in copies of a finished tiny run: `snakemake
+    -n` and `dvc status` name exactly the jobs that read it (0 extra, 0 missing;
+    DVC lists the stages whose own inputs changed, Snakemake adds what follows
+    them: aggregate and all), and aggregation refuses the stale receipts."""
+    smk_proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
+    dvc_proj = dvc_run[0]
     smk = [str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "1", "--config", "suite=tiny",
            "-n"]
-    params = load_params(work)
-    groups = list(params["groups"])
+    params = load_params(smk_proj)
+    cells = {(k["group"], k["setting"], k["method"]) for k in params.runs("tiny")}
+    sweeps = {(w["group"], f"{w['value']:g}") for w in params.sweep_runs("tiny")}
 
-    def train(setting, method):  # one job per grid cell trains its seeds
-        return {f"train:group={g}, setting={setting}, method={method}" for g in groups}
+    def train(pred):
+        return {("train", *c) for c in cells if pred(*c)}
 
-    methods = work / "params" / "methods.yaml"
-    original = methods.read_text()
-    methods.write_text(original.replace("rho: 0.4          #", "rho: 0.45         #", 1))
-    assert set(_planned(run(smk, work))) == train("no_prior", "mtal") | train("no_prior", "mtal_common") | {
-        "aggregate", "all"}
-    failed = run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], work, check=False)
-    assert failed.returncode != 0 and "other parameters or code" in failed.stderr + failed.stdout
-    methods.write_text(original)
-    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(run(smk, work))
+    every_job = train(lambda *c: True) | {("sweep", *w) for w in sweeps} | {("relations", g) for g in params["groups"]}
+    unrelated = {j for j in every_job if j[1] == "unrelated"}
+    edits = [  # (file, old, new, the jobs that read it)
+        ("params/methods.yaml", "gamma: 0.001", "gamma: 0.002", train(lambda g, s, m: m == "soft_sharing")),
+        ("params/training.yaml", "l2_lambda: 0.0005", "l2_lambda: 0.001", every_job),
+        ("params/suites/tiny.yaml", "seeds: [0], epochs: 2}", "seeds: [0], epochs: 3}", {("sweep", *w) for w in sweeps}),
+        ("params/datasets.yaml", "classes: {pool: source, draw: 10}\n\n", "classes: {pool: source, draw: 9}\n\n",
+         unrelated | {("prepare", "Amazon")}),
+        ("src/hetmtl/methods/columns.py", '"""', '"""An edit. ', train(lambda g, s, m: m in ("cross_stitch", "nddr_cnn"))),
+    ]
+    for rel, old, new, expected in edits:
+        texts = {}
+        for proj in (smk_proj, dvc_proj):
+            texts[proj] = (proj / rel).read_text()
+            assert texts[proj].count(old) >= 1, (rel, old)
+            (proj / rel).write_text(texts[proj].replace(old, new, 1))
+        planned, stale = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)
+        assert _planned(planned) == expected | {("aggregate",), ("all",)}, rel
+        assert _stale(stale) == expected, rel
+        if rel == "params/methods.yaml":
+            failed = run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], smk_proj, check=False)
+            assert failed.returncode != 0 and "other parameters or code" in failed.stderr + failed.stdout
+        for proj in (smk_proj, dvc_proj):
+            (proj / rel).write_text(texts[proj])
+    planned, stale = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+    assert json.loads(stale.stdout) == {}
 
-    module = work / "src" / "hetmtl" / "methods" / "mtal_prior.py"
-    module.write_text(module.read_text() + "\n# an edit\n")
-    assert set(_planned(run(smk, work))) == train("prior", "mtal_prior") | train("prior", "mtal_prior_common") | {
-        "aggregate", "all"}
-
-    training = work / "params" / "training.yaml"
-    training.write_text(training.read_text().replace("l2_lambda: 0.0005", "l2_lambda: 0.001"))
-    planned = set(_planned(run(smk, work)))
-    assert {j for j in planned if j.startswith("train:")} == {
-        f"train:group={k['group']}, setting={k['setting']}, method={k['method']}" for k in params.runs("tiny")}
-    assert {j for j in planned if j.startswith(("sweep:", "relations:"))}
+    # A variant inherits its base's parameters (YAML anchor): editing the base reruns both.
+    expected = train(lambda g, s, m: m in ("mtal", "mtal_common"))
+    texts = {}
+    for proj in (smk_proj, dvc_proj):
+        methods = proj / "params" / "methods.yaml"
+        texts[proj] = methods.read_text()
+        methods.write_text(texts[proj].replace("rho: 0.4          #", "rho: 0.45         #", 1))
+    planned, stale = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)
+    assert _planned(planned) == expected | {("aggregate",), ("all",)}
+    assert _stale(stale) == expected
+    for proj in (smk_proj, dvc_proj):
+        (proj / "params" / "methods.yaml").write_text(texts[proj])
 
 
 def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run, monkeypatch):
@@ -243,33 +315,27 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
     assert again["metrics"] == done["metrics"]
 
 
-def test_dvc_dag_of_a_clean_clone_links_every_stage_to_what_it_reads(tmp_path):
-    """On a fresh clone DVC's graph holds the edges a run needs (the archives
-    folder is the fetch stage's output, so prepare follows fetch). `dvc repro
-    --dry` itself cannot run there: DVC hashes dependencies that no stage has
-    made yet (treeverse/dvc#9021)."""
-    proj = copy_project(tmp_path)
-    dvc_yaml = proj / "dvc.yaml"
-    dvc_yaml.write_text(dvc_yaml.read_text().replace("params/suites/demo.yaml", "params/suites/tiny.yaml"))
-    run(["git", "init", "-q"], proj)
-    dot = run([str(BIN / "dvc"), "dag", "--dot"], proj).stdout
-    edges = {tuple(part.strip().strip('"') for part in line.rstrip(";").split("->"))
-             for line in dot.splitlines() if "->" in line}
+def test_dvc_yaml_is_what_params_give():
+    """dvc.yaml is written from params/ (hetmtl/dvc_yaml.py): the committed one is current."""
+    proc = run([str(BIN / "hetmtl"), "dvc-yaml", "--check"], ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_dvc_repro_of_a_clean_clone_runs_the_whole_dag(dvc_run):
+    proj, _, proc = dvc_run
     params = load_params(proj)
-    assert {("fetch", f"prepare@{t}") for t in params["tasks"]} <= edges, dot
-    for g in params["groups"]:
-        assert ("init_tracking", f"train_no_prior@{g}-mtal") in edges
-        assert (f"relations@{g}", f"train_prior@{g}-mtal_prior") in edges
-        assert (f"train_no_prior@{g}-mtal", "aggregate") in edges
-
-
-def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(tiny_run):
-    proj, _, _ = tiny_run
+    ran = {line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
+    assert {"fetch", "init_tracking", "aggregate"} | {f"prepare-{t}" for g in params["groups"]
+                                                       for t in params.tasks_of(g)} <= ran
+    assert {f"train-{k['group']}-{k['setting']}-{k['method']}" for k in params.runs("tiny")} <= ran
+    for k in params.runs("tiny"):
+        assert (proj / paths.receipt(**k)).exists()
+    for name in params["tables"]:
+        assert (proj / paths.table_file("tiny", name, "md")).exists()
+    assert json.loads(run([str(BIN / "dvc"), "status", "--json"], proj).stdout) == {}
+def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(dvc_run):
+    proj, _, _ = dvc_run
     dvc = str(BIN / "dvc")
-    dvc_yaml = proj / "dvc.yaml"
-    dvc_yaml.write_text(dvc_yaml.read_text().replace("params/suites/demo.yaml", "params/suites/tiny.yaml"))
-    run(["git", "init", "-q"], proj)
-    run([dvc, "commit", "-f", "-q"], proj)  # adopt the outputs Snakemake made
     assert json.loads(run([dvc, "status", "--json"], proj).stdout) == {}
 
     methods = proj / "params" / "methods.yaml"
@@ -278,7 +344,7 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(tiny_
     methods.write_text(yaml.safe_dump(data))
     status = json.loads(run([dvc, "status", "--json"], proj).stdout)
     params = load_params(proj)
-    expected = {f"train_no_prior@{g}-mtal" for g in params["groups"]}
+    expected = {f"train-{g}-no_prior-mtal" for g in params["groups"]}
     assert set(status) == expected
     out = run([dvc, "repro"], proj).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
@@ -295,7 +361,9 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(tiny_
 
     # A raw archive that changes on disk is reported (DVC tracks the archives).
     archive = proj / "data" / "standin" / "tiny" / "coil-20-unproc.zip"
-    archive.write_bytes(archive.read_bytes() + b"x")
+    original = archive.read_bytes()
+    archive.write_bytes(original + b"x")
     status = json.loads(run([dvc, "status", "--json"], proj).stdout)
     assert "fetch" in status, status
+    archive.write_bytes(original)
 

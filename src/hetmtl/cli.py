@@ -66,8 +66,7 @@ def cmd_init_tracking(args) -> int:
 
     p = _params(args)
     p.suite(args.suite)
-    parents = [(g, s) for g in p["groups"] for s in ["shared", *p["settings"], *(f"sweep_{n}" for n in p["sweeps"])]]
-    marker = init_experiment(p.root, args.suite, parents)
+    marker = init_experiment(p.root, args.suite, p.tracking_parents())
     print(f"MLflow experiment {marker['experiment']} ({marker['experiment_id']}) at {marker['tracking_uri']}")
     return 0
 
@@ -133,6 +132,21 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+def cmd_dvc_yaml(args) -> int:
+    from hetmtl import dvc_yaml
+
+    p = _params(args)
+    if args.check:
+        suite = args.suite or dvc_yaml.chosen_suite(p)
+        if (p.root / "dvc.yaml").read_text() != dvc_yaml.render(p, suite):
+            print(f"error: {p.root / 'dvc.yaml'} is not what params/ give for suite {suite!r}: "
+                  "run `hetmtl dvc-yaml`", file=sys.stderr)
+            return 1
+        return 0
+    print(dvc_yaml.write(p, args.suite))
+    return 0
+
+
 def device_flags(sp, progress: bool) -> None:
     """The flags of every command that trains: device, CPU threads, progress bars."""
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -174,6 +188,10 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     sp.add_argument("--group", required=True)
     device_flags(sp, progress=False)
     add("aggregate", cmd_aggregate, "tables and metrics from the receipts' MLflow runs")
+    sp = sub.add_parser("dvc-yaml", help="write dvc.yaml from params/ for a suite (default: params/dvc_suite.yaml's)")
+    sp.add_argument("--suite", help="write it for this suite and record the choice in params/dvc_suite.yaml")
+    sp.add_argument("--check", action="store_true", help="only say whether dvc.yaml is what params/ give")
+    sp.set_defaults(fn=cmd_dvc_yaml)
     args = parser.parse_args(argv)
     from hetmtl import forkserver
 

@@ -18,7 +18,8 @@ The socket's name is a hash of the code the server imported (every file of the
 new server, never a stale one. A server exits after ``IDLE_SECONDS`` without a
 request. Any failure to reach a server before the command was handed over runs
 the command in this process instead, so the server is only ever an
-optimisation. ``HETMTL_FORKSERVER=0`` turns it off; it is off inside a Slurm
+optimisation. ``HETMTL_FORKSERVER=0`` turns it off (``HETMTL_FORKSERVER_TRACE=1``
+says on stderr which server ran a command); it is off inside a Slurm
 job (``SLURM_JOB_ID`` set), where each job has its own node and nothing to
 share. The parent never initialises CUDA or torch's thread pools (it only
 imports), so the children start as clean as a new process.
@@ -41,6 +42,7 @@ from pathlib import Path
 IDLE_SECONDS = 120
 COMMANDS = {"train", "sweep", "relations", "prepare", "aggregate"}
 PACKAGE = Path(__file__).resolve().parent
+STARTUP_ENV = ("PYTHON", "OMP_", "MKL_", "OPENBLAS_", "TORCH", "CUDA_", "LD_", "MLFLOW_ENABLE")
 
 
 def enabled(command: str) -> bool:
@@ -55,6 +57,9 @@ def code_key() -> str:
     """Hash of what a server imports: the package's files, interpreter, sys.path."""
     h = hashlib.sha256()
     h.update(sys.executable.encode() + b"\0" + "\0".join(sys.path).encode())
+    # settings read once when the interpreter or a library starts, not per job
+    fixed = sorted((k, v) for k, v in os.environ.items() if k.startswith(STARTUP_ENV))
+    h.update(repr(fixed).encode())
     for path in sorted(PACKAGE.rglob("*")):
         if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
             h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
@@ -134,14 +139,16 @@ def _start_server(path: Path) -> socket.socket | None:
         if path.exists():
             path.unlink()  # a dead server's socket
         log = open(path.with_suffix(".log"), "ab")
-        subprocess.Popen([sys.executable, "-m", "hetmtl.forkserver", str(path)], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log, start_new_session=True, env=dict(os.environ))
+        proc = subprocess.Popen([sys.executable, "-m", "hetmtl.forkserver", str(path)], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True, env=dict(os.environ),
+                                cwd=path.parent)  # not the caller's folder on the server's sys.path
         deadline = time.time() + 60
-        while time.time() < deadline:
+        while time.time() < deadline and proc.poll() is None:
             sock = _connect(path)
             if sock is not None:
                 return sock
             time.sleep(0.05)
+    print(f"[hetmtl] the fork server did not start (see {path.with_suffix('.log')})", file=sys.stderr)
     return None
 
 
@@ -159,6 +166,12 @@ def run(argv: list[str]) -> int | None:
         sock.sendall(request.encode())
     except OSError as exc:
         print(f"[hetmtl] fork server unavailable ({exc}); running in this process", file=sys.stderr)
+        return None
+    try:  # the child acknowledges the request before it runs anything
+        if _recv_exact(sock, 1) != b"\1":
+            raise ConnectionError("no acknowledgement")
+    except (OSError, ConnectionError) as exc:
+        print(f"[hetmtl] fork server did not take the command ({exc}); running in this process", file=sys.stderr)
         return None
     # From here on the command is the server's: never run it a second time.
     try:
@@ -213,6 +226,9 @@ def _child(conn: socket.socket) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     os.umask(request["umask"])
+    conn.sendall(b"\1")  # taken: from here on, the caller never runs the command itself
+    if os.environ.get("HETMTL_FORKSERVER_TRACE"):
+        print(f"[hetmtl] forked by the server {os.getppid()} of {request['cwd']}", file=sys.stderr)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -229,8 +245,12 @@ def _child(conn: socket.socket) -> int:
     sys.argv = ["hetmtl", *request["argv"]]
     try:
         rc = cli.main(request["argv"], in_server=True)
-    except SystemExit as exc:
+    except SystemExit as exc:  # as the interpreter: a message is printed, status 1
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
         rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        rc = 130
     except BaseException:  # noqa: BLE001 - as the interpreter would: traceback, status 1
         import traceback
 
@@ -243,14 +263,17 @@ def _child(conn: socket.socket) -> int:
 
 def serve(path: Path) -> None:
     _warm()
+    import torch
+
+    if torch.cuda.is_initialized():  # a child could not use the GPU
+        raise SystemExit("fork server: CUDA was initialised while importing; not serving")
+    me = os.getpid()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(64)
     pid_file = path.with_suffix(".pid")
-    pid_file.write_text(f"{os.getpid()}\n")
+    pid_file.write_text(f"{me}\n")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop_all: clean up the socket and pid file
-    server.settimeout(IDLE_SECONDS)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     try:
         while True:
             try:
@@ -270,28 +293,37 @@ def serve(path: Path) -> None:
             conn.setblocking(True)
             _fork(server, conn)
     finally:
-        server.close()
-        for p in (path, pid_file):
-            if p.exists():
-                p.unlink()
+        if os.getpid() == me:  # never in a child
+            server.close()
+            for p in (path, pid_file):
+                if p.exists():
+                    p.unlink()
 
 
 def _fork(server: socket.socket, conn: socket.socket) -> None:
-    if os.fork() == 0:
-        server.close()
-        conn.settimeout(None)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        pid = os.fork()
+    except OSError as exc:  # no ack sent: the caller runs the command itself
+        print(f"fork server: fork failed ({exc})", file=sys.stderr)
+        conn.close()
+        return
+    if pid == 0:
         rc = 1
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            server.close()
+            conn.settimeout(None)
             rc = _child(conn)
         except BaseException:  # noqa: BLE001
             import traceback
 
             traceback.print_exc()
-        try:
-            conn.sendall(struct.pack("!i", rc))
         finally:
-            os._exit(rc)
+            try:
+                conn.sendall(struct.pack("!i", rc if -2**31 <= rc < 2**31 else 1))
+            finally:
+                os._exit(rc & 0xFF)
     conn.close()
 
 

@@ -11,6 +11,8 @@ rule fetch:
         archive="|".join(map(re.escape, SOURCE_OF_ARCHIVE)),
     params:
         source=lambda wc: SOURCE_OF_ARCHIVE[wc.archive],
+        # rerun trigger: the source's entry and the suite's data keys (a stand-in's size)
+        digest=lambda wc: P.fetch_digest(SUITE, SOURCE_OF_ARCHIVE[wc.archive]),
     log:
         f"logs/{SUITE}/fetch/{{archive}}.log",
     shell:
@@ -20,6 +22,9 @@ rule fetch:
 rule prepare:
     input:
         archive=lambda wc: archive_of_source(P["tasks"][wc.task]["source"]),
+    params:
+        # rerun trigger: the parameters this job reads (snakemake's default "params" trigger)
+        digest=lambda wc: P.prepare_digest(SUITE, wc.task),
     output:
         images=f"data/prepared/{SUITE}/{{task}}/images.pt",
         manifest=f"data/prepared/{SUITE}/{{task}}/manifest.json",

@@ -39,6 +39,8 @@ rule sweep:
         gpu=1 if S["data"] == "real" else 0,
     log:
         f"logs/{SUITE}/sweep/{{sweep}}/{{group}}/{{value}}.log",
+    benchmark:
+        f"logs/{SUITE}/benchmarks/sweep/{{sweep}}/{{group}}/{{value}}.tsv"
     shell:
         "hetmtl sweep --suite {SUITE} --sweep {wildcards.sweep} --group {wildcards.group} "
         "--value {wildcards.value} --device {config[device]} "
@@ -86,5 +88,7 @@ rule aggregate:
                   **{f: FIGURE_CAPTIONS[f] + STANDIN for f in FIGURES}},
     log:
         f"logs/{SUITE}/aggregate.log",
+    benchmark:
+        f"logs/{SUITE}/benchmarks/aggregate.tsv"
     shell:
         "hetmtl aggregate --suite {SUITE} > {log} 2>&1"

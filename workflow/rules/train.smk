@@ -3,6 +3,9 @@
 
 
 rule init_tracking:
+    params:
+        # rerun trigger: the parent runs it makes (groups, settings, sweeps)
+        digest=P.tracking_digest(),
     output:
         str(paths.experiment_marker(SUITE)),
     log:
@@ -27,6 +30,8 @@ rule relations:
         gpu=1 if S["data"] == "real" else 0,
     log:
         f"logs/{SUITE}/relations/{{group}}.log",
+    benchmark:
+        f"logs/{SUITE}/benchmarks/relations/{{group}}.tsv"
     shell:
         "hetmtl relations --suite {SUITE} --group {wildcards.group} --device {config[device]} "
         "--threads {threads} > {log} 2>&1"
@@ -60,6 +65,8 @@ rule train:
         runtime=(240 if S["data"] == "real" else 30) * len(S["seeds"]),
     log:
         f"logs/{SUITE}/train/{{group}}/{{setting}}/{{method}}.log",
+    benchmark:
+        f"logs/{SUITE}/benchmarks/train/{{group}}/{{setting}}/{{method}}.tsv"
     shell:
         "hetmtl train --suite {SUITE} --group {wildcards.group} --setting {wildcards.setting} "
         "--method {wildcards.method} --device {config[device]} "

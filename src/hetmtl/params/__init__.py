@@ -135,11 +135,39 @@ class Params:
         s = self.suite(suite)
         inputs = {"relations": self.data["relations"], "scale": s["relations"],
                   "hard_sharing": self.method("hard_sharing"), "training": self.data["training"],
-                  "suite": {k: s[k] for k in self.TRAINING_SUITE_KEYS},
+                  "suite": {k: s[k] for k in self.TRAINING_SUITE_KEYS if k != "epochs"},  # its own epochs
+                  "group": self.tasks_of(group),  # the order of R's rows
                   "tasks": {t: self.data["tasks"][t] for t in self.tasks_of(group)},
                   "split": self.data["split"], "selection_seed": self.data["selection_seed"]}
         code = [code_digest(self.root, m) for m in ("single_task", "hard_sharing")]
         return hashlib.sha256(json.dumps([inputs, code], sort_keys=True).encode()).hexdigest()[:16]
+
+    def fetch_digest(self, suite: str, source: str) -> str:
+        """Digest of what fetching one source archive reads (stand-ins: their size)."""
+        s = self.suite(suite)
+        blob = json.dumps({"source": self.data["sources"][source],
+                           "suite": {k: s.get(k) for k in ("data", "raw_dir", "images_per_class")}}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def tracking_parents(self) -> list[tuple[str, str]]:
+        """The (group, setting) parent runs of a suite's MLflow experiment."""
+        return [(g, s) for g in self.data["groups"]
+                for s in ["shared", *self.data["settings"], *(f"sweep_{n}" for n in self.data["sweeps"])]]
+
+    def tracking_digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.tracking_parents()).encode()).hexdigest()[:16]
+
+    def prepare_inputs(self, suite: str, task: str) -> dict:
+        """Exactly the parameters the prepare job of a task reads."""
+        s = self.suite(suite)
+        spec = self.data["tasks"][task]
+        return {"task": spec, "source": self.data["sources"][spec["source"]],
+                "selection_seed": self.data["selection_seed"],
+                "suite": {k: s[k] for k in ("data", "raw_dir", "images_per_class", "image_size")}}
+
+    def prepare_digest(self, suite: str, task: str) -> str:
+        blob = json.dumps(self.prepare_inputs(suite, task), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def digest(self, *keys: str) -> str:
         """A short hash of the given top-level sections (recorded with runs)."""
@@ -148,7 +176,8 @@ class Params:
 
 
 # Code every training job runs, whatever its method (a change reruns them all).
-SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py")
+SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py",
+               "src/hetmtl/methods/__init__.py", "src/hetmtl/data/splits.py", "src/hetmtl/paths.py")
 
 
 def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[str]:
@@ -167,12 +196,19 @@ def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[
     return seen
 
 
+def code_paths(root: Path, method: str) -> list[str]:
+    """The source a registered method's jobs run, relative to ``root``: its module
+    (by the registry's convention ``methods/<name>.py``), the method modules it
+    imports, and the shared code (:data:`SHARED_CODE`, folders as folders). The
+    Snakefile hashes these (:func:`code_digest`), dvc.yaml lists them as deps."""
+    own = {f"src/hetmtl/methods/{m}.py" for m in _method_modules(root, method)} - set(SHARED_CODE)
+    return sorted(own) + list(SHARED_CODE)
+
+
 def code_digest(root: Path, method: str) -> str:
-    """Hash of the source a registered method's jobs run: its module (by the
-    registry's convention ``methods/<name>.py``), the method modules it imports,
-    and the shared code (:data:`SHARED_CODE`)."""
-    files = sorted({root / "src" / "hetmtl" / "methods" / f"{m}.py" for m in _method_modules(root, method)})
-    for rel in SHARED_CODE:
+    """Hash of :func:`code_paths` (every ``.py`` file under a folder)."""
+    files = []
+    for rel in code_paths(root, method):
         p = root / rel
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
     h = hashlib.sha256()
@@ -256,6 +292,8 @@ def _semantic_checks(d: dict, files: dict) -> None:
     mtal = d["methods"].get("mtal")
     if mtal and mtal["alpha"] + mtal["beta"] <= 0:
         fail("methods", "methods.mtal", "alpha + beta must be positive")
+    if "dvc" in d and d["dvc"]["suite"] not in d["suites"]:
+        fail("dvc", "dvc.suite", f"no suite {d['dvc']['suite']!r} in params/suites/ (known: {', '.join(d['suites'])})")
 
 
 def _read_yaml(path: Path, rel: str) -> dict:

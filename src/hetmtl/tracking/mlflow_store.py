@@ -64,12 +64,22 @@ def init_experiment(root: Path, suite: str, parents: list[tuple[str, str]]) -> d
     exp = retry(lambda: c.get_experiment_by_name(name))
     exp_id = exp.experiment_id if exp else retry(lambda: c.create_experiment(name, tags={"suite": suite}))
     marker = {"tracking_uri": tracking_uri(root), "experiment_id": exp_id, "experiment": name, "parents": {}}
+    # A parent run that exists is reused (the oldest of its name), so running this
+    # again (a group added, the marker lost) writes the same ids for the same
+    # parents and nothing downstream looks changed.
+    existing = {}
+    for run in retry(lambda: c.search_runs([exp_id], "tags.`hetmtl.kind` = 'group'", max_results=10000,
+                                           order_by=["attributes.start_time DESC"])):
+        existing[run.info.run_name] = run.info.run_id
     for group, setting in parents:
-        run = retry(lambda: c.create_run(exp_id, run_name=f"{group}/{setting}",
-                                         tags={"suite": suite, "group": group, "setting": setting,
-                                               "hetmtl.kind": "group", "git_commit": git_commit(root)}))
-        retry(lambda: c.set_terminated(run.info.run_id))
-        marker["parents"][f"{group}/{setting}"] = run.info.run_id
+        name_ = f"{group}/{setting}"
+        if name_ not in existing:
+            run = retry(lambda: c.create_run(exp_id, run_name=name_,
+                                             tags={"suite": suite, "group": group, "setting": setting,
+                                                   "hetmtl.kind": "group", "git_commit": git_commit(root)}))
+            retry(lambda: c.set_terminated(run.info.run_id))
+            existing[name_] = run.info.run_id
+        marker["parents"][name_] = existing[name_]
     path = root / experiment_marker(suite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.part")

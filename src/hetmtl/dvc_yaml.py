@@ -1,0 +1,194 @@
+"""dvc.yaml, written from params/ for one suite (``hetmtl dvc-yaml``).
+
+DVC's templating cannot say what a job reads exactly: a ``matrix`` over methods
+cannot map ``mtal_prior`` to the modules it imports, and a suite file cannot be
+chosen by a variable. So the stages are written out, one per job, from the same
+functions that make the Snakefile's rerun triggers: every training stage lists
+as params exactly the keys of :meth:`Params.job_inputs` (its method's entry, the
+training section, the suite's training keys, its group's tasks and their data
+keys, the split) and as deps exactly :func:`code_paths` (its method's module,
+the method modules it imports, the shared code) and its group's prepared data.
+An edit then makes stale in DVC the jobs Snakemake reruns, no more, no fewer
+(tests/test_pipeline.py edits five kinds of thing and compares).
+
+The committed ``dvc.yaml`` is this module's output for the suite named in
+``params/dvc_suite.yaml`` (a test checks they agree); ``hetmtl dvc-yaml --suite tiny``
+writes it for another suite (and records the choice there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from hetmtl import paths
+from hetmtl.params import SHARED_CODE, Params, code_paths
+
+CHOICE = Path("params/dvc_suite.yaml")
+DATA_CODE = {
+    "fetch": ["src/hetmtl/data/fetch.py", "src/hetmtl/data/download.py", "src/hetmtl/data/archives.py",
+              "src/hetmtl/data/standins.py"],
+    "prepare": ["src/hetmtl/data/prepare.py", "src/hetmtl/data/layouts.py", "src/hetmtl/data/archives.py"],
+}
+
+
+def chosen_suite(p: Params) -> str:
+    return p["dvc"]["suite"]
+
+
+def _suite_file(suite: str) -> str:
+    return f"params/suites/{suite}.yaml"
+
+
+def _params(p: Params, suite: str, inputs: dict[str, list[str]]) -> list[dict]:
+    return [{f: sorted(set(keys))} for f, keys in inputs.items() if keys]
+
+
+def _job_params(p: Params, suite: str, key: dict, sweep: tuple[str, str] | None = None) -> list[dict]:
+    """The DVC spelling of :meth:`Params.job_inputs`."""
+    tasks = p.tasks_of(key["group"])
+    if sweep is None:
+        method = [f"methods.{key['method']}"]
+        scale = [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS] + ["suite.seeds"]
+        grid = [f"groups.{key['group']}.tasks"]
+    else:  # every parameter of the method but the swept one; epochs and seeds from the sweep
+        name, swept = sweep
+        method = [f"methods.{key['method']}.{k}" for k in p.method(key["method"]) if k != swept]
+        scale = [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"] + [
+            f"suite.sweeps.{name}.epochs", f"suite.sweeps.{name}.seeds"]
+        grid = [f"groups.{key['group']}.tasks", f"sweeps.{name}"]
+    return _params(p, suite, {
+        "params/methods.yaml": method,
+        "params/training.yaml": ["training"],
+        _suite_file(suite): scale,
+        "params/grid.yaml": grid,
+        "params/datasets.yaml": [f"tasks.{t}" for t in tasks] + ["split", "selection_seed"],
+    })
+
+
+def _prepared(suite: str, tasks: list[str]) -> list[str]:
+    return [paths.prepared_dir(suite, t).as_posix() for t in tasks]
+
+
+def stages(p: Params, suite: str) -> dict:
+    s = p.suite(suite)
+    marker = paths.experiment_marker(suite).as_posix()
+    used_tasks = sorted({t for g in p["groups"] for t in p.tasks_of(g)}, key=list(p["tasks"]).index)
+    used_sources = sorted({p["tasks"][t]["source"] for t in used_tasks})
+    out: dict[str, dict] = {}
+    # One stage for the suite's archives (the folder prepare reads needs a producer,
+    # or `dvc repro --dry` fails on a fresh clone). persist: an archive placed by hand
+    # or fetched before is kept and verified, never deleted and downloaded again.
+    out["fetch"] = {
+        "cmd": f"hetmtl fetch --suite {suite}",
+        "deps": DATA_CODE["fetch"],
+        "params": _params(p, suite, {"params/datasets.yaml": [f"sources.{x}" for x in used_sources],
+                                      _suite_file(suite): ["suite.data", "suite.raw_dir", "suite.images_per_class"]}),
+        "outs": [{s["raw_dir"]: {"persist": True}}],
+    }
+    for task in used_tasks:
+        out[f"prepare-{task}"] = {
+            "cmd": f"hetmtl prepare --suite {suite} --task {task}",
+            "deps": [s["raw_dir"], *DATA_CODE["prepare"]],
+            "params": _params(p, suite, {
+                "params/datasets.yaml": [f"tasks.{task}", f"sources.{p['tasks'][task]['source']}", "selection_seed"],
+                _suite_file(suite): ["suite.data", "suite.raw_dir", "suite.images_per_class", "suite.image_size"]}),
+            "outs": [paths.prepared_dir(suite, task).as_posix()],
+        }
+    out["init_tracking"] = {
+        "cmd": f"hetmtl init-tracking --suite {suite}",
+        # the parent runs follow the group, setting and sweep names; reruns reuse them
+        "params": _params(p, suite, {"params/grid.yaml": ["groups", "settings", "sweeps"]}),
+        "outs": [{marker: {"cache": False}}],
+    }
+    relations_code = sorted({c for m in ("single_task", "hard_sharing") for c in code_paths(p.root, m)})
+    for group in p["groups"]:
+        tasks = p.tasks_of(group)
+        out[f"relations-{group}"] = {
+            "cmd": f"hetmtl relations --suite {suite} --group {group}",
+            "deps": [*_prepared(suite, tasks), marker, *relations_code],
+            "params": _params(p, suite, {
+                "params/methods.yaml": ["methods.hard_sharing"],
+                "params/training.yaml": ["training"],
+                _suite_file(suite): [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"] + ["suite.relations"],
+                "params/grid.yaml": ["relations", f"groups.{group}.tasks"],
+                "params/datasets.yaml": [f"tasks.{t}" for t in tasks] + ["split", "selection_seed"]}),
+            "outs": [{f: {"cache": False}} for f in (paths.relations_csv(suite, group).as_posix(),
+                                                     paths.relations_png(suite, group).as_posix(),
+                                                     f"results/{suite}/relations/{group}.json")],
+        }
+    cells = sorted({(k["group"], k["setting"], k["method"]) for k in p.runs(suite)},
+                   key=lambda c: [(k["group"], k["setting"], k["method"]) for k in p.runs(suite)].index(c))
+    for group, setting, method in cells:
+        key = dict(group=group, setting=setting, method=method)
+        deps = [*_prepared(suite, p.tasks_of(group)), marker]
+        if setting == "prior":
+            deps.append(paths.relations_csv(suite, group).as_posix())
+        out[f"train-{group}-{setting}-{method}"] = {
+            "cmd": f"hetmtl train --suite {suite} --group {group} --setting {setting} --method {method} --no-progress",
+            "deps": deps + code_paths(p.root, p.base_method(method)),
+            "params": _job_params(p, suite, key),
+            # every seed of the suite, trained one after the other by the one command
+            "outs": [paths.run_dir(suite, group, setting, method, 0).parent.as_posix()],
+        }
+    for name, sw in p["sweeps"].items():
+        for group in p["groups"]:
+            for value in s["sweeps"][name]["values"]:
+                key = dict(group=group, setting=sw["setting"], method=sw["method"])
+                deps = [*_prepared(suite, p.tasks_of(group)), marker]
+                if sw["setting"] == "prior":
+                    deps.append(paths.relations_csv(suite, group).as_posix())
+                out[f"sweep-{name}-{group}-{value:g}"] = {
+                    "cmd": f"hetmtl sweep --suite {suite} --sweep {name} --group {group} --value {value:g} "
+                           "--no-progress",
+                    "deps": deps + code_paths(p.root, p.base_method(sw["method"])),
+                    "params": _job_params(p, suite, key, sweep=(name, sw["parameter"])),
+                    "outs": [paths.sweep_dir(suite, name, group, value, 0).parent.as_posix()],
+                }
+    runs = sorted({paths.run_dir(**k).parent.as_posix() for k in p.runs(suite)})
+    sweeps = sorted({paths.sweep_dir(**w).parent.as_posix() for w in p.sweep_runs(suite)})
+    out["aggregate"] = {
+        "cmd": f"hetmtl aggregate --suite {suite}",
+        "deps": [*runs, *sweeps, "src/hetmtl/reporting"],
+        "params": _params(p, suite, {"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"]}),
+        "outs": [{paths.tables_dir(suite).as_posix(): {"cache": False}},
+                 {paths.figure(suite, "x").parent.as_posix(): {"cache": False}},
+                 {paths.plots_dir(suite).as_posix(): {"cache": False}}],
+        "metrics": [{paths.metrics_dir(suite).as_posix(): {"cache": False}}],
+    }
+    return out
+
+
+HEADER = """\
+# Written by `hetmtl dvc-yaml` (src/hetmtl/dvc_yaml.py) from params/ for the suite
+# named in params/dvc_suite.yaml: do not edit; edit params/ and run `hetmtl dvc-yaml`
+# (`hetmtl dvc-yaml --suite tiny` for another suite). One stage per job of the
+# Snakefile, each with exactly the params, code and data its job reads.
+"""
+
+
+def render(p: Params, suite: str) -> str:
+    doc = {
+        "stages": stages(p, suite),
+        # `dvc plots show` / `dvc plots diff`: every figure as the pipeline draws it
+        # (curves coloured by group, task and method), as images: the page renders
+        # offline (DVC's vega plots load their chart library from a CDN). The plot
+        # data behind them stay in reports/<suite>/plots/ as CSV.
+        "plots": [paths.figure(suite, "x").parent.as_posix()],
+    }
+    return HEADER + yaml.safe_dump(doc, sort_keys=False, width=120)
+
+
+def write(p: Params, suite: str | None = None) -> Path:
+    suite = suite or chosen_suite(p)
+    p.suite(suite)  # a clear error for an unknown suite
+    choice = p.root / CHOICE
+    lines = [line for line in choice.read_text().splitlines() if not line.strip().startswith("suite:")]
+    choice.write_text("\n".join(lines + [f"  suite: {suite}"]) + "\n")
+    target = p.root / "dvc.yaml"
+    target.write_text(render(p, suite))
+    return target
+
+
+__all__ = ["CHOICE", "SHARED_CODE", "chosen_suite", "render", "stages", "write"]
