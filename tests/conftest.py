@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,42 @@ def forkserver_dir(tmp_path_factory):
         os.environ.pop("HETMTL_FORKSERVER_DIR")
     else:
         os.environ["HETMTL_FORKSERVER_DIR"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dvc_background(request, forkserver_dir, tmp_path_factory):
+    """When the end-to-end DVC tests are selected, their `dvc repro` of the tiny
+    suite from a clean copy starts with the session and runs beside the other
+    tests (DVC runs one stage at a time: it leaves a core free)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if not any("dvc_run" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    bin_ = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT / "src"))  # this checkout's code, whichever checkout installed last
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proj = tmp_path_factory.mktemp("dvcproj")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, proj / rel)
+    subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
+    subprocess.run([str(bin_ / "hetmtl"), "dvc-yaml", "--suite", "tiny"], cwd=proj, env=env, check=True,
+                   capture_output=True)
+    started = time.time()
+    proc = subprocess.Popen([str(bin_ / "dvc"), "repro"], cwd=proj, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    yield proj, started, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
 
 
 @pytest.fixture(scope="session")

@@ -55,24 +55,10 @@ def copy_project(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dvc_started(tmp_path_factory):
-    """`dvc repro` of the tiny suite from a clean clone (dvc.yaml written for tiny),
-    started in the background: DVC runs one stage at a time, so it shares the two
-    cores with the Snakemake run below."""
-    proj = copy_project(tmp_path_factory.mktemp("dvcproj"))
-    run(["git", "init", "-q"], proj)
-    run([str(BIN / "hetmtl"), "dvc-yaml", "--suite", "tiny"], proj)
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=proj, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    yield proj, time.time(), proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-
-
-@pytest.fixture(scope="module")
-def dvc_run(dvc_started):
-    proj, started, proc = dvc_started
+def dvc_run(dvc_background):
+    """`dvc repro` of the tiny suite from a clean copy, dvc.yaml written for tiny
+    (started with the session: conftest.py)."""
+    proj, started, proc = dvc_background
     out, err = proc.communicate(timeout=900)
     if proc.returncode != 0:
         raise AssertionError(f"dvc repro failed ({proc.returncode}):\n{out[-4000:]}\n{err[-4000:]}")
@@ -80,7 +66,7 @@ def dvc_run(dvc_started):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, dvc_started):
+def tiny_run(tmp_path_factory):
     proj = copy_project(tmp_path_factory.mktemp("proj"))
     started = time.time()
     proc = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "2",
