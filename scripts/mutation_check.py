@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/mutation_check.py            # every mutant
     .venv/bin/python scripts/mutation_check.py mtal nddr  # those whose name contains "mtal" or "nddr"
+    .venv/bin/python scripts/mutation_check.py --baseline forkserver  # their tests pass unmutated
 
 A mutant removes or distorts one thing (a check dropped, a rule ignored, a value
 scaled, frozen, made constant, or read from the wrong split) by replacing one
@@ -120,7 +121,16 @@ MECHANISMS = [
   ("snakemake: prepare ignores its params", "workflow/rules/data.smk", "        digest=lambda wc: P.prepare_digest(SUITE, wc.task),\n", '        digest="",\n', T_RERUN),
   ("holm: raw p rendered", "src/hetmtl/reporting/tables.py", '    pv = table.attrs.get("holm")', '    pv = table.attrs.get("pvalues")', "tests/test_tables.py::test_the_rendered_p_is_the_holm_adjusted_one"),
 ]
-SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake", ".dvc"}
+SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
+
+
+def _ignore(folder, names):
+    """What a clone does not hold: built and run outputs, DVC's cache and state."""
+    if folder == ROOT:
+        return [n for n in names if n in SKIP]
+    if folder == f"{ROOT}/.dvc":
+        return [n for n in names if n in ("tmp", "cache")]
+    return []
 
 
 def run(mutants):
@@ -128,11 +138,13 @@ def run(mutants):
     for name, rel, old, new, test in mutants:
         d = f"{SCRATCH}/m"
         shutil.rmtree(d, ignore_errors=True)
-        shutil.copytree(ROOT, d, ignore=lambda folder, names: [n for n in names if folder == ROOT and n in SKIP])
+        shutil.copytree(ROOT, d, ignore=_ignore)
         src = open(f"{d}/{rel}").read()
         if src.count(old) != 1:
             raise SystemExit(f"{name}: the text to mutate occurs {src.count(old)} times in {rel}: {old!r}")
         open(f"{d}/{rel}", "w").write(src.replace(old, new, 1))
+        # a repository, so that the end-to-end tests copy "what a clone holds" (git ls-files)
+        subprocess.run(["git", "init", "-q"], cwd=d, check=True)
         env = dict(os.environ, PYTHONPATH=f"{d}/src")
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test], cwd=d,
                            env=env, capture_output=True, text=True)
@@ -143,6 +155,16 @@ def run(mutants):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--baseline"]:  # the tests unmutated, in the same kind of copy: they must pass
+        picks = sys.argv[2:] or [""]
+        tests = sorted({m[4] for m in DATA + MECHANISMS if any(p in m[0] for p in picks)})
+        d = f"{SCRATCH}/m"
+        shutil.copytree(ROOT, d, ignore=_ignore)
+        subprocess.run(["git", "init", "-q"], cwd=d, check=True)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=d,
+                           env=dict(os.environ, PYTHONPATH=f"{d}/src"))
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+        sys.exit(r.returncode)
     picks = sys.argv[1:] or [""]
     mutants = [m for m in DATA + MECHANISMS if any(p in m[0] for p in picks)]
     caught = run(mutants)

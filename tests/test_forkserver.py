@@ -73,17 +73,18 @@ def test_the_server_follows_the_code_and_stops(tmp_path, monkeypatch):
     assert not forkserver.enabled("train")
 
 
-def _has_reader(fifo: Path) -> bool:
+def _alive(pid: int) -> bool:
     try:
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        os.kill(pid, 0)
         return True
-    except OSError:  # ENXIO: nobody has it open for reading
+    except ProcessLookupError:
         return False
 
 
 def test_a_killed_command_kills_its_child(project, params, tmp_path):
     """The job's process is what Snakemake and DVC kill: its child must die too.
-    The child is held inside `prepare`, reading an archive that is a FIFO."""
+    The child is held inside `prepare`, opening an archive that is a FIFO no one
+    writes to; the trace names its pid."""
     from hetmtl.paths import raw_archive
 
     folder = tmp_path / "fs"
@@ -91,20 +92,24 @@ def test_a_killed_command_kills_its_child(project, params, tmp_path):
     archive = project / raw_archive(suite, params["sources"][params["tasks"]["HD"]["source"]])
     archive.parent.mkdir(parents=True)
     os.mkfifo(archive)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HETMTL_FORKSERVER_DIR=str(folder))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HETMTL_FORKSERVER_DIR=str(folder),
+               HETMTL_FORKSERVER_TRACE="1")
+    child = None
     try:
         proc = subprocess.Popen([HETMTL, "prepare", "--suite", "tiny", "--task", "HD"], cwd=project, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while not _has_reader(archive):
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.05)
-        assert list(folder.glob("*.pid")), "the command did not go through a server"
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()
+        assert line.startswith("[hetmtl] forked by the server"), line + proc.stderr.read()
+        child = int(line.split(" as ")[1].split()[0])
+        time.sleep(0.5)
+        assert _alive(child) and proc.poll() is None  # held in open()
         proc.kill()
         proc.wait()
         deadline = time.time() + 10
-        while _has_reader(archive) and time.time() < deadline:
+        while _alive(child) and time.time() < deadline:
             time.sleep(0.05)
-        assert not _has_reader(archive), "the server's child outlived the killed command"
+        assert not _alive(child), "the server's child outlived the killed command"
     finally:
+        if child is not None and _alive(child):
+            os.kill(child, 9)
         forkserver.stop_all(folder)

@@ -228,7 +228,7 @@ def _child(conn: socket.socket) -> int:
     os.umask(request["umask"])
     conn.sendall(b"\1")  # taken: from here on, the caller never runs the command itself
     if os.environ.get("HETMTL_FORKSERVER_TRACE"):
-        print(f"[hetmtl] forked by the server {os.getppid()} of {request['cwd']}", file=sys.stderr)
+        print(f"[hetmtl] forked by the server {os.getppid()} as {os.getpid()} in {request['cwd']}", file=sys.stderr)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -274,6 +274,7 @@ def serve(path: Path) -> None:
     pid_file = path.with_suffix(".pid")
     pid_file.write_text(f"{me}\n")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop_all: clean up the socket and pid file
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel: no zombies
     try:
         while True:
             try:
