@@ -310,8 +310,8 @@ def load_params(root: Path | str | None = None) -> Params:
     """Merge and validate ``params/*.yaml`` and ``params/suites/*.yaml``.
 
     Each suite lives in its own file (``params/suites/<name>.yaml`` holding one
-    ``suite:`` mapping) so that ``dvc.yaml`` can import exactly one suite with
-    ``vars``; here they are gathered into ``suites: {name: ...}``.
+    ``suite:`` mapping), so that a DVC stage names the keys of exactly one suite
+    (``hetmtl/dvc_yaml.py``); here they are gathered into ``suites: {name: ...}``.
     """
     root = Path(root) if root is not None else find_root()
     folder = root / "params"
