@@ -116,6 +116,7 @@ MECHANISMS = [
   ("forkserver: exit status lost", FS, '        rc = cli.main(request["argv"], in_server=True)', '        rc = 0 * (cli.main(request["argv"], in_server=True) or 0)', f"{T_FS}::test_a_command_through_the_server_is_the_command_in_its_own_process"),
   ("forkserver: child outlives its command", FS, "    threading.Thread(target=watch, daemon=True).start()\n", "    pass\n", f"{T_FS}::test_a_killed_command_kills_its_child"),
   ("forkserver: stale code served", FS, 'h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\\0" + path.read_bytes())', 'h.update(path.relative_to(PACKAGE).as_posix().encode())', f"{T_FS}::test_the_server_follows_the_code_and_stops"),
+  ("forkserver: never idles out", FS, '    server.settimeout(float(os.environ.get("HETMTL_FORKSERVER_IDLE", IDLE_SECONDS)))\n', "", f"{T_FS}::test_an_idle_server_stops"),
   ("dvc.yaml: whole methods section", DVCY, '        method = [f"methods.{key[\'method\']}"]', '        method = ["methods"]', T_RERUN),
   ("dvc.yaml: whole methods folder", DVCY, '            "deps": deps + code_paths(p.root, p.base_method(method)),', '            "deps": deps + ["src/hetmtl/methods", "src/hetmtl/models", "src/hetmtl/training"],', T_RERUN),
   ("snakemake: prepare ignores its params", "workflow/rules/data.smk", "        digest=lambda wc: P.prepare_digest(SUITE, wc.task),\n", '        digest="",\n', T_RERUN),

@@ -113,3 +113,18 @@ def test_a_killed_command_kills_its_child(project, params, tmp_path):
         if child is not None and _alive(child):
             os.kill(child, 9)
         forkserver.stop_all(folder)
+
+
+def test_an_idle_server_stops(project, tmp_path):
+    folder = tmp_path / "fs"
+    try:
+        hetmtl(["prepare", "--suite", "tiny", "--task", "NoSuchTask"], project, folder, HETMTL_FORKSERVER_IDLE="1")
+        pid_files = list(folder.glob("*.pid"))
+        assert pid_files, "no server was started"
+        pid = int(pid_files[0].read_text())
+        deadline = time.time() + 20
+        while _alive(pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid) and not list(folder.glob("*.pid")) and not list(folder.glob("*.sock"))
+    finally:
+        forkserver.stop_all(folder)

@@ -16,7 +16,7 @@ job's own log.
 The socket's name is a hash of the code the server imported (every file of the
 ``hetmtl`` package, the interpreter and ``sys.path``): an edited module gets a
 new server, never a stale one. A server exits after ``IDLE_SECONDS`` without a
-request. Any failure to reach a server before the command was handed over runs
+request (``HETMTL_FORKSERVER_IDLE`` seconds if set when it starts). Any failure to reach a server before the command was handed over runs
 the command in this process instead, so the server is only ever an
 optimisation. ``HETMTL_FORKSERVER=0`` turns it off (``HETMTL_FORKSERVER_TRACE=1``
 says on stderr which server ran a command); it is off inside a Slurm
@@ -271,6 +271,7 @@ def serve(path: Path) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(64)
+    server.settimeout(float(os.environ.get("HETMTL_FORKSERVER_IDLE", IDLE_SECONDS)))
     pid_file = path.with_suffix(".pid")
     pid_file.write_text(f"{me}\n")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop_all: clean up the socket and pid file
