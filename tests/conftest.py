@@ -33,13 +33,39 @@ def forkserver_dir(tmp_path_factory):
         os.environ["HETMTL_FORKSERVER_DIR"] = old
 
 
+def e2e_env() -> dict:
+    """The environment of the end-to-end commands: this venv's tools first, this
+    checkout's code (whichever checkout installed last), the default MLflow store."""
+    import os
+    import sys
+
+    bin_ = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT / "src"))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def copy_project(dest: Path) -> Path:
+    """What a fresh clone holds (tracked and untracked files git does not ignore)."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
 @pytest.fixture(scope="session", autouse=True)
 def dvc_background(request, forkserver_dir, tmp_path_factory):
     """When the end-to-end DVC tests are selected, their `dvc repro` of the tiny
     suite from a clean copy starts with the session and runs beside the other
     tests (DVC runs one stage at a time: it leaves a core free)."""
-    import os
-    import shutil
     import subprocess
     import sys
 
@@ -47,16 +73,8 @@ def dvc_background(request, forkserver_dir, tmp_path_factory):
         yield None
         return
     bin_ = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT / "src"))  # this checkout's code, whichever checkout installed last
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proj = tmp_path_factory.mktemp("dvcproj")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        if (ROOT / rel).is_file():
-            (proj / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, proj / rel)
+    env = e2e_env()
+    proj = copy_project(tmp_path_factory.mktemp("dvcproj"))
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
     subprocess.run([str(bin_ / "hetmtl"), "dvc-yaml", "--suite", "tiny"], cwd=proj, env=env, check=True,
                    capture_output=True)

@@ -8,7 +8,6 @@ installed ``hetmtl`` command, so nothing in the working tree is touched.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import copy_project, e2e_env as _env
 from hetmtl import paths
 from hetmtl.methods import METHODS
 from hetmtl.params import load_params
@@ -29,29 +29,11 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.e2e
 
 
-def _env():
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT / "src"))  # this checkout's code, whichever checkout installed last
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
 def run(cmd, cwd, check=True, timeout=900):
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
-
-
-def copy_project(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from hetmtl import paths
-from hetmtl.params import SHARED_CODE, Params, code_paths
+from hetmtl.params import Params, code_paths
 
 CHOICE = Path("params/dvc_suite.yaml")
 DATA_CODE = {
@@ -41,7 +41,7 @@ def _suite_file(suite: str) -> str:
     return f"params/suites/{suite}.yaml"
 
 
-def _params(p: Params, suite: str, inputs: dict[str, list[str]]) -> list[dict]:
+def _params(inputs: dict[str, list[str]]) -> list[dict]:
     return [{f: sorted(set(keys))} for f, keys in inputs.items() if keys]
 
 
@@ -58,7 +58,7 @@ def _job_params(p: Params, suite: str, key: dict, sweep: tuple[str, str] | None 
         scale = [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"] + [
             f"suite.sweeps.{name}.epochs", f"suite.sweeps.{name}.seeds"]
         grid = [f"groups.{key['group']}.tasks", f"sweeps.{name}"]
-    return _params(p, suite, {
+    return _params({
         "params/methods.yaml": method,
         "params/training.yaml": ["training"],
         _suite_file(suite): scale,
@@ -83,7 +83,7 @@ def stages(p: Params, suite: str) -> dict:
     out["fetch"] = {
         "cmd": f"hetmtl fetch --suite {suite}",
         "deps": DATA_CODE["fetch"],
-        "params": _params(p, suite, {"params/datasets.yaml": [f"sources.{x}" for x in used_sources],
+        "params": _params({"params/datasets.yaml": [f"sources.{x}" for x in used_sources],
                                       _suite_file(suite): ["suite.data", "suite.raw_dir", "suite.images_per_class"]}),
         "outs": [{s["raw_dir"]: {"persist": True}}],
     }
@@ -91,7 +91,7 @@ def stages(p: Params, suite: str) -> dict:
         out[f"prepare-{task}"] = {
             "cmd": f"hetmtl prepare --suite {suite} --task {task}",
             "deps": [s["raw_dir"], *DATA_CODE["prepare"]],
-            "params": _params(p, suite, {
+            "params": _params({
                 "params/datasets.yaml": [f"tasks.{task}", f"sources.{p['tasks'][task]['source']}", "selection_seed"],
                 _suite_file(suite): ["suite.data", "suite.raw_dir", "suite.images_per_class", "suite.image_size"]}),
             "outs": [paths.prepared_dir(suite, task).as_posix()],
@@ -99,7 +99,7 @@ def stages(p: Params, suite: str) -> dict:
     out["init_tracking"] = {
         "cmd": f"hetmtl init-tracking --suite {suite}",
         # the parent runs follow the group, setting and sweep names; reruns reuse them
-        "params": _params(p, suite, {"params/grid.yaml": ["groups", "settings", "sweeps"]}),
+        "params": _params({"params/grid.yaml": ["groups", "settings", "sweeps"]}),
         "outs": [{marker: {"cache": False}}],
     }
     relations_code = sorted({c for m in ("single_task", "hard_sharing") for c in code_paths(p.root, m)})
@@ -108,7 +108,7 @@ def stages(p: Params, suite: str) -> dict:
         out[f"relations-{group}"] = {
             "cmd": f"hetmtl relations --suite {suite} --group {group}",
             "deps": [*_prepared(suite, tasks), marker, *relations_code],
-            "params": _params(p, suite, {
+            "params": _params({
                 "params/methods.yaml": ["methods.hard_sharing"],
                 "params/training.yaml": ["training"],
                 _suite_file(suite): [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"] + ["suite.relations"],
@@ -118,8 +118,7 @@ def stages(p: Params, suite: str) -> dict:
                                                      paths.relations_png(suite, group).as_posix(),
                                                      f"results/{suite}/relations/{group}.json")],
         }
-    cells = sorted({(k["group"], k["setting"], k["method"]) for k in p.runs(suite)},
-                   key=lambda c: [(k["group"], k["setting"], k["method"]) for k in p.runs(suite)].index(c))
+    cells = dict.fromkeys((k["group"], k["setting"], k["method"]) for k in p.runs(suite))  # grid order
     for group, setting, method in cells:
         key = dict(group=group, setting=setting, method=method)
         deps = [*_prepared(suite, p.tasks_of(group)), marker]
@@ -151,7 +150,7 @@ def stages(p: Params, suite: str) -> dict:
     out["aggregate"] = {
         "cmd": f"hetmtl aggregate --suite {suite}",
         "deps": [*runs, *sweeps, "src/hetmtl/reporting"],
-        "params": _params(p, suite, {"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"]}),
+        "params": _params({"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"]}),
         "outs": [{paths.tables_dir(suite).as_posix(): {"cache": False}},
                  {paths.figure(suite, "x").parent.as_posix(): {"cache": False}},
                  {paths.plots_dir(suite).as_posix(): {"cache": False}}],
@@ -191,4 +190,4 @@ def write(p: Params, suite: str | None = None) -> Path:
     return target
 
 
-__all__ = ["CHOICE", "SHARED_CODE", "chosen_suite", "render", "stages", "write"]
+__all__ = ["CHOICE", "chosen_suite", "render", "stages", "write"]
