@@ -127,8 +127,7 @@ class Params:
         (:func:`code_digest`): Snakemake reruns a job whose digest changed, and
         aggregation refuses a receipt written under another digest."""
         base = self.base_method(key["method"])
-        blob = json.dumps([self.job_inputs(suite, key, sweep), code_digest(self.root, base)], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash([self.job_inputs(suite, key, sweep), code_digest(self.root, base)])
 
     def relations_digest(self, suite: str, group: str) -> str:
         """Digest of what the relations stage of a group reads, and its code."""
@@ -140,14 +139,13 @@ class Params:
                   "tasks": {t: self.data["tasks"][t] for t in self.tasks_of(group)},
                   "split": self.data["split"], "selection_seed": self.data["selection_seed"]}
         code = [code_digest(self.root, m) for m in ("single_task", "hard_sharing")]
-        return hashlib.sha256(json.dumps([inputs, code], sort_keys=True).encode()).hexdigest()[:16]
+        return _hash([inputs, code])
 
     def fetch_digest(self, suite: str, source: str) -> str:
         """Digest of what fetching one source archive reads (stand-ins: their size)."""
         s = self.suite(suite)
-        blob = json.dumps({"source": self.data["sources"][source],
-                           "suite": {k: s.get(k) for k in ("data", "raw_dir", "images_per_class")}}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash({"source": self.data["sources"][source],
+                      "suite": {k: s.get(k) for k in ("data", "raw_dir", "images_per_class")}})
 
     def tracking_parents(self) -> list[tuple[str, str]]:
         """The (group, setting) parent runs of a suite's MLflow experiment."""
@@ -155,7 +153,7 @@ class Params:
                 for s in ["shared", *self.data["settings"], *(f"sweep_{n}" for n in self.data["sweeps"])]]
 
     def tracking_digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.tracking_parents()).encode()).hexdigest()[:16]
+        return _hash(self.tracking_parents())
 
     def prepare_inputs(self, suite: str, task: str) -> dict:
         """Exactly the parameters the prepare job of a task reads."""
@@ -166,13 +164,17 @@ class Params:
                 "suite": {k: s[k] for k in ("data", "raw_dir", "images_per_class", "image_size")}}
 
     def prepare_digest(self, suite: str, task: str) -> str:
-        blob = json.dumps(self.prepare_inputs(suite, task), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash(self.prepare_inputs(suite, task))
 
     def digest(self, *keys: str) -> str:
         """A short hash of the given top-level sections (recorded with runs)."""
         blob = json.dumps({k: self.data[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _hash(obj) -> str:
+    """The 16-hex digest of a JSON-able value (keys sorted): a rerun trigger."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Code every training job runs, whatever its method (a change reruns them all).
