@@ -61,30 +61,64 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+class Background:
+    """A command started in a copy of the project when the session starts; its
+    output goes to files (a pipe nobody reads would fill and block it)."""
+
+    def __init__(self, proj: Path, cmd: list[str], env: dict):
+        import subprocess
+
+        self.proj, self.cmd = proj, cmd
+        self.out, self.err = proj / ".bg.out", proj / ".bg.err"
+        self.started = time.time()
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen(cmd, cwd=proj, env=env, stdout=out, stderr=err, text=True)
+
+    def result(self, timeout: float = 900):
+        """Wait for it; (project, seconds, CompletedProcess); an AssertionError if it failed."""
+        import subprocess
+
+        self.proc.wait(timeout=timeout)
+        seconds = time.time() - self.started
+        out, err = self.out.read_text(), self.err.read_text()
+        self.out.unlink(), self.err.unlink()
+        if self.proc.returncode != 0:
+            raise AssertionError(f"{' '.join(self.cmd)} failed ({self.proc.returncode}):\n{out[-4000:]}\n{err[-4000:]}")
+        return self.proj, seconds, subprocess.CompletedProcess(self.cmd, self.proc.returncode, out, err)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def dvc_background(request, forkserver_dir, tmp_path_factory):
-    """When the end-to-end DVC tests are selected, their `dvc repro` of the tiny
-    suite from a clean copy starts with the session and runs beside the other
-    tests (DVC runs one stage at a time: it leaves a core free)."""
+def e2e_background(request, forkserver_dir, tmp_path_factory):
+    """When the end-to-end tests are selected, their runs of the tiny suite start
+    with the session, each in its own clean copy, and run beside the other tests
+    (two cores: the unit tests, DVC's one stage at a time and Snakemake's jobs
+    fill gaps that each leaves): {"snakemake": Background, "dvc": Background}."""
     import subprocess
     import sys
 
-    if not any("dvc_run" in item.fixturenames for item in request.session.items):
-        yield None
-        return
+    wanted = {name for name, fixture in (("snakemake", "tiny_run"), ("dvc", "dvc_run"))
+              if any(fixture in item.fixturenames for item in request.session.items)}
     bin_ = Path(sys.executable).parent
     env = e2e_env()
-    proj = copy_project(tmp_path_factory.mktemp("dvcproj"))
-    subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
-    subprocess.run([str(bin_ / "hetmtl"), "dvc-yaml", "--suite", "tiny"], cwd=proj, env=env, check=True,
-                   capture_output=True)
-    started = time.time()
-    proc = subprocess.Popen([str(bin_ / "dvc"), "repro"], cwd=proj, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    yield proj, started, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
+    runs = {}
+    if "dvc" in wanted:
+        proj = copy_project(tmp_path_factory.mktemp("dvcproj"))
+        subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
+        subprocess.run([str(bin_ / "hetmtl"), "dvc-yaml", "--suite", "tiny"], cwd=proj, env=env, check=True,
+                       capture_output=True)
+        runs["dvc"] = Background(proj, [str(bin_ / "dvc"), "repro"], env)
+    if "snakemake" in wanted:
+        proj = copy_project(tmp_path_factory.mktemp("proj"))
+        runs["snakemake"] = Background(proj, [str(bin_ / "snakemake"), "--profile", "workflow/profiles/default",
+                                              "--cores", "2", "--config", "suite=tiny"], env)
+    yield runs
+    for background in runs.values():
+        background.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,47 +10,61 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from hetmtl import forkserver
 
 ROOT = Path(__file__).resolve().parents[1]
 HETMTL = str(Path(sys.executable).parent / "hetmtl")
 
 
+IDLE = "8"  # seconds: the shared server outlives the gaps between one test's calls
+
+
 def hetmtl(args, cwd, folder, **env):
-    full = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HETMTL_FORKSERVER_DIR=str(folder), **env)
+    full = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HETMTL_FORKSERVER_DIR=str(folder),
+                HETMTL_FORKSERVER_IDLE=IDLE, **env)
     return subprocess.run([HETMTL, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120)
 
 
-def test_a_command_through_the_server_is_the_command_in_its_own_process(project, tmp_path):
-    folder = tmp_path / "fs"
-    try:
-        bad = ["prepare", "--suite", "tiny", "--task", "NoSuchTask"]
-        alone = hetmtl(bad, project, folder, HETMTL_FORKSERVER="0")
-        assert not folder.exists() or not list(folder.glob("*.pid"))
-        served = hetmtl(bad, project, folder)  # starts the server
-        assert list(folder.glob("*.pid")), "no server was started"
-        assert (served.returncode, served.stdout, served.stderr) == (alone.returncode, alone.stdout, alone.stderr)
-        assert served.returncode == 2 and "NoSuchTask" in served.stderr
-        # The child sees the caller's environment (not the server's): the trace asked
-        # for by this call only; and works in the caller's folder: another project
-        # (params edited) gives its own answer.
-        traced = hetmtl(bad, project, folder, HETMTL_FORKSERVER_TRACE="1")
-        first, _, rest = traced.stderr.partition("\n")
-        assert first.startswith("[hetmtl] forked by the server") and rest == alone.stderr
-        other = tmp_path / "other"
-        for f in (project / "params").rglob("*.yaml"):
-            dest = other / f.relative_to(project)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(f.read_text())
-        (other / "Snakefile").write_text("# marker\n")
-        y = other / "params" / "datasets.yaml"
-        y.write_text(y.read_text().replace("selection_seed:", "selection_seed: -1 #", 1))
-        a = hetmtl(bad, other, folder, HETMTL_FORKSERVER="0")
-        b = hetmtl(bad, other, folder, HETMTL_FORKSERVER_TRACE="1")
-        assert b.stderr.startswith("[hetmtl] forked by the server")
-        assert (b.returncode, b.stderr.partition("\n")[2]) == (a.returncode, a.stderr) and a.stderr != alone.stderr
-    finally:
-        forkserver.stop_all(folder)
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """One server folder for the module: a server started by one test serves the
+    next while it lives (starting one imports torch and MLflow: seconds of CPU)."""
+    path = tmp_path_factory.mktemp("fs")
+    yield path
+    forkserver.stop_all(path)
+
+
+BAD = ["prepare", "--suite", "tiny", "--task", "NoSuchTask"]
+
+
+def test_a_command_through_the_server_is_the_command_in_its_own_process(project, tmp_path, folder):
+    # In their own processes first (seconds each): the server's idle clock starts after.
+    alone = hetmtl(BAD, project, folder, HETMTL_FORKSERVER="0")
+    other = tmp_path / "other"  # another project (params edited): its own answer
+    for f in (project / "params").rglob("*.yaml"):
+        dest = other / f.relative_to(project)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(f.read_text())
+    (other / "Snakefile").write_text("# marker\n")
+    y = other / "params" / "datasets.yaml"
+    y.write_text(y.read_text().replace("selection_seed:", "selection_seed: -1 #", 1))
+    other_alone = hetmtl(BAD, other, folder, HETMTL_FORKSERVER="0")
+    assert other_alone.stderr != alone.stderr
+
+    served = hetmtl(BAD, project, folder)  # starts the server (or uses this module's)
+    assert list(folder.glob("*.pid")), "no server was started"
+    assert (served.returncode, served.stdout, served.stderr) == (alone.returncode, alone.stdout, alone.stderr)
+    assert served.returncode == 2 and "NoSuchTask" in served.stderr
+    # The child sees the caller's environment (not the server's): the trace asked
+    # for by this call only; and works in the caller's folder.
+    traced = hetmtl(BAD, project, folder, HETMTL_FORKSERVER_TRACE="1")
+    first, _, rest = traced.stderr.partition("\n")
+    assert first.startswith("[hetmtl] forked by the server") and rest == alone.stderr
+    b = hetmtl(BAD, other, folder, HETMTL_FORKSERVER_TRACE="1")
+    assert b.stderr.startswith("[hetmtl] forked by the server")
+    assert (b.returncode, b.stderr.partition("\n")[2]) == (other_alone.returncode, other_alone.stderr)
 
 
 def test_the_server_follows_the_code_and_stops(tmp_path, monkeypatch):
@@ -81,19 +95,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_killed_command_kills_its_child(project, params, tmp_path):
+def test_a_killed_command_kills_its_child(project, params, folder):
     """The job's process is what Snakemake and DVC kill: its child must die too.
     The child is held inside `prepare`, opening an archive that is a FIFO no one
     writes to; the trace names its pid."""
     from hetmtl.paths import raw_archive
 
-    folder = tmp_path / "fs"
     suite = params.suite("tiny")
     archive = project / raw_archive(suite, params["sources"][params["tasks"]["HD"]["source"]])
     archive.parent.mkdir(parents=True)
     os.mkfifo(archive)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HETMTL_FORKSERVER_DIR=str(folder),
-               HETMTL_FORKSERVER_TRACE="1")
+               HETMTL_FORKSERVER_IDLE=IDLE, HETMTL_FORKSERVER_TRACE="1")
     child = None
     try:
         proc = subprocess.Popen([HETMTL, "prepare", "--suite", "tiny", "--task", "HD"], cwd=project, env=env,
@@ -112,19 +125,16 @@ def test_a_killed_command_kills_its_child(project, params, tmp_path):
     finally:
         if child is not None and _alive(child):
             os.kill(child, 9)
-        forkserver.stop_all(folder)
 
 
-def test_an_idle_server_stops(project, tmp_path):
-    folder = tmp_path / "fs"
-    try:
-        hetmtl(["prepare", "--suite", "tiny", "--task", "NoSuchTask"], project, folder, HETMTL_FORKSERVER_IDLE="1")
-        pid_files = list(folder.glob("*.pid"))
-        assert pid_files, "no server was started"
-        pid = int(pid_files[0].read_text())
-        deadline = time.time() + 20
-        while _alive(pid) and time.time() < deadline:
-            time.sleep(0.1)
-        assert not _alive(pid) and not list(folder.glob("*.pid")) and not list(folder.glob("*.sock"))
-    finally:
-        forkserver.stop_all(folder)
+def test_an_idle_server_stops(project, folder):
+    """The server (this module's, or one this call starts) exits IDLE seconds after
+    its last request, removing its pid file and socket."""
+    hetmtl(BAD, project, folder)
+    pid_files = list(folder.glob("*.pid"))
+    assert pid_files, "no server was started"
+    pid = int(pid_files[0].read_text())
+    started = time.time()
+    while _alive(pid) and time.time() - started < 30:
+        time.sleep(0.1)
+    assert not _alive(pid) and not list(folder.glob("*.pid")) and not list(folder.glob("*.sock"))

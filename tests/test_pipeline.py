@@ -37,23 +37,16 @@ def run(cmd, cwd, check=True, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def dvc_run(dvc_background):
+def dvc_run(e2e_background):
     """`dvc repro` of the tiny suite from a clean copy, dvc.yaml written for tiny
     (started with the session: conftest.py)."""
-    proj, started, proc = dvc_background
-    out, err = proc.communicate(timeout=900)
-    if proc.returncode != 0:
-        raise AssertionError(f"dvc repro failed ({proc.returncode}):\n{out[-4000:]}\n{err[-4000:]}")
-    return proj, time.time() - started, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return e2e_background["dvc"].result()
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    proj = copy_project(tmp_path_factory.mktemp("proj"))
-    started = time.time()
-    proc = run([str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "2",
-                "--config", "suite=tiny"], proj)
-    return proj, time.time() - started, proc
+def tiny_run(e2e_background):
+    """`snakemake` of the tiny suite from a clean copy (started with the session: conftest.py)."""
+    return e2e_background["snakemake"].result()
 
 
 def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
@@ -304,16 +297,14 @@ def test_dvc_repro_of_a_clean_clone_runs_the_whole_dag(dvc_run):
 def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(dvc_run):
     proj, _, _ = dvc_run
     dvc = str(BIN / "dvc")
-    assert json.loads(run([dvc, "status", "--json"], proj).stdout) == {}
-
+    # (the previous test left it up to date; what `dvc status` names after an edit:
+    # test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches)
     methods = proj / "params" / "methods.yaml"
     data = yaml.safe_load(methods.read_text())
-    data["methods"]["mtal"]["rho"] = 0.55
+    data["methods"]["mtal"]["rho"] = 0.55  # safe_dump expands the anchor: mtal_common keeps its rho
     methods.write_text(yaml.safe_dump(data))
-    status = json.loads(run([dvc, "status", "--json"], proj).stdout)
     params = load_params(proj)
     expected = {f"train-{g}-no_prior-mtal" for g in params["groups"]}
-    assert set(status) == expected
     out = run([dvc, "repro"], proj).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == expected | {"aggregate"}
