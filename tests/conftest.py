@@ -61,6 +61,16 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that read the background runs go last (those of Snakemake's run,
+    then those of DVC's, the longer): the other tests run while they work."""
+    def rank(item):
+        names = getattr(item, "fixturenames", ())
+        return 2 if "dvc_run" in names else 1 if "tiny_run" in names else 0
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+
+
 class Background:
     """A command started in a copy of the project when the session starts; its
     output goes to files (a pipe nobody reads would fill and block it)."""

@@ -138,12 +138,14 @@ def cmd_dvc_yaml(args) -> int:
     p = _params(args)
     if args.check:
         suite = args.suite or dvc_yaml.chosen_suite(p)
-        if (p.root / "dvc.yaml").read_text() != dvc_yaml.render(p, suite):
-            print(f"error: {p.root / 'dvc.yaml'} is not what params/ give for suite {suite!r}: "
+        stale = dvc_yaml.stale(p.root, dvc_yaml.render(p, suite))
+        if stale:
+            print(f"error: {', '.join(map(str, stale))}: not what params/ give for suite {suite!r}: "
                   "run `hetmtl dvc-yaml`", file=sys.stderr)
             return 1
         return 0
-    print(dvc_yaml.write(p, args.suite))
+    for path in dvc_yaml.write(p, args.suite):
+        print(path)
     return 0
 
 
