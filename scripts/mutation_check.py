@@ -124,6 +124,21 @@ MECHANISMS = [
   ("dvc.yaml: whole methods folder", DVCY, '            "deps": deps + code_paths(p.root, p.base_method(method)),', '            "deps": deps + ["src/hetmtl/methods", "src/hetmtl/models", "src/hetmtl/training"],', T_RERUN),
   ("snakemake: prepare ignores its params", "workflow/rules/data.smk", "        digest=lambda wc: P.prepare_digest(SUITE, wc.task),\n", '        digest="",\n', T_RERUN),
   ("holm: raw p rendered", "src/hetmtl/reporting/tables.py", '    pv = table.attrs.get("holm")', '    pv = table.attrs.get("pvalues")', "tests/test_tables.py::test_the_rendered_p_is_the_holm_adjusted_one"),
+  # fail loudly (issue 10)
+  ("divergence: loss bound off", "src/hetmtl/training/loop.py", "        if not loss <= bound:  # NaN too\n", "        if False:\n", f"{T_TRAIN}::test_a_diverged_run_with_a_finite_loss_stops_before_its_checkpoint"),
+  ("divergence: bound scaled", "src/hetmtl/training/loop.py", "        bound = factor * math.log(d.num_classes)", "        bound = 10 * factor * math.log(d.num_classes)", f"{T_TRAIN}::test_a_diverged_run_with_a_finite_loss_stops_before_its_checkpoint"),
+  ("divergence: epoch not checked", "src/hetmtl/training/loop.py", "        check_epoch(method, data, epoch, [metrics[f\"train_loss/{n}\"] for n in names], cfg.divergence_factor)\n", "", f"{T_TRAIN}::test_a_diverged_run_with_a_finite_loss_stops_before_its_checkpoint"),
+  ("divergence: weights and statistics unchecked", "src/hetmtl/training/loop.py", "    if bad:\n        raise Diverged", "    if False:\n        raise Diverged", f"{T_TRAIN}::test_non_finite_batchnorm_statistics_stop_the_run"),
+  ("params: non-finite numbers accepted", "src/hetmtl/params/__init__.py", "        if not math.isfinite(value):", "        if False:", "tests/test_params.py::test_degenerate_params_are_refused_before_any_job"),
+  ("params: backbone unchecked", "src/hetmtl/params/__init__.py", '        if suite["backbone"] not in BACKBONES:', "        if False:", "tests/test_params.py::test_degenerate_params_are_refused_before_any_job"),
+  ("params: momentum 1 accepted", "src/hetmtl/params/params.schema.yaml", "momentum: {type: number, minimum: 0, exclusiveMaximum: 1}", "momentum: {type: number, minimum: 0, maximum: 1}", "tests/test_params.py::test_degenerate_params_are_refused_before_any_job"),
+  ("integrity: prepared checksum not verified", "src/hetmtl/training/data.py", "    verify(images, manifest[\"sha256\"][images.name], rebuild)\n", "", "tests/test_failures.py::test_a_flipped_byte_in_prepared_images_is_named_not_trained_on"),
+  ("integrity: no checksum accepted", "src/hetmtl/training/data.py", '    if images.name not in manifest.get("sha256", {}):', "    if False:", "tests/test_failures.py::test_prepared_data_without_a_checksum_is_refused"),
+  ("write: partial file left", "src/hetmtl/files.py", "            tmp.unlink(missing_ok=True)\n", "            pass\n", "tests/test_failures.py::test_a_full_disk_names_the_path_and_leaves_the_old_file"),
+  ("write: path not named", "src/hetmtl/files.py", "        raise WriteError(explain(path, exc)) from exc", "        raise", "tests/test_failures.py::test_a_full_disk_names_the_path_and_leaves_the_old_file"),
+  ("write: torch's full disk unexplained", "src/hetmtl/files.py", "    elif code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < LOW_SPACE):", "    elif code in (errno.ENOSPC, errno.EDQUOT):", "tests/test_failures.py::test_a_full_disk_names_the_path_and_leaves_the_old_file"),
+  ("cli: tracebacks for user errors", "src/hetmtl/cli.py", "    except (UserError, OSError) as exc:", "    except ParamsError as exc:", "tests/test_failures.py::test_user_errors_are_one_line_and_debug_shows_the_traceback"),
+  ("cli: OS write errors unexplained", "src/hetmtl/cli.py", "        return files.explain(Path(exc.filename), exc)", "        return str(exc)", "tests/test_failures.py::test_a_read_only_path_from_the_os_is_explained_by_the_cli"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

@@ -93,6 +93,31 @@ def test_split_fractions_must_sum_to_one(project):
         load_params(project)
 
 
+@pytest.mark.parametrize("file, section, key, value, message", [
+    ("training.yaml", "training", "lr", float("nan"), "training.lr: must be a finite number, got nan"),
+    ("training.yaml", "training", "lr", float("inf"), "training.lr: must be a finite number, got inf"),
+    ("methods.yaml", "methods", ("mtal", "rho"), float("nan"), "methods.mtal.rho: must be a finite number"),
+    ("training.yaml", "training", "momentum", 1.0, "training.momentum: 1.0 is greater than or equal to the maximum"),
+    ("suites/tiny.yaml", "suite", "backbone", "vgg_tinny", "suite.backbone: unknown backbone 'vgg_tinny' (known: vgg_tiny"),
+    ("suites/tiny.yaml", "suite", "epochs", 1, "suite.epochs: 1 epochs leave no training after MTAL's first matching"),
+])
+def test_degenerate_params_are_refused_before_any_job(project, file, section, key, value, message):
+    """Values that pass a type check but make a run meaningless (NaN passes every
+    comparison; momentum 1 never decays; a backbone typo used to fail inside the
+    job, after fetch and prepare; warmup >= epochs is single-task training)."""
+    def put(d):
+        node = d[section]
+        *parents, last = key if isinstance(key, tuple) else (key,)
+        for k in parents:
+            node = node[k]
+        node[last] = value
+
+    edit(project, f"params/{file}", put)
+    with pytest.raises(ParamsError) as err:
+        load_params(project)
+    assert str(err.value).count(f"params/{file}") == 1 and message in str(err.value), str(err.value)
+
+
 def test_cli_reports_bad_params_and_exits_2(project, capsys):
     from hetmtl.cli import main
 

@@ -11,7 +11,7 @@ from conftest import fake_task
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
 from hetmtl.training.data import epoch_batches
-from hetmtl.training.loop import NonFiniteLoss, TrainConfig, fit
+from hetmtl.training.loop import Diverged, NonFiniteLoss, TrainConfig, check_epoch, fit
 
 SPEC = BACKBONES["vgg_tiny"]
 MTAL_CFG = {"rho": 0.2, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1, "start": "independent"}
@@ -62,6 +62,32 @@ def test_resume_continues_exactly(toy_tasks):
 def test_nan_loss_stops_the_run_with_a_message(toy_tasks):
     with pytest.raises(NonFiniteLoss, match="non-finite loss at epoch 1"):
         fit(build("single_task", toy_tasks), toy_tasks, cfg(lr=1e30), torch.device("cpu"), progress=False)
+
+
+def test_a_diverged_run_with_a_finite_loss_stops_before_its_checkpoint(toy_tasks):
+    """At lr 10 the loss stays finite (thousands of nats) and the run used to end
+    FINISHED at chance; it stops at the end of epoch 1, before that epoch's state
+    reaches on_epoch (the checkpoint), so the last good checkpoint is kept."""
+    tasks = [fake_task("a", 1, 4, n=64), fake_task("b", 3, 4, n=64, seed=5)]
+    checkpointed = []
+    with pytest.raises(Diverged, match=r"diverged at epoch 1: task \w+'s mean train loss [0-9.e+]+ exceeds "
+                                       r"100 x ln\(4\) = 139 \(training.divergence_factor\)"):
+        fit(build("single_task", tasks), tasks, cfg(lr=10, epochs=2, divergence_factor=100), torch.device("cpu"),
+            on_epoch=lambda e, m, s: checkpointed.append(e), progress=False)
+    assert checkpointed == []
+    # the same run at the paper's rate passes every epoch's check
+    fit(build("single_task", tasks), tasks, cfg(epochs=2, divergence_factor=100), torch.device("cpu"),
+        on_epoch=lambda e, m, s: checkpointed.append(e), progress=False)
+    assert checkpointed == [1, 2]
+
+
+def test_non_finite_batchnorm_statistics_stop_the_run(toy_tasks):
+    method = build("single_task", toy_tasks)
+    check_epoch(method, toy_tasks, 3, [1.0] * len(toy_tasks), 100.0)  # a healthy model passes
+    name, buffer = next((n, b) for n, b in method.named_buffers() if n.endswith("running_var"))
+    buffer[0] = float("inf")
+    with pytest.raises(Diverged, match=f"diverged at epoch 3: non-finite weights or statistics in {name}"):
+        check_epoch(method, toy_tasks, 3, [1.0] * len(toy_tasks), 100.0)
 
 
 def test_training_learns_a_separable_task():

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from hetmtl import files
+from hetmtl.errors import UserError
 from hetmtl.params import ParamsError, find_root, load_params
 
 
@@ -157,9 +159,16 @@ def device_flags(sp, progress: bool) -> None:
         sp.add_argument("--no-progress", action="store_true")
 
 
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename and exc.errno in files.WRITE_ERRNOS:
+        return files.explain(Path(exc.filename), exc)  # a read-only or full folder: the path and what to do
+    return str(exc)
+
+
 def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     parser = argparse.ArgumentParser(prog="hetmtl", description=__doc__)
     parser.add_argument("--root", help="project root (default: found above the current folder)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name, fn, help_):
@@ -205,9 +214,11 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
             return rc
     try:
         return args.fn(args)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (UserError, OSError) as exc:  # one line naming what failed and what to do (hetmtl/errors.py)
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, ParamsError) else 1
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from hetmtl.errors import UserError
 
-class ArchiveError(RuntimeError):
+
+class ArchiveError(UserError, RuntimeError):
     """An archive is missing, corrupt, unsafe or not what params/ says."""
 
 

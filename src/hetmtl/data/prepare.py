@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from hetmtl import files
 from hetmtl.data.archives import ArchiveError, list_members, md5sum, read_members
 from hetmtl.data.fetch import expected_md5
 from hetmtl.data.layouts import LAYOUTS
@@ -74,13 +74,6 @@ def decode(data: bytes, channels: int, size: int) -> np.ndarray:
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
-def _save_atomic(obj, path: Path) -> None:
-    import torch
-
-    tmp = path.with_name(path.name + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
 
 def prepare_task(params, suite_name: str, task: str) -> dict:
     import torch
@@ -119,8 +112,8 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
     out_dir = prepared_dir(suite_name, task)
     out_dir.mkdir(parents=True, exist_ok=True)
     prepared_manifest(suite_name, task).unlink(missing_ok=True)
-    _save_atomic({"x": torch.from_numpy(x).contiguous(), "y": torch.from_numpy(y)},
-                 prepared_images(suite_name, task))
+    images_path = files.save_torch(prepared_images(suite_name, task),
+                                   {"x": torch.from_numpy(x).contiguous(), "y": torch.from_numpy(y)})
     manifest = {
         "task": task,
         "suite": suite_name,
@@ -136,8 +129,8 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
         "images": int(len(y)),
         "per_class": counts.tolist(),
         "split": "drawn per run at load time (hetmtl.data.splits)",
+        # verified by every job that loads it (hetmtl.training.data): bit rot is named, not trained on
+        "sha256": {images_path.name: files.sha256(images_path)},
     }
-    tmp = prepared_manifest(suite_name, task).with_suffix(".json.part")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, prepared_manifest(suite_name, task))
+    files.write_text(prepared_manifest(suite_name, task), json.dumps(manifest, indent=2) + "\n")
     return manifest

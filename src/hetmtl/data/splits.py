@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from hetmtl.errors import UserError
+
 SPLITS = ("train", "val", "test")
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     pass
 
 

@@ -1,5 +1,20 @@
-"""Backbones: VGG definitions from torchvision, per-task first conv and head."""
+"""Backbones: VGG definitions from torchvision, per-task first conv and head.
 
-from hetmtl.models.vgg import BACKBONES, BackboneSpec, TaskNet, build_task_net, conv_layers, conv_names
+The registry (names, configurations) imports without torch; the modules
+(``vgg.py``) are imported when first asked for.
+"""
 
-__all__ = ["BACKBONES", "BackboneSpec", "TaskNet", "build_task_net", "conv_layers", "conv_names"]
+from hetmtl.models.registry import BACKBONES, BackboneSpec
+
+_FROM_VGG = ("TaskNet", "build_task_net", "conv_layers", "conv_names")
+
+
+def __getattr__(name: str):
+    if name in _FROM_VGG:
+        from hetmtl.models import vgg
+
+        return getattr(vgg, name)
+    raise AttributeError(f"module 'hetmtl.models' has no attribute {name!r}")
+
+
+__all__ = ["BACKBONES", "BackboneSpec", *_FROM_VGG]

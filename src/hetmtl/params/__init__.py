@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from hetmtl.errors import UserError
+
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """A parameter file is invalid; the message names file, key and reason."""
 
 
@@ -223,6 +226,12 @@ def _semantic_checks(d: dict, files: dict) -> None:
     def fail(top: str, key: str, reason: str):
         raise ParamsError(f"{files.get(top, 'params')}: {key}: {reason}")
 
+    from hetmtl.models.registry import BACKBONES
+
+    for name, suite in d["suites"].items():
+        if suite["backbone"] not in BACKBONES:
+            fail(f"suites.{name}", "suite.backbone",
+                 f"unknown backbone {suite['backbone']!r} (known: {', '.join(BACKBONES)})")
     for name, task in d["tasks"].items():
         if task["source"] not in d["sources"]:
             fail("tasks", f"tasks.{name}.source", f"unknown source {task['source']!r}")
@@ -298,6 +307,18 @@ def _semantic_checks(d: dict, files: dict) -> None:
         fail("dvc", "dvc.suite", f"no suite {d['dvc']['suite']!r} in params/suites/ (known: {', '.join(d['suites'])})")
 
 
+def _numbers(node, path=()):
+    """(path, value) of every float below ``node``."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, (*path, i))
+    elif isinstance(node, float):
+        yield path, node
+
+
 def _read_yaml(path: Path, rel: str) -> dict:
     try:
         content = yaml.safe_load(path.read_text()) or {}
@@ -344,6 +365,11 @@ def load_params(root: Path | str | None = None) -> Params:
         merged["suites"][name] = suite
         files[f"suites.{name}"] = rel
     files.setdefault("suites", "params/suites/")
+    for path, value in _numbers(merged):  # NaN passes every comparison the schema makes
+        if not math.isfinite(value):
+            top = files.get(f"{path[0]}.{path[1]}" if len(path) > 1 else "", files.get(path[0], "params/"))
+            shown = ["suite", *path[2:]] if path[0] == "suites" else path
+            raise ParamsError(f"{top}: {_key(shown)}: must be a finite number, got {value}")
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(merged), key=lambda e: [str(p) for p in e.path])

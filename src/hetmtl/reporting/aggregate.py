@@ -4,12 +4,11 @@ MLflow run per suite that holds them all as artifacts (SPEC section 7)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from hetmtl import paths
+from hetmtl import files, paths
 from hetmtl.reporting import figures
 from hetmtl.reporting.collect import RecordError, check_current, collect, collect_sweeps, metric_histories
 from hetmtl.reporting.tables import (AVERAGE, add_significance, paired_pvalues, sharing_csv, sharing_latex,
@@ -94,11 +93,7 @@ def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = Non
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return files.write_text(path, text)
 
 
 def comparison_tables(params, suite: str, records: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -12,11 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from hetmtl import paths
+from hetmtl.errors import UserError
 from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import client, retry
 
 
-class RecordError(RuntimeError):
+class RecordError(UserError, RuntimeError):
     """A receipt and its MLflow run disagree, or a run is missing."""
 
 

@@ -11,7 +11,6 @@ finished MTAL model and run test images of the tasks that share a kernel.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -20,19 +19,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from hetmtl import files  # noqa: E402
 from hetmtl.reporting.tables import AVERAGE, DISPLAY  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part.png")
     if fig._suptitle is not None:  # keep the (two-line) suptitle clear of the panel titles
         fig.tight_layout(rect=(0, 0, 1, 0.86))
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return files.atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=130,
+                                                                bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str) -> Path:

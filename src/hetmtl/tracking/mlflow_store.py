@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from hetmtl import files
 from hetmtl.paths import experiment_marker
 
 T = TypeVar("T")
@@ -80,11 +81,7 @@ def init_experiment(root: Path, suite: str, parents: list[tuple[str, str]]) -> d
             retry(lambda: c.set_terminated(run.info.run_id))
             existing[name_] = run.info.run_id
         marker["parents"][name_] = existing[name_]
-    path = root / experiment_marker(suite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(marker, indent=2) + "\n")
-    os.replace(tmp, path)
+    files.write_text(root / experiment_marker(suite), json.dumps(marker, indent=2) + "\n")
     return marker
 
 

@@ -8,16 +8,13 @@ leaks into a table. Written atomically, last, so a crashed job leaves none.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from hetmtl import files
 
 
 def write(path: Path, receipt: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    files.write_text(path, json.dumps(receipt, indent=2, sort_keys=True) + "\n")
 
 
 def read(path: Path) -> dict:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from hetmtl.data.splits import SPLITS, run_split
+from hetmtl.files import IntegrityError, verify
 from hetmtl.paths import prepared_images, prepared_manifest
 
 
@@ -39,7 +40,13 @@ def _prepared(suite: str, task: str) -> tuple[dict, dict]:
     """Manifest and images of a task, read from disk once per process (a job trains
     several seeds; the relations stage loads every task once per pair and seed)."""
     manifest = json.loads(prepared_manifest(suite, task).read_text())
-    return manifest, torch.load(prepared_images(suite, task), weights_only=True)
+    images = prepared_images(suite, task)
+    rebuild = f"hetmtl prepare --suite {suite} --task {task} (or rerun the pipeline)"
+    if images.name not in manifest.get("sha256", {}):
+        raise IntegrityError(f"{prepared_manifest(suite, task)}: no checksum of {images.name} (prepared by an "
+                             f"older version); rebuild it: {rebuild}")
+    verify(images, manifest["sha256"][images.name], rebuild)
+    return manifest, torch.load(images, weights_only=True)
 
 
 def load_task(suite: str, task: str, device: torch.device, split: dict, seed: int) -> TaskData:

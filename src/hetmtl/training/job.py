@@ -43,11 +43,7 @@ def set_determinism(device: torch.device, threads: int) -> None:
 
 
 def backbone(params, suite_name: str):
-    suite = params.suite(suite_name)
-    if suite["backbone"] not in BACKBONES:
-        raise ParamsError(f"{params.files['suites.' + suite_name]}: suite.backbone: unknown backbone "
-                          f"{suite['backbone']!r} (known: {', '.join(BACKBONES)})")
-    return BACKBONES[suite["backbone"]]
+    return BACKBONES[params.suite(suite_name)["backbone"]]  # a known name: load_params checks it
 
 
 def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: int | None = None) -> TrainConfig:
@@ -56,6 +52,7 @@ def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: i
     return TrainConfig(epochs=epochs or suite["epochs"], batch_size=suite["batch_size"], seed=seed,
                        lr=tr["finetune_lr"] if imagenet else tr["lr"],
                        momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"],
+                       divergence_factor=tr["divergence_factor"],
                        input_norm="imagenet" if imagenet else "symmetric", crop_pad=suite["augment"]["crop_pad"],
                        flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks))
 

@@ -19,13 +19,39 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hetmtl.errors import UserError
 from hetmtl.methods.base import Method
 from hetmtl.training.augment import epoch_augment
 from hetmtl.training.data import TaskData, epoch_batches, steps_per_epoch, to_input
 
 
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite: the run stops."""
+class Diverged(UserError, RuntimeError):
+    """Training left the range where its numbers mean anything: the run stops
+    (FAILED, no receipt, the last good checkpoint kept)."""
+
+
+class NonFiniteLoss(Diverged):
+    """The loss became NaN or infinite."""
+
+
+def check_epoch(method: Method, data: list[TaskData], epoch: int, train_loss: list[float], factor: float) -> None:
+    """After an epoch, before its checkpoint: every task's mean train loss within
+    ``factor`` x ln(classes) (the loss of a uniform guess; ``training.divergence_factor``,
+    ours) and every weight and BatchNorm statistic finite. A model can diverge
+    with a finite loss: at lr 30 on tiny, an epoch-1 loss of 3e18 and an infinite
+    BatchNorm running_var still gave a FINISHED run at chance."""
+    hint = "lower the learning rate (params/training.yaml: training.lr). The last good checkpoint is kept."
+    for d, loss in zip(data, train_loss):
+        bound = factor * math.log(d.num_classes)
+        if not loss <= bound:  # NaN too
+            raise Diverged(f"diverged at epoch {epoch}: task {d.name}'s mean train loss {loss:.3g} exceeds "
+                           f"{factor:g} x ln({d.num_classes}) = {bound:.3g} (training.divergence_factor); {hint}")
+    tensors = {k: v for k, v in method.state_dict().items() if v.is_floating_point()}
+    finite = torch.stack([torch.isfinite(v).all() for v in tensors.values()]).tolist()  # one sync
+    bad = [k for k, ok in zip(tensors, finite) if not ok]
+    if bad:
+        raise Diverged(f"diverged at epoch {epoch}: non-finite weights or statistics in {', '.join(bad[:5])}"
+                       f"{' and more' if len(bad) > 5 else ''}; {hint}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,7 @@ class TrainConfig:
     l2_lambda: float
     nan_check_every: int
     seed: int
+    divergence_factor: float = 100.0  # check_epoch: the bound on an epoch's train loss, in units of ln(classes)
     input_norm: str = "symmetric"  # hetmtl.training.data.to_input: symmetric (scratch) or imagenet
     crop_pad: int = 0  # augmentation: random crop of the image padded by this much (0: none)
     flip: tuple[bool, ...] = ()  # augmentation: horizontal flip, per task (where meaningful)
@@ -153,6 +180,7 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         metrics.update(method.after_epoch(epoch, optimizer, final=epoch == cfg.epochs))
         if method.needs_bn_recalibration:
             recalibrate_batchnorm(method, data, cfg.batch_size, cfg.input_norm)
+        check_epoch(method, data, epoch, [metrics[f"train_loss/{n}"] for n in names], cfg.divergence_factor)
         if method.log_vars is not None:
             metrics.update({f"task_weight/{n}": w for n, w in zip(names, torch.exp(-method.log_vars).tolist())})
         for t, d in enumerate(data):

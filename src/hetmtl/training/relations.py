@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import csv
 import itertools
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from hetmtl import files
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.training.data import TaskData
 from hetmtl.training.loop import TrainConfig, fit
@@ -73,19 +73,19 @@ def write_csv(path: Path, tasks: list[str], R: torch.Tensor, source: str,
               spread: torch.Tensor | None = None) -> None:
     """R, then (as comment lines, which :func:`read_csv` skips) the standard
     deviation over seeds of each pair's accuracy gain."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([f"# source: {source}"])
-        w.writerow(["task", *tasks])
-        for name, row in zip(tasks, R.tolist()):
-            w.writerow([name, *(f"{v:.6f}" for v in row)])
-        if spread is not None:
-            w.writerow(["# gain std over seeds (accuracy), same order"])
-            for name, row in zip(tasks, spread.tolist()):
-                w.writerow([f"# {name}", *(f"{v:.6f}" for v in row)])
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([f"# source: {source}"])
+            w.writerow(["task", *tasks])
+            for name, row in zip(tasks, R.tolist()):
+                w.writerow([name, *(f"{v:.6f}" for v in row)])
+            if spread is not None:
+                w.writerow(["# gain std over seeds (accuracy), same order"])
+                for name, row in zip(tasks, spread.tolist()):
+                    w.writerow([f"# {name}", *(f"{v:.6f}" for v in row)])
+
+    files.atomic_write(path, write)
 
 
 def read_csv(path: Path, tasks: list[str]) -> torch.Tensor:
@@ -116,7 +116,7 @@ def heatmap(path: Path, tasks: list[str], R: torch.Tensor, title: str, spread: t
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="R")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        files.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)

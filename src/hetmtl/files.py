@@ -1,0 +1,102 @@
+"""Writing and verifying files: atomically, with errors that name the path.
+
+Every file the pipeline makes is written to ``<name>.part`` and moved into place
+when complete, so a crash, a kill or a full disk never leaves a complete-looking
+file. A failed write raises :class:`WriteError` naming the path, the reason and
+the space left there: torch reports a full disk as "unexpected pos 64 vs 0",
+without a path or "no space left".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from hetmtl.errors import UserError
+
+LOW_SPACE = 64 * 2**20  # bytes: below this a failed write is put down to a full disk
+WRITE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)  # explained by explain()
+
+
+class WriteError(UserError, RuntimeError):
+    """A file could not be written; the message names it and what to do."""
+
+
+class IntegrityError(UserError, RuntimeError):
+    """A file's checksum is not the one recorded when it was written."""
+
+
+def _free(path: Path) -> int | None:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            with contextlib.suppress(OSError):
+                return shutil.disk_usage(folder).free
+    return None
+
+
+def explain(path: Path, exc: BaseException) -> str:
+    """One line for a failed write of ``path``."""
+    free = _free(Path(path).parent)
+    code = getattr(exc, "errno", None)
+    reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        advice = "make the folder writable (or run from a copy of the project where it is)"
+    elif code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < LOW_SPACE):
+        reason = f"no space left on the device ({reason})" if code not in (errno.ENOSPC, errno.EDQUOT) else reason
+        advice = "free space there, then rerun (finished jobs are kept)"
+    else:
+        advice = "check the path, then rerun"
+    space = f"; {free / 2**20:.0f} MiB free there" if free is not None else ""
+    return f"cannot write {path}: {reason}{space}; {advice}"
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` writes the content to a temporary path, which then replaces
+    ``path``; on any failure the temporary file is removed, ``path`` is left as it
+    was, and :class:`WriteError` says why."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except Exception as exc:  # torch's full-disk error is a RuntimeError without errno
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise WriteError(explain(path, exc)) from exc
+    return path
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_torch(path: Path | str, obj) -> Path:
+    import torch
+
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def sha256(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(path: Path | str, expected: str, rebuild: str) -> None:
+    """Raise :class:`IntegrityError` if ``path``'s SHA-256 is not ``expected``;
+    ``rebuild``: the command that makes the file again."""
+    actual = sha256(path)
+    if actual != expected:
+        raise IntegrityError(f"{path}: SHA-256 {actual} is not the {expected} recorded when it was written "
+                             f"(the file changed on disk); rebuild it: {rebuild}")
+
+
+__all__ = ["WRITE_ERRNOS", "IntegrityError", "WriteError", "atomic_write", "explain", "save_torch", "sha256", "verify", "write_text"]
