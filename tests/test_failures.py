@@ -80,14 +80,28 @@ def test_a_full_disk_names_the_path_and_leaves_the_old_file(tmp_path, monkeypatc
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
 
     monkeypatch.setattr(torch, "save", fail)
-    if failure == "torch_full_disk":  # no errno: the space left decides
-        monkeypatch.setattr(files.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 * 2**20})())
+    if failure == "torch_full_disk":  # no errno: the space left decides, measured while the partial file
+        part = path.with_name(path.name + ".part")  # still fills it (removing it frees the space)
+        monkeypatch.setattr(files.shutil, "disk_usage",
+                            lambda p: type("U", (), {"free": (10 if part.exists() else 500) * 2**20})())
     with pytest.raises(WriteError) as err:
         files.save_torch(path, {"epoch": 2})
     msg = str(err.value)
     assert msg.startswith(f"cannot write {path}: ") and "free space there" in msg, msg
     assert ("No space left on device" if failure == "enospc" else "no space left on the device") in msg
     assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]
+
+
+def test_a_bug_in_a_writer_is_not_called_a_write_error(tmp_path):
+    path = tmp_path / "table.csv"
+
+    def buggy(tmp):
+        tmp.write_text("half")
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        files.atomic_write(path, buggy)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_read_only_results_folder_is_named(tmp_path):
@@ -126,5 +140,5 @@ def test_a_read_only_path_from_the_os_is_explained_by_the_cli(project, capsys, m
     monkeypatch.setattr(cli, "cmd_aggregate", refuse)
     assert cli.main(["aggregate", "--suite", "tiny"]) == 1
     err = capsys.readouterr().err
-    assert err == (f"error: cannot write {project / 'results' / 'tiny'}: Read-only file system"
-                   f"{err[err.index(';'):]}") and "make the folder writable" in err and err.count("\n") == 1
+    assert err == (f"error: cannot use {project / 'results' / 'tiny'}: Read-only file system"
+                   f"{err[err.index(';'):]}") and "its folder writable" in err and err.count("\n") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -116,6 +117,31 @@ def test_degenerate_params_are_refused_before_any_job(project, file, section, ke
     with pytest.raises(ParamsError) as err:
         load_params(project)
     assert str(err.value).count(f"params/{file}") == 1 and message in str(err.value), str(err.value)
+
+
+def test_data_step_digests_follow_their_code(tmp_path):
+    """Snakemake reruns prepare (and fetch) after an edit of their code, as DVC
+    does (its stages list the same files, params.DATA_CODE): prepared data made by
+    older code (without checksums, say) is remade, not trained on."""
+    import shutil
+
+    from hetmtl.params import DATA_CODE
+
+    root = Path(__file__).resolve().parents[1]
+    proj = tmp_path / "p"
+    shutil.copytree(root / "params", proj / "params")
+    (proj / "Snakefile").write_text("")
+    for rel in {f for files in DATA_CODE.values() for f in files}:
+        (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / rel, proj / rel)
+    p = load_params(proj)
+    before = (p.prepare_digest("tiny", "HD"), p.fetch_digest("tiny", "chars74k_hnd"))
+    layouts = proj / "src/hetmtl/data/layouts.py"
+    layouts.write_text(layouts.read_text() + "\n# an edit\n")
+    assert p.prepare_digest("tiny", "HD") != before[0] and p.fetch_digest("tiny", "chars74k_hnd") == before[1]
+    standins = proj / "src/hetmtl/data/standins.py"
+    standins.write_text(standins.read_text() + "\n# an edit\n")
+    assert p.fetch_digest("tiny", "chars74k_hnd") != before[1]
 
 
 def test_cli_reports_bad_params_and_exits_2(project, capsys):

@@ -161,7 +161,7 @@ def device_flags(sp, progress: bool) -> None:
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename and exc.errno in files.WRITE_ERRNOS:
-        return files.explain(Path(exc.filename), exc)  # a read-only or full folder: the path and what to do
+        return files.explain(Path(exc.filename), exc, "use")  # a read-only or full folder: the path and what to do
     return str(exc)
 
 

@@ -33,16 +33,11 @@ from pathlib import Path
 import yaml
 
 from hetmtl import paths
-from hetmtl.params import Params, code_paths
+from hetmtl.params import DATA_CODE, Params, code_paths
 
 CHOICE = Path("params/dvc_suite.yaml")
 ROOT_FILE = Path("dvc.yaml")
 TRAIN_DIR = Path("workflow/dvc")  # one dvc.yaml per group and setting below it
-DATA_CODE = {
-    "fetch": ["src/hetmtl/data/fetch.py", "src/hetmtl/data/download.py", "src/hetmtl/data/archives.py",
-              "src/hetmtl/data/standins.py"],
-    "prepare": ["src/hetmtl/data/prepare.py", "src/hetmtl/data/layouts.py", "src/hetmtl/data/archives.py"],
-}
 
 
 def chosen_suite(p: Params) -> str:
@@ -94,7 +89,7 @@ def stages(p: Params, suite: str) -> dict:
     # or fetched before is kept and verified, never deleted and downloaded again.
     out["fetch"] = {
         "cmd": f"hetmtl fetch --suite {suite}",
-        "deps": DATA_CODE["fetch"],
+        "deps": list(DATA_CODE["fetch"]),
         "params": _params({"params/datasets.yaml": [f"sources.{x}" for x in used_sources],
                                       _suite_file(suite): ["suite.data", "suite.raw_dir", "suite.images_per_class"]}),
         "outs": [{s["raw_dir"]: {"persist": True}}],

@@ -39,20 +39,22 @@ def _free(path: Path) -> int | None:
     return None
 
 
-def explain(path: Path, exc: BaseException) -> str:
-    """One line for a failed write of ``path``."""
+def explain(path: Path, exc: BaseException, action: str = "write") -> str:
+    """One line for a failed ``action`` ("write", or "use" when it is not known
+    whether a read or a write failed) of ``path``."""
     free = _free(Path(path).parent)
     code = getattr(exc, "errno", None)
     reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
-        advice = "make the folder writable (or run from a copy of the project where it is)"
+        advice = ("make the folder writable (or run from a copy of the project where it is)" if action == "write"
+                  else "check that it is readable and its folder writable")
     elif code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < LOW_SPACE):
         reason = f"no space left on the device ({reason})" if code not in (errno.ENOSPC, errno.EDQUOT) else reason
         advice = "free space there, then rerun (finished jobs are kept)"
     else:
         advice = "check the path, then rerun"
     space = f"; {free / 2**20:.0f} MiB free there" if free is not None else ""
-    return f"cannot write {path}: {reason}{space}; {advice}"
+    return f"cannot {action} {path}: {reason}{space}; {advice}"
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
@@ -65,11 +67,22 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
-    except Exception as exc:  # torch's full-disk error is a RuntimeError without errno
+    except BaseException as exc:
+        # explained before the partial file goes: removing it frees the space it filled
+        message = explain(path, exc) if _is_write_error(exc) else None
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise WriteError(explain(path, exc)) from exc
+        if message is None:  # a bug in the writer, or an interrupt: as it is
+            raise
+        raise WriteError(message) from exc
     return path
+
+
+def _is_write_error(exc: BaseException) -> bool:
+    """An OS error, or torch's errno-less failure to write (a full disk: "unexpected
+    pos 64 vs 0", "file write failed")."""
+    return isinstance(exc, OSError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("unexpected pos", "write failed")))
 
 
 def write_text(path: Path | str, text: str) -> Path:

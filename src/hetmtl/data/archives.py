@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from hetmtl import files
 from hetmtl.errors import UserError
 
 
@@ -44,7 +45,7 @@ def verify_md5(path: Path, expected: str) -> None:
 def record_md5(path: Path, digest: str) -> Path:
     """Write ``<archive>.md5`` (md5sum format) beside a verified or generated archive."""
     sidecar = Path(path).with_name(Path(path).name + ".md5")
-    sidecar.write_text(f"{digest}  {Path(path).name}\n")
+    files.write_text(sidecar, f"{digest}  {Path(path).name}\n")
     return sidecar
 
 

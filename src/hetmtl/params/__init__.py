@@ -148,7 +148,8 @@ class Params:
         """Digest of what fetching one source archive reads (stand-ins: their size)."""
         s = self.suite(suite)
         return _hash({"source": self.data["sources"][source],
-                      "suite": {k: s.get(k) for k in ("data", "raw_dir", "images_per_class")}})
+                      "suite": {k: s.get(k) for k in ("data", "raw_dir", "images_per_class")},
+                      "code": files_digest(self.root, DATA_CODE["fetch"])})
 
     def tracking_parents(self) -> list[tuple[str, str]]:
         """The (group, setting) parent runs of a suite's MLflow experiment."""
@@ -167,7 +168,9 @@ class Params:
                 "suite": {k: s[k] for k in ("data", "raw_dir", "images_per_class", "image_size")}}
 
     def prepare_digest(self, suite: str, task: str) -> str:
-        return _hash(self.prepare_inputs(suite, task))
+        """Digest of what a prepare job reads and of its code (an edit of the
+        prepare code remakes the prepared data, as in DVC)."""
+        return _hash([self.prepare_inputs(suite, task), files_digest(self.root, DATA_CODE["prepare"])])
 
     def digest(self, *keys: str) -> str:
         """A short hash of the given top-level sections (recorded with runs)."""
@@ -181,6 +184,12 @@ def _hash(obj) -> str:
 
 
 # Code every training job runs, whatever its method (a change reruns them all).
+# The code of the data steps (Snakemake's rerun digests and DVC's deps, hetmtl/dvc_yaml.py)
+DATA_CODE = {
+    "fetch": ("src/hetmtl/data/fetch.py", "src/hetmtl/data/download.py", "src/hetmtl/data/archives.py",
+              "src/hetmtl/data/standins.py"),
+    "prepare": ("src/hetmtl/data/prepare.py", "src/hetmtl/data/layouts.py", "src/hetmtl/data/archives.py"),
+}
 SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py",
                "src/hetmtl/methods/__init__.py", "src/hetmtl/data/splits.py", "src/hetmtl/paths.py")
 
@@ -212,8 +221,13 @@ def code_paths(root: Path, method: str) -> list[str]:
 
 def code_digest(root: Path, method: str) -> str:
     """Hash of :func:`code_paths` (every ``.py`` file under a folder)."""
+    return files_digest(root, code_paths(root, method))
+
+
+def files_digest(root: Path, rels) -> str:
+    """Hash of the named files (every ``.py`` file under a named folder)."""
     files = []
-    for rel in code_paths(root, method):
+    for rel in rels:
         p = root / rel
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
     h = hashlib.sha256()

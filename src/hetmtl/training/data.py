@@ -41,7 +41,8 @@ def _prepared(suite: str, task: str) -> tuple[dict, dict]:
     several seeds; the relations stage loads every task once per pair and seed)."""
     manifest = json.loads(prepared_manifest(suite, task).read_text())
     images = prepared_images(suite, task)
-    rebuild = f"hetmtl prepare --suite {suite} --task {task} (or rerun the pipeline)"
+    rebuild = (f"hetmtl prepare --suite {suite} --task {task} (Snakemake: --forcerun prepare; "
+               f"DVC: dvc repro -f prepare-{task})")
     if images.name not in manifest.get("sha256", {}):
         raise IntegrityError(f"{prepared_manifest(suite, task)}: no checksum of {images.name} (prepared by an "
                              f"older version); rebuild it: {rebuild}")

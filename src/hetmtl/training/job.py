@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from hetmtl import paths
+from hetmtl import files, paths
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
 from hetmtl.params import ParamsError
@@ -269,7 +269,7 @@ def relations_job(params, suite_name: str, group: str, device_name: str = "auto"
                         for j, b in enumerate(tasks) if i < j}, step=0)
     detail_path = csv_path.with_suffix(".json")
     detail_path.parent.mkdir(parents=True, exist_ok=True)
-    detail_path.write_text(json.dumps({"source": source, **detail}, indent=2))
+    files.write_text(detail_path, json.dumps({"source": source, **detail}, indent=2))
     for p in (png_path, detail_path):
         logger.log_artifact(p)
     logger.finish()

@@ -11,6 +11,7 @@ bf16 autocast; on the CPU in float32 with deterministic algorithms.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -40,13 +41,15 @@ def check_epoch(method: Method, data: list[TaskData], epoch: int, train_loss: li
     ours) and every weight and BatchNorm statistic finite. A model can diverge
     with a finite loss: at lr 30 on tiny, an epoch-1 loss of 3e18 and an infinite
     BatchNorm running_var still gave a FINISHED run at chance."""
-    hint = "lower the learning rate (params/training.yaml: training.lr). The last good checkpoint is kept."
+    hint = ("lower the learning rate (params/training.yaml: training.lr, or training.finetune_lr for a suite "
+            "with init: imagenet). Nothing of this epoch is saved: no checkpoint, no receipt.")
     for d, loss in zip(data, train_loss):
         bound = factor * math.log(d.num_classes)
         if not loss <= bound:  # NaN too
             raise Diverged(f"diverged at epoch {epoch}: task {d.name}'s mean train loss {loss:.3g} exceeds "
                            f"{factor:g} x ln({d.num_classes}) = {bound:.3g} (training.divergence_factor); {hint}")
-    tensors = {k: v for k, v in method.state_dict().items() if v.is_floating_point()}
+    tensors = {k: v for k, v in itertools.chain(method.named_parameters(), method.named_buffers())
+               if v.is_floating_point()}
     finite = torch.stack([torch.isfinite(v).all() for v in tensors.values()]).tolist()  # one sync
     bad = [k for k, ok in zip(tensors, finite) if not ok]
     if bad:
