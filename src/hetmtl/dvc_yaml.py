@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from hetmtl import paths
+from hetmtl import files, paths
 from hetmtl.params import DATA_CODE, Params, code_paths
 
 CHOICE = Path("params/dvc_suite.yaml")
@@ -177,7 +177,7 @@ HEADER = """\
 """
 
 
-def _file_of(name: str, stage: dict) -> Path:
+def _file_of(stage: dict) -> Path:
     """Where a stage is written: training stages by group and setting (sweeps by name)."""
     if "group" not in stage:
         return ROOT_FILE
@@ -186,19 +186,19 @@ def _file_of(name: str, stage: dict) -> Path:
 
 def render(p: Params, suite: str) -> dict[Path, str]:
     """Every file's text, by path relative to the project root."""
-    files: dict[Path, dict] = {ROOT_FILE: {"stages": {}}}
+    docs: dict[Path, dict] = {ROOT_FILE: {"stages": {}}}
     for name, stage in stages(p, suite).items():
-        target = _file_of(name, stage)
+        target = _file_of(stage)
         stage = {k: v for k, v in stage.items() if k not in ("group", "setting")}
         if target != ROOT_FILE:  # paths stay those of the project root
             stage = {"wdir": "/".join([".."] * (len(target.parts) - 1)), **stage}
-        files.setdefault(target, {"stages": {}})["stages"][name] = stage
+        docs.setdefault(target, {"stages": {}})["stages"][name] = stage
     # `dvc plots show` / `dvc plots diff`: every figure as the pipeline draws it
     # (curves coloured by group, task and method), as images: the page renders
     # offline (DVC's vega plots load their chart library from a CDN). The plot
     # data behind them stay in reports/<suite>/plots/ as CSV.
-    files[ROOT_FILE]["plots"] = [paths.figure(suite, "x").parent.as_posix()]
-    return {path: HEADER + yaml.safe_dump(doc, sort_keys=False, width=120) for path, doc in files.items()}
+    docs[ROOT_FILE]["plots"] = [paths.figure(suite, "x").parent.as_posix()]
+    return {path: HEADER + yaml.safe_dump(doc, sort_keys=False, width=120) for path, doc in docs.items()}
 
 
 def stale(root: Path, rendered: dict[Path, str]) -> list[Path]:
@@ -217,7 +217,7 @@ def write(p: Params, suite: str | None = None) -> list[Path]:
     p.suite(suite)  # a clear error for an unknown suite
     choice = p.root / CHOICE
     lines = [line for line in choice.read_text().splitlines() if not line.strip().startswith("suite:")]
-    choice.write_text("\n".join(lines + [f"  suite: {suite}"]) + "\n")
+    files.write_text(choice, "\n".join(lines + [f"  suite: {suite}"]) + "\n")
     rendered = render(p, suite)
     for rel in stale(p.root, rendered):
         if rel not in rendered:
@@ -228,8 +228,7 @@ def write(p: Params, suite: str | None = None) -> list[Path]:
                     break
                 folder.rmdir()
     for rel, text in rendered.items():
-        (p.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (p.root / rel).write_text(text)
+        files.write_text(p.root / rel, text)
     return [p.root / rel for rel in rendered]
 
 

@@ -103,13 +103,15 @@ def sha256(path: Path | str) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path | str, expected: str, rebuild: str) -> None:
-    """Raise :class:`IntegrityError` if ``path``'s SHA-256 is not ``expected``;
-    ``rebuild``: the command that makes the file again."""
-    actual = sha256(path)
+def read_verified(path: Path | str, expected: str, rebuild: str) -> bytes:
+    """``path``'s bytes, read once; :class:`IntegrityError` if their SHA-256 is not
+    ``expected`` (``rebuild``: the command that makes the file again)."""
+    data = Path(path).read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise IntegrityError(f"{path}: SHA-256 {actual} is not the {expected} recorded when it was written "
                              f"(the file changed on disk); rebuild it: {rebuild}")
+    return data
 
 
-__all__ = ["WRITE_ERRNOS", "IntegrityError", "WriteError", "atomic_write", "explain", "save_torch", "sha256", "verify", "write_text"]
+__all__ = ["WRITE_ERRNOS", "IntegrityError", "WriteError", "atomic_write", "explain", "save_torch", "read_verified", "sha256", "write_text"]

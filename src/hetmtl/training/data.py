@@ -11,6 +11,7 @@ every method sees the same batches and a resumed run continues exactly.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from hetmtl.data.splits import SPLITS, run_split
-from hetmtl.files import IntegrityError, verify
+from hetmtl.files import IntegrityError, read_verified
 from hetmtl.paths import prepared_images, prepared_manifest
 
 
@@ -46,8 +47,8 @@ def _prepared(suite: str, task: str) -> tuple[dict, dict]:
     if images.name not in manifest.get("sha256", {}):
         raise IntegrityError(f"{prepared_manifest(suite, task)}: no checksum of {images.name} (prepared by an "
                              f"older version); rebuild it: {rebuild}")
-    verify(images, manifest["sha256"][images.name], rebuild)
-    return manifest, torch.load(images, weights_only=True)
+    blob = read_verified(images, manifest["sha256"][images.name], rebuild)  # read once: hashed, then loaded
+    return manifest, torch.load(io.BytesIO(blob), weights_only=True)
 
 
 def load_task(suite: str, task: str, device: torch.device, split: dict, seed: int) -> TaskData:
