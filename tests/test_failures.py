@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,3 +143,34 @@ def test_a_read_only_path_from_the_os_is_explained_by_the_cli(project, capsys, m
     err = capsys.readouterr().err
     assert err == (f"error: cannot use {project / 'results' / 'tiny'}: Read-only file system"
                    f"{err[err.index(';'):]}") and "its folder writable" in err and err.count("\n") == 1
+
+
+def test_a_second_process_waits_for_the_job_lock(tmp_path):
+    """Two processes never train one job at once: the second waits for the lock
+    (released by the kernel when its holder exits, even by kill -9)."""
+    import subprocess
+    import sys
+    import time
+
+    from hetmtl import files
+
+    lock = tmp_path / "seed0.lock"
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from hetmtl import files\n"
+            "with files.lock(sys.argv[1], 'job'):\n    print(time.time(), flush=True)\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    with files.lock(lock, "job"):
+        other = subprocess.Popen([sys.executable, "-c", code, str(lock), src], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert other.poll() is None  # still waiting
+        released = time.time()
+    out, err = other.communicate(timeout=30)
+    assert float(out) >= released and "another process holds" in err
+    holder = subprocess.Popen([sys.executable, "-c", code.replace("print(time.time(), flush=True)",
+                                                                  "print('in', flush=True); time.sleep(60)"),
+                               str(lock), src], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "in"
+    holder.kill()
+    holder.wait()
+    with files.lock(lock, "job"):  # free again at once
+        pass

@@ -123,20 +123,65 @@ def test_every_run_is_logged_with_tags_and_curves(tiny_run):
         assert receipt["metrics"][f"test_acc/{task}"] == run.data.metrics[f"test_acc/{task}"]
 
 
-def test_tables_follow_the_logged_metrics(tiny_run):
-    """Change one run's logged metric in MLflow: the re-aggregated table changes with it."""
-    from mlflow.tracking import MlflowClient
-
-    proj, _, _ = tiny_run
+def test_tables_follow_the_receipts(tiny_run, tmp_path):
+    """Change one run's final metric in its receipt's record: the re-aggregated
+    table changes with it (the tables are built from the receipts), and
+    `hetmtl tracking check` says the store no longer shows what the receipt holds."""
+    proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
     key = dict(suite="tiny", group="related", setting="shared", method="single_task", seed=0)
-    receipt = json.loads((proj / paths.receipt(**key)).read_text())
-    client = MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
-    client.log_metric(receipt["run_id"], "test_acc/HD", 0.987, step=10_000)
+    path = proj / paths.receipt(**key)
+    receipt = json.loads(path.read_text())
+    assert run([str(BIN / "hetmtl"), "tracking", "check", "--suite", "tiny"], proj).returncode == 0
+    receipt["record"]["final"]["test_acc/HD"] = 0.987
+    path.write_text(json.dumps(receipt))
     run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
     csv = pd.read_csv(proj / paths.table_file("tiny", "table3", "csv"), index_col="method")
     assert csv.loc["single_task", "HD/mean"] == pytest.approx(0.987)
     assert "98.7" in (proj / paths.table_file("tiny", "table2", "md")).read_text()  # shared row, both settings
-    client.log_metric(receipt["run_id"], "test_acc/HD", receipt["metrics"]["test_acc/HD"], step=10_001)
+    check = run([str(BIN / "hetmtl"), "tracking", "check", "--suite", "tiny"], proj, check=False)
+    assert check.returncode == 1
+    assert check.stderr.strip().splitlines() == [check.stderr.strip()]
+    assert "1 run(s) with other metrics than their receipt" in check.stderr and "tracking rebuild" in check.stderr
+
+
+def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical(tiny_run, tmp_path):
+    """A damaged mlflow.db is named with the recovery; after `rm mlflow.db`, the
+    README's recovery (`hetmtl tracking rebuild`, then aggregate) logs every run
+    again and rebuilds byte-identical tables, touching no receipt: Snakemake
+    retrains nothing."""
+    proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
+    params = load_params(proj)
+    tables = {p: p.read_bytes() for p in (proj / "reports" / "tiny").rglob("*") if p.suffix in (".md", ".csv", ".tex", ".json")}
+    receipt_times = {p: p.stat().st_mtime_ns for p in (proj / "results").rglob("receipt.json")}
+    assert len(receipt_times) == len(params.runs("tiny")) + len(params.sweep_runs("tiny"))
+    db = proj / "mlflow.db"
+    data = db.read_bytes()
+    db.write_bytes(data[:4096] + b"\0" * (len(data) - 4096))
+    damaged = run([str(BIN / "hetmtl"), "tracking", "check", "--suite", "tiny"], proj, check=False)
+    assert damaged.returncode == 1 and "damaged" in damaged.stderr, damaged.stderr
+    assert "hetmtl tracking rebuild --suite" in damaged.stderr and "Traceback" not in damaged.stderr
+    db.unlink()
+    out = run([str(BIN / "hetmtl"), "tracking", "rebuild", "--suite", "tiny"], proj).stdout
+    n = len(receipt_times) + len(params["groups"])  # the relations runs too
+    assert f"{n} of {n} runs on disk logged again" in out and f"holds all {n} runs" in out
+    again = run([str(BIN / "hetmtl"), "tracking", "rebuild", "--suite", "tiny"], proj).stdout
+    assert f"0 of {n} runs on disk logged again" in again  # idempotent
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{db}")
+    key = dict(suite="tiny", group="related", setting="no_prior", method="mtal", seed=0)
+    receipt = json.loads((proj / paths.receipt(**key)).read_text())
+    exp = c.get_experiment_by_name("hetmtl-tiny")
+    [rebuilt] = c.search_runs([exp.experiment_id], f"tags.`hetmtl.original_run_id` = '{receipt['run_id']}'")
+    task = params.tasks_of("related")[0]
+    assert [m.step for m in c.get_metric_history(rebuilt.info.run_id, f"val_acc/{task}")] == \
+        list(range(1, params.suite("tiny")["epochs"] + 1))
+    assert c.get_run(rebuilt.data.tags["mlflow.parentRunId"]).info.run_name == "related/no_prior"
+    for p in tables:
+        p.unlink()
+    run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
+    assert {p: p.read_bytes() for p in tables} == tables
+    assert {p: p.stat().st_mtime_ns for p in receipt_times} == receipt_times
 
 
 def test_rerun_with_nothing_changed_trains_nothing(tiny_run):
@@ -281,11 +326,25 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
         job.run_job(params, key, device_name="cpu", threads=1, progress=False)
     assert not (proj / paths.receipt(**key)).exists()
     assert (proj / paths.checkpoint(**key)).exists()
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
+    import torch
+
+    crashed = torch.load(proj / paths.checkpoint(**key), weights_only=False)["run_id"]
+    assert c.get_run(crashed).info.status == "FAILED"
     monkeypatch.setattr(checkpoint, "save", real_save)
     again = job.run_job(params, key, device_name="cpu", threads=1, progress=False)
     assert (proj / paths.receipt(**key)).exists() and not (proj / paths.checkpoint(**key)).exists()
-    # Same seed on the CPU: the resumed run ends with the uninterrupted run's numbers.
-    assert again["metrics"] == done["metrics"]
+    # Same seed on the CPU: the resumed run ends with the uninterrupted run's numbers...
+    assert again["metrics"] == done["metrics"] and again["run_id"] == crashed
+    # ... in the same MLflow run, and the first run of this job is no longer FINISHED beside it
+    assert c.get_run(crashed).info.status == "FINISHED"
+    assert c.get_run(done["run_id"]).info.status == "KILLED"
+    assert c.get_run(done["run_id"]).data.tags["hetmtl.superseded_by"] == crashed
+    # Run again (a job that outlived a killed Snakemake finished it): nothing is trained twice.
+    monkeypatch.setattr(job, "_train", lambda *a: pytest.fail("trained a finished job again"))
+    assert job.run_job(params, key, device_name="cpu", threads=1, progress=False) == again
 
 
 def test_dvc_yaml_is_what_params_give():

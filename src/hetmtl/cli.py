@@ -68,8 +68,22 @@ def cmd_init_tracking(args) -> int:
 
     p = _params(args)
     p.suite(args.suite)
-    marker = init_experiment(p.root, args.suite, p.tracking_parents())
-    print(f"MLflow experiment {marker['experiment']} ({marker['experiment_id']}) at {marker['tracking_uri']}")
+    ids = init_experiment(p.root, args.suite, p.tracking_parents())
+    print(f"MLflow experiment {ids['experiment']} ({ids['experiment_id']}) at {ids['tracking_uri']}")
+    return 0
+
+
+def cmd_tracking(args) -> int:
+    from hetmtl.tracking import rebuild
+
+    p = _params(args)
+    p.suite(args.suite)
+    if args.action == "rebuild":
+        out = rebuild.rebuild(p, args.suite, p.root)
+        print(f"{out['logged']} of {out['runs_on_disk']} runs on disk logged again into {out['experiment']} "
+              f"({out['experiment_id']}) at {out['tracking_uri']}; the others were there")
+    n = rebuild.check(p, args.suite, p.root)
+    print(f"the MLflow store holds all {n} runs on disk of suite {args.suite}, FINISHED, with their receipts' metrics")
     return 0
 
 
@@ -198,7 +212,10 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
     sp.add_argument("--group", required=True)
     device_flags(sp, progress=False)
-    add("aggregate", cmd_aggregate, "tables and metrics from the receipts' MLflow runs")
+    add("aggregate", cmd_aggregate, "tables, figures and DVC metrics from the receipts")
+    sp = add("tracking", cmd_tracking, "check the MLflow store against the receipts, or rebuild it from them")
+    sp.add_argument("action", choices=["check", "rebuild"],
+                    help="check: the store holds every run on disk; rebuild: log again the runs it lacks, then check")
     sp = sub.add_parser("dvc-yaml", help="write dvc.yaml from params/ for a suite (default: params/dvc_suite.yaml's)")
     sp.add_argument("--suite", help="write it for this suite and record the choice in params/dvc_suite.yaml")
     sp.add_argument("--check", action="store_true", help="only say whether dvc.yaml is what params/ give")

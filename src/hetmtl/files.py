@@ -1,8 +1,8 @@
 """Writing and verifying files: atomically, with errors that name the path.
 
 Every file the pipeline makes is written to ``<name>.part`` and moved into place
-when complete, so a crash, a kill or a full disk never leaves a complete-looking
-file. A failed write raises :class:`WriteError` naming the path, the reason and
+when complete (flushed to disk first), so a crash, a kill, a power cut or a
+full disk never leaves a complete-looking file. A failed write raises :class:`WriteError` naming the path, the reason and
 the space left there: torch reports a full disk as "unexpected pos 64 vs 0",
 without a path or "no space left".
 """
@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,7 +67,9 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        _fsync(tmp)  # on disk before it gets the name: a power cut leaves the old file or the new one
         os.replace(tmp, path)
+        _fsync(path.parent)
     except BaseException as exc:
         # explained before the partial file goes: removing it frees the space it filled
         message = explain(path, exc) if _is_write_error(exc) else None
@@ -76,6 +79,14 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
             raise
         raise WriteError(message) from exc
     return path
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _is_write_error(exc: BaseException) -> bool:
@@ -115,3 +126,24 @@ def read_verified(path: Path | str, expected: str, rebuild: str) -> bytes:
 
 
 __all__ = ["WRITE_ERRNOS", "IntegrityError", "WriteError", "atomic_write", "explain", "save_torch", "read_verified", "sha256", "write_text"]
+
+
+@contextlib.contextmanager
+def lock(path: Path, what: str):
+    """Hold an exclusive lock on ``path`` (created if missing) while in the block;
+    wait, saying so, while another process holds it. The kernel frees it when
+    its holder dies, so a killed job never leaves it locked."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[hetmtl] {what}: another process holds {path}; waiting for it", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -221,15 +221,16 @@ def provenance(root: Path, records: pd.DataFrame) -> dict:
             "runs": int(records.run_id.nunique())}
 
 
-def log_aggregate_run(params, suite: str, root: Path, files: dict[str, Path], metrics: dict) -> None:
+def log_aggregate_run(params, suite: str, root: Path, files: dict[str, Path], metrics: dict) -> str:
     """One MLflow run per aggregation, holding every table and figure as artifacts."""
-    from hetmtl.tracking.mlflow_store import client, git_commit, retry
+    from hetmtl.tracking.mlflow_store import client, ensure_experiment, git_commit, retry
 
-    marker = json.loads((root / paths.experiment_marker(suite)).read_text())
+    exp = ensure_experiment(root, suite, [])
     c = client(root)
-    run = retry(lambda: c.create_run(marker["experiment_id"], run_name=f"aggregate/{suite}",
+    run = retry(lambda: c.create_run(exp["experiment_id"], run_name=f"aggregate/{suite}",
                                      tags={"suite": suite, "hetmtl.kind": "aggregate", "git_commit": git_commit(root)}))
     for path in files.values():
         sub = "figures" if path.suffix == ".png" else "tables"
         retry(lambda: c.log_artifact(run.info.run_id, str(path), artifact_path=sub))
     retry(lambda: c.set_terminated(run.info.run_id))
+    return run.info.run_id

@@ -1,8 +1,10 @@
-"""Gather the run records behind the tables.
+"""Gather the run records behind the tables: the receipts of the current grid.
 
-Only the MLflow runs named by the receipts of the current grid are read, so a
-stale or duplicate run in the store never reaches a table. The metrics come
-from MLflow (not from the receipt), so the tables show what was logged.
+A receipt holds everything its run logged to MLflow (:mod:`hetmtl.tracking.receipts`),
+so the tables are a function of files on disk: they build without the MLflow
+store (lost, damaged, or on a server out of reach), and only the runs of the
+current grid are read, so a stale or duplicate run never reaches a table.
+``hetmtl tracking check`` confirms that the store shows what the receipts hold.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import pandas as pd
 from hetmtl import paths
 from hetmtl.errors import UserError
 from hetmtl.tracking import receipts
-from hetmtl.tracking.mlflow_store import client, retry
 
 
 class RecordError(UserError, RuntimeError):
@@ -43,29 +44,28 @@ def check_current(params, suite: str, root: Path) -> None:
                           "(snakemake reruns changed jobs by itself; `dvc repro` too), then aggregate")
 
 
-def _checked_run(c, path: Path, expect: dict):
+def _checked(path: Path, expect: dict) -> tuple[dict, dict]:
+    """A receipt and its run's metrics, refused when it records another job."""
+    if not path.exists():
+        raise RecordError(f"{path}: missing; train its job first (snakemake or `dvc repro` does)")
     receipt = receipts.read(path)
-    run = retry(lambda: c.get_run(receipt["run_id"]))
-    tags = run.data.tags
+    tags = receipts.record(receipt, path)["tags"]
     for field, want in expect.items():
         if tags.get(field) != str(want):
-            raise RecordError(f"{path}: MLflow run {receipt['run_id']} has {field}={tags.get(field)!r}, "
-                              f"the receipt's job says {want!r}")
-    if run.info.status != "FINISHED":
-        raise RecordError(f"{path}: MLflow run {receipt['run_id']} is {run.info.status}, not FINISHED")
-    return receipt, run
+            raise RecordError(f"{path}: its run has {field}={tags.get(field)!r}, the job at this path is "
+                              f"{field}={want!r}; delete the receipt and rerun its job")
+    return receipt, receipts.latest_metrics(receipt, path)
 
 
 def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
     """Long records of the sweep runs: one row per (run, metric), with the swept value."""
-    c = client(root)
     rows = []
     for w in params.sweep_runs(suite):
         path = root / paths.sweep_receipt(**w)
         sw = params["sweeps"][w["sweep"]]
-        receipt, run = _checked_run(c, path, {"group": w["group"], "method": sw["method"], "seed": w["seed"],
-                                              "sweep": w["sweep"], "sweep_value": f"{w['value']:g}"})
-        for metric, value in run.data.metrics.items():
+        receipt, metrics = _checked(path, {"group": w["group"], "method": sw["method"], "seed": w["seed"],
+                                           "sweep": w["sweep"], "sweep_value": f"{w['value']:g}"})
+        for metric, value in metrics.items():
             rows.append({"group": w["group"], "sweep": w["sweep"], "sweep_value": w["value"], "seed": w["seed"],
                          "run_id": receipt["run_id"], "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["group", "sweep", "sweep_value", "seed", "run_id", "metric", "value"])
@@ -73,25 +73,24 @@ def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
 
 def metric_histories(params, suite: str, root: Path, method: str, setting: str, prefix: str) -> pd.DataFrame:
     """Per-epoch history of metrics ``<prefix><task>`` of a method's runs, every group and seed."""
-    c = client(root)
     rows = []
     for key in params.runs(suite):
         if key["method"] != method or key["setting"] != setting:
             continue
-        receipt = receipts.read(root / paths.receipt(**key))
+        path = root / paths.receipt(**key)
+        receipt, _ = _checked(path, key)
         for task in params.tasks_of(key["group"]):
-            for m in retry(lambda: c.get_metric_history(receipt["run_id"], f"{prefix}{task}")):
+            for step, value in receipts.history(receipt, path, f"{prefix}{task}"):
                 rows.append({"group": key["group"], "seed": key["seed"], "task": task,
-                             "epoch": m.step, "value": m.value})
+                             "epoch": step, "value": value})
     return pd.DataFrame(rows, columns=["group", "seed", "task", "epoch", "value"])
 
 
 def collect(params, suite: str, root: Path) -> pd.DataFrame:
     """Long records: one row per (run, metric) of the suite's grid."""
-    c = client(root)
     rows = []
     for key in params.runs(suite):
-        receipt, run = _checked_run(c, root / paths.receipt(**key), key)
-        for metric, value in run.data.metrics.items():
+        receipt, metrics = _checked(root / paths.receipt(**key), key)
+        for metric, value in metrics.items():
             rows.append({**key, "run_id": receipt["run_id"], "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["suite", "group", "setting", "method", "seed", "run_id", "metric", "value"])

@@ -8,7 +8,9 @@ store is SQLite (``mlflow.db`` at the project root); ``MLFLOW_TRACKING_URI``
 points it anywhere else, e.g. an ``mlflow server`` shared by a cluster.
 
 SQLite allows one writer at a time; parallel jobs retry a locked database
-instead of losing a run.
+instead of losing a run. The store is a view: every job's receipt holds what it
+logged, the tables are built from the receipts, and ``hetmtl tracking rebuild``
+re-logs a lost or damaged store from them (:mod:`hetmtl.tracking.rebuild`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from hetmtl import files
+from hetmtl.errors import UserError
 from hetmtl.paths import experiment_marker
 
 T = TypeVar("T")
@@ -33,16 +36,31 @@ def tracking_uri(root: Path) -> str:
 def client(root: Path):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri(root))
+    return retry(lambda: MlflowClient(tracking_uri=tracking_uri(root)))  # opening the store reads it
+
+
+class StoreError(UserError, RuntimeError):
+    """The MLflow store cannot be read: a damaged or foreign file."""
+
+
+# SQLite's words for a file that is not (or no longer) a database
+DAMAGED = ("malformed", "file is not a database", "disk i/o error", "no such table")
 
 
 def retry(fn: Callable[[], T], attempts: int = 12) -> T:
-    """Call ``fn``, retrying while the SQLite store is locked by another job."""
+    """Call ``fn``, retrying while the SQLite store is locked by another job; a
+    damaged store is named with the way to recover it."""
     for i in range(attempts):
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001
-            if "locked" not in str(exc).lower() or i == attempts - 1:
+            text = str(exc).lower()
+            if any(d in text for d in DAMAGED):
+                raise StoreError(
+                    f"the MLflow store {tracking_uri(Path.cwd())} is damaged ({str(exc).splitlines()[0][:120]}): "
+                    "move it aside and run `hetmtl tracking rebuild --suite <suite>` for each suite; the receipts "
+                    "under results/ hold every run, and the tables are built from them") from None
+            if "locked" not in text or i == attempts - 1:
                 raise
             time.sleep(0.2 * 2 ** min(i, 5))
     raise AssertionError("unreachable")
@@ -58,68 +76,139 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-def init_experiment(root: Path, suite: str, parents: list[tuple[str, str]]) -> dict:
-    """Create the suite's experiment and parent runs; write the marker file."""
+def experiment_name(suite: str) -> str:
+    return f"hetmtl-{suite}"
+
+
+def ensure_experiment(root: Path, suite: str, parents: list[str]) -> dict:
+    """The suite's experiment and the named parent runs (``group/setting``), found
+    by name and created when missing; returns their ids. Nothing downstream keeps
+    an id: a store rebuilt from the receipts (:mod:`hetmtl.tracking.rebuild`)
+    gets new ids and every job finds its experiment and parent again by name."""
     c = client(root)
-    name = f"hetmtl-{suite}"
+    name = experiment_name(suite)
     exp = retry(lambda: c.get_experiment_by_name(name))
     exp_id = exp.experiment_id if exp else retry(lambda: c.create_experiment(name, tags={"suite": suite}))
-    marker = {"tracking_uri": tracking_uri(root), "experiment_id": exp_id, "experiment": name, "parents": {}}
-    # A parent run that exists is reused (the oldest of its name), so running this
-    # again (a group added, the marker lost) writes the same ids for the same
-    # parents and nothing downstream looks changed.
+    # A parent run that exists is reused (the oldest of its name).
     existing = {}
     for run in retry(lambda: c.search_runs([exp_id], "tags.`hetmtl.kind` = 'group'", max_results=10000,
                                            order_by=["attributes.start_time DESC"])):
         existing[run.info.run_name] = run.info.run_id
-    for group, setting in parents:
-        name_ = f"{group}/{setting}"
+    ids = {}
+    for name_ in parents:
         if name_ not in existing:
+            group, setting = name_.split("/", 1)
             run = retry(lambda: c.create_run(exp_id, run_name=name_,
                                              tags={"suite": suite, "group": group, "setting": setting,
                                                    "hetmtl.kind": "group", "git_commit": git_commit(root)}))
             retry(lambda: c.set_terminated(run.info.run_id))
             existing[name_] = run.info.run_id
-        marker["parents"][name_] = existing[name_]
-    files.write_text(root / experiment_marker(suite), json.dumps(marker, indent=2) + "\n")
-    return marker
+        ids[name_] = existing[name_]
+    return {"experiment": name, "experiment_id": exp_id, "tracking_uri": tracking_uri(root), "parents": ids}
+
+
+def init_experiment(root: Path, suite: str, parents: list[tuple[str, str]]) -> dict:
+    """Create the suite's experiment and parent runs; write the marker file.
+
+    The marker (the DAG's "tracking is ready" file) names the experiment and its
+    parents, not their ids: its content depends on params/ only, so re-creating
+    the store never makes Snakemake or DVC retrain anything."""
+    names = [f"{g}/{s}" for g, s in parents]
+    ids = ensure_experiment(root, suite, names)
+    files.write_text(root / experiment_marker(suite),
+                     json.dumps({"experiment": ids["experiment"], "parents": names}, indent=2) + "\n")
+    return ids
+
+
+# The tags that name a run's job: two FINISHED runs never share them (RunLogger.finish)
+KEY_TAGS = ("suite", "group", "setting", "method", "seed", "sweep", "sweep_value")
 
 
 class RunLogger:
-    """One training job's MLflow run: params and tags once, metrics per epoch."""
+    """One job's MLflow run: params and tags once, metrics per epoch.
 
-    def __init__(self, root: Path, marker: dict, key: dict, tags: dict, params: dict,
+    It also keeps what it logged (:meth:`record`), which the job writes into its
+    receipt: the receipts alone rebuild the tables and the store."""
+
+    def __init__(self, root: Path, suite: str, key: dict, tags: dict, params: dict,
                  run_id: str | None = None, parent: str | None = None, run_name: str | None = None):
         self.c = client(root)
+        self.parent = parent or f"{key['group']}/{key['setting']}"
+        self.run_name = run_name or f"{key['method']}/seed{key['seed']}"
+        self.tags = {**{k: str(v) for k, v in key.items()}, **tags, "hetmtl.kind": "training"}
+        self.params = {k: str(v)[:6000] for k, v in _flatten(params).items()}
+        self.experiment = ensure_experiment(root, suite, [self.parent])
+        self.resumed = False
+        if run_id is not None:
+            try:
+                retry(lambda: self.c.update_run(run_id, status="RUNNING"))
+                self.resumed = True
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store lost the run (deleted, rebuilt): log a new one
+                if "not found" not in str(exc).lower() and "does not exist" not in str(exc).lower():
+                    raise
+                run_id = None
         if run_id is None:
-            parent_id = marker["parents"][parent or f"{key['group']}/{key['setting']}"]
-            all_tags = {**{k: str(v) for k, v in key.items()}, **tags,
-                        "mlflow.parentRunId": parent_id, "hetmtl.kind": "training"}
-            name = run_name or f"{key['method']}/seed{key['seed']}"
-            run = retry(lambda: self.c.create_run(marker["experiment_id"], run_name=name, tags=all_tags))
-            run_id = run.info.run_id
-            flat = [(k, str(v)[:6000]) for k, v in sorted(_flatten(params).items())]
-            from mlflow.entities import Param
-
-            for i in range(0, len(flat), 100):
-                batch = [Param(k, v) for k, v in flat[i:i + 100]]
-                retry(lambda: self.c.log_batch(run_id, params=batch))
-        else:
-            retry(lambda: self.c.update_run(run_id, status="RUNNING"))
+            run_id = log_new_run(self.c, self.experiment, self.parent, self.run_name, self.tags, self.params)
         self.run_id = run_id
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        retry(lambda: self.c.log_batch(self.run_id, metrics=batch))
+        log_metrics(self.c, self.run_id, metrics, step)
 
     def log_artifact(self, path: Path) -> None:
         retry(lambda: self.c.log_artifact(self.run_id, str(path)))
 
     def finish(self, status: str = "FINISHED") -> None:
+        """End the run; a FINISHED run supersedes every older FINISHED run of the
+        same job (a rerun, or a job that outlived a killed Snakemake): those are
+        marked KILLED with the tag ``hetmtl.superseded_by``, so the store never
+        holds two FINISHED runs of one job."""
         retry(lambda: self.c.set_terminated(self.run_id, status=status))
+        if status == "FINISHED":
+            supersede(self.c, self.experiment["experiment_id"], self.tags, self.run_id)
+
+    def record(self, history: list[dict], final: dict, final_step: int) -> dict:
+        """What this run logged, for its receipt: name, parent, tags, params, the
+        metrics per step (``history``: ``{"epoch": step, ...}``) and the final
+        metrics (logged at ``final_step``)."""
+        return {"run_name": self.run_name, "parent": self.parent, "tags": self.tags, "params": self.params,
+                "history": history, "final": final, "final_step": final_step}
+
+
+def log_new_run(c, experiment: dict, parent: str, run_name: str, tags: dict, params: dict) -> str:
+    all_tags = {**tags, "mlflow.parentRunId": experiment["parents"][parent]}
+    run = retry(lambda: c.create_run(experiment["experiment_id"], run_name=run_name, tags=all_tags))
+    from mlflow.entities import Param
+
+    flat = sorted(params.items())
+    for i in range(0, len(flat), 100):
+        batch = [Param(k, v) for k, v in flat[i:i + 100]]
+        retry(lambda: c.log_batch(run.info.run_id, params=batch))
+    return run.info.run_id
+
+
+def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for i in range(0, len(batch), 500):
+        part = batch[i:i + 500]
+        retry(lambda: c.log_batch(run_id, metrics=part))
+
+
+def supersede(c, experiment_id: str, tags: dict, run_id: str) -> list[str]:
+    """Mark every other FINISHED training run with the same job tags as ``run_id``
+    KILLED, tagged ``hetmtl.superseded_by``; returns their ids."""
+    query = " and ".join([f"tags.`{k}` = '{tags[k]}'" for k in KEY_TAGS if k in tags]
+                         + ["tags.`hetmtl.kind` = 'training'", "attributes.status = 'FINISHED'"])
+    old = [r.info.run_id for r in retry(lambda: c.search_runs([experiment_id], query, max_results=10000))
+           if r.info.run_id != run_id and all(k in tags or k not in r.data.tags for k in KEY_TAGS)]
+    for rid in old:
+        retry(lambda: c.set_tag(rid, "hetmtl.superseded_by", run_id))
+        retry(lambda: c.set_terminated(rid, status="KILLED"))
+    return old
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -106,10 +106,37 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def job_files(params, key: dict, sweep: tuple[str, float] | None = None) -> tuple:
+    """(receipt, model, checkpoint) of a job or of one sweep point."""
+    root = params.root
+    if sweep is None:
+        return root / paths.receipt(**key), root / paths.model_file(**key), root / paths.checkpoint(**key)
+    where = dict(suite=key["suite"], sweep=sweep[0], group=key["group"], value=sweep[1], seed=key["seed"])
+    receipt = root / paths.sweep_receipt(**where)
+    return receipt, receipt.with_name("model.pt"), root / paths.sweep_checkpoint(**where)
+
+
 def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, progress: bool = True,
             sweep: tuple[str, float] | None = None) -> dict:
     """Train one grid cell; with ``sweep=(name, value)`` one point of a sweep instead
-    (the swept parameter overridden, the suite's sweep epochs, the sweep's paths)."""
+    (the swept parameter overridden, the suite's sweep epochs, the sweep's paths).
+
+    One process at a time trains a job (a lock beside its checkpoint: a job that
+    outlived a killed Snakemake and its rerun do not write the same files), and a
+    job whose receipt and model exist under the current job digest is not
+    trained again (the other process finished it)."""
+    receipt_path, model_path, ckpt_path = job_files(params, key, sweep)
+    with files.lock(ckpt_path.with_suffix(".lock"), f"job {json.dumps(key)}"):
+        if receipt_path.exists() and model_path.exists():
+            done = receipts.read(receipt_path)
+            if done.get("job_digest") == params.job_digest(key["suite"], key, sweep):
+                print(f"[hetmtl] {receipt_path}: already trained under the current parameters and code")
+                return done
+        return _train(params, key, device_name, threads, progress, sweep)
+
+
+def _train(params, key: dict, device_name: str, threads: int, progress: bool,
+           sweep: tuple[str, float] | None) -> dict:
     root = params.root
     device = pick_device(device_name)
     set_determinism(device, threads)
@@ -118,14 +145,11 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     data = [load_task(key["suite"], t, device, params["split"], key["seed"]) for t in task_names]
     tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
     overrides, epochs, parent = {}, None, None
-    receipt_path, model_path, ckpt_path = root / paths.receipt(**key), root / paths.model_file(**key), \
-        root / paths.checkpoint(**key)
+    receipt_path, model_path, ckpt_path = job_files(params, key, sweep)
     if sweep is not None:
         name, value = sweep
         overrides, epochs = {params["sweeps"][name]["parameter"]: value}, suite["sweeps"][name]["epochs"]
-        where = dict(suite=key["suite"], sweep=name, group=key["group"], value=value, seed=key["seed"])
-        receipt_path, ckpt_path = root / paths.sweep_receipt(**where), root / paths.sweep_checkpoint(**where)
-        model_path, parent = receipt_path.with_name("model.pt"), f"{key['group']}/sweep_{name}"
+        parent = f"{key['group']}/sweep_{name}"
     method = build_method(params, key, tasks, overrides)
     mcfg = method_config(params, key["method"], key["suite"])
     cfg = train_config(params, key["suite"], key["seed"], task_names, epochs=epochs)
@@ -140,15 +164,17 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     marker_path = root / paths.experiment_marker(key["suite"])
     if not marker_path.exists():
         raise FileNotFoundError(f"{marker_path}: missing; run `hetmtl init-tracking --suite {key['suite']}` first")
-    marker = json.loads(marker_path.read_text())
     tags = {"git_commit": git_commit(root), "params_digest": digest, "device": device.type,
             "paper_group": str(params["groups"][key["group"]]["paper_group"]),
             "data": suite["data"], "shared_between_settings": str(key["setting"] == "shared"),
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
     if sweep is not None:
         tags.update({"sweep": sweep[0], "sweep_value": f"{sweep[1]:g}"})
-    logger = RunLogger(root, marker, key, tags, run_params, run_id=state["run_id"] if state else None,
+    logger = RunLogger(root, key["suite"], key, tags, run_params, run_id=state["run_id"] if state else None,
                        parent=parent, run_name=f"{key['method']}/{sweep[0]}={sweep[1]:g}/seed{key['seed']}" if sweep else None)
+    if state and not logger.resumed:  # the store lost the run: the new one gets the epochs done so far
+        for entry in state["history"]:
+            logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
     if state:
         print(f"[hetmtl] resuming {ckpt_path} after epoch {state['epoch']} (MLflow run {logger.run_id})")
 
@@ -176,13 +202,15 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
     if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
         budget = {"budget/steps_per_task": result["steps"],
                   "budget/pretrain_epochs": pretrain_epochs(mcfg, cfg.epochs)}
-    logger.log_metrics({**final, **budget, "train_seconds": seconds,
-                        "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}, step=len(result["history"]))
+    last = {**final, **budget, "train_seconds": seconds, "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
+    logger.log_metrics(last, step=len(result["history"]))
     checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
-    receipt = {"run_id": logger.run_id, "experiment_id": marker["experiment_id"],
-               "tracking_uri": marker["tracking_uri"], "key": key, "params_digest": digest,
+    receipt = {"run_id": logger.run_id, "experiment": logger.experiment["experiment"],
+               "tracking_uri": logger.experiment["tracking_uri"], "key": key, "params_digest": digest,
                "metrics": final, "train_seconds": round(seconds, 3), **budget,
-               "job_digest": params.job_digest(key["suite"], key, sweep)}
+               "job_digest": params.job_digest(key["suite"], key, sweep),
+               # what the run logged: the tables and a rebuilt store come from here (tracking/receipts.py)
+               "record": logger.record(result["history"], last, len(result["history"]))}
     if sweep is not None:
         receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
     logger.finish("FINISHED")
@@ -261,15 +289,14 @@ def relations_job(params, suite_name: str, group: str, device_name: str = "auto"
         spread = torch.tensor(detail["gain_std"], dtype=torch.float64)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     relations.heatmap(png_path, tasks, R, f"R, {group} tasks ({suite_name}); ± std of the gain over seeds", spread)
-    marker = json.loads((root / paths.experiment_marker(suite_name)).read_text())
     key = dict(suite=suite_name, group=group, setting="prior", method="relations", seed=0)
-    logger = RunLogger(root, marker, key, {"git_commit": git_commit(root), "relations_source": source},
+    logger = RunLogger(root, suite_name, key, {"git_commit": git_commit(root), "relations_source": source},
                        {"relations": params["relations"], "tasks": tasks})
-    logger.log_metrics({f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks)
-                        for j, b in enumerate(tasks) if i < j}, step=0)
+    r_metrics = {f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}
+    logger.log_metrics(r_metrics, step=0)
     detail_path = csv_path.with_suffix(".json")
-    detail_path.parent.mkdir(parents=True, exist_ok=True)
-    files.write_text(detail_path, json.dumps({"source": source, **detail}, indent=2))
+    files.write_text(detail_path, json.dumps({"source": source, **detail, "run_id": logger.run_id,
+                                              "record": logger.record([], r_metrics, 0)}, indent=2))
     for p in (png_path, detail_path):
         logger.log_artifact(p)
     logger.finish()

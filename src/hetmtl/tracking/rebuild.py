@@ -1,0 +1,120 @@
+"""Re-log a lost or damaged MLflow store from the receipts, and check a store
+against them.
+
+Every job writes what it logged into its receipt (training and sweep runs) or
+its relations detail (``results/<suite>/relations/<group>.json``);
+:func:`rebuild` logs each such run again, under the same experiment and parent
+names, with the same tags, params and metrics at the same steps, tagged
+``hetmtl.rebuilt_from`` (the receipt) and ``hetmtl.original_run_id``. A run the
+store already holds FINISHED (by its id or its original id) is skipped, so a
+rebuild can be run again. The receipts are not rewritten: Snakemake and DVC see
+nothing changed, and the tables (built from the receipts) stay identical.
+
+:func:`check` says, for every receipt, whether the store holds its run FINISHED
+with the same metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hetmtl import paths
+from hetmtl.errors import UserError
+from hetmtl.tracking import receipts
+from hetmtl.tracking.mlflow_store import (client, ensure_experiment, log_metrics, log_new_run, retry,
+                                          supersede)
+
+
+class StoreMismatch(UserError, RuntimeError):
+    """The store lacks runs the receipts hold, or shows other metrics."""
+
+
+def run_records(params, suite: str, root: Path) -> list[tuple[Path, str, dict]]:
+    """``(file, run_id, record)`` of every run on disk for the suite's grid:
+    training and sweep receipts, and the relations details."""
+    out = []
+    receipt_files = [root / paths.receipt(**k) for k in params.runs(suite)]
+    receipt_files += [root / paths.sweep_receipt(**w) for w in params.sweep_runs(suite)]
+    for path in receipt_files:
+        if path.exists():
+            r = receipts.read(path)
+            out.append((path, r["run_id"], receipts.record(r, path)))
+    for group in params["groups"]:
+        detail = (root / paths.relations_csv(suite, group)).with_suffix(".json")
+        if detail.exists():
+            d = json.loads(detail.read_text())
+            if "record" in d:
+                out.append((detail, d.get("run_id", ""), d["record"]))
+    return out
+
+
+def _store_runs(c, experiment_id: str) -> dict[str, object]:
+    """FINISHED training runs of the experiment by id and by original id."""
+    runs = retry(lambda: c.search_runs([experiment_id], "tags.`hetmtl.kind` = 'training' and "
+                                       "attributes.status = 'FINISHED'", max_results=50000))
+    found = {}
+    for r in runs:
+        found[r.info.run_id] = r
+        if "hetmtl.original_run_id" in r.data.tags:
+            found[r.data.tags["hetmtl.original_run_id"]] = r
+    return found
+
+
+def _relations_artifacts(path: Path) -> list[Path]:
+    return [path, path.with_suffix(".png")] if path.suffix == ".json" else []
+
+
+def rebuild(params, suite: str, root: Path) -> dict:
+    """Log every run on disk that the store lacks; returns counts."""
+    records = run_records(params, suite, root)
+    exp = ensure_experiment(root, suite, [f"{g}/{s}" for g, s in params.tracking_parents()])
+    c = client(root)
+    present = _store_runs(c, exp["experiment_id"])
+    logged = 0
+    for path, run_id, rec in records:
+        if run_id and run_id in present:
+            continue
+        tags = {**rec["tags"], "hetmtl.rebuilt_from": path.relative_to(root).as_posix()}
+        if run_id:
+            tags["hetmtl.original_run_id"] = run_id
+        new = log_new_run(c, exp, rec["parent"], rec["run_name"], tags, rec["params"])
+        for entry in rec["history"]:
+            log_metrics(c, new, {k: v for k, v in entry.items() if k != "epoch"}, int(entry["epoch"]))
+        log_metrics(c, new, rec["final"], int(rec["final_step"]))
+        for artifact in _relations_artifacts(path):
+            if artifact.exists():
+                retry(lambda: c.log_artifact(new, str(artifact)))
+        retry(lambda: c.set_terminated(new, status="FINISHED"))
+        supersede(c, exp["experiment_id"], rec["tags"], new)
+        logged += 1
+    return {"experiment": exp["experiment"], "experiment_id": exp["experiment_id"],
+            "runs_on_disk": len(records), "logged": logged, "tracking_uri": exp["tracking_uri"]}
+
+
+def check(params, suite: str, root: Path) -> int:
+    """Raise :class:`StoreMismatch` unless the store holds every run on disk,
+    FINISHED, with the metrics its receipt records; returns the count."""
+    records = run_records(params, suite, root)
+    exp = ensure_experiment(root, suite, [])
+    present = _store_runs(client(root), exp["experiment_id"])
+    missing, differ = [], []
+    for path, run_id, rec in records:
+        run = present.get(run_id)
+        if run is None:
+            missing.append(path.relative_to(root).as_posix())
+            continue
+        want = receipts.latest_metrics({"record": rec}, path)
+        if {k: float(v) for k, v in run.data.metrics.items()} != want:
+            differ.append(path.relative_to(root).as_posix())
+    if missing or differ:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} run(s) missing or not FINISHED ({', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''})")
+        if differ:
+            parts.append(f"{len(differ)} run(s) with other metrics than their receipt ({', '.join(differ[:3])}"
+                         f"{' ...' if len(differ) > 3 else ''})")
+        raise StoreMismatch(f"the MLflow store {exp['tracking_uri']} differs from the receipts of suite {suite}: "
+                            + "; ".join(parts) + f"; run `hetmtl tracking rebuild --suite {suite}`")
+    return len(records)
