@@ -8,6 +8,8 @@
 # src/hetmtl/params/params.schema.yaml); rules only call the hetmtl CLI.
 
 import re
+import sys
+import time
 
 from snakemake.utils import min_version, validate
 
@@ -16,15 +18,46 @@ min_version("9.0")
 configfile: "workflow/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
-from hetmtl import paths
+from hetmtl import paths, preflight
+from hetmtl.errors import UserError
 from hetmtl.params import load_params
 
-P = load_params(workflow.basedir)
-SUITE = config["suite"]
-S = P.suite(SUITE)
+STARTED = time.time()
+try:
+    P = load_params(workflow.basedir)
+    SUITE = config["suite"]
+    S = P.suite(SUITE)
+except UserError as exc:  # one line naming the file and key (hetmtl/errors.py)
+    sys.exit(f"error: {exc}")
 RUNS = P.runs(SUITE)
 GROUP_TASKS = sorted({t for g in P["groups"] for t in P.tasks_of(g)})
 SOURCES = sorted({P["tasks"][t]["source"] for t in GROUP_TASKS})
+
+# Before anything is planned (the main process only: not the jobs it submits):
+# writable folders, archives still as fetched, the locks of a killed run
+# (hetmtl/preflight.py).
+if workflow.is_main_process:
+    problems = preflight.writable(workflow.basedir, ["results", "logs", "data", "reports", ".snakemake"])
+    problems += preflight.verify_archives(P, SUITE, SOURCES)[0]
+    if problems:
+        sys.exit("\n".join(f"error: {p}" for p in problems))
+    missing = preflight.missing_archives(P, SUITE, SOURCES)
+    if missing:
+        print(f"[hetmtl] {len(missing)} archive(s) to fetch; offline, place them by hand: "
+              + "; ".join(missing), file=sys.stderr)
+    released = preflight.release_stale_locks(workflow.basedir)
+    if released:
+        print(f"[hetmtl] {released}", file=sys.stderr)
+
+
+onstart:
+    preflight.record_owner(workflow.basedir)
+
+
+onerror:
+    # the reason of every failed job, also without the profile's --show-failed-logs
+    for line in preflight.job_errors(workflow.basedir, SUITE, STARTED):
+        print(f"[hetmtl] failed: {line}", file=sys.stderr)
 
 
 include: "workflow/rules/common.smk"
