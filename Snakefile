@@ -69,8 +69,15 @@ include: "workflow/rules/report.smk"
 report: "workflow/report/workflow.rst"
 
 
+# Every file of the DAG is a target, not only the tables: Snakemake does not
+# remake a missing file whose consumers are up to date, so a deleted receipt,
+# model, relations matrix or prepared tensor would otherwise stay missing.
 rule all:
     input:
         expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=TABLES, ext=["md", "csv", "tex"]),
         [str(paths.figure(SUITE, f)) for f in FIGURES],
         [str(paths.metrics_file(SUITE, t)) for t in P["tables"]],
+        [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],
+        [str(f) for w in SWEEP_RUNS for f in (paths.sweep_receipt(**w), paths.sweep_receipt(**w).with_name("model.pt"))],
+        [f for t in GROUP_TASKS for f in prepared_of_task(t)],
+        [str(paths.relations_csv(SUITE, g)) for g in P["groups"]],

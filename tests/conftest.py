@@ -132,6 +132,20 @@ def e2e_background(request, forkserver_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def dvc_run(e2e_background):
+    """`dvc repro` of the tiny suite from a clean copy, dvc.yaml written for tiny
+    (started with the session): (project, seconds, CompletedProcess)."""
+    return e2e_background["dvc"].result()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(e2e_background):
+    """`snakemake` of the tiny suite from a clean copy (started with the session):
+    (project, seconds, CompletedProcess)."""
+    return e2e_background["snakemake"].result()
+
+
+@pytest.fixture(scope="session")
 def params():
     return load_params(ROOT)
 

@@ -174,3 +174,203 @@ def test_a_second_process_waits_for_the_job_lock(tmp_path):
     holder.wait()
     with files.lock(lock, "job"):  # free again at once
         pass
+
+
+# --- the Snakefile's preflight (hetmtl/preflight.py) -------------------------------------------------------------
+
+
+def _flip(path: Path) -> bytes:
+    """Flip one bit in the middle of ``path``, size and mtime kept; the old bytes."""
+    st = path.stat()
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 1
+    path.write_bytes(bytes(flipped))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return data
+
+
+def test_preflight_names_a_folder_the_workflow_cannot_write(tmp_path, monkeypatch):
+    from hetmtl import preflight
+
+    (tmp_path / "results").mkdir()
+    assert preflight.writable(tmp_path, ["results", "logs"]) == []
+    if os.geteuid() == 0:  # root writes anywhere: the kernel's answer to others, for results/ only
+        real = preflight._probe
+
+        def probe(folder):
+            if folder.name == "results":
+                raise PermissionError(errno.EROFS, "Read-only file system", str(folder))
+            real(folder)
+
+        monkeypatch.setattr(preflight, "_probe", probe)
+    else:
+        (tmp_path / "results").chmod(0o500)
+    [problem] = preflight.writable(tmp_path, ["results", "logs"])
+    assert problem.startswith(f"cannot write {tmp_path / 'results'}: ") and "make the folder writable" in problem
+    assert "(the workflow writes results/)" in problem
+
+
+def test_preflight_names_an_archive_flipped_with_size_and_mtime_kept(project, params):
+    from hetmtl import preflight
+
+    suite = params.suite("tiny")
+    source = params["sources"]["coil20_unproc"]
+    archive = project / suite["raw_dir"] / source["archive"]
+    write_standin(source["layout"], archive, 6)
+    assert preflight.verify_archives(params, "tiny", ["coil20_unproc", "office31"])[0] == []  # office31 absent
+    _flip(archive)
+    problems, seconds, size = preflight.verify_archives(params, "tiny", ["coil20_unproc", "office31"])
+    assert size == archive.stat().st_size
+    [line] = problems
+    assert line.startswith(f"{suite['raw_dir']}/{source['archive']}: MD5 ") and "delete it and its .md5" in line
+
+
+def test_preflight_names_every_real_archive_still_to_fetch(project, params):
+    from hetmtl import preflight
+
+    sources = sorted(params["sources"])
+    missing = preflight.missing_archives(params, "paper", sources)
+    assert len(missing) == len(sources) == 5
+    for name in sources:
+        assert any(params["sources"][name]["archive"] in m and params["sources"][name]["md5"] in m for m in missing)
+    assert preflight.missing_archives(params, "tiny", sources) == []  # stand-ins are generated
+
+
+def test_the_locks_of_a_killed_snakemake_are_released_and_a_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from hetmtl import preflight
+
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x\n")
+    assert preflight.release_stale_locks(tmp_path) is None  # nobody recorded: left alone
+    preflight.record_owner(tmp_path)  # this process: alive
+    assert preflight.release_stale_locks(tmp_path) is None and (locks / "0.input.lock").exists()
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = json.loads((tmp_path / preflight.OWNER).read_text())
+    (tmp_path / preflight.OWNER).write_text(json.dumps({**owner, "pid": dead.pid,
+                                                        "started": preflight._started(dead.pid)}))
+    assert preflight.release_stale_locks(tmp_path) is None  # alive
+    dead.kill()
+    dead.wait()
+    assert "was killed" in preflight.release_stale_locks(tmp_path)
+    assert list(locks.iterdir()) == [] and not (tmp_path / preflight.OWNER).exists()
+    (locks / "0.input.lock").write_text("x\n")  # another host's run on a shared file system: never touched
+    (tmp_path / preflight.OWNER).write_text(json.dumps({**owner, "pid": dead.pid, "host": "elsewhere"}))
+    assert preflight.release_stale_locks(tmp_path) is None and (locks / "0.input.lock").exists()
+
+
+def test_the_error_line_of_each_failed_job_is_found_in_its_log(tmp_path):
+    import time
+
+    from hetmtl import preflight
+
+    logs = tmp_path / "logs" / "tiny" / "fetch"
+    logs.mkdir(parents=True)
+    (logs / "old.log").write_text("error: from an earlier run\n")
+    os.utime(logs / "old.log", (1, 1))
+    (logs / "ok.log").write_text("ok data/x.zip\n")
+    (logs / "a.log").write_text("downloading\nerror: office31: could not download x.tar.gz\n")
+    (logs / "b.log").write_text("Traceback (most recent call last):\n  File x\nKeyError: 'y'\n")
+    assert preflight.job_errors(tmp_path, "tiny", time.time() - 60) == [
+        "logs/tiny/fetch/a.log: error: office31: could not download x.tar.gz", "logs/tiny/fetch/b.log: KeyError: 'y'"]
+
+
+# --- the same faults on a finished tiny run (conftest.py's tiny_run) ----------------------------------------------
+
+
+def _run(cmd, cwd, **kw):
+    import subprocess
+
+    from conftest import e2e_env
+
+    return subprocess.run(cmd, cwd=cwd, env=e2e_env(), capture_output=True, text=True, timeout=600, **kw)
+
+
+def _bin(name: str) -> str:
+    import sys
+
+    return str(Path(sys.executable).parent / name)
+
+
+SNAKEMAKE = ["--profile", "workflow/profiles/default", "--cores", "2", "--config", "suite=tiny"]
+
+
+def test_an_archive_flipped_with_its_mtime_kept_stops_snakemake_before_any_job(tiny_run, params):
+    proj = tiny_run[0]
+    archive = proj / params.suite("tiny")["raw_dir"] / params["sources"]["chars74k_hnd"]["archive"]
+    good = _flip(archive)
+    try:
+        proc = _run([_bin("snakemake"), "-n", *SNAKEMAKE], proj)
+    finally:
+        st = archive.stat()
+        archive.write_bytes(good)
+        os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert proc.returncode == 1
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert f"{archive.relative_to(proj)}: MD5 " in line and "Traceback" not in proc.stderr
+    assert "Building DAG" not in proc.stdout + proc.stderr  # stopped before planning
+
+
+def test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command(tiny_run, tmp_path, params):
+    """Kill Snakemake and its jobs mid-training: the README's command, run again,
+    finishes the work (no --unlock), and the store holds one FINISHED run per job."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from conftest import e2e_env
+    from mlflow.tracking import MlflowClient
+
+    proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
+    cells = [dict(suite="tiny", group=g, setting="no_prior", method="mtal") for g in ("related", "unrelated")]
+    redo = [paths.run_dir(**c, seed=s) for c in cells for s in params.suite("tiny")["seeds"]]
+    for run_dir in redo:
+        shutil.rmtree(proj / run_dir)
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen([_bin("snakemake"), *SNAKEMAKE], cwd=proj, env=e2e_env(), stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((proj / "results" / "tiny" / "checkpoints").rglob("seed*.pt")):  # a job is mid-training
+        assert first.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    log.close()
+    assert any((proj / ".snakemake" / "locks").iterdir())
+    again = _run([_bin("snakemake"), *SNAKEMAKE], proj)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "removed the locks of a Snakemake run that was killed" in again.stderr
+    for run_dir in redo:
+        assert (proj / run_dir / "receipt.json").exists()
+    assert _run([_bin("hetmtl"), "tracking", "check", "--suite", "tiny"], proj).returncode == 0
+    c = MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("hetmtl-tiny")
+    finished = c.search_runs([exp.experiment_id], "tags.`hetmtl.kind` = 'training' and attributes.status = 'FINISHED'",
+                             max_results=10000)
+    keys = [tuple(r.data.tags.get(k) for k in ("group", "setting", "method", "seed", "sweep", "sweep_value"))
+            for r in finished]
+    assert len(keys) == len(set(keys))
+
+
+def test_adopting_snakemakes_outputs_into_dvc_leaves_both_tools_with_nothing_to_do(tiny_run, tmp_path):
+    """The README's order: a finished `snakemake`, then `dvc commit -f`: DVC
+    records the outputs without changing their mtimes, so Snakemake plans nothing."""
+    import shutil
+
+    proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
+    assert _run(["git", "init", "-q"], proj).returncode == 0
+    assert _run([_bin("hetmtl"), "dvc-yaml", "--suite", "tiny"], proj).returncode == 0
+    times = {p: p.stat().st_mtime_ns for d in ("data", "results", "reports") for p in (proj / d).rglob("*")
+             if p.is_file()}
+    commit = _run([_bin("dvc"), "commit", "-f"], proj)
+    assert commit.returncode == 0, commit.stderr
+    assert {p: p.stat().st_mtime_ns for p in times} == times
+    planned = _run([_bin("snakemake"), "-n", *SNAKEMAKE], proj)
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+    status = _run([_bin("dvc"), "status", "--json"], proj)
+    assert json.loads(status.stdout) == {}

@@ -36,19 +36,6 @@ def run(cmd, cwd, check=True, timeout=900):
     return proc
 
 
-@pytest.fixture(scope="module")
-def dvc_run(e2e_background):
-    """`dvc repro` of the tiny suite from a clean copy, dvc.yaml written for tiny
-    (started with the session: conftest.py)."""
-    return e2e_background["dvc"].result()
-
-
-@pytest.fixture(scope="module")
-def tiny_run(e2e_background):
-    """`snakemake` of the tiny suite from a clean copy (started with the session: conftest.py)."""
-    return e2e_background["snakemake"].result()
-
-
 def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
     proj, seconds, _ = tiny_run
     params = load_params(proj)

@@ -27,24 +27,36 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
 from hetmtl.data.archives import md5sum
+from hetmtl.files import explain
 
 OWNER = Path(".snakemake") / "hetmtl-lock-owner.json"
 
 
+def _probe(folder: Path) -> None:
+    """Create and remove a file in ``folder``: the kernel's answer, root and
+    read-only mounts included (``os.access`` says yes to root)."""
+    with tempfile.TemporaryFile(dir=folder, prefix=".hetmtl-probe-"):
+        pass
+
+
 def writable(root: Path, folders: list[str]) -> list[str]:
-    """One line per folder that exists (or whose nearest existing parent exists)
-    but cannot be written."""
+    """One line per folder the workflow writes that cannot be written (the folder,
+    or the nearest existing folder above it)."""
     problems = []
     for rel in folders:
         path = Path(root) / rel
-        probe = next((p for p in (path, *path.parents) if p.exists()), None)
-        if probe is not None and not os.access(probe, os.W_OK | os.X_OK):
-            problems.append(f"{probe}: not writable, and the workflow writes {rel}/ "
-                            "(make it writable, or run from a copy of the project where it is)")
+        probe = next((p for p in (path, *path.parents) if p.is_dir()), None)
+        if probe is None:
+            continue
+        try:
+            _probe(probe)
+        except OSError as exc:
+            problems.append(explain(probe, exc) + f" (the workflow writes {rel}/)")
     return problems
 
 
