@@ -23,6 +23,9 @@ MTAL, JOB = "src/hetmtl/methods/mtal.py", "src/hetmtl/training/job.py"
 MTDA, T_MTDA = "src/hetmtl/methods/mtda.py", "tests/test_mtda.py"
 FS, T_FS, DVCY = "src/hetmtl/forkserver.py", "tests/test_forkserver.py", "src/hetmtl/dvc_yaml.py"
 T_RERUN = "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches"
+T_LOST = "tests/test_pipeline.py::test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical"
+T_CRASH = "tests/test_pipeline.py::test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint"
+PF = "src/hetmtl/preflight.py"
 # (name, file, exact old text (occurs once), new text, test that must fail)
 DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
   ("links", "src/hetmtl/data/archives.py", "if info.issym() or info.islnk():", "if False:", "tests/test_data.py::test_links_are_refused"),
@@ -142,6 +145,25 @@ MECHANISMS = [
   ("write: torch's full disk unexplained", "src/hetmtl/files.py", "    elif code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < LOW_SPACE):", "    elif code in (errno.ENOSPC, errno.EDQUOT):", "tests/test_failures.py::test_a_full_disk_names_the_path_and_leaves_the_old_file"),
   ("cli: tracebacks for user errors", "src/hetmtl/cli.py", "    except (UserError, OSError) as exc:", "    except ParamsError as exc:", "tests/test_failures.py::test_user_errors_are_one_line_and_debug_shows_the_traceback"),
   ("cli: OS write errors unexplained", "src/hetmtl/cli.py", '        return files.explain(Path(exc.filename), exc, "use")', "        return str(exc)", "tests/test_failures.py::test_a_read_only_path_from_the_os_is_explained_by_the_cli"),
+  # fail loudly: the store, the job lock, the Snakefile's preflight (issue 10)
+  ("store: tables lose the final metrics", "src/hetmtl/tracking/receipts.py", '    return out + [(int(rec["final_step"]), dict(rec["final"]))]', "    return out", f"{T_LOST}"),
+  ("store: rebuild drops the curves", "src/hetmtl/tracking/rebuild.py", '        for entry in rec["history"]:\n            log_metrics(', '        for entry in []:\n            log_metrics(', f"{T_LOST}"),
+  ("store: rebuild logs twice", "src/hetmtl/tracking/rebuild.py", "        if run_id and run_id in present:\n            continue\n", "", f"{T_LOST}"),
+  ("store: damage not named", "src/hetmtl/tracking/mlflow_store.py", '            if any(d in text for d in DAMAGED):', "            if False:", "tests/test_tracking.py::test_a_damaged_store_is_named_with_the_recovery"),
+  ("store: marker holds ids", "src/hetmtl/tracking/mlflow_store.py", 'json.dumps({"experiment": ids["experiment"], "parents": names}', 'json.dumps(ids', "tests/test_tracking.py::test_the_marker_does_not_change_with_the_store"),
+  ("store: two FINISHED runs of a job", "src/hetmtl/tracking/mlflow_store.py", "            supersede(self.c, self.experiment[\"experiment_id\"], self.tags, self.run_id)", "            pass", f"{T_CRASH}"),
+  ("store: supersedes another seed", "src/hetmtl/tracking/mlflow_store.py", "if r.info.run_id != run_id and all(k in tags or k not in r.data.tags for k in KEY_TAGS)]", "if r.info.run_id != run_id]", "tests/test_tracking.py::test_a_finished_rerun_supersedes_the_older_finished_runs_of_its_job"),
+  ("job: no lock", "src/hetmtl/files.py", "            fcntl.flock(fd, fcntl.LOCK_EX)\n", "            pass\n", "tests/test_failures.py::test_a_second_process_waits_for_the_job_lock"),
+  ("job: finished job trained again", JOB, "            if done.get(\"job_digest\") == params.job_digest(key[\"suite\"], key, sweep):", "            if False:", f"{T_CRASH}"),
+  ("job: crash leaves the run RUNNING", JOB, '        logger.finish("FAILED")\n', "", f"{T_CRASH}"),
+  ("preflight: read-only folder passes", PF, "            problems.append(explain(probe, exc)", "            0 and problems.append(explain(probe, exc)", "tests/test_failures.py::test_preflight_names_a_folder_the_workflow_cannot_write"),
+  ("preflight: archives not verified", "Snakefile", "    problems += preflight.verify_archives(P, SUITE, SOURCES)[0]\n", "", "tests/test_failures.py::test_an_archive_flipped_with_its_mtime_kept_stops_snakemake_before_any_job"),
+  ("preflight: md5 compared to itself", PF, "        if actual != want:", "        if False:", "tests/test_failures.py::test_preflight_names_an_archive_flipped_with_size_and_mtime_kept"),
+  ("preflight: missing archives unnamed", PF, "        if not archive.exists():\n            out.append(", "        if False:\n            out.append(", "tests/test_failures.py::test_preflight_names_every_real_archive_still_to_fetch"),
+  ("preflight: a live run's locks removed", PF, "    if _started(int(owner[\"pid\"])) == owner[\"started\"]:\n        return None", "    if False:\n        return None", "tests/test_failures.py::test_the_locks_of_a_killed_snakemake_are_released_and_a_live_ones_kept"),
+  ("preflight: stale locks kept", "Snakefile", "    released = preflight.release_stale_locks(workflow.basedir)", "    released = None", "tests/test_failures.py::test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command"),
+  ("preflight: old logs' errors", PF, "        if log.stat().st_mtime < since:", "        if False:", "tests/test_failures.py::test_the_error_line_of_each_failed_job_is_found_in_its_log"),
+  ("snakemake: missing receipts not remade", "Snakefile", "        [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],\n", "", "tests/test_failures.py::test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

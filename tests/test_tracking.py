@@ -65,3 +65,21 @@ def test_a_damaged_store_is_named_with_the_recovery(tmp_path, monkeypatch):
         con.execute("select count(*) from runs").fetchall()
     with pytest.raises(UserError, match=r"damaged .*hetmtl tracking rebuild --suite"):
         ensure_experiment(tmp_path, "tiny", ["related/shared"])
+
+
+def test_the_marker_does_not_change_with_the_store(tmp_path, monkeypatch):
+    """The marker (a DAG input of every training job) names the experiment and its
+    parents, not their ids: a new store (rebuilt, or another server) leaves it
+    byte-identical, so neither Snakemake nor DVC retrains anything."""
+    from hetmtl import paths
+    from hetmtl.tracking.mlflow_store import init_experiment
+
+    parents = [("related", "shared"), ("related", "prior")]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'one.db'}")
+    init_experiment(tmp_path, "tiny", [("unrelated", "shared")])  # other ids in this store
+    first = init_experiment(tmp_path, "tiny", parents)
+    marker = (tmp_path / paths.experiment_marker("tiny")).read_bytes()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'two.db'}")
+    second = init_experiment(tmp_path, "tiny", parents)
+    assert second["parents"] != first["parents"]
+    assert (tmp_path / paths.experiment_marker("tiny")).read_bytes() == marker
