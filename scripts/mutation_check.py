@@ -163,6 +163,7 @@ MECHANISMS = [
   ("preflight: a live run's locks removed", PF, "    if _started(int(owner[\"pid\"])) == owner[\"started\"]:\n        return None", "    if False:\n        return None", "tests/test_failures.py::test_the_locks_of_a_killed_snakemake_are_released_and_a_live_ones_kept"),
   ("preflight: stale locks kept", "Snakefile", "    released = preflight.release_stale_locks(workflow.basedir)", "    released = None", "tests/test_failures.py::test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command"),
   ("preflight: old logs' errors", PF, "        if log.stat().st_mtime < since:", "        if False:", "tests/test_failures.py::test_the_error_line_of_each_failed_job_is_found_in_its_log"),
+  ("params: schema errors on one indented block", "src/hetmtl/params/__init__.py", 'raise ParamsError("".join(f"\\nerror: {line}" if i else line for i, line in enumerate(lines)))', 'raise ParamsError("invalid parameters:\\n  " + "\\n  ".join(lines))', "tests/test_params.py::test_every_schema_error_is_one_line_naming_its_file_and_key"),
   ("snakemake: missing receipts not remade", "Snakefile", "        [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],\n", "", "tests/test_failures.py::test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}

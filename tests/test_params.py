@@ -119,6 +119,18 @@ def test_degenerate_params_are_refused_before_any_job(project, file, section, ke
     assert str(err.value).count(f"params/{file}") == 1 and message in str(err.value), str(err.value)
 
 
+def test_every_schema_error_is_one_line_naming_its_file_and_key(project):
+    def put(d):
+        d["training"]["lr"], d["training"]["momentum"] = -1, 1.0
+
+    edit(project, "params/training.yaml", put)
+    with pytest.raises(ParamsError) as err:
+        load_params(project)
+    lines = f"error: {err.value}".splitlines()  # as the CLI and the Snakefile print it
+    assert [ln.split(": ")[:3] for ln in lines] == [["error", "params/training.yaml", "training.lr"],
+                                                    ["error", "params/training.yaml", "training.momentum"]]
+
+
 def test_data_step_digests_follow_their_code(tmp_path):
     """Snakemake reruns prepare (and fetch) after an edit of their code, as DVC
     does (its stages list the same files, params.DATA_CODE): prepared data made by

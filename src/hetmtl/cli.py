@@ -51,6 +51,21 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from hetmtl import preflight
+
+    p = _params(args)
+    sources = sorted({p["tasks"][t]["source"] for g in p["groups"] for t in p.tasks_of(g)})
+    problems, seconds, size = preflight.verify_archives(p, args.suite, sources)
+    missing = preflight.missing_archives(p, args.suite, sources)
+    if problems:
+        print("\n".join(f"error: {line}" for line in problems), file=sys.stderr)
+        return 1
+    print(f"archives of suite {args.suite} as recorded: {size / 2**20:.1f} MiB hashed in {seconds:.2f} s"
+          + (f"; still to fetch: {'; '.join(missing)}" if missing else ""))
+    return 0
+
+
 def cmd_prepare(args) -> int:
     from hetmtl.data.prepare import prepare_task
 
@@ -194,6 +209,8 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     add("check-params", cmd_check_params, "validate params/ and show the grid size")
     sp = add("fetch", cmd_fetch, "get (or generate) and verify source archives")
     sp.add_argument("--source", action="append", help="source name (default: every source the grid uses)")
+    add("verify", cmd_verify, "check every archive present against the MD5 recorded when it was fetched "
+                              "(snakemake does it on every run)")
     sp = add("prepare", cmd_prepare, "decode, select classes, split, save uint8 tensors")
     sp.add_argument("--task", action="append", required=True)
     add("init-tracking", cmd_init_tracking, "create the suite's MLflow experiment and parent runs")

@@ -397,6 +397,7 @@ def load_params(root: Path | str | None = None) -> Params:
                 if path[0] == "suites" and len(path) > 1:
                     path = ["suite", *path[2:]]
             lines.append(f"{where}: {_key(path)}: {err.message}")
-        raise ParamsError("invalid parameters:\n  " + "\n  ".join(lines))
+        # one line per error, each naming its file and key (printed as `error: <line>`)
+        raise ParamsError("".join(f"\nerror: {line}" if i else line for i, line in enumerate(lines)))
     _semantic_checks(merged, files)
     return Params(data=merged, files=files, root=root)
