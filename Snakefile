@@ -50,10 +50,6 @@ if workflow.is_main_process:
         print(f"[hetmtl] {released}", file=sys.stderr)
 
 
-onstart:
-    preflight.record_owner(workflow.basedir)
-
-
 onerror:
     # the reason of every failed job, also without the profile's --show-failed-logs
     for line in preflight.job_errors(workflow.basedir, SUITE, STARTED):

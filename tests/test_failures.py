@@ -238,29 +238,34 @@ def test_preflight_names_every_real_archive_still_to_fetch(project, params):
 
 
 def test_the_locks_of_a_killed_snakemake_are_released_and_a_live_ones_kept(tmp_path):
+    """Snakemake's locks are removed only when no other Snakemake of the project
+    is alive: each holds preflight.RUNNING shared for its life (here: processes
+    doing what the Snakefile does), and the kernel drops it at kill -9."""
     import subprocess
     import sys
-
-    from hetmtl import preflight
 
     locks = tmp_path / ".snakemake" / "locks"
     locks.mkdir(parents=True)
     (locks / "0.input.lock").write_text("x\n")
-    assert preflight.release_stale_locks(tmp_path) is None  # nobody recorded: left alone
-    preflight.record_owner(tmp_path)  # this process: alive
-    assert preflight.release_stale_locks(tmp_path) is None and (locks / "0.input.lock").exists()
-    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    owner = json.loads((tmp_path / preflight.OWNER).read_text())
-    (tmp_path / preflight.OWNER).write_text(json.dumps({**owner, "pid": dead.pid,
-                                                        "started": preflight._started(dead.pid)}))
-    assert preflight.release_stale_locks(tmp_path) is None  # alive
-    dead.kill()
-    dead.wait()
-    assert "was killed" in preflight.release_stale_locks(tmp_path)
-    assert list(locks.iterdir()) == [] and not (tmp_path / preflight.OWNER).exists()
-    (locks / "0.input.lock").write_text("x\n")  # another host's run on a shared file system: never touched
-    (tmp_path / preflight.OWNER).write_text(json.dumps({**owner, "pid": dead.pid, "host": "elsewhere"}))
-    assert preflight.release_stale_locks(tmp_path) is None and (locks / "0.input.lock").exists()
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from hetmtl import preflight\n"
+            "print(preflight.release_stale_locks(sys.argv[1]), flush=True); time.sleep(60)\n")
+    live = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), src], stdout=subprocess.PIPE, text=True)
+    assert "was killed" in live.stdout.readline()  # nobody alive: the stale lock goes
+    assert list(locks.iterdir()) == []
+    (locks / "0.input.lock").write_text("x\n")  # the live run's own lock
+    second = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), src], stdout=subprocess.PIPE, text=True)
+    assert second.stdout.readline().strip() == "None"  # another run is alive: left alone
+    assert (locks / "0.input.lock").exists()
+    live.kill(), live.wait()
+    third = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), src], stdout=subprocess.PIPE, text=True)
+    assert third.stdout.readline().strip() == "None"  # the second is still alive
+    assert (locks / "0.input.lock").exists()
+    second.kill(), second.wait(), third.kill(), third.wait()
+    last = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), src], stdout=subprocess.PIPE, text=True)
+    assert "was killed" in last.stdout.readline()  # every run that held it is dead
+    assert list(locks.iterdir()) == []
+    last.kill(), last.wait()
 
 
 def test_the_error_line_of_each_failed_job_is_found_in_its_log(tmp_path):
@@ -374,3 +379,42 @@ def test_adopting_snakemakes_outputs_into_dvc_leaves_both_tools_with_nothing_to_
     assert "Nothing to be done" in planned.stdout + planned.stderr
     status = _run([_bin("dvc"), "status", "--json"], proj)
     assert json.loads(status.stdout) == {}
+
+
+def test_run_job_trains_under_the_lock_beside_its_checkpoint(project, params, monkeypatch):
+    import fcntl
+
+    from hetmtl.training import job
+
+    key = dict(suite="tiny", group="related", setting="no_prior", method="mtal", seed=0)
+    lock = project / paths.checkpoint(**key).with_suffix(".lock")
+    seen = []
+
+    def train(*args):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # held by run_job (another open file: flock conflicts)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        seen.append(args[1])
+        return {"done": True}
+
+    monkeypatch.setattr(job, "_train", train)
+    params = type(params)(data=params.data, files=params.files, root=project)
+    assert job.run_job(params, key) == {"done": True} and seen == [key]
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after the job
+    os.close(fd)
+
+
+def test_a_job_is_finished_only_for_the_same_parameters_code_and_data(tmp_path):
+    from hetmtl.training.job import finished
+
+    receipt, model = tmp_path / "receipt.json", tmp_path / "model.pt"
+    receipt.write_text(json.dumps({"job_digest": "j", "params_digest": "p", "run_id": "r"}))
+    assert finished(receipt, model, "j", "p") is None  # no model: not finished
+    model.write_bytes(b"m")
+    assert finished(receipt, model, "j", "p")["run_id"] == "r"
+    assert finished(receipt, model, "other code", "p") is None
+    assert finished(receipt, model, "j", "other data or R") is None

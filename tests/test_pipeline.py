@@ -324,8 +324,35 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
     assert c.get_run(done["run_id"]).info.status == "KILLED"
     assert c.get_run(done["run_id"]).data.tags["hetmtl.superseded_by"] == crashed
     # Run again (a job that outlived a killed Snakemake finished it): nothing is trained twice.
-    monkeypatch.setattr(job, "_train", lambda *a: pytest.fail("trained a finished job again"))
+    real_train_deep = job.train_deep
+    monkeypatch.setattr(job, "train_deep", lambda *a, **k: pytest.fail("trained a finished job again"))
     assert job.run_job(params, key, device_name="cpu", threads=1, progress=False) == again
+
+    # A job that outlived a killed Snakemake (A: here this process, holding the job's
+    # lock and training) and the rerun's job (B, its outputs removed by Snakemake
+    # first): B waits for A, then finds the job finished and trains nothing.
+    from hetmtl import files
+
+    monkeypatch.setattr(job, "train_deep", real_train_deep)
+    (proj / paths.receipt(**key)).unlink()
+    (proj / paths.model_file(**key)).unlink()
+    cmd = [str(BIN / "hetmtl"), "train", "--suite", "tiny", "--group", "related", "--setting", "no_prior",
+           "--method", "mtal", "--seed", "0", "--device", "cpu", "--no-progress"]
+    with files.lock(proj / paths.checkpoint(**key).with_suffix(".lock"), "A"):
+        b = subprocess.Popen(cmd, cwd=proj, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in b.stderr:
+            if "another process holds" in line:
+                break
+        else:
+            pytest.fail(f"B did not wait: {b.stdout.read()}")
+        a = job._train(params, key, "cpu", 1, False, None)
+    out, _ = b.communicate(timeout=300)
+    assert b.returncode == 0 and "already trained" in out
+    finished = c.search_runs([c.get_experiment_by_name("hetmtl-tiny").experiment_id],
+                             "tags.method = 'mtal' and tags.setting = 'no_prior' and tags.group = 'related' and "
+                             "tags.seed = '0' and attributes.status = 'FINISHED'")
+    assert [r.info.run_id for r in finished if "sweep" not in r.data.tags] == [a["run_id"]]
+    assert json.loads((proj / paths.receipt(**key)).read_text())["run_id"] == a["run_id"]
 
 
 def test_dvc_yaml_is_what_params_give():

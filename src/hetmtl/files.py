@@ -144,6 +144,11 @@ def lock(path: Path, what: str):
         except BlockingIOError:
             print(f"[hetmtl] {what}: another process holds {path}; waiting for it", file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without flock (some NFS, Lustre without -o flock)
+            if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
+                raise
+            print(f"[hetmtl] {what}: {path}: no file locks on this file system ({exc.strerror}); "
+                  "going on without", file=sys.stderr, flush=True)
         yield
     finally:
         os.close(fd)

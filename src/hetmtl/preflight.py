@@ -13,29 +13,24 @@ failure is one line naming the path and what to do, before any job starts:
 * :func:`missing_archives`: the archives the fetch jobs still have to get,
   named together (a plain ``snakemake`` without ``--keep-going`` stops at the
   first failed job);
-* :func:`release_stale_locks` and :func:`record_owner`: a Snakemake run killed
-  with ``kill -9`` leaves its locks; the next run removes them when the run that
-  took them is dead (its PID and start time, recorded by the Snakefile's
-  ``onstart``, on this host), so restarting needs no ``--unlock``. A live run's
-  locks are never touched;
+* :func:`release_stale_locks`: a Snakemake run killed with ``kill -9`` leaves
+  its locks; the next run removes them when no other Snakemake of the project is
+  alive (each holds a shared flock for its life, which the kernel drops when it
+  dies), so restarting needs no ``--unlock``. A live run's locks are never touched;
 * :func:`job_errors`: after a failure, the ``error:`` line of every job log
   written by this run, so the reason shows without ``--show-failed-logs``.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 from hetmtl.data.archives import md5sum
 from hetmtl.files import explain
-
-OWNER = Path(".snakemake") / "hetmtl-lock-owner.json"
-
 
 def _probe(folder: Path) -> None:
     """Create and remove a file in ``folder``: the kernel's answer, root and
@@ -101,41 +96,43 @@ def missing_archives(params, suite_name: str, sources: list[str]) -> list[str]:
     return out
 
 
-def _started(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), None if gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def record_owner(root: Path) -> None:
-    """Called from ``onstart`` (the run holds the locks): who holds them."""
-    path = Path(root) / OWNER
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": os.getpid(), "started": _started(os.getpid()),
-                                "host": socket.gethostname()}) + "\n")
+# Held by every main Snakemake process of this project for its whole life (shared),
+# released by the kernel when it dies, kill -9 included.
+RUNNING = Path(".snakemake") / "hetmtl-running.lock"
+_held: list[int] = []  # the descriptor, kept open for the life of the process
+NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)  # a file system without flock (some NFS, Lustre)
 
 
 def release_stale_locks(root: Path) -> str | None:
-    """Remove the locks of a dead Snakemake run of this host; a message if it did."""
-    locks = Path(root) / ".snakemake" / "locks"
-    owner_file = Path(root) / OWNER
-    if not locks.is_dir() or not any(locks.iterdir()) or not owner_file.exists():
-        return None
+    """Remove Snakemake's locks when no other Snakemake of this project is alive;
+    a message if it did. Every main process holds :data:`RUNNING` shared for its
+    whole life; only a process that can take it exclusively (nobody else holds
+    it: the run that left the locks is dead) removes them, then it too holds it
+    shared. Where the file system has no flock, nothing is removed."""
+    import fcntl
+
+    path = Path(root) / RUNNING
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    _held.append(fd)
     try:
-        owner = json.loads(owner_file.read_text())
-    except (OSError, json.JSONDecodeError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another Snakemake of this project is alive: its locks are real
+        fcntl.flock(fd, fcntl.LOCK_SH)
         return None
-    if owner.get("host") != socket.gethostname() or owner.get("started") is None:
-        return None  # another host's run (a shared file system), or no way to tell: leave it
-    if _started(int(owner["pid"])) == owner["started"]:
-        return None  # alive: its locks are real
-    for lock in locks.iterdir():
+    except OSError as exc:
+        if exc.errno in NO_FLOCK:
+            return None
+        raise
+    locks = Path(root) / ".snakemake" / "locks"
+    stale = sorted(locks.iterdir()) if locks.is_dir() else []
+    for lock in stale:
         lock.unlink(missing_ok=True)
-    owner_file.unlink(missing_ok=True)
-    return (f"removed the locks of a Snakemake run that was killed (pid {owner['pid']}); "
-            "its incomplete jobs rerun (rerun-incomplete), its finished jobs are kept")
+    fcntl.flock(fd, fcntl.LOCK_SH)  # from now on, ours are the live ones
+    if not stale:
+        return None
+    return ("removed the locks of a Snakemake run that was killed; its incomplete jobs rerun "
+            "(rerun-incomplete), its finished jobs are kept")
 
 
 def job_errors(root: Path, suite: str, since: float) -> list[str]:

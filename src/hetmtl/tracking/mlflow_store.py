@@ -44,7 +44,7 @@ class StoreError(UserError, RuntimeError):
 
 
 # SQLite's words for a file that is not (or no longer) a database
-DAMAGED = ("malformed", "file is not a database", "disk i/o error", "no such table")
+DAMAGED = ("malformed", "file is not a database", "no such table")
 
 
 def retry(fn: Callable[[], T], attempts: int = 12) -> T:
@@ -88,13 +88,35 @@ def ensure_experiment(root: Path, suite: str, parents: list[str]) -> dict:
     c = client(root)
     name = experiment_name(suite)
     exp = retry(lambda: c.get_experiment_by_name(name))
-    exp_id = exp.experiment_id if exp else retry(lambda: c.create_experiment(name, tags={"suite": suite}))
-    # A parent run that exists is reused (the oldest of its name).
+    if exp is not None:
+        existing = _parents(c, exp.experiment_id)
+        if all(p in existing for p in parents):
+            return _ids(root, name, exp.experiment_id, existing, parents)
+    # Something to create: one process of this project at a time (jobs started in
+    # parallel after the store was lost would each create the experiment or a parent).
+    with files.lock(Path(root) / "results" / ".mlflow-create.lock", f"MLflow experiment {name}"):
+        return _create(root, c, suite, name, parents)
+
+
+def _parents(c, exp_id: str) -> dict[str, str]:
+    """The experiment's parent runs by name (the oldest of a name)."""
     existing = {}
     for run in retry(lambda: c.search_runs([exp_id], "tags.`hetmtl.kind` = 'group'", max_results=10000,
                                            order_by=["attributes.start_time DESC"])):
         existing[run.info.run_name] = run.info.run_id
-    ids = {}
+    return existing
+
+
+def _ids(root: Path, name: str, exp_id: str, existing: dict, parents: list[str]) -> dict:
+    return {"experiment": name, "experiment_id": exp_id, "tracking_uri": tracking_uri(root),
+            "parents": {p: existing[p] for p in parents}}
+
+
+def _create(root: Path, c, suite: str, name: str, parents: list[str]) -> dict:
+    exp = retry(lambda: c.get_experiment_by_name(name))
+    exp_id = exp.experiment_id if exp else retry(lambda: c.create_experiment(name, tags={"suite": suite}))
+    # A parent run that exists is reused (the oldest of its name).
+    existing = _parents(c, exp_id)
     for name_ in parents:
         if name_ not in existing:
             group, setting = name_.split("/", 1)
@@ -103,8 +125,7 @@ def ensure_experiment(root: Path, suite: str, parents: list[str]) -> dict:
                                                    "hetmtl.kind": "group", "git_commit": git_commit(root)}))
             retry(lambda: c.set_terminated(run.info.run_id))
             existing[name_] = run.info.run_id
-        ids[name_] = existing[name_]
-    return {"experiment": name, "experiment_id": exp_id, "tracking_uri": tracking_uri(root), "parents": ids}
+    return _ids(root, name, exp_id, existing, parents)
 
 
 def init_experiment(root: Path, suite: str, parents: list[tuple[str, str]]) -> dict:
@@ -120,8 +141,29 @@ def init_experiment(root: Path, suite: str, parents: list[tuple[str, str]]) -> d
     return ids
 
 
-# The tags that name a run's job: two FINISHED runs never share them (RunLogger.finish)
-KEY_TAGS = ("suite", "group", "setting", "method", "seed", "sweep", "sweep_value")
+# The tags that name a run's job: two FINISHED runs never share them (RunLogger.finish).
+# `hetmtl.checkout` keeps clones that share an `mlflow server` from superseding
+# each other's runs.
+KEY_TAGS = ("suite", "group", "setting", "method", "seed", "sweep", "sweep_value", "hetmtl.checkout")
+
+
+def checkout(root: Path) -> str:
+    """This checkout's id: random, made once in ``results/.hetmtl-checkout``, so a
+    clone has its own and a moved or copied project keeps its own."""
+    import uuid
+
+    path = Path(root) / "results" / ".hetmtl-checkout"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+        tmp.write_text(uuid.uuid4().hex + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and only the first of jobs racing here wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 class RunLogger:
@@ -135,7 +177,8 @@ class RunLogger:
         self.c = client(root)
         self.parent = parent or f"{key['group']}/{key['setting']}"
         self.run_name = run_name or f"{key['method']}/seed{key['seed']}"
-        self.tags = {**{k: str(v) for k, v in key.items()}, **tags, "hetmtl.kind": "training"}
+        self.tags = {**{k: str(v) for k, v in key.items()}, **tags, "hetmtl.kind": "training",
+                     "hetmtl.checkout": checkout(root)}
         self.params = {k: str(v)[:6000] for k, v in _flatten(params).items()}
         self.experiment = ensure_experiment(root, suite, [self.parent])
         self.resumed = False
@@ -146,7 +189,7 @@ class RunLogger:
             except StoreError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the store lost the run (deleted, rebuilt): log a new one
-                if "not found" not in str(exc).lower() and "does not exist" not in str(exc).lower():
+                if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 run_id = None
         if run_id is None:

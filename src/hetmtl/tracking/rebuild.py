@@ -5,9 +5,10 @@ Every job writes what it logged into its receipt (training and sweep runs) or
 its relations detail (``results/<suite>/relations/<group>.json``);
 :func:`rebuild` logs each such run again, under the same experiment and parent
 names, with the same tags, params and metrics at the same steps, tagged
-``hetmtl.rebuilt_from`` (the receipt) and ``hetmtl.original_run_id``. A run the
-store already holds FINISHED (by its id or its original id) is skipped, so a
-rebuild can be run again. The receipts are not rewritten: Snakemake and DVC see
+``hetmtl.rebuilt_from`` (the receipt) and ``hetmtl.original_run_id``; the run it
+replaces, if any, is superseded. A run the store already holds FINISHED (by its
+id or its original id) with the receipt's metrics is skipped, so a rebuild can
+be run again. The receipts are not rewritten: Snakemake and DVC see
 nothing changed, and the tables (built from the receipts) stay identical.
 
 :func:`check` says, for every receipt, whether the store holds its run FINISHED
@@ -61,6 +62,11 @@ def _store_runs(c, experiment_id: str) -> dict[str, object]:
     return found
 
 
+def _same(run, rec: dict, path: Path) -> bool:
+    """Whether a store run shows the metrics a record holds."""
+    return {k: float(v) for k, v in run.data.metrics.items()} == receipts.latest_metrics({"record": rec}, path)
+
+
 def _relations_artifacts(path: Path) -> list[Path]:
     return [path, path.with_suffix(".png")] if path.suffix == ".json" else []
 
@@ -73,8 +79,8 @@ def rebuild(params, suite: str, root: Path) -> dict:
     present = _store_runs(c, exp["experiment_id"])
     logged = 0
     for path, run_id, rec in records:
-        if run_id and run_id in present:
-            continue
+        if run_id and run_id in present and _same(present[run_id], rec, path):
+            continue  # the store shows what the receipt holds
         tags = {**rec["tags"], "hetmtl.rebuilt_from": path.relative_to(root).as_posix()}
         if run_id:
             tags["hetmtl.original_run_id"] = run_id
@@ -104,8 +110,7 @@ def check(params, suite: str, root: Path) -> int:
         if run is None:
             missing.append(path.relative_to(root).as_posix())
             continue
-        want = receipts.latest_metrics({"record": rec}, path)
-        if {k: float(v) for k, v in run.data.metrics.items()} != want:
+        if not _same(run, rec, path):
             differ.append(path.relative_to(root).as_posix())
     if missing or differ:
         parts = []

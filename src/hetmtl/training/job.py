@@ -123,16 +123,23 @@ def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, prog
 
     One process at a time trains a job (a lock beside its checkpoint: a job that
     outlived a killed Snakemake and its rerun do not write the same files), and a
-    job whose receipt and model exist under the current job digest is not
-    trained again (the other process finished it)."""
-    receipt_path, model_path, ckpt_path = job_files(params, key, sweep)
+    job whose receipt and model exist for the current parameters, code and data
+    is not trained again (:func:`finished`: the other process finished it)."""
+    ckpt_path = job_files(params, key, sweep)[2]
     with files.lock(ckpt_path.with_suffix(".lock"), f"job {json.dumps(key)}"):
-        if receipt_path.exists() and model_path.exists():
-            done = receipts.read(receipt_path)
-            if done.get("job_digest") == params.job_digest(key["suite"], key, sweep):
-                print(f"[hetmtl] {receipt_path}: already trained under the current parameters and code")
-                return done
         return _train(params, key, device_name, threads, progress, sweep)
+
+
+def finished(receipt_path, model_path, job_digest: str, params_digest: str) -> dict | None:
+    """The receipt of this very job if it is complete: same parameters and code
+    (``job_digest``) and same data and R (``params_digest``)."""
+    if not (receipt_path.exists() and model_path.exists()):
+        return None
+    done = receipts.read(receipt_path)
+    if done.get("job_digest") != job_digest or done.get("params_digest") != params_digest:
+        return None
+    print(f"[hetmtl] {receipt_path}: already trained under the current parameters, code and data")
+    return done
 
 
 def _train(params, key: dict, device_name: str, threads: int, progress: bool,
@@ -158,6 +165,9 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
     run_params = {"method": {**mcfg, **overrides}, "training": params["training"],
                   "suite": suite, "tasks": task_names, "epochs": cfg.epochs, "flip": list(cfg.flip)}
     digest = _digest(run_params, data_md5, None if R is None else R.tolist())
+    done = finished(receipt_path, model_path, params.job_digest(key["suite"], key, sweep), digest)
+    if done is not None:  # another process (a job that outlived a killed Snakemake) finished it
+        return done
     ckpt_key = {**key, "sweep": list(sweep) if sweep else None, "digest": digest}
     state = checkpoint.load(ckpt_path, ckpt_key) if method.deep else None
 
@@ -183,7 +193,7 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
         checkpoint.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})
 
     started = time.time()
-    try:
+    try:  # anything that fails before the receipt is written leaves the run FAILED
         if method.deep:
             result = train_deep(method, data, cfg, device, state, on_epoch, progress, tasks,
                                 backbone(params, key["suite"]), mcfg, params["training"]["freeze_blocks"])
@@ -191,30 +201,31 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
             result = method.fit_closed_form(data)
             for entry in result["history"]:
                 logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
+        seconds = time.time() - started
+        final = dict(result["test"])
+        final.update({k: v for k, v in result["history"][-1].items()
+                      if k.startswith(("sharing/", "compression", "within_task"))})
+        budget = {}
+        if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
+            budget = {"budget/steps_per_task": result["steps"],
+                      "budget/pretrain_epochs": pretrain_epochs(mcfg, cfg.epochs)}
+        last = {**final, **budget, "train_seconds": seconds,
+                "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
+        logger.log_metrics(last, step=len(result["history"]))
+        checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
+        receipt = {"run_id": logger.run_id, "experiment": logger.experiment["experiment"],
+                   "tracking_uri": logger.experiment["tracking_uri"], "key": key, "params_digest": digest,
+                   "metrics": final, "train_seconds": round(seconds, 3), **budget,
+                   "job_digest": params.job_digest(key["suite"], key, sweep),
+                   # what the run logged: the tables and a rebuilt store come from here (tracking/receipts.py)
+                   "record": logger.record(result["history"], last, len(result["history"]))}
+        if sweep is not None:
+            receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
+        receipts.write(receipt_path, receipt)
+        logger.finish("FINISHED")  # after the receipt: a FINISHED run always has one
     except BaseException:
         logger.finish("FAILED")
         raise
-    seconds = time.time() - started
-    final = dict(result["test"])
-    final.update({k: v for k, v in result["history"][-1].items()
-                  if k.startswith(("sharing/", "compression", "within_task"))})
-    budget = {}
-    if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
-        budget = {"budget/steps_per_task": result["steps"],
-                  "budget/pretrain_epochs": pretrain_epochs(mcfg, cfg.epochs)}
-    last = {**final, **budget, "train_seconds": seconds, "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
-    logger.log_metrics(last, step=len(result["history"]))
-    checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
-    receipt = {"run_id": logger.run_id, "experiment": logger.experiment["experiment"],
-               "tracking_uri": logger.experiment["tracking_uri"], "key": key, "params_digest": digest,
-               "metrics": final, "train_seconds": round(seconds, 3), **budget,
-               "job_digest": params.job_digest(key["suite"], key, sweep),
-               # what the run logged: the tables and a rebuilt store come from here (tracking/receipts.py)
-               "record": logger.record(result["history"], last, len(result["history"]))}
-    if sweep is not None:
-        receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
-    logger.finish("FINISHED")
-    receipts.write(receipt_path, receipt)
     ckpt_path.unlink(missing_ok=True)
     return receipt
 
