@@ -32,6 +32,9 @@ except UserError as exc:  # one line naming the file and key (hetmtl/errors.py)
 RUNS = P.runs(SUITE)
 GROUP_TASKS = sorted({t for g in P["groups"] for t in P.tasks_of(g)})
 SOURCES = sorted({P["tasks"][t]["source"] for t in GROUP_TASKS})
+# the groups whose R some job reads (a prior-setting run or sweep)
+PRIOR_GROUPS = {k["group"] for k in RUNS if k["setting"] == "prior"} | {
+    w["group"] for w in P.sweep_runs(SUITE) if P["sweeps"][w["sweep"]]["setting"] == "prior"}
 
 # Before anything is planned (the main process only: not the jobs it submits):
 # writable folders, archives still as fetched, the locks of a killed run
@@ -76,4 +79,4 @@ rule all:
         [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],
         [str(f) for w in SWEEP_RUNS for f in (paths.sweep_receipt(**w), paths.sweep_receipt(**w).with_name("model.pt"))],
         [f for t in GROUP_TASKS for f in prepared_of_task(t)],
-        [str(paths.relations_csv(SUITE, g)) for g in P["groups"]],
+        [str(paths.relations_csv(SUITE, g)) for g in P["groups"] if g in PRIOR_GROUPS],

@@ -280,6 +280,7 @@ def test_the_error_line_of_each_failed_job_is_found_in_its_log(tmp_path):
     (logs / "ok.log").write_text("ok data/x.zip\n")
     (logs / "a.log").write_text("downloading\nerror: office31: could not download x.tar.gz\n")
     (logs / "b.log").write_text("Traceback (most recent call last):\n  File x\nKeyError: 'y'\n")
+    (logs / "c.log").write_text("a warning's traceback\nTraceback (most recent call last):\nValueError: x\nok done\n")
     assert preflight.job_errors(tmp_path, "tiny", time.time() - 60) == [
         "logs/tiny/fetch/a.log: error: office31: could not download x.tar.gz", "logs/tiny/fetch/b.log: KeyError: 'y'"]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -143,6 +144,8 @@ def job_errors(root: Path, suite: str, since: float) -> list[str]:
             continue
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("error:")]
-        if errors or (lines and "Traceback" in "\n".join(lines)):
-            out.append(f"{log.relative_to(root)}: {(errors or lines)[-1][:400]}")
+        if not errors and lines and re.match(r"[\w.]+(Error|Exception|Interrupt)\b", lines[-1]):
+            errors = lines[-1:]  # a traceback's last line: a bug, or a tool's own error
+        if errors:
+            out.append(f"{log.relative_to(root)}: {errors[-1][:400]}")
     return out
