@@ -110,30 +110,38 @@ def test_every_run_is_logged_with_tags_and_curves(tiny_run):
         assert receipt["metrics"][f"test_acc/{task}"] == run.data.metrics[f"test_acc/{task}"]
 
 
-def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical(tiny_run, tmp_path):
+def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical(tiny_run, tmp_path, monkeypatch):
     """A damaged mlflow.db is named with the recovery; after `rm mlflow.db`, the
     README's recovery (`hetmtl tracking rebuild`, then aggregate) logs every run
     again and rebuilds byte-identical tables, touching no receipt: Snakemake
-    retrains nothing. The tables are built from the receipts."""
+    retrains nothing. The tables are built from the receipts. (The checks that need
+    no new process run in this one: a `hetmtl` start costs seconds.)"""
+    from mlflow.tracking import MlflowClient
+
+    from hetmtl.reporting.collect import collect
+    from hetmtl.tracking import rebuild
+    from hetmtl.tracking.mlflow_store import StoreError
+
     proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(proj)
     params = load_params(proj)
     tables = {p: p.read_bytes() for p in (proj / "reports" / "tiny").rglob("*") if p.suffix in (".md", ".csv", ".tex", ".json")}
     receipt_times = {p: p.stat().st_mtime_ns for p in (proj / "results").rglob("receipt.json")}
     assert len(receipt_times) == len(params.runs("tiny")) + len(params.sweep_runs("tiny"))
     db = proj / "mlflow.db"
     data = db.read_bytes()
-    db.write_bytes(data[:4096] + b"\0" * (len(data) - 4096))
-    damaged = run([str(BIN / "hetmtl"), "tracking", "check", "--suite", "tiny"], proj, check=False)
-    assert damaged.returncode == 1 and "damaged" in damaged.stderr, damaged.stderr
-    assert "hetmtl tracking rebuild --suite" in damaged.stderr and "Traceback" not in damaged.stderr
+    damaged = tmp_path / "damaged.db"  # its own URI: MLflow keeps one engine per URI in this process
+    damaged.write_bytes(data[:4096] + b"\0" * (len(data) - 4096))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{damaged}")
+    with pytest.raises(StoreError, match=r"is damaged .*hetmtl tracking rebuild --suite"):
+        rebuild.check(params, "tiny", proj)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     db.unlink()
     out = run([str(BIN / "hetmtl"), "tracking", "rebuild", "--suite", "tiny"], proj).stdout
     n = len(receipt_times) + len(params["groups"])  # the relations runs too
     assert f"{n} of {n} runs on disk logged again" in out and f"holds all {n} runs" in out
-    again = run([str(BIN / "hetmtl"), "tracking", "rebuild", "--suite", "tiny"], proj).stdout
-    assert f"0 of {n} runs on disk logged again" in again  # idempotent
-    from mlflow.tracking import MlflowClient
-
+    assert rebuild.rebuild(params, "tiny", proj)["logged"] == 0  # idempotent
     c = MlflowClient(f"sqlite:///{db}")
     key = dict(suite="tiny", group="related", setting="no_prior", method="mtal", seed=0)
     receipt = json.loads((proj / paths.receipt(**key)).read_text())
@@ -143,6 +151,10 @@ def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical
     assert [m.step for m in c.get_metric_history(rebuilt.info.run_id, f"val_acc/{task}")] == \
         list(range(1, params.suite("tiny")["epochs"] + 1))
     assert c.get_run(rebuilt.data.tags["mlflow.parentRunId"]).info.run_name == "related/no_prior"
+    assert rebuilt.data.params == receipt["record"]["params"]
+    assert {k: v for k, v in rebuilt.data.tags.items() if not k.startswith("mlflow.")} == {
+        **receipt["record"]["tags"], "hetmtl.original_run_id": receipt["run_id"],
+        "hetmtl.rebuilt_from": paths.receipt(**key).as_posix()}
     for p in tables:
         p.unlink()
     run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
@@ -150,19 +162,20 @@ def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical
     assert {p: p.stat().st_mtime_ns for p in receipt_times} == receipt_times
 
     # The tables follow the receipts: change one run's final metric in its record, and
-    # the re-aggregated table changes with it, while `tracking check` names the difference.
+    # its record changes with it; `tracking check` names the difference and a rebuild repairs it.
     key = dict(suite="tiny", group="related", setting="shared", method="single_task", seed=0)
     path = proj / paths.receipt(**key)
     receipt = json.loads(path.read_text())
     receipt["record"]["final"]["test_acc/HD"] = 0.987
     path.write_text(json.dumps(receipt))
-    run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
-    csv = pd.read_csv(proj / paths.table_file("tiny", "table3", "csv"), index_col="method")
-    assert csv.loc["single_task", "HD/mean"] == pytest.approx(0.987)
-    assert "98.7" in (proj / paths.table_file("tiny", "table2", "md")).read_text()  # shared row, both settings
-    check = run([str(BIN / "hetmtl"), "tracking", "check", "--suite", "tiny"], proj, check=False)
-    assert check.returncode == 1 and check.stderr.count("\n") == 1
-    assert "1 run(s) with other metrics than their receipt" in check.stderr and "tracking rebuild" in check.stderr
+    records = collect(params, "tiny", proj)
+    row = records[(records.group == "related") & (records.setting == "shared") & (records.method == "single_task")
+                  & (records.seed == 0) & (records.metric == "test_acc/HD")]
+    assert row.value.tolist() == [0.987]
+    with pytest.raises(rebuild.StoreMismatch, match=r"1 run\(s\) with other metrics than their receipt"):
+        rebuild.check(params, "tiny", proj)
+    assert rebuild.rebuild(params, "tiny", proj)["logged"] == 1
+    assert rebuild.check(params, "tiny", proj) == n
 
 
 def test_rerun_with_nothing_changed_trains_nothing(tiny_run):
