@@ -110,7 +110,8 @@ def test_every_run_is_logged_with_tags_and_curves(tiny_run):
         assert receipt["metrics"][f"test_acc/{task}"] == run.data.metrics[f"test_acc/{task}"]
 
 
-def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical(tiny_run, tmp_path, monkeypatch):
+def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical(tiny_run, tmp_path, monkeypatch,
+                                                                                  capsys):
     """A damaged mlflow.db is named with the recovery; after `rm mlflow.db`, the
     README's recovery (`hetmtl tracking rebuild`, then aggregate) logs every run
     again and rebuilds byte-identical tables, touching no receipt: Snakemake
@@ -138,7 +139,10 @@ def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical
         rebuild.check(params, "tiny", proj)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     db.unlink()
-    out = run([str(BIN / "hetmtl"), "tracking", "rebuild", "--suite", "tiny"], proj).stdout
+    from hetmtl.cli import main
+
+    assert main(["tracking", "rebuild", "--suite", "tiny"]) == 0  # the README's command, in this process
+    out = capsys.readouterr().out
     n = len(receipt_times) + len(params["groups"])  # the relations runs too
     assert f"{n} of {n} runs on disk logged again" in out and f"holds all {n} runs" in out
     assert rebuild.rebuild(params, "tiny", proj)["logged"] == 0  # idempotent
@@ -157,7 +161,7 @@ def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical
         "hetmtl.rebuilt_from": paths.receipt(**key).as_posix()}
     for p in tables:
         p.unlink()
-    run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], proj)
+    assert main(["aggregate", "--suite", "tiny"]) == 0
     assert {p: p.read_bytes() for p in tables} == tables
     assert {p: p.stat().st_mtime_ns for p in receipt_times} == receipt_times
 
