@@ -186,8 +186,6 @@ class RunLogger:
             try:
                 retry(lambda: self.c.update_run(run_id, status="RUNNING"))
                 self.resumed = True
-            except StoreError:
-                raise
             except Exception as exc:  # noqa: BLE001 - the store lost the run (deleted, rebuilt): log a new one
                 if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
                     raise
