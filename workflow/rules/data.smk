@@ -5,24 +5,28 @@ SOURCE_OF_ARCHIVE = {P["sources"][s]["archive"]: s for s in SOURCES}
 
 rule fetch:
     output:
-        archive=S["raw_dir"] + "/{archive}",
-        md5=S["raw_dir"] + "/{archive}.md5",
+        archive=f"{S['raw_dir']}/{{archive}}",
+        md5=f"{S['raw_dir']}/{{archive}}.md5",
     wildcard_constraints:
         archive="|".join(map(re.escape, SOURCE_OF_ARCHIVE)),
     params:
+        suite=SUITE,
         source=lambda wc: SOURCE_OF_ARCHIVE[wc.archive],
         # rerun trigger: the source's entry and the suite's data keys (a stand-in's size)
         digest=lambda wc: P.fetch_digest(SUITE, SOURCE_OF_ARCHIVE[wc.archive]),
     log:
         f"logs/{SUITE}/fetch/{{archive}}.log",
+    conda:
+        "../envs/hetmtl.yaml"
     shell:
-        "hetmtl fetch --suite {SUITE} --source {params.source} > {log} 2>&1"
+        "hetmtl fetch --suite {params.suite} --source {params.source} > {log} 2>&1"
 
 
 rule prepare:
     input:
         archive=lambda wc: archive_of_source(P["tasks"][wc.task]["source"]),
     params:
+        suite=SUITE,
         # rerun trigger: the parameters this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.prepare_digest(SUITE, wc.task),
     output:
@@ -32,5 +36,7 @@ rule prepare:
         task="|".join(map(re.escape, GROUP_TASKS)),
     log:
         f"logs/{SUITE}/prepare/{{task}}.log",
+    conda:
+        "../envs/hetmtl.yaml"
     shell:
-        "hetmtl prepare --suite {SUITE} --task {wildcards.task} > {log} 2>&1"
+        "hetmtl prepare --suite {params.suite} --task {wildcards.task} > {log} 2>&1"

@@ -13,18 +13,12 @@ FIGURES = ["fig8_overall", "fig9_threshold_sweep", "fig10_activations_conv1",
            "fig11_activations_conv2", "fig12_mtal_loss"]
 
 
-def sweep_inputs(wc):
-    inputs = {"data": prepared_of_group(wc.group), "marker": str(paths.experiment_marker(SUITE))}
-    sw = P["sweeps"][wc.sweep]
-    if sw["setting"] == "prior":
-        inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
-    return inputs
-
-
 rule sweep:
     input:
         unpack(sweep_inputs),
     params:
+        suite=SUITE,
+        device=config["device"],
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=P["sweeps"][wc.sweep]["setting"],
                                                    method=P["sweeps"][wc.sweep]["method"]),
@@ -41,17 +35,12 @@ rule sweep:
         f"logs/{SUITE}/sweep/{{sweep}}/{{group}}/{{value}}.log",
     benchmark:
         f"logs/{SUITE}/benchmarks/sweep/{{sweep}}/{{group}}/{{value}}.tsv"
+    conda:
+        "../envs/hetmtl.yaml"
     shell:
-        "hetmtl sweep --suite {SUITE} --sweep {wildcards.sweep} --group {wildcards.group} "
-        "--value {wildcards.value} --device {config[device]} "
+        "hetmtl sweep --suite {params.suite} --sweep {wildcards.sweep} --group {wildcards.group} "
+        "--value {wildcards.value} --device {params.device} "
         "--threads {threads} --no-progress > {log} 2>&1"
-
-
-def table_caption(table):
-    spec = P["tables"].get(table)
-    what = f"{spec['paper']}: {spec['group']} tasks, setting {spec['setting']}" if spec else \
-        "Table 6: MTAL's kernel sharing ratio per conv layer"
-    return f"Reproduces the paper's {what} (suite {SUITE}).{STANDIN}"
 
 
 FIGURE_CAPTIONS = {
@@ -84,11 +73,14 @@ rule aggregate:
         plots=[str(paths.plots_dir(SUITE) / f"sweep_{n}.csv") for n in P["sweeps"]]
         + [str(paths.plots_dir(SUITE) / "mtal_train_loss.csv")],
     params:
+        suite=SUITE,
         captions={**{t: table_caption(t) for t in TABLES},
                   **{f: FIGURE_CAPTIONS[f] + STANDIN for f in FIGURES}},
     log:
         f"logs/{SUITE}/aggregate.log",
     benchmark:
         f"logs/{SUITE}/benchmarks/aggregate.tsv"
+    conda:
+        "../envs/hetmtl.yaml"
     shell:
-        "hetmtl aggregate --suite {SUITE} > {log} 2>&1"
+        "hetmtl aggregate --suite {params.suite} > {log} 2>&1"

@@ -4,14 +4,17 @@
 
 rule init_tracking:
     params:
+        suite=SUITE,
         # rerun trigger: the parent runs it makes (groups, settings, sweeps)
         digest=P.tracking_digest(),
     output:
         str(paths.experiment_marker(SUITE)),
     log:
         f"logs/{SUITE}/init_tracking.log",
+    conda:
+        "../envs/hetmtl.yaml"
     shell:
-        "hetmtl init-tracking --suite {SUITE} > {log} 2>&1"
+        "hetmtl init-tracking --suite {params.suite} > {log} 2>&1"
 
 
 rule relations:
@@ -19,6 +22,8 @@ rule relations:
         data=lambda wc: prepared_of_group(wc.group),
         marker=str(paths.experiment_marker(SUITE)),
     params:
+        suite=SUITE,
+        device=config["device"],
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.relations_digest(SUITE, wc.group),
     output:
@@ -32,16 +37,11 @@ rule relations:
         f"logs/{SUITE}/relations/{{group}}.log",
     benchmark:
         f"logs/{SUITE}/benchmarks/relations/{{group}}.tsv"
+    conda:
+        "../envs/hetmtl.yaml"
     shell:
-        "hetmtl relations --suite {SUITE} --group {wildcards.group} --device {config[device]} "
+        "hetmtl relations --suite {params.suite} --group {wildcards.group} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
-
-
-def train_inputs(wc):
-    inputs = {"data": prepared_of_group(wc.group), "marker": str(paths.experiment_marker(SUITE))}
-    if wc.setting == "prior":
-        inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
-    return inputs
 
 
 # One job per (group, setting, method) trains the suite's seeds one after the
@@ -53,6 +53,8 @@ rule train:
     input:
         unpack(train_inputs),
     params:
+        suite=SUITE,
+        device=config["device"],
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=wc.setting, method=wc.method)),
     output:
@@ -67,7 +69,9 @@ rule train:
         f"logs/{SUITE}/train/{{group}}/{{setting}}/{{method}}.log",
     benchmark:
         f"logs/{SUITE}/benchmarks/train/{{group}}/{{setting}}/{{method}}.tsv"
+    conda:
+        "../envs/hetmtl.yaml"
     shell:
-        "hetmtl train --suite {SUITE} --group {wildcards.group} --setting {wildcards.setting} "
-        "--method {wildcards.method} --device {config[device]} "
+        "hetmtl train --suite {params.suite} --group {wildcards.group} --setting {wildcards.setting} "
+        "--method {wildcards.method} --device {params.device} "
         "--threads {threads} --no-progress > {log} 2>&1"

@@ -1,0 +1,32 @@
+"""The Snakemake workflow keeps its users' conventions: lint clean, and the conda
+environment the rules name holds exactly the lock's pins."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def test_snakemake_lint_is_clean():
+    run = subprocess.run(["snakemake", "--lint", "--config", "suite=tiny"], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Lints for" not in run.stdout + run.stderr
+
+
+def test_every_rule_names_the_conda_environment_of_the_lock(tmp_path):
+    check = subprocess.run([sys.executable, "scripts/conda_env.py", "--check"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    pins = {line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+    env = (ROOT / "workflow/envs/hetmtl.yaml").read_text()
+    assert pins == {line.strip()[2:] for line in env.splitlines() if "==" in line}
+    rules = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    assert rules.count("shell:") == rules.count('conda:\n        "../envs/hetmtl.yaml"')
