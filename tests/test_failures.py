@@ -424,3 +424,41 @@ def test_a_job_is_finished_only_for_the_same_parameters_code_and_data(tmp_path):
     assert finished(receipt, model, "j", "p")["run_id"] == "r"
     assert finished(receipt, model, "other code", "p") is None
     assert finished(receipt, model, "j", "other data or R") is None
+
+
+def test_a_missing_input_names_the_command_that_makes_it(project, params, capsys):
+    """A prepared task or a receipt that is not there: one line naming the file
+    and the hetmtl command that makes it, not a bare 'No such file or directory'."""
+    from hetmtl.cli import main
+    from hetmtl.training import data
+
+    data._prepared.cache_clear()
+    with pytest.raises(files.MissingInput, match=r"data/prepared/tiny/HD/manifest.json: missing; make it with "
+                                                 r"`hetmtl prepare --suite tiny --task HD`"):
+        data.load_task("tiny", "HD", torch.device("cpu"), params["split"], 0)
+    data._prepared.cache_clear()
+    assert main(["aggregate", "--suite", "tiny"]) == 1
+    err = capsys.readouterr().err
+    key = params.runs("tiny")[0]
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {project / paths.receipt(**key)}: missing; train its job first: "
+                          f"`hetmtl train --suite tiny --group {key['group']} --setting {key['setting']} "
+                          f"--method {key['method']} --seed {key['seed']}`"), err
+
+
+def test_every_cli_option_has_help_and_the_version_is_printed(capsys):
+    import argparse
+
+    from hetmtl import __version__
+    from hetmtl.cli import build_parser, main
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    undocumented = [f"{name} {' '.join(a.option_strings) or a.dest}"
+                    for name, sp in [("hetmtl", parser), *subparsers.choices.items()]
+                    for a in sp._actions if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert undocumented == []
+    assert all(sp.description for sp in subparsers.choices.values())
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"hetmtl {__version__}\n"

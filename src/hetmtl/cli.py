@@ -185,7 +185,7 @@ def device_flags(sp, progress: bool) -> None:
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     sp.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     if progress:
-        sp.add_argument("--no-progress", action="store_true")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars (jobs of a workflow)")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -194,15 +194,19 @@ def _one_line(exc: BaseException) -> str:
     return str(exc)
 
 
-def main(argv: list[str] | None = None, in_server: bool = False) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from hetmtl import __version__
+
     parser = argparse.ArgumentParser(prog="hetmtl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"hetmtl {__version__}")
     parser.add_argument("--root", help="project root (default: found above the current folder)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one step of the pipeline (`hetmtl COMMAND --help`)")
 
     def add(name, fn, help_):
-        sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--suite", required=True)
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--suite", required=True, help="suite of params/suites/ (tiny, demo, paper, ...)")
         sp.set_defaults(fn=fn)
         return sp
 
@@ -212,22 +216,23 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     add("verify", cmd_verify, "check every archive present against the MD5 recorded when it was fetched "
                               "(snakemake does it on every run)")
     sp = add("prepare", cmd_prepare, "decode, select classes, split, save uint8 tensors")
-    sp.add_argument("--task", action="append", required=True)
+    sp.add_argument("--task", action="append", required=True,
+                    help="task of params/datasets.yaml (repeat the flag for several)")
     add("init-tracking", cmd_init_tracking, "create the suite's MLflow experiment and parent runs")
     sp = add("train", cmd_train, "train one (group, setting, method): its seeds, one after the other")
-    sp.add_argument("--group", required=True)
-    sp.add_argument("--setting", required=True)
-    sp.add_argument("--method", required=True)
+    sp.add_argument("--group", required=True, help="task group of params/grid.yaml (related, unrelated, ...)")
+    sp.add_argument("--setting", required=True, help="no_prior or prior (with the task relationship R)")
+    sp.add_argument("--method", required=True, help="method of params/methods.yaml (mtal, cross_stitch, ...)")
     sp.add_argument("--seed", type=int, nargs="+", help="only these seeds (default: the suite's seeds)")
     device_flags(sp, progress=True)
     sp = add("sweep", cmd_sweep, "train one point of a parameter sweep (paper Fig. 9)")
-    sp.add_argument("--sweep", required=True)
-    sp.add_argument("--group", required=True)
-    sp.add_argument("--value", type=float, required=True)
+    sp.add_argument("--sweep", required=True, help="sweep of params/grid.yaml (e.g. rho)")
+    sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
+    sp.add_argument("--value", type=float, required=True, help="the swept parameter's value")
     sp.add_argument("--seed", type=int, nargs="+", help="only these seeds (default: the sweep's seeds)")
     device_flags(sp, progress=True)
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
-    sp.add_argument("--group", required=True)
+    sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
     device_flags(sp, progress=False)
     add("aggregate", cmd_aggregate, "tables, figures and DVC metrics from the receipts")
     sp = add("tracking", cmd_tracking, "check the MLflow store against the receipts, or rebuild it from them")
@@ -237,7 +242,11 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     sp.add_argument("--suite", help="write it for this suite and record the choice in params/dvc_suite.yaml")
     sp.add_argument("--check", action="store_true", help="only say whether dvc.yaml is what params/ give")
     sp.set_defaults(fn=cmd_dvc_yaml)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, in_server: bool = False) -> int:
+    args = build_parser().parse_args(argv)
     from hetmtl import forkserver
 
     # Run as a command (not called from Python): the heavy imports are paid once

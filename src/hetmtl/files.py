@@ -32,6 +32,19 @@ class IntegrityError(UserError, RuntimeError):
     """A file's checksum is not the one recorded when it was written."""
 
 
+class MissingInput(UserError, FileNotFoundError):
+    """A file a step reads is not there; the message names it and the command that makes it."""
+
+
+def require(path: Path | str, make: str) -> Path:
+    """``path`` if it exists, else :class:`MissingInput` naming it and ``make``,
+    the command that makes it (instead of a bare "No such file or directory")."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInput(f"{path}: missing; make it with `{make}` (or let snakemake / `dvc repro` run it)")
+    return path
+
+
 def _free(path: Path) -> int | None:
     for folder in (path, *path.parents):
         if folder.exists():
@@ -125,7 +138,7 @@ def read_verified(path: Path | str, expected: str, rebuild: str) -> bytes:
     return data
 
 
-__all__ = ["WRITE_ERRNOS", "IntegrityError", "WriteError", "atomic_write", "explain", "save_torch", "read_verified", "sha256", "write_text"]
+__all__ = ["WRITE_ERRNOS", "IntegrityError", "MissingInput", "WriteError", "require", "atomic_write", "explain", "save_torch", "read_verified", "sha256", "write_text"]
 
 
 @contextlib.contextmanager

@@ -47,7 +47,12 @@ def check_current(params, suite: str, root: Path) -> None:
 def _checked(path: Path, expect: dict) -> tuple[dict, dict]:
     """A receipt and its run's metrics, refused when it records another job."""
     if not path.exists():
-        raise RecordError(f"{path}: missing; train its job first (snakemake or `dvc repro` does)")
+        job = (f"hetmtl sweep --suite {expect['suite']} --sweep {expect['sweep']} --group {expect['group']} "
+               f"--value {expect['sweep_value']}" if "sweep" in expect else
+               f"hetmtl train --suite {expect['suite']} --group {expect['group']} --setting {expect['setting']} "
+               f"--method {expect['method']}")
+        raise RecordError(f"{path}: missing; train its job first: `{job} --seed {expect['seed']}` "
+                          "(or let snakemake / `dvc repro` run it)")
     receipt = receipts.read(path)
     tags = receipts.record(receipt, path)["tags"]
     for field, want in expect.items():
@@ -63,7 +68,7 @@ def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
     for w in params.sweep_runs(suite):
         path = root / paths.sweep_receipt(**w)
         sw = params["sweeps"][w["sweep"]]
-        receipt, metrics = _checked(path, {"group": w["group"], "method": sw["method"], "seed": w["seed"],
+        receipt, metrics = _checked(path, {"suite": suite, "group": w["group"], "method": sw["method"], "seed": w["seed"],
                                            "sweep": w["sweep"], "sweep_value": f"{w['value']:g}"})
         for metric, value in metrics.items():
             rows.append({"group": w["group"], "sweep": w["sweep"], "sweep_value": w["value"], "seed": w["seed"],

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from hetmtl.data.splits import SPLITS, run_split
-from hetmtl.files import IntegrityError, read_verified
+from hetmtl.files import IntegrityError, read_verified, require
 from hetmtl.paths import prepared_images, prepared_manifest
 
 
@@ -40,10 +40,10 @@ class TaskData:
 def _prepared(suite: str, task: str) -> tuple[dict, dict]:
     """Manifest and images of a task, read from disk once per process (a job trains
     several seeds; the relations stage loads every task once per pair and seed)."""
-    manifest = json.loads(prepared_manifest(suite, task).read_text())
-    images = prepared_images(suite, task)
-    rebuild = (f"hetmtl prepare --suite {suite} --task {task} (Snakemake: --forcerun prepare; "
-               f"DVC: dvc repro -f prepare-{task})")
+    make = f"hetmtl prepare --suite {suite} --task {task}"
+    manifest = json.loads(require(prepared_manifest(suite, task), make).read_text())
+    images = require(prepared_images(suite, task), make)
+    rebuild = f"{make} (Snakemake: --forcerun prepare; DVC: dvc repro -f prepare-{task})"
     if images.name not in manifest.get("sha256", {}):
         raise IntegrityError(f"{prepared_manifest(suite, task)}: no checksum of {images.name} (prepared by an "
                              f"older version); rebuild it: {rebuild}")

@@ -66,8 +66,9 @@ def relations_for(params, key: dict) -> torch.Tensor | None:
     """R for a prior-setting run (from the relations stage); None means uniform."""
     if key["setting"] != "prior":
         return None
-    return relations.read_csv(params.root / paths.relations_csv(key["suite"], key["group"]),
-                              params.tasks_of(key["group"]))
+    csv_path = files.require(params.root / paths.relations_csv(key["suite"], key["group"]),
+                             f"hetmtl relations --suite {key['suite']} --group {key['group']}")
+    return relations.read_csv(csv_path, params.tasks_of(key["group"]))
 
 
 def method_class(params, name: str):
