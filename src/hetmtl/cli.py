@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("tracking", cmd_tracking, "check the MLflow store against the receipts, or rebuild it from them")
     sp.add_argument("action", choices=["check", "rebuild"],
                     help="check: the store holds every run on disk; rebuild: log again the runs it lacks, then check")
-    sp = sub.add_parser("dvc-yaml", help="write dvc.yaml from params/ for a suite (default: params/dvc_suite.yaml's)")
+    what = "write dvc.yaml from params/ for a suite (default: params/dvc_suite.yaml's)"
+    sp = sub.add_parser("dvc-yaml", help=what, description=what)
     sp.add_argument("--suite", help="write it for this suite and record the choice in params/dvc_suite.yaml")
     sp.add_argument("--check", action="store_true", help="only say whether dvc.yaml is what params/ give")
     sp.set_defaults(fn=cmd_dvc_yaml)
