@@ -30,6 +30,7 @@ if __name__ == "__main__":
     text = render()
     if "--check" in sys.argv:
         if not ENV.exists() or ENV.read_text() != text:
-            sys.exit(f"error: {ENV.relative_to(ROOT)} differs from requirements.lock: run `python scripts/conda_env.py`")
+            sys.exit(f"error: {ENV.relative_to(ROOT)} differs from requirements.lock: "
+                     "run `python scripts/conda_env.py`")
     else:
         ENV.write_text(text)

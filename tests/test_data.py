@@ -201,7 +201,7 @@ def test_offline_fetch_reports_every_missing_archive(project, monkeypatch, capsy
 
     path = project / "params" / "datasets.yaml"
     data = yaml.safe_load(path.read_text())
-    for name, source in data["sources"].items():
+    for source in data["sources"].values():
         source["urls"] = [u if u.startswith("gdrive://") else f"http://127.0.0.1:9/{source['archive']}"
                           for u in source["urls"]]
     path.write_text(yaml.safe_dump(data))

@@ -330,8 +330,9 @@ def test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_comm
     import subprocess
     import time
 
-    from conftest import e2e_env
     from mlflow.tracking import MlflowClient
+
+    from conftest import e2e_env
 
     proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

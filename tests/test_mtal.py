@@ -71,7 +71,7 @@ def test_unique_slots_never_grow(toy_tasks):
     m = MTAL(infos(toy_tasks), SPEC, mtal_cfg(0.0), 0)
     opt = make_optimizer(m, CFG)
     previous = m.sharing_metrics()["compression"]
-    for step in range(4):
+    for _ in range(4):
         with torch.no_grad():  # move the kernels so new pairs become similar
             for p in m.bank_w:
                 p.add_(0.05 * torch.randn_like(p))

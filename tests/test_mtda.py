@@ -34,7 +34,7 @@ def latent_tasks(seed, per_class, dims=(40, 60, 50), test_per_class=250, sep=2.0
         R, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
         class_means = sep * TETRA @ R
 
-        def sample(npc):
+        def sample(npc, A=A, d=d, class_means=class_means):  # this task's, bound now
             y = torch.arange(4).repeat_interleave(npc)
             z = (torch.empty(len(y), len(SPREAD), dtype=torch.float64).exponential_(1.0, generator=g) - 1) * SPREAD
             z[:, DISC] += class_means[y]

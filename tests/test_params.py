@@ -99,7 +99,8 @@ def test_split_fractions_must_sum_to_one(project):
     ("training.yaml", "training", "lr", float("inf"), "training.lr: must be a finite number, got inf"),
     ("methods.yaml", "methods", ("mtal", "rho"), float("nan"), "methods.mtal.rho: must be a finite number"),
     ("training.yaml", "training", "momentum", 1.0, "training.momentum: 1.0 is greater than or equal to the maximum"),
-    ("suites/tiny.yaml", "suite", "backbone", "vgg_tinny", "suite.backbone: unknown backbone 'vgg_tinny' (known: vgg_tiny"),
+    ("suites/tiny.yaml", "suite", "backbone", "vgg_tinny",
+     "suite.backbone: unknown backbone 'vgg_tinny' (known: vgg_tiny"),
     ("suites/tiny.yaml", "suite", "epochs", 1, "suite.epochs: 1 epochs leave no training after MTAL's first matching"),
 ])
 def test_degenerate_params_are_refused_before_any_job(project, file, section, key, value, message):

@@ -118,7 +118,8 @@ def stages(p: Params, suite: str) -> dict:
             "params": _params({
                 "params/methods.yaml": ["methods.hard_sharing"],
                 "params/training.yaml": ["training"],
-                _suite_file(suite): [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"] + ["suite.relations"],
+                _suite_file(suite): [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"]
+                + ["suite.relations"],
                 "params/grid.yaml": ["relations", f"groups.{group}.tasks"],
                 "params/datasets.yaml": [f"tasks.{t}" for t in tasks] + ["split", "selection_seed"]}),
             "outs": [{f: {"cache": False}} for f in (paths.relations_csv(suite, group).as_posix(),

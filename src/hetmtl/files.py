@@ -1,11 +1,11 @@
 """Writing and verifying files: atomically, with errors that name the path.
 
 Every file the pipeline makes is written to ``<name>.part`` and moved into place
-when complete (flushed to disk first), so a crash, a kill, a power cut or a
-full disk never leaves a complete-looking file. A failed write raises :class:`WriteError` naming the path, the reason and
-the space left there: torch reports a full disk as "unexpected pos 64 vs 0",
-without a path or "no space left".
-"""
+when complete (flushed to disk first), so a crash, a kill, a power cut or a full
+disk never leaves a complete-looking file. A failed write raises
+:class:`WriteError` naming the path, the reason and the space left there: torch
+reports a full disk as "unexpected pos 64 vs 0", without a path or "no space
+left"."""
 
 from __future__ import annotations
 
@@ -138,7 +138,10 @@ def read_verified(path: Path | str, expected: str, rebuild: str) -> bytes:
     return data
 
 
-__all__ = ["WRITE_ERRNOS", "IntegrityError", "MissingInput", "WriteError", "require", "atomic_write", "explain", "save_torch", "read_verified", "sha256", "write_text"]
+__all__ = [
+    "WRITE_ERRNOS", "IntegrityError", "MissingInput", "WriteError", "require",
+    "atomic_write", "explain", "save_torch", "read_verified", "sha256", "write_text",
+]
 
 
 @contextlib.contextmanager

@@ -16,14 +16,14 @@ job's own log.
 The socket's name is a hash of the code the server imported (every file of the
 ``hetmtl`` package, the interpreter and ``sys.path``): an edited module gets a
 new server, never a stale one. A server exits after ``IDLE_SECONDS`` without a
-request (``HETMTL_FORKSERVER_IDLE`` seconds if set when it starts). Any failure to reach a server before the command was handed over runs
-the command in this process instead, so the server is only ever an
-optimisation. ``HETMTL_FORKSERVER=0`` turns it off (``HETMTL_FORKSERVER_TRACE=1``
-says on stderr which server ran a command); it is off inside a Slurm
-job (``SLURM_JOB_ID`` set), where each job has its own node and nothing to
-share. The parent never initialises CUDA or torch's thread pools (it only
-imports), so the children start as clean as a new process.
-"""
+request (``HETMTL_FORKSERVER_IDLE`` seconds if set when it starts). Any failure
+to reach a server before the command was handed over runs the command in this
+process instead, so the server is only ever an optimisation.
+``HETMTL_FORKSERVER=0`` turns it off (``HETMTL_FORKSERVER_TRACE=1`` says on
+stderr which server ran a command); it is off inside a Slurm job
+(``SLURM_JOB_ID`` set), where each job has its own node and nothing to share.
+The parent never initialises CUDA or torch's thread pools (it only imports), so
+the children start as clean as a new process."""
 
 from __future__ import annotations
 
@@ -201,13 +201,14 @@ def _umask() -> int:
 
 def _warm() -> None:
     """The imports every heavy command pays, done once (no CUDA, no threads)."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import mlflow.tracking  # noqa: F401
+    import torch._dynamo  # noqa: F401 - torch.optim's first call imports it (2 s)
+
     import hetmtl.cli  # noqa: F401
     import hetmtl.data.prepare  # noqa: F401
     import hetmtl.reporting.aggregate  # noqa: F401
     import hetmtl.training.job  # noqa: F401
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    import mlflow.tracking  # noqa: F401
-    import torch._dynamo  # noqa: F401 - torch.optim's first call imports it (2 s)
 
 
 def _child(conn: socket.socket) -> int:
@@ -280,7 +281,7 @@ def serve(path: Path) -> None:
         while True:
             try:
                 conn, _ = server.accept()
-            except socket.timeout:
+            except TimeoutError:
                 break
             _fork(server, conn)
         # Idle: no new client can connect once the name is gone; serve the ones
@@ -290,7 +291,7 @@ def serve(path: Path) -> None:
         while True:
             try:
                 conn, _ = server.accept()
-            except (BlockingIOError, socket.timeout):
+            except (TimeoutError, BlockingIOError):
                 break
             conn.setblocking(True)
             _fork(server, conn)

@@ -33,6 +33,7 @@ from pathlib import Path
 from hetmtl.data.archives import md5sum
 from hetmtl.files import explain
 
+
 def _probe(folder: Path) -> None:
     """Create and remove a file in ``folder``: the kernel's answer, root and
     read-only mounts included (``os.access`` says yes to root)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from hetmtl import files
 from hetmtl.errors import UserError

@@ -1,12 +1,12 @@
 """Prepared task tensors held whole in (device) memory, and the batch schedule.
 
-No image is decoded during training: the prepare step wrote uint8 tensors, a
-run cuts them into its seed's split when it loads them, and batches are gathered by index from the resident tensors. Every joint step takes
-one batch of the same size from every task; an epoch is the largest task's
-batch count and smaller tasks cycle through fresh permutations (SPEC 5). Each
-task's order comes from its own generator seeded by (run seed, task, epoch), so
-every method sees the same batches and a resumed run continues exactly.
-"""
+No image is decoded during training: the prepare step wrote uint8 tensors, a run
+cuts them into its seed's split when it loads them, and batches are gathered by
+index from the resident tensors. Every joint step takes one batch of the same
+size from every task; an epoch is the largest task's batch count and smaller
+tasks cycle through fresh permutations (SPEC 5). Each task's order comes from
+its own generator seeded by (run seed, task, epoch), so every method sees the
+same batches and a resumed run continues exactly."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class TaskData:
         return int(self.y[split].shape[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _prepared(suite: str, task: str) -> tuple[dict, dict]:
     """Manifest and images of a task, read from disk once per process (a job trains
     several seeds; the relations stage loads every task once per pair and seed)."""
