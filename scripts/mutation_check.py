@@ -167,6 +167,12 @@ MECHANISMS = [
   ("preflight: old logs' errors", PF, "        if log.stat().st_mtime < since:", "        if False:", "tests/test_failures.py::test_the_error_line_of_each_failed_job_is_found_in_its_log"),
   ("params: schema errors on one indented block", "src/hetmtl/params/__init__.py", 'raise ParamsError("".join(f"\\nerror: {line}" if i else line for i, line in enumerate(lines)))', 'raise ParamsError("invalid parameters:\\n  " + "\\n  ".join(lines))', "tests/test_params.py::test_every_schema_error_is_one_line_naming_its_file_and_key"),
   ("snakemake: missing receipts not remade", "Snakefile", "        [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],\n", "", "tests/test_failures.py::test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command"),
+  # issue 11: lint, the conda environment, CLI help, missing inputs named with their command
+  ("workflow: a shell command reads a global", "workflow/rules/data.smk", '"hetmtl prepare --suite {params.suite}', '"hetmtl prepare --suite {SUITE}', "tests/test_workflow.py::test_snakemake_lint_is_clean"),
+  ("workflow: conda env loses a pin", "scripts/conda_env.py", 'lines += [f"      - {p}" for p in pins]', 'lines += [f"      - {p}" for p in pins[1:]]', "tests/test_workflow.py::test_every_rule_names_the_conda_environment_of_the_lock"),
+  ("cli: an option without help", "src/hetmtl/cli.py", 'help="no progress bars (jobs of a workflow)"', "help=None", "tests/test_failures.py::test_every_cli_option_has_help_and_the_version_is_printed"),
+  ("missing input: bare FileNotFoundError", "src/hetmtl/files.py", "    if not path.exists():\n        raise MissingInput", "    if False:\n        raise MissingInput", "tests/test_failures.py::test_a_missing_input_names_the_command_that_makes_it"),
+  ("missing receipt: command unnamed", "src/hetmtl/reporting/collect.py", 'f"--method {expect[\'method\']}")', 'f"")', "tests/test_failures.py::test_a_missing_input_names_the_command_that_makes_it"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 
