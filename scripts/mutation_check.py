@@ -39,6 +39,15 @@ DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath
   ("truncated archive", "src/hetmtl/data/archives.py", "                        names.append(info.name)\n    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "                        names.append(info.name)\n    except ZeroDivisionError as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "tests/test_data.py::test_truncated_archive_gives_a_clear_error"),
 ]
 MECHANISMS = [
+  # MLflow (issue 11)
+  ("mlflow: no experiment kind", "src/hetmtl/tracking/mlflow_store.py", "tags={\"suite\": suite, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))", "tags={\"suite\": suite}))", "tests/test_tracking.py::test_the_experiment_is_a_model_training_one_with_its_artifacts_beside_the_store"),
+  ("mlflow: no source tags", "src/hetmtl/tracking/mlflow_store.py", "            tags = {**source_tags(root, given.get(\"git_commit\")), **given}", "            tags = given", "tests/test_tracking.py::test_each_run_has_its_source_user_and_commit"),
+  ("mlflow: sweep runs tagged training", "src/hetmtl/tracking/mlflow_store.py", "    return \"sweep\" if \"sweep\" in tags else \"training\"", "    return \"training\"", "tests/test_tracking.py::test_the_readmes_filter_returns_only_the_tables_runs"),
+  ("mlflow: sharing logged twice at the last step", JOB, "        last = {**{k: v for k, v in final.items() if k not in last_epoch}, **budget,", "        last = {**final, **budget,", "tests/test_tracking.py::test_sharing_is_logged_once_per_step"),
+  ("mlflow: log not an artifact", JOB, "        logger.log_artifact(log.path)\n        if params", "        if params", "tests/test_tracking.py::test_a_training_run_holds_its_log_and_the_model_only_when_asked"),
+  ("mlflow: log_model ignored", JOB, "        if params[\"tracking\"][\"log_model\"]:", "        if True:", "tests/test_tracking.py::test_a_training_run_holds_its_log_and_the_model_only_when_asked"),
+  ("mlflow: no line per epoch", JOB, "        log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock[\"last\"]))", "        pass", "tests/test_tracking.py::test_the_job_log_has_one_line_per_epoch"),
+  ("mlflow: rebuild without artifacts", "src/hetmtl/tracking/rebuild.py", "    return [path.parent / name for name in rec.get(\"artifacts\", [])]", "    return []", "tests/test_tracking.py::test_a_rebuilt_run_gets_its_artifacts_and_kind_again"),
   # MTAL (SPEC 6)
   ("mtal: within-task rule off", MTAL, "if ra == rb or tasks[ra] & tasks[rb]:", "if ra == rb:", f"{T_MTAL}::test_a_group_never_holds_two_kernels_of_one_task"),
   ("mtal: slots weighted equally", MTAL, "coef = counts / total[labels].clamp_min(1)", "coef = used.to(w.dtype) / size[labels].clamp_min(1).to(w.dtype)", f"{T_MTAL}::test_group_slot_holds_the_mean_weighted_by_kernels"),

@@ -256,6 +256,10 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
         rc = forkserver.run(sys.argv[1:])
         if rc is not None:
             return rc
+    from hetmtl.tracking import mlflow_store
+
+    # the Source of the runs this command logs (the MLflow UI's column)
+    mlflow_store.set_source(" ".join(["hetmtl", args.command, *([args.action] if args.command == "tracking" else [])]))
     try:
         return args.fn(args)
     except (UserError, OSError) as exc:  # one line naming what failed and what to do (hetmtl/errors.py)

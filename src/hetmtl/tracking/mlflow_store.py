@@ -7,6 +7,13 @@ group, setting, method, seed, the git commit and the data MD5s. The default
 store is SQLite (``mlflow.db`` at the project root); ``MLFLOW_TRACKING_URI``
 points it anywhere else, e.g. an ``mlflow server`` shared by a cluster.
 
+The experiment is tagged a model-training experiment (``mlflow.experimentKind``),
+so the MLflow UI opens it on its runs, not on the GenAI pages (traces); every
+run carries its source (``mlflow.source.*``: the ``hetmtl`` command, the git
+commit) and user, which the UI shows as Source, Version and User, and a
+``hetmtl.kind`` (:data:`KINDS`) that tells a table's runs from the others.
+Artifacts of a SQLite store go to ``mlruns/`` beside the database.
+
 SQLite allows one writer at a time; parallel jobs retry a locked database
 instead of losing a run. The store is a view: every job's receipt holds what it
 logged, the tables are built from the receipts, and ``hetmtl tracking rebuild``
@@ -33,10 +40,68 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(root) / 'mlflow.db').resolve()}"
 
 
+# What the MLflow UI reads to open an experiment on its runs (its "model
+# training" view) rather than on traces and evaluations (mlflow/server/js:
+# ExperimentKind.CUSTOM_MODEL_DEVELOPMENT); without it, MLflow 3 opens GenAI.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+# hetmtl.kind of a run: `training` a run of a table's grid cell, `sweep` a
+# sweep point, `relations` a group's R, `aggregate` the tables' run, `group` a
+# parent run. The job kinds are those one job logs (RunLogger), one FINISHED run each.
+KINDS = ("training", "sweep", "relations", "aggregate", "group")
+JOB_KINDS = ("training", "sweep", "relations")
+
+# The command that logs runs in this process (cli.main sets it): the runs' Source.
+SOURCE = {"name": "hetmtl"}
+
+
+def set_source(name: str) -> None:
+    SOURCE["name"] = name
+
+
+def run_kind(tags: dict) -> str:
+    """The ``hetmtl.kind`` of a job's run from its tags: a sweep point has a
+    ``sweep`` tag, a relations run the method ``relations``."""
+    if tags.get("method") == "relations":
+        return "relations"
+    return "sweep" if "sweep" in tags else "training"
+
+
+def source_tags(root: Path, commit: str | None = None) -> dict:
+    """MLflow's own tags for where a run comes from: the UI's Source (the
+    ``hetmtl`` command), Version (the commit) and User columns."""
+    import getpass
+
+    commit = commit or git_commit(root)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = str(os.getuid())
+    return {"mlflow.source.name": SOURCE["name"], "mlflow.source.type": "LOCAL", "mlflow.user": user,
+            "mlflow.source.git.commit": commit.removesuffix("-dirty")}
+
+
 def client(root: Path):
+    """The store's client; every run it creates carries :func:`source_tags`
+    (the aggregation's run too), tags given by the caller winning."""
     from mlflow.tracking import MlflowClient
 
-    return retry(lambda: MlflowClient(tracking_uri=tracking_uri(root)))  # opening the store reads it
+    class Client(MlflowClient):
+        def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
+            given = dict(tags or {})
+            tags = {**source_tags(root, given.get("git_commit")), **given}
+            return super().create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
+
+    return retry(lambda: Client(tracking_uri=tracking_uri(root)))  # opening the store reads it
+
+
+def artifact_location(root: Path) -> str | None:
+    """``mlruns/`` beside a SQLite store's file (not wherever the process runs);
+    a server's own default (its artifact proxy) otherwise."""
+    uri = tracking_uri(root)
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
 
 
 class StoreError(UserError, RuntimeError):
@@ -89,6 +154,8 @@ def ensure_experiment(root: Path, suite: str, parents: list[str]) -> dict:
     name = experiment_name(suite)
     exp = retry(lambda: c.get_experiment_by_name(name))
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made by older code: the UI opened GenAI
+            retry(lambda: c.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND))
         existing = _parents(c, exp.experiment_id)
         if all(p in existing for p in parents):
             return _ids(root, name, exp.experiment_id, existing, parents)
@@ -114,7 +181,9 @@ def _ids(root: Path, name: str, exp_id: str, existing: dict, parents: list[str])
 
 def _create(root: Path, c, suite: str, name: str, parents: list[str]) -> dict:
     exp = retry(lambda: c.get_experiment_by_name(name))
-    exp_id = exp.experiment_id if exp else retry(lambda: c.create_experiment(name, tags={"suite": suite}))
+    exp_id = exp.experiment_id if exp else retry(lambda: c.create_experiment(
+        name, artifact_location=artifact_location(root),
+        tags={"suite": suite, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
     # A parent run that exists is reused (the oldest of its name).
     existing = _parents(c, exp_id)
     for name_ in parents:
@@ -177,11 +246,12 @@ class RunLogger:
         self.c = client(root)
         self.parent = parent or f"{key['group']}/{key['setting']}"
         self.run_name = run_name or f"{key['method']}/seed{key['seed']}"
-        self.tags = {**{k: str(v) for k, v in key.items()}, **tags, "hetmtl.kind": "training",
-                     "hetmtl.checkout": checkout(root)}
+        self.tags = {**{k: str(v) for k, v in key.items()}, **tags, "hetmtl.checkout": checkout(root)}
+        self.tags["hetmtl.kind"] = run_kind(self.tags)
         self.params = {k: str(v)[:6000] for k, v in _flatten(params).items()}
         self.experiment = ensure_experiment(root, suite, [self.parent])
         self.resumed = False
+        self.artifacts: list[str] = []  # names of the files logged, for the record
         if run_id is not None:
             try:
                 retry(lambda: self.c.update_run(run_id, status="RUNNING"))
@@ -199,6 +269,7 @@ class RunLogger:
 
     def log_artifact(self, path: Path) -> None:
         retry(lambda: self.c.log_artifact(self.run_id, str(path)))
+        self.artifacts.append(Path(path).name)
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the run; a FINISHED run supersedes every older FINISHED run of the
@@ -212,9 +283,10 @@ class RunLogger:
     def record(self, history: list[dict], final: dict, final_step: int) -> dict:
         """What this run logged, for its receipt: name, parent, tags, params, the
         metrics per step (``history``: ``{"epoch": step, ...}``) and the final
-        metrics (logged at ``final_step``)."""
+        metrics (logged at ``final_step``) and the artifacts' file names (files
+        beside the receipt, which a rebuild logs again)."""
         return {"run_name": self.run_name, "parent": self.parent, "tags": self.tags, "params": self.params,
-                "history": history, "final": final, "final_step": final_step}
+                "history": history, "final": final, "final_step": final_step, "artifacts": list(self.artifacts)}
 
 
 def log_new_run(c, experiment: dict, parent: str, run_name: str, tags: dict, params: dict) -> str:
@@ -240,12 +312,14 @@ def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
 
 
 def supersede(c, experiment_id: str, tags: dict, run_id: str) -> list[str]:
-    """Mark every other FINISHED training run with the same job tags as ``run_id``
+    """Mark every other FINISHED job run (:data:`JOB_KINDS`; a store of older
+    code tagged them all ``training``) with the same job tags as ``run_id``
     KILLED, tagged ``hetmtl.superseded_by``; returns their ids."""
     query = " and ".join([f"tags.`{k}` = '{tags[k]}'" for k in KEY_TAGS if k in tags]
-                         + ["tags.`hetmtl.kind` = 'training'", "attributes.status = 'FINISHED'"])
+                         + ["attributes.status = 'FINISHED'"])
     old = [r.info.run_id for r in retry(lambda: c.search_runs([experiment_id], query, max_results=10000))
-           if r.info.run_id != run_id and all(k in tags or k not in r.data.tags for k in KEY_TAGS)]
+           if r.info.run_id != run_id and r.data.tags.get("hetmtl.kind") in JOB_KINDS
+           and all(k in tags or k not in r.data.tags for k in KEY_TAGS)]
     for rid in old:
         retry(lambda: c.set_tag(rid, "hetmtl.superseded_by", run_id))
         retry(lambda: c.set_terminated(rid, status="KILLED"))

@@ -5,7 +5,9 @@ Every job writes what it logged into its receipt (training and sweep runs) or
 its relations detail (``results/<suite>/relations/<group>.json``);
 :func:`rebuild` logs each such run again, under the same experiment and parent
 names, with the same tags, params and metrics at the same steps, tagged
-``hetmtl.rebuilt_from`` (the receipt) and ``hetmtl.original_run_id``; the run it
+``hetmtl.rebuilt_from`` (the receipt) and ``hetmtl.original_run_id``, with the
+artifacts its record names (``train.log``, ``model.pt``) logged again from the
+receipt's folder where they are still on disk; the run it
 replaces, if any, is superseded. A run the store already holds FINISHED (by its
 id or its original id) with the receipt's metrics is skipped, so a rebuild can
 be run again. The receipts are not rewritten: Snakemake and DVC see
@@ -23,8 +25,8 @@ from pathlib import Path
 from hetmtl import paths
 from hetmtl.errors import UserError
 from hetmtl.tracking import receipts
-from hetmtl.tracking.mlflow_store import (client, ensure_experiment, log_metrics, log_new_run, retry,
-                                          supersede)
+from hetmtl.tracking.mlflow_store import (JOB_KINDS, client, ensure_experiment, log_metrics, log_new_run,
+                                          retry, run_kind, supersede)
 
 
 class StoreMismatch(UserError, RuntimeError):
@@ -51,11 +53,12 @@ def run_records(params, suite: str, root: Path) -> list[tuple[Path, str, dict]]:
 
 
 def _store_runs(c, experiment_id: str) -> dict[str, object]:
-    """FINISHED training runs of the experiment by id and by original id."""
-    runs = retry(lambda: c.search_runs([experiment_id], "tags.`hetmtl.kind` = 'training' and "
-                                       "attributes.status = 'FINISHED'", max_results=50000))
+    """FINISHED job runs (training, sweep, relations) of the experiment by id and by original id."""
+    runs = retry(lambda: c.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=50000))
     found = {}
     for r in runs:
+        if r.data.tags.get("hetmtl.kind") not in JOB_KINDS:
+            continue
         found[r.info.run_id] = r
         if "hetmtl.original_run_id" in r.data.tags:
             found[r.data.tags["hetmtl.original_run_id"]] = r
@@ -67,8 +70,12 @@ def _same(run, rec: dict, path: Path) -> bool:
     return {k: float(v) for k, v in run.data.metrics.items()} == receipts.latest_metrics({"record": rec}, path)
 
 
-def _relations_artifacts(path: Path) -> list[Path]:
-    return [path, path.with_suffix(".png")] if path.suffix == ".json" else []
+def _artifacts(path: Path, rec: dict) -> list[Path]:
+    """The files a run logged: a relations run its detail and heatmap; a job
+    run those its record names (beside its receipt)."""
+    if path.suffix == ".json" and path.name != "receipt.json":
+        return [path, path.with_suffix(".png")]
+    return [path.parent / name for name in rec.get("artifacts", [])]
 
 
 def rebuild(params, suite: str, root: Path) -> dict:
@@ -81,14 +88,16 @@ def rebuild(params, suite: str, root: Path) -> dict:
     for path, run_id, rec in records:
         if run_id and run_id in present and _same(present[run_id], rec, path):
             continue  # the store shows what the receipt holds
-        tags = {**rec["tags"], "hetmtl.rebuilt_from": path.relative_to(root).as_posix()}
+        # the kind from the tags: older code tagged sweep and relations runs `training`
+        tags = {**rec["tags"], "hetmtl.kind": run_kind(rec["tags"]),
+                "hetmtl.rebuilt_from": path.relative_to(root).as_posix()}
         if run_id:
             tags["hetmtl.original_run_id"] = run_id
         new = log_new_run(c, exp, rec["parent"], rec["run_name"], tags, rec["params"])
         for entry in rec["history"]:
             log_metrics(c, new, {k: v for k, v in entry.items() if k != "epoch"}, int(entry["epoch"]))
         log_metrics(c, new, rec["final"], int(rec["final_step"]))
-        for artifact in _relations_artifacts(path):
+        for artifact in _artifacts(path, rec):
             if artifact.exists():
                 retry(lambda: c.log_artifact(new, str(artifact)))
         retry(lambda: c.set_terminated(new, status="FINISHED"))

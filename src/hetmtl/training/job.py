@@ -4,11 +4,15 @@ and the relations estimate of a group.
 A training job resumes from its checkpoint when one exists for the same
 parameters and data (continuing the same MLflow run); marks the run FAILED and
 keeps the checkpoint when it crashes; writes ``model.pt`` and then the receipt
-only when complete.
+only when complete. Every job prints one line per epoch (per-task train loss,
+validation accuracy, seconds) to its output and to ``train.log`` beside its
+receipt, which its MLflow run holds as an artifact (with ``model.pt`` when
+``tracking.log_model`` is true).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -117,6 +121,54 @@ def job_files(params, key: dict, sweep: tuple[str, float] | None = None) -> tupl
     return receipt, receipt.with_name("model.pt"), root / paths.sweep_checkpoint(**where)
 
 
+LOG_NAME = "train.log"
+
+
+class JobLog:
+    """A job's log lines: printed (Snakemake's log of the job) and written, each
+    flushed, to ``train.log`` beside the receipt: the file the MLflow run gets
+    as an artifact. A resumed job appends to the log of its earlier epochs."""
+
+    def __init__(self, path, resume: bool):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a" if resume else "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise files.WriteError(files.explain(path, exc)) from exc
+
+    def line(self, text: str, echo: bool = True) -> None:
+        if echo:
+            print(text, flush=True)
+        try:
+            self.file.write(text + "\n")
+            self.file.flush()
+        except OSError as exc:
+            raise files.WriteError(files.explain(self.path, exc)) from exc
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _values(metrics: dict, prefix: str) -> str:
+    return " ".join(f"{k.removeprefix(prefix)}={v:.4f}" for k, v in metrics.items() if k.startswith(prefix))
+
+
+def epoch_line(epoch: int, epochs: int, metrics: dict, seconds: float) -> str:
+    """One epoch's line: its per-task train losses, validation accuracies (and
+    their mean), what else it logged that is one number (``sharing/total``,
+    ``compression``, a closed-form objective), and its seconds."""
+    parts = [f"epoch {epoch}/{epochs}"]
+    for name, prefix in (("train_loss", "train_loss/"), ("val_acc", "val_acc/")):
+        if any(k.startswith(prefix) for k in metrics):
+            parts.append(f"{name} {_values(metrics, prefix)}")
+    other = {k: v for k, v in metrics.items() if not k.startswith(("train_loss/", "val_acc/"))
+             and ("/" not in k or k.endswith("/total"))}
+    if other:
+        parts.append(" ".join(f"{k}={v:.4g}" for k, v in other.items()))
+    return " | ".join([*parts, f"{seconds:.1f} s"])
+
+
 def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, progress: bool = True,
             sweep: tuple[str, float] | None = None) -> dict:
     """Train one grid cell; with ``sweep=(name, value)`` one point of a sweep instead
@@ -181,17 +233,23 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
     if sweep is not None:
         tags.update({"sweep": sweep[0], "sweep_value": f"{sweep[1]:g}"})
+    log = JobLog(receipt_path.parent / LOG_NAME, resume=state is not None)
     logger = RunLogger(root, key["suite"], key, tags, run_params, run_id=state["run_id"] if state else None,
                        parent=parent, run_name=f"{key['method']}/{sweep[0]}={sweep[1]:g}/seed{key['seed']}" if sweep else None)
     if state and not logger.resumed:  # the store lost the run: the new one gets the epochs done so far
         for entry in state["history"]:
             logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
-    if state:
-        print(f"[hetmtl] resuming {ckpt_path} after epoch {state['epoch']} (MLflow run {logger.run_id})")
+    log.line(f"[hetmtl] {logger.run_name} of {key['group']}/{key['setting']} ({key['suite']}): "
+             f"{cfg.epochs} epochs on {device.type}, MLflow run {logger.run_id}"
+             + (f", resumed after epoch {state['epoch']} ({ckpt_path})" if state else ""))
+    clock = {"last": time.time()}
 
     def on_epoch(epoch: int, metrics: dict, train_state: dict) -> None:
         logger.log_metrics(metrics, step=epoch)
         checkpoint.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})
+        now = time.time()
+        log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock["last"]))
+        clock["last"] = now
 
     started = time.time()
     try:  # anything that fails before the receipt is written leaves the run FAILED
@@ -201,19 +259,29 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
         else:
             result = method.fit_closed_form(data)
             for entry in result["history"]:
-                logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
+                metrics = {k: v for k, v in entry.items() if k != "epoch"}
+                logger.log_metrics(metrics, step=entry["epoch"])
+                log.line(epoch_line(entry["epoch"], len(result["history"]), metrics, 0.0))
         seconds = time.time() - started
         final = dict(result["test"])
-        final.update({k: v for k, v in result["history"][-1].items()
-                      if k.startswith(("sharing/", "compression", "within_task"))})
+        # MTAL's sharing of the last epoch: logged with that epoch, at the same step as
+        # the final metrics, so not logged again with them (one value per step)
+        last_epoch = {k: v for k, v in result["history"][-1].items()
+                      if k.startswith(("sharing/", "compression", "within_task"))}
+        final.update(last_epoch)
         budget = {}
         if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
             budget = {"budget/steps_per_task": result["steps"],
                       "budget/pretrain_epochs": pretrain_epochs(mcfg, cfg.epochs)}
-        last = {**final, **budget, "train_seconds": seconds,
+        last = {**{k: v for k, v in final.items() if k not in last_epoch}, **budget, "train_seconds": seconds,
                 "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
         logger.log_metrics(last, step=len(result["history"]))
         checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
+        log.line(f"done in {seconds:.1f} s: test_acc {_values(result['test'], 'test_acc/')}")
+        log.close()
+        logger.log_artifact(log.path)
+        if params["tracking"]["log_model"]:
+            logger.log_artifact(model_path)
         receipt = {"run_id": logger.run_id, "experiment": logger.experiment["experiment"],
                    "tracking_uri": logger.experiment["tracking_uri"], "key": key, "params_digest": digest,
                    "metrics": final, "train_seconds": round(seconds, 3), **budget,
@@ -224,7 +292,13 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
             receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
         receipts.write(receipt_path, receipt)
         logger.finish("FINISHED")  # after the receipt: a FINISHED run always has one
-    except BaseException:
+    except BaseException as exc:
+        if not log.file.closed:  # the failed run keeps its log: the error is its last line
+            # not echoed: the command prints the error itself, once
+            log.line(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", echo=False)
+            log.close()
+            with contextlib.suppress(Exception):  # the job's own error is the one to see
+                logger.log_artifact(log.path)
         logger.finish("FAILED")
         raise
     ckpt_path.unlink(missing_ok=True)
