@@ -167,6 +167,17 @@ MECHANISMS = [
   ("preflight: old logs' errors", PF, "        if log.stat().st_mtime < since:", "        if False:", "tests/test_failures.py::test_the_error_line_of_each_failed_job_is_found_in_its_log"),
   ("params: schema errors on one indented block", "src/hetmtl/params/__init__.py", 'raise ParamsError("".join(f"\\nerror: {line}" if i else line for i, line in enumerate(lines)))', 'raise ParamsError("invalid parameters:\\n  " + "\\n  ".join(lines))', "tests/test_params.py::test_every_schema_error_is_one_line_naming_its_file_and_key"),
   ("snakemake: missing receipts not remade", "Snakefile", "        [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],\n", "", "tests/test_failures.py::test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command"),
+  # the report's items (issue 11): tables as HTML, figures as PNG and PDF, per-item captions
+  ("report: html table not bold", "src/hetmtl/reporting/tables.py", 'np.where(bold.to_numpy(), "font-weight: bold;", "")', 'np.where(bold.to_numpy(), "", "")', "tests/test_tables.py::test_html_table_bolds_the_best_mean_of_each_column_and_is_a_page"),
+  ("report: random html ids", "src/hetmtl/reporting/tables.py", ".set_table_styles(HTML_STYLE).set_uuid(uid))", ".set_table_styles(HTML_STYLE))", "tests/test_tables.py::test_html_table_bolds_the_best_mean_of_each_column_and_is_a_page"),
+  ("report: latex not bold", "src/hetmtl/reporting/tables.py", 'np.where(bold.to_numpy(), "textbf:--rwrap;", "")', 'np.where(bold.to_numpy(), "", "")', "tests/test_tables.py::test_latex_and_markdown_bold_the_same_cells_as_html"),
+  ("report: caption lists every item", "workflow/report/figure.rst", "{{ snakemake.params.caption }}\n", "{% for c in [snakemake.params.caption] * 2 %}* {{ c }}\n{% endfor %}", "tests/test_report.py::test_each_report_item_gets_its_own_caption"),
+  ("figures: no pdf", "src/hetmtl/reporting/figures.py", "        for ext in FORMATS:", "        for ext in FORMATS[:1]:", "tests/test_report.py::test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf"),
+  ("figures: task colour per panel", "src/hetmtl/reporting/figures.py", 'label=task, color=colours[task])', 'label=task)', "tests/test_report.py::test_each_task_keeps_its_colour_in_every_panel_of_fig12"),
+  ("figures: fig8 without legend", "src/hetmtl/reporting/figures.py", "    fig.legend(handles=", "    0 and fig.legend(handles=", "tests/test_report.py::test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf"),
+  ("figures: nothing shared, nothing shown", "src/hetmtl/reporting/figures.py", "        rows = [(cos, pair) for cos, pair in best_pairs(method, layer, max_kernels)]", "        rows = []", "tests/test_report.py::test_nothing_shared_shows_the_best_matching_pairs_marked_not_shared"),
+  ("figures: best pairs across kernel shapes", "src/hetmtl/reporting/figures.py", "        if method.task_bank[layer][i] != method.task_bank[layer][j]:\n            continue", "        if False:\n            continue", "tests/test_report.py::test_nothing_shared_shows_the_best_matching_pairs_marked_not_shared"),
+  ("figures: no row labels", "src/hetmtl/reporting/figures.py", "        axes[r][0].set_ylabel(label,", "        0 and axes[r][0].set_ylabel(label,", "tests/test_report.py::test_shared_kernels_are_shown_with_row_labels_and_a_colour_bar_per_row"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

@@ -157,7 +157,7 @@ def cmd_aggregate(args) -> int:
     from hetmtl.reporting.aggregate import aggregate
 
     p = _params(args)
-    aggregate(p, args.suite, p.root, items=not args.no_items)
+    aggregate(p, args.suite, p.root, with_items=not args.no_items)
     for name in p["tables"]:
         print(Path("reports") / args.suite / "tables" / f"{name}.md")
     return 0

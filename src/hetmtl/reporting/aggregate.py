@@ -199,18 +199,18 @@ def draw_figure(params, suite: str, root: Path, name: str, records: pd.DataFrame
     return [root / items.figure_file(suite, name, ext) for ext in items.FIGURE_FORMATS]
 
 
-def aggregate(params, suite: str, root: Path, items: bool = True) -> dict:
-    """Every table and figure (``items``; the Snakefile makes them one job each with
+def aggregate(params, suite: str, root: Path, with_items: bool = True) -> dict:
+    """Every table and figure (``with_items``; the Snakefile makes them one job each with
     ``hetmtl table`` / ``hetmtl figure``), the DVC metrics and plot data, the
     provenance, and the MLflow run holding them all."""
     check_current(params, suite, root)
     records = collect(params, suite, root)
     written: list[Path] = []
     for name in table_names(params):
-        written += (write_table(params, suite, root, name, records) if items else
+        written += (write_table(params, suite, root, name, records) if with_items else
                     [root / paths.table_file(suite, name, ext) for ext in TABLE_FORMATS])
     for name in items.FIGURES:
-        written += (draw_figure(params, suite, root, name, records) if items else
+        written += (draw_figure(params, suite, root, name, records) if with_items else
                     [root / items.figure_file(suite, name, ext) for ext in items.FIGURE_FORMATS])
     missing = [str(p.relative_to(root)) for p in written if not p.exists()]
     if missing:
