@@ -23,6 +23,7 @@ from conftest import copy_project, e2e_env as _env
 from hetmtl import paths
 from hetmtl.methods import METHODS
 from hetmtl.params import load_params
+from hetmtl.reporting import items
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -57,10 +58,12 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
         assert metrics == {m: round(v, 4) for m, v in csv["Average/mean"].items()}
     table6 = pd.read_csv(proj / paths.table_file("tiny", "table6", "csv"), index_col="layer")
     assert "Total network" in table6.index and table6.notna().all().all()
-    for fig in ["fig8_overall", "fig9_threshold_sweep", "fig10_activations_conv1",
-                "fig11_activations_conv2", "fig12_mtal_loss"]:
-        png = proj / paths.figure("tiny", fig)
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+    for fig in items.FIGURES:  # each as PNG and PDF
+        assert (proj / items.figure_file("tiny", fig, "png")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+        assert (proj / items.figure_file("tiny", fig, "pdf")).read_bytes()[:5] == b"%PDF-", fig
+    for name in [*params["tables"], "table6"]:  # the report's tables: whole pages, best in bold
+        html = (proj / paths.table_file("tiny", name, "html")).read_text()
+        assert html.startswith("<!DOCTYPE html>") and "NOT the paper" in html, name
     print(f"tiny DAG: {seconds:.1f} s")
 
 
@@ -260,6 +263,8 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
     def train(pred):
         return {("train", *c) for c in cells if pred(*c)}
 
+    # every table and figure is a job of its own (its own caption in the report); all follow an edit
+    report_items = {("table", t) for t in [*params["tables"], "table6"]} | {("figure", f) for f in items.FIGURES}
     every_job = train(lambda *c: True) | {("sweep", *w) for w in sweeps} | {("relations", g) for g in params["groups"]}
     unrelated = {j for j in every_job if j[1] == "unrelated"}
     edits = [  # (file, old, new, the jobs that read it)
@@ -277,7 +282,7 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
             assert texts[proj].count(old) >= 1, (rel, old)
             (proj / rel).write_text(texts[proj].replace(old, new, 1))
         planned, stale = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)
-        assert _planned(planned) == expected | {("aggregate",), ("all",)}, rel
+        assert _planned(planned) == expected | report_items | {("aggregate",), ("all",)}, rel
         assert _stale(stale) == expected, rel
         if rel == "params/methods.yaml":
             failed = run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], smk_proj, check=False)
@@ -296,7 +301,7 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
         texts[proj] = methods.read_text()
         methods.write_text(texts[proj].replace("rho: 0.4          #", "rho: 0.45         #", 1))
     planned, stale = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)
-    assert _planned(planned) == expected | {("aggregate",), ("all",)}
+    assert _planned(planned) == expected | report_items | {("aggregate",), ("all",)}
     assert _stale(stale) == expected
     for proj in (smk_proj, dvc_proj):
         (proj / "params" / "methods.yaml").write_text(texts[proj])
@@ -412,7 +417,7 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(dvc_r
     assert len(lines) == 1 + len(params["tables"]) and max(len(line) for line in lines) < 200, shown
     run([dvc, "plots", "show", "-o", "plots_html"], proj)
     page = (proj / "plots_html" / "index.html").read_text()
-    assert "fig9_threshold_sweep" in page and "<script" not in page and "http" not in page
+    assert "fig09_threshold_sweep" in page and "<script" not in page and "http" not in page
 
     # A raw archive that changes on disk is reported (DVC tracks the archives).
     archive = proj / "data" / "standin" / "tiny" / "coil-20-unproc.zip"

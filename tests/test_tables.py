@@ -113,3 +113,58 @@ def test_aggregation_refuses_receipts_of_other_parameters(params, tmp_path):
     receipt.write_text(json.dumps({"job_digest": "0" * 16}))
     with pytest.raises(RecordError, match="other parameters or code.*" + key["method"]):
         check_current(params, "tiny", tmp_path)
+
+
+def _bold_cells(page: str) -> set[str]:
+    """The text of the cells an HTML table sets in bold (Styler: a CSS rule per cell id)."""
+    import re
+    from html.parser import HTMLParser
+
+    style = page.split("<style", 1)[1].split("</style>", 1)[0]
+    ids = set()
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", style):
+        if "font-weight: bold" in body:
+            ids |= {s.strip().lstrip("#") for s in selectors.split(",")}
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.text, self.current = {}, None
+
+        def handle_starttag(self, tag, attrs):
+            self.current = dict(attrs).get("id") if tag == "td" else None
+
+        def handle_data(self, data):
+            if self.current:
+                self.text[self.current] = self.text.get(self.current, "") + data
+
+    parser = Cells()
+    parser.feed(page)
+    return {parser.text[i].strip() for i in ids}
+
+
+def test_html_table_bolds_the_best_mean_of_each_column_and_is_a_page():
+    from hetmtl.reporting.tables import to_html
+
+    values = {("single_task", 0): {"A": 0.5, "B": 0.9}, ("single_task", 1): {"A": 0.7, "B": 0.9},
+              ("mtal", 0): {"A": 0.9, "B": 0.6}, ("mtal", 1): {"A": 0.7, "B": 0.6}}
+    t = summarise(records(values), "g", ROWS, ["A", "B"])
+    page = to_html(t, "Table 3 & <co_de>: 95% CI", "table3")
+    # A: MTAL 80.0; B: single-task 90.0; Average: single-task 75.0 (vs 70.0); sharing is never bold
+    assert _bold_cells(page) == {"80.0 ± 14.1", "90.0 ± 0.0", "75.0 ± 7.1"}
+    assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page  # ± shown as ±
+    assert "<caption>Table 3 &amp; &lt;co_de&gt;: 95% CI</caption>" in page
+    assert to_html(t, "c", "table3") == to_html(t, "c", "table3")  # no random ids: byte-stable
+
+
+def test_latex_and_markdown_bold_the_same_cells_as_html():
+    from hetmtl.reporting.tables import cells
+
+    t = summarise(records(VALUES), "g", ROWS, ["A", "B"])
+    text, bold = cells(t)
+    best = {c for c, b in zip(text.to_numpy().flat, bold.to_numpy().flat) if b}
+    md, tex = to_markdown(t, "c"), to_latex(t, "c")
+    pm = r"$\pm$"
+    assert best and all(f"**{c}**" in md and r"\textbf{" + c.replace("±", pm) + "}" in tex for c in best)
+    n = int(bold.to_numpy().sum())
+    assert md.count("**") == 2 * n and tex.count(r"\textbf{") == n

@@ -157,9 +157,29 @@ def cmd_aggregate(args) -> int:
     from hetmtl.reporting.aggregate import aggregate
 
     p = _params(args)
-    aggregate(p, args.suite, p.root)
+    aggregate(p, args.suite, p.root, with_items=not args.no_items)
     for name in p["tables"]:
         print(Path("reports") / args.suite / "tables" / f"{name}.md")
+    return 0
+
+
+def cmd_table(args) -> int:
+    from hetmtl.reporting.aggregate import check_current, collect, write_table
+
+    p = _params(args)
+    check_current(p, args.suite, p.root)
+    for path in write_table(p, args.suite, p.root, args.table, collect(p, args.suite, p.root)):
+        print(path.relative_to(p.root))
+    return 0
+
+
+def cmd_figure(args) -> int:
+    from hetmtl.reporting.aggregate import check_current, collect, draw_figure
+
+    p = _params(args)
+    check_current(p, args.suite, p.root)
+    for path in draw_figure(p, args.suite, p.root, args.figure, collect(p, args.suite, p.root)):
+        print(path.relative_to(p.root))
     return 0
 
 
@@ -234,7 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
     sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
     device_flags(sp, progress=False)
-    add("aggregate", cmd_aggregate, "tables, figures and DVC metrics from the receipts")
+    sp = add("aggregate", cmd_aggregate, "tables, figures and DVC metrics from the receipts")
+    sp.add_argument("--no-items", action="store_true",
+                    help="the tables and figures are made already (`hetmtl table`, `hetmtl figure`): only the "
+                         "metrics, plot data, provenance and the MLflow run")
+    sp = add("table", cmd_table, "one table (Markdown, LaTeX, CSV, HTML) from the receipts")
+    sp.add_argument("--table", required=True, help="a table of params/grid.yaml, or table6")
+    sp = add("figure", cmd_figure, "one figure (PNG and PDF) from the receipts")
+    sp.add_argument("--figure", required=True, help="fig08_overall, fig09_threshold_sweep, ... (hetmtl/reporting/items.py)")
     sp = add("tracking", cmd_tracking, "check the MLflow store against the receipts, or rebuild it from them")
     sp.add_argument("action", choices=["check", "rebuild"],
                     help="check: the store holds every run on disk; rebuild: log again the runs it lacks, then check")

@@ -34,6 +34,7 @@ import yaml
 
 from hetmtl import files, paths
 from hetmtl.params import DATA_CODE, Params, code_paths
+from hetmtl.reporting import items
 
 CHOICE = Path("params/dvc_suite.yaml")
 ROOT_FILE = Path("dvc.yaml")
@@ -197,8 +198,10 @@ def render(p: Params, suite: str) -> dict[Path, str]:
     # `dvc plots show` / `dvc plots diff`: every figure as the pipeline draws it
     # (curves coloured by group, task and method), as images: the page renders
     # offline (DVC's vega plots load their chart library from a CDN). The plot
-    # data behind them stay in reports/<suite>/plots/ as CSV.
-    docs[ROOT_FILE]["plots"] = [paths.figure(suite, "x").parent.as_posix()]
+    # data behind them stay in reports/<suite>/plots/ as CSV. The PNGs by name:
+    # the PDFs beside them (an output of the aggregate stage's folder) are no
+    # format DVC plots can show.
+    docs[ROOT_FILE]["plots"] = [items.figure_file(suite, f, "png").as_posix() for f in items.FIGURES]
     return {path: HEADER + yaml.safe_dump(doc, sort_keys=False, width=120) for path, doc in docs.items()}
 
 

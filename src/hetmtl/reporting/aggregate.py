@@ -9,22 +9,22 @@ from pathlib import Path
 import pandas as pd
 
 from hetmtl import files, paths
-from hetmtl.reporting import figures
+from hetmtl.reporting import figures, items
 from hetmtl.reporting.collect import RecordError, check_current, collect, collect_sweeps, metric_histories
-from hetmtl.reporting.tables import (AVERAGE, add_significance, paired_pvalues, sharing_csv, sharing_latex,
-                                     sharing_markdown, sharing_table, summarise, to_csv, to_latex,
-                                     to_markdown)
+from hetmtl.reporting.tables import (AVERAGE, add_significance, paired_pvalues, sharing_csv, sharing_html,
+                                     sharing_latex, sharing_markdown, sharing_table, summarise, to_csv, to_html,
+                                     to_latex, to_markdown)
 
 STANDIN_NOTE = ("Data: generated stand-in archives (SPEC section 2), NOT the paper's data; "
                 "these numbers say nothing about the real data sets.")
-FIGURES = {
-    "fig8_overall": "Fig. 8",
-    "fig9_threshold_sweep": "Fig. 9",
-    "fig10_activations_conv1": "Fig. 10",
-    "fig11_activations_conv2": "Fig. 11",
-    "fig12_mtal_loss": "Fig. 12",
-}
+FIGURES = dict(zip(items.FIGURES, ["Fig. 8", "Fig. 9", "Fig. 10", "Fig. 11", "Fig. 12"]))
 SHARING_TABLE = "table6"
+TABLE_FORMATS = items.TABLE_FORMATS
+
+
+def table_names(params) -> list[str]:
+    """The comparison tables of params/grid.yaml, then Table 6."""
+    return [*params["tables"], SHARING_TABLE]
 
 
 def scale_note(params, suite: str) -> str:
@@ -96,9 +96,11 @@ def _write(path: Path, text: str) -> Path:
     return files.write_text(path, text)
 
 
-def comparison_tables(params, suite: str, records: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def comparison_tables(params, suite: str, records: pd.DataFrame, only: str | None = None) -> dict[str, pd.DataFrame]:
     out = {}
     for name, spec in params["tables"].items():
+        if only is not None and name != only:
+            continue
         rows = params.table_methods(spec["setting"])
         table = summarise(records, spec["group"], rows, params.tasks_of(spec["group"]))
         ref = reference_method(params, spec["setting"])
@@ -118,8 +120,9 @@ def mtal_sharing(params, suite: str, records: pd.DataFrame) -> pd.DataFrame:
     return sharing_table(records, columns, conv_names(BACKBONES[params.suite(suite)["backbone"]]))
 
 
-def activation_figures(params, suite: str, root: Path, out: dict) -> None:
-    """Figs. 10-11 from the first seed's MTAL model (no prior), as the paper shows them."""
+def activation_figure(params, suite: str, root: Path, name: str) -> Path:
+    """Fig. 10 (first conv layer, first group) or 11 (second layer, last group) from
+    the first seed's MTAL model (no prior), as the paper shows them."""
     import torch
 
     from hetmtl.methods import TaskInfo
@@ -127,73 +130,107 @@ def activation_figures(params, suite: str, root: Path, out: dict) -> None:
     from hetmtl.training.job import build_method, train_config
 
     groups = list(params["groups"])
+    layer, group = {"fig10_activations_conv1": (0, groups[0]), "fig11_activations_conv2": (1, groups[-1])}[name]
     seed = params.suite(suite)["seeds"][0]
-    for (name, layer), group in zip([("fig10_activations_conv1", 0), ("fig11_activations_conv2", 1)],
-                                    [groups[0], groups[-1]]):
-        key = dict(suite=suite, group=group, setting="no_prior", method="mtal", seed=seed)
-        path = root / paths.figure(suite, name)
-        model = root / paths.model_file(**key)
-        if not model.exists():
-            out[name] = figures.empty_figure(path, FIGURES[name], "no MTAL model in this grid")
-            continue
-        data = [load_task(suite, t, torch.device("cpu"), params["split"], seed) for t in params.tasks_of(group)]
-        method = build_method(params, key, [TaskInfo(d.name, d.channels, d.num_classes) for d in data])
-        method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
-        method.eval()
-        layer_name = method.layer_names[layer]
-        norm = train_config(params, suite, seed, params.tasks_of(group)).input_norm
-        images = [to_input(d.x["test"][:1], norm) for d in data]
-        out[name] = figures.activation_maps(
-            method, images, layer, layer_name, path,
-            f"{FIGURES[name]}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})")
+    key = dict(suite=suite, group=group, setting="no_prior", method="mtal", seed=seed)
+    path = root / paths.figure(suite, name)
+    model = root / paths.model_file(**key)
+    if not model.exists():
+        return figures.empty_figure(path, FIGURES[name], "no MTAL model in this grid")
+    data = [load_task(suite, t, torch.device("cpu"), params["split"], seed) for t in params.tasks_of(group)]
+    method = build_method(params, key, [TaskInfo(d.name, d.channels, d.num_classes) for d in data])
+    method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
+    method.eval()
+    layer_name = method.layer_names[layer]
+    norm = train_config(params, suite, seed, params.tasks_of(group)).input_norm
+    images = [to_input(d.x["test"][:1], norm) for d in data]
+    rho = params.method("mtal").get("rho")
+    return figures.activation_maps(
+        method, images, layer, layer_name, path,
+        f"{FIGURES[name]}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})", rho=rho)
 
 
-def aggregate(params, suite: str, root: Path) -> dict:
+def write_table(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """One table in every format (TABLE_FORMATS), from the run records."""
+    def out(ext):
+        return root / paths.table_file(suite, name, ext)
+
+    if name == SHARING_TABLE:
+        sharing = mtal_sharing(params, suite, records)
+        cap = ("Table 6: MTAL's kernel sharing ratio per conv layer (share of the task kernels that use a slot "
+               "used by another task kernel) and the whole network; the compression by kernel count (unique kernel "
+               "slots in use over all task kernels) and by parameters (parameters in use over those of the T "
+               "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
+               "(two kernels of one task in one slot, 0 by construction); and each reading's average test "
+               "accuracy. Columns: group (method); *_common: MTAL started from one common copy instead of "
+               "independent starts (SPEC 6; both are our readings, the default is independent). "
+               "%, mean ± std over seeds. " + scale_note(params, suite))
+        return [_write(out("md"), sharing_markdown(sharing, cap)), _write(out("tex"), sharing_latex(sharing, cap)),
+                _write(out("csv"), sharing_csv(sharing)), _write(out("html"), sharing_html(sharing, cap, name))]
+    if name not in params["tables"]:
+        raise RecordError(f"no table {name!r}: params/grid.yaml tables give {', '.join(table_names(params))}")
+    spec = params["tables"][name]
+    table = comparison_tables(params, suite, records, only=name)[name]
+    cap = caption(params, suite, spec, table_budget(params, records, spec))
+    return [_write(out("md"), to_markdown(table, cap)), _write(out("tex"), to_latex(table, cap)),
+            _write(out("csv"), to_csv(table)), _write(out("html"), to_html(table, cap, name))]
+
+
+def draw_figure(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """One figure, as PNG and PDF (items.FIGURE_FORMATS), from the run records (Figs. 10-11: a model)."""
+    note = "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
+    path = root / paths.figure(suite, name)
+    if name == "fig08_overall":
+        titles = {n: f"{s['paper']}: {s['group']}, {s['setting']}" for n, s in params["tables"].items()}
+        figures.overall_comparison(comparison_tables(params, suite, records), titles, path, note)
+    elif name == "fig09_threshold_sweep":
+        all_sweeps = collect_sweeps(params, suite, root)
+        if not params["sweeps"]:
+            figures.empty_figure(path, FIGURES[name], "no threshold sweep in this grid")
+        for sweep_name, sw in params["sweeps"].items():
+            figures.threshold_sweep(all_sweeps[all_sweeps.sweep == sweep_name], path, sw["parameter"], note)
+    elif name == "fig12_mtal_loss":
+        losses = metric_histories(params, suite, root, "mtal", "no_prior", "train_loss/")
+        figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]}, path, note)
+    elif name in ("fig10_activations_conv1", "fig11_activations_conv2"):
+        activation_figure(params, suite, root, name)
+    else:
+        raise RecordError(f"no figure {name!r}: the figures are {', '.join(items.FIGURES)}")
+    return [root / items.figure_file(suite, name, ext) for ext in items.FIGURE_FORMATS]
+
+
+def aggregate(params, suite: str, root: Path, with_items: bool = True) -> dict:
+    """Every table and figure (``with_items``; the Snakefile makes them one job each with
+    ``hetmtl table`` / ``hetmtl figure``), the DVC metrics and plot data, the
+    provenance, and the MLflow run holding them all."""
     check_current(params, suite, root)
     records = collect(params, suite, root)
-    tables = comparison_tables(params, suite, records)
-    written: dict[str, Path] = {}
-    metrics: dict = {}
-    for name, table in tables.items():
-        cap = caption(params, suite, params["tables"][name], table_budget(params, records, params["tables"][name]))
-        written[f"{name}.md"] = _write(root / paths.table_file(suite, name, "md"), to_markdown(table, cap))
-        written[f"{name}.tex"] = _write(root / paths.table_file(suite, name, "tex"), to_latex(table, cap))
-        written[f"{name}.csv"] = _write(root / paths.table_file(suite, name, "csv"), to_csv(table))
-        # `dvc metrics show`: one short row per table, the mean average accuracy per method
-        # (every column, std and CI are in the table's CSV)
-        metrics[name] = {m: round(float(table.loc[m, (AVERAGE, "mean")]), 4) for m in table.index}
-    sharing = mtal_sharing(params, suite, records)
-    cap6 = ("Table 6: MTAL's kernel sharing ratio per conv layer (share of the task kernels that use a slot "
-            "used by another task kernel) and the whole network; the compression by kernel count (unique kernel "
-            "slots in use over all task kernels) and by parameters (parameters in use over those of the T "
-            "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
-            "(two kernels of one task in one slot, 0 by construction); and each reading's average test accuracy. "
-            "Columns: group (method); *_common: MTAL started from one common copy instead of independent "
-            "starts (SPEC 6; both are our readings, the default is independent). "
-            "%, mean ± std over seeds. " + scale_note(params, suite))
-    written["table6.md"] = _write(root / paths.table_file(suite, SHARING_TABLE, "md"), sharing_markdown(sharing, cap6))
-    written["table6.tex"] = _write(root / paths.table_file(suite, SHARING_TABLE, "tex"), sharing_latex(sharing, cap6))
-    written["table6.csv"] = _write(root / paths.table_file(suite, SHARING_TABLE, "csv"), sharing_csv(sharing))
-
-    note = "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
-    titles = {n: f"{s['paper']}: {s['group']}, {s['setting']}" for n, s in params["tables"].items()}
-    written["fig8_overall"] = figures.overall_comparison(tables, titles, root / paths.figure(suite, "fig8_overall"), note)
+    written: list[Path] = []
+    for name in table_names(params):
+        written += (write_table(params, suite, root, name, records) if with_items else
+                    [root / paths.table_file(suite, name, ext) for ext in TABLE_FORMATS])
+    for name in items.FIGURES:
+        written += (draw_figure(params, suite, root, name, records) if with_items else
+                    [root / items.figure_file(suite, name, ext) for ext in items.FIGURE_FORMATS])
+    missing = [str(p.relative_to(root)) for p in written if not p.exists()]
+    if missing:
+        raise RecordError(f"tables or figures missing: {', '.join(missing)}; make them with `hetmtl table` / "
+                          "`hetmtl figure`, or run `hetmtl aggregate` without --no-items")
+    # `dvc metrics show`: one short row per table, the mean average accuracy per method
+    # (every column, std and CI are in the table's CSV)
+    metrics = {name: {m: round(float(table.loc[m, (AVERAGE, "mean")]), 4) for m in table.index}
+               for name, table in comparison_tables(params, suite, records).items()}
 
     plots = root / paths.plots_dir(suite)
     all_sweeps = collect_sweeps(params, suite, root)
     for sweep_name, sw in params["sweeps"].items():
         sweeps = all_sweeps[all_sweeps.sweep == sweep_name]
-        written["fig9_threshold_sweep"] = figures.threshold_sweep(
-            sweeps, root / paths.figure(suite, "fig9_threshold_sweep"), sw["parameter"], note)
         summary = (sweeps[sweeps.metric == "test_acc/mean"].groupby(["group", "sweep_value"])["value"]
                    .agg(["mean", "std"]).reset_index().rename(columns={"sweep_value": sw["parameter"]}))
         _write(plots / f"sweep_{sweep_name}.csv", summary.to_csv(index=False, float_format="%.6f"))
     losses = metric_histories(params, suite, root, "mtal", "no_prior", "train_loss/")
-    written["fig12_mtal_loss"] = figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]},
-                                                     root / paths.figure(suite, "fig12_mtal_loss"), note)
     curve = losses.groupby(["group", "task", "epoch"])["value"].mean().reset_index()
     _write(plots / "mtal_train_loss.csv", curve.rename(columns={"value": "train_loss"}).to_csv(index=False))
-    activation_figures(params, suite, root, written)
 
     for name, row in metrics.items():
         _write(root / paths.metrics_file(suite, name), json.dumps(row, indent=2, sort_keys=True) + "\n")
@@ -228,7 +265,7 @@ def provenance(root: Path, records: pd.DataFrame) -> dict:
             "runs": int(records.run_id.nunique())}
 
 
-def log_aggregate_run(params, suite: str, root: Path, files: dict[str, Path], metrics: dict) -> str:
+def log_aggregate_run(params, suite: str, root: Path, files: list[Path], metrics: dict) -> str:
     """One MLflow run per aggregation, holding every table and figure as artifacts."""
     from hetmtl.tracking.mlflow_store import client, ensure_experiment, git_commit, retry
 
@@ -236,8 +273,8 @@ def log_aggregate_run(params, suite: str, root: Path, files: dict[str, Path], me
     c = client(root)
     run = retry(lambda: c.create_run(exp["experiment_id"], run_name=f"aggregate/{suite}",
                                      tags={"suite": suite, "hetmtl.kind": "aggregate", "git_commit": git_commit(root)}))
-    for path in files.values():
-        sub = "figures" if path.suffix == ".png" else "tables"
+    for path in files:
+        sub = "figures" if path.suffix in (".png", ".pdf") else "tables"
         retry(lambda: c.log_artifact(run.info.run_id, str(path), artifact_path=sub))
     retry(lambda: c.set_terminated(run.info.run_id))
     return run.info.run_id

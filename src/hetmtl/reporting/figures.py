@@ -23,38 +23,66 @@ from hetmtl import files  # noqa: E402
 from hetmtl.reporting.tables import AVERAGE, DISPLAY  # noqa: E402
 
 
+from hetmtl.reporting.items import FIGURE_FORMATS as FORMATS  # noqa: E402
+BASELINE, MTAL, MTAL_PRIOR = "tab:blue", "tab:red", "tab:orange"
+
+
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    if fig._suptitle is not None:  # keep the (two-line) suptitle clear of the panel titles
-        fig.tight_layout(rect=(0, 0, 1, 0.86))
+    """Write the figure as PNG (``path``) and as PDF beside it; the PNG's path."""
+    path = Path(path).with_suffix(".png")
     try:
-        return files.atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], dpi=130,
-                                                                bbox_inches="tight"))
+        for ext in FORMATS:
+            files.atomic_write(path.with_suffix(f".{ext}"),
+                               lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=130, bbox_inches="tight"))
+        return path
     finally:
         plt.close(fig)
 
 
-def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str) -> Path:
-    """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars)."""
+def method_colour(method: str) -> str:
+    """Fig. 8's bar colour: MTAL red, MTAL with the task prior orange, baselines blue."""
+    if method.startswith("mtal_prior"):
+        return MTAL_PRIOR
+    return MTAL if method.startswith("mtal") else BASELINE
+
+
+def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note: str):
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MultipleLocator
+
     n = len(tables)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.4), sharey=True, squeeze=False, layout="constrained")
+    present = set()
     for ax, (name, table) in zip(axes[0], tables.items()):
         means = 100 * table[(AVERAGE, "mean")]
-        stds = 100 * table[(AVERAGE, "ci")].fillna(0)
+        ci = 100 * table[(AVERAGE, "ci")].fillna(0)
         labels = [DISPLAY.get(m, m) for m in table.index]
-        colours = ["tab:red" if m.startswith("mtal") else "tab:blue" for m in table.index]
-        ax.bar(range(len(means)), means, yerr=stds, color=colours, capsize=3)
+        colours = [method_colour(m) for m in table.index]
+        present |= set(colours)
+        ax.bar(range(len(means)), means, yerr=ci, color=colours, capsize=3)
         ax.set_xticks(range(len(means)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(titles[name], fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
+        ax.set_ylim(0, 100)
+        ax.yaxis.set_major_locator(MultipleLocator(20))
+        ax.yaxis.set_minor_locator(MultipleLocator(10))
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", which="both", alpha=0.3)
     axes[0][0].set_ylabel("average test accuracy (%), 95% CI")
-    fig.suptitle("Fig. 8: overall comparison" + (f"\n{note}" if note else ""), fontsize=9)
-    return _save(fig, path)
+    legend = [(MTAL, "MTAL"), (MTAL_PRIOR, "MTAL with task prior"), (BASELINE, "baselines")]
+    fig.legend(handles=[Patch(color=c, label=text) for c, text in legend if c in present],
+               loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.suptitle("Fig. 8: overall comparison" + (f" ({note})" if note else ""), fontsize=9)
+    return fig
+
+
+def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str) -> Path:
+    """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars)."""
+    return _save(overall_figure(tables, titles, note), path)
 
 
 def threshold_sweep(records: pd.DataFrame, path: Path, parameter: str, note: str) -> Path:
     """Fig. 9: mean ± std over seeds of the average test accuracy against the swept value."""
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
     sel = records[records.metric == "test_acc/mean"]
     for group, g in sel.groupby("group"):
         stats = g.groupby("sweep_value")["value"].agg(["mean", "std", "count"]).sort_index()
@@ -68,59 +96,124 @@ def threshold_sweep(records: pd.DataFrame, path: Path, parameter: str, note: str
     return _save(fig, path)
 
 
-def loss_curves(histories: dict[str, pd.DataFrame], path: Path, note: str) -> Path:
-    """Fig. 12: MTAL's per-task training loss per epoch (mean over seeds), one panel per group."""
+def task_colours(tasks) -> dict[str, tuple]:
+    """One colour per task, the same in every panel (sorted names; tab10, then tab20)."""
+    names = sorted(set(tasks))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {t: cmap(i % cmap.N) for i, t in enumerate(names)}
+
+
+def loss_figure(histories: dict[str, pd.DataFrame], note: str):
+    from matplotlib.ticker import MaxNLocator
+
     n = len(histories)
-    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.4), squeeze=False)
-    for ax, (group, h) in zip(axes[0], histories.items()):
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.6), squeeze=False, layout="constrained")
+    colours = task_colours(t for h in histories.values() for t in h["task"])
+    for i, (ax, (group, h)) in enumerate(zip(axes[0], histories.items())):
         for task, g in h.groupby("task"):
             curve = g.groupby("epoch")["value"].mean()
-            ax.plot(curve.index, curve.values, marker=".", label=task)
+            ax.plot(curve.index, curve.values, marker=".", label=task, color=colours[task])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
-        ax.set_title(f"({chr(97 + list(histories).index(group))}) {group} tasks", fontsize=9)
+        ax.set_title(f"({chr(97 + i)}) {group} tasks", fontsize=9)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("Fig. 12: MTAL training-loss curves" + (f"\n{note}" if note else ""), fontsize=9)
-    return _save(fig, path)
+    fig.suptitle("Fig. 12: MTAL training-loss curves" + (f" ({note})" if note else ""), fontsize=9)
+    return fig
 
 
-def activation_maps(method, images: list, layer: int, layer_name: str, path: Path, title: str,
-                    max_kernels: int = 4) -> Path:
-    """Fig. 10 / 11: for kernels shared by several tasks, each task's activation map.
+def loss_curves(histories: dict[str, pd.DataFrame], path: Path, note: str) -> Path:
+    """Fig. 12: MTAL's per-task training loss per epoch (mean over seeds), one panel per group."""
+    return _save(loss_figure(histories, note), path)
 
-    ``images[t]`` is one float test image batch (1 x C x H x W) of task t. Rows:
-    shared kernels (the most widely shared first); columns: per task, its input
-    and the shared kernel's response.
-    """
+
+def best_pairs(method, layer: int, n: int) -> list[tuple[float, list[tuple[int, int]]]]:
+    """The ``n`` most similar kernel pairs of two tasks in conv layer ``layer``
+    (cosine of the vectorised kernels, MTAL's Eq. 3), shared or not, each kernel
+    in one pair at most: [(cosine, [(task, kernel), (task, kernel)])], best first.
+    Only tasks whose kernels have one shape are compared (as MTAL does)."""
+    import itertools
+
+    T = len(method.tasks)
+    found = []
+    for i, j in itertools.combinations(range(T), 2):
+        if method.task_bank[layer][i] != method.task_bank[layer][j]:
+            continue  # kernels of different shapes (input channels): never compared
+        sim = method.similarity(layer, i, j)
+        values, flat = sim.flatten().sort(descending=True)
+        for v, f in zip(values.tolist(), flat.tolist()):
+            found.append((v, [(i, f // sim.shape[1]), (j, f % sim.shape[1])]))
+    out, used = [], set()
+    for v, pair in sorted(found, key=lambda x: -x[0]):
+        if used.isdisjoint(pair):
+            out.append((v, pair))
+            used.update(pair)
+            if len(out) == n:
+                break
+    return out
+
+
+def activation_figure(method, images: list, layer: int, layer_name: str, title: str, rho: float | None = None,
+                      max_kernels: int = 4):
     import torch
 
     T = len(method.tasks)
-    shared = method.shared_kernels(layer)
-    shared = shared[:max_kernels]
+    rows = [(None, g) for g in method.shared_kernels(layer)[:max_kernels]]
+    shared = bool(rows)
+    if not shared:  # nothing shared: the best-matching pairs, marked as not shared
+        rows = [(cos, pair) for cos, pair in best_pairs(method, layer, max_kernels)]
     with torch.no_grad():
         acts = [method.activations(t, images[t], layer)[0] for t in range(T)]
-    rows = max(1, len(shared))
-    fig, axes = plt.subplots(rows, 2 * T, figsize=(1.5 * 2 * T, 1.6 * rows + 0.6), squeeze=False)
+    n = max(1, len(rows))
+    fig, axes = plt.subplots(n, 2 * T, figsize=(1.6 * 2 * T + 1.6, 1.6 * n + 1.0), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
-        ax.axis("off")
-    if not shared:
-        axes[0][0].text(0, 0.5, f"no kernel of {layer_name} is shared between tasks in this run",
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    if not rows:
+        axes[0][0].text(0, 0.5, f"no two tasks have kernels of one shape in {layer_name}: nothing to compare",
                         fontsize=9, transform=axes[0][0].transAxes)
-    for r, group in enumerate(shared):
+    for t in range(T):
+        axes[0][2 * t].set_title(f"{method.tasks[t].name}: input", fontsize=8)
+        axes[0][2 * t + 1].set_title(f"{method.tasks[t].name}: activation", fontsize=8)
+    for r, (cos, group) in enumerate(rows):
         by_task = dict(group)
-        for t in range(T):
-            if t not in by_task:
-                continue
+        maps = {t: acts[t][k].numpy() for t, k in by_task.items()}
+        lo, hi = min(m.min() for m in maps.values()), max(m.max() for m in maps.values())
+        im = None
+        for t, k in by_task.items():
             img = images[t][0].float()
             img = img.mean(0) if img.shape[0] > 1 else img[0]
             axes[r][2 * t].imshow(img.numpy(), cmap="gray")
-            axes[r][2 * t + 1].imshow(acts[t][by_task[t]].numpy(), cmap="magma")
-            if r == 0:
-                axes[r][2 * t].set_title(method.tasks[t].name, fontsize=8)
-                axes[r][2 * t + 1].set_title("activation", fontsize=8)
+            im = axes[r][2 * t + 1].imshow(maps[t], cmap="magma", vmin=lo, vmax=hi)
+            axes[r][2 * t + 1].set_xlabel(f"kernel {k}", fontsize=7, labelpad=1)
+        what = " + ".join(f"{method.tasks[t].name} #{k}" for t, k in group)
+        label = (f"slot {r + 1}\n{what}" if cos is None else
+                 f"NOT shared\n{what}\ncos {cos:.2f}" + (f", rho {rho:g}" if rho is not None else ""))
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
+        fig.colorbar(im, ax=axes[r].tolist(), fraction=0.025, pad=0.01).set_label("activation", fontsize=7)
+    if not shared and rows:
+        title += (f"\nno kernel of {layer_name} is shared in this run: the best-matching kernel pairs, "
+                  "NOT shared" + (f" (threshold rho = {rho:g})" if rho is not None else ""))
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return fig
+
+
+def activation_maps(method, images: list, layer: int, layer_name: str, path: Path, title: str,
+                    rho: float | None = None, max_kernels: int = 4) -> Path:
+    """Fig. 10 / 11: for kernels shared by several tasks, each task's activation map.
+
+    ``images[t]`` is one float test image batch (1 x C x H x W) of task t. Rows:
+    shared kernels (the most widely shared first), labelled with their tasks and
+    kernel numbers; columns: per task, its input and the kernel's response, on one
+    colour scale per row (its colour bar). When no kernel of the layer is shared,
+    the rows are the best-matching kernel pairs (:func:`best_pairs`), marked NOT
+    shared with their cosine similarity and the threshold ``rho``.
+    """
+    return _save(activation_figure(method, images, layer, layer_name, title, rho, max_kernels), path)
 
 
 def empty_figure(path: Path, title: str, message: str) -> Path:
@@ -131,4 +224,5 @@ def empty_figure(path: Path, title: str, message: str) -> Path:
     return _save(fig, path)
 
 
-__all__ = ["overall_comparison", "threshold_sweep", "loss_curves", "activation_maps", "empty_figure"]
+__all__ = ["overall_comparison", "threshold_sweep", "loss_curves", "activation_maps", "empty_figure", "best_pairs",
+           "task_colours", "method_colour"]

@@ -1,14 +1,15 @@
 """The paper's comparison tables as pure functions of run records (SPEC 7).
 
 ``summarise`` turns long records (one row per run and metric) into a table of
-mean, standard deviation and 95% confidence half-width (Student t) over seeds; ``to_markdown``, ``to_latex`` and
-``to_csv`` render it. Test accuracy per task, our extra average column, and
+mean, standard deviation and 95% confidence half-width (Student t) over seeds; ``to_markdown``, ``to_latex``,
+``to_html`` and ``to_csv`` render it. Test accuracy per task, our extra average column, and
 for MTAL its kernel sharing ratio beside its accuracy. The best mean per
 accuracy column is marked in bold.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 AVERAGE = "Average"
@@ -82,28 +83,30 @@ def _best(table: pd.DataFrame) -> dict[str, set]:
     return best
 
 
-def _cells(table: pd.DataFrame, bold: tuple[str, str]) -> list[list[str]]:
+def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rendered table: its cells as text (first column: Method) and a mask of the
+    best mean per accuracy column (the cells every renderer sets in bold)."""
     best = _best(table)
-    rows = []
+    rows, bold = [], []
     for method in table.index:
         row = [DISPLAY.get(method, method) + (" (shared)" if method in table.attrs.get("shared", ()) else "")]
+        marks = [False]
         for col in table.columns.get_level_values(0).unique():
             mean, std = table.loc[method, (col, "mean")], table.loc[method, (col, "std")]
-            if pd.isna(mean):
-                row.append("–")
-                continue
-            cell = f"{100 * mean:.1f} ± {100 * std:.1f}"
-            if col in best and method in best[col]:
-                cell = f"{bold[0]}{cell}{bold[1]}"
-            row.append(cell)
+            row.append("–" if pd.isna(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}")
+            marks.append(not pd.isna(mean) and col in best and method in best[col])
         if (AVERAGE, "ci") in table.columns:
             mean, ci = table.loc[method, (AVERAGE, "mean")], table.loc[method, (AVERAGE, "ci")]
             row.append("–" if pd.isna(ci) else f"[{100 * (mean - ci):.1f}, {100 * (mean + ci):.1f}]")
+            marks.append(False)
         p = _pcell(table, method, "*")
         if p is not None:
             row.append(p)
+            marks.append(False)
         rows.append(row)
-    return rows
+        bold.append(marks)
+    head = header(table)
+    return pd.DataFrame(rows, columns=head), pd.DataFrame(bold, columns=head)
 
 
 def header(table: pd.DataFrame) -> list[str]:
@@ -113,24 +116,64 @@ def header(table: pd.DataFrame) -> list[str]:
     return head + (["p vs MTAL (Holm)"] if "pvalues" in table.attrs else [])
 
 
-def to_markdown(table: pd.DataFrame, caption: str) -> str:
-    head = header(table)
-    lines = [caption, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in _cells(table, ("**", "**"))]
+# ----------------------------------------------------------------- renderers
+# Markdown by hand (the README embeds it; pandas' to_markdown needs tabulate);
+# LaTeX and HTML with pandas' Styler, from the same cells and bold mask.
+
+def _markdown(text: pd.DataFrame, bold: pd.DataFrame, caption: str) -> str:
+    lines = [caption, "", "| " + " | ".join(text.columns) + " |", "|" + "---|" * len(text.columns)]
+    for (_, row), (_, marks) in zip(text.iterrows(), bold.iterrows()):
+        lines.append("| " + " | ".join(f"**{c}**" if b else c for c, b in zip(row, marks)) + " |")
     return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """LaTeX's special characters escaped, ± as $\\pm$ (the caption; Styler escapes the cells)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$")
+
+
+def _latex(text: pd.DataFrame, bold: pd.DataFrame, caption: str) -> str:
+    styler = (text.style.hide(axis="index")
+              .apply(lambda _: np.where(bold.to_numpy(), "textbf:--rwrap;", ""), axis=None)
+              .format(lambda s: s.replace("±", r"$\pm$"), escape="latex")
+              .format_index(escape="latex", axis=1))
+    return styler.to_latex(caption=latex_escape(caption), hrules=True, position="t", position_float="centering",
+                           column_format="l" + "c" * (len(text.columns) - 1))
+
+
+HTML_STYLE = [
+    {"selector": "", "props": "border-collapse: collapse; font-family: sans-serif; font-size: 0.85em;"},
+    {"selector": "caption", "props": "caption-side: top; text-align: left; padding-bottom: 0.6em;"},
+    {"selector": "th, td", "props": "padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: center;"},
+    {"selector": "td:first-child", "props": "text-align: left; white-space: nowrap;"},
+]
+
+
+def _html(text: pd.DataFrame, bold: pd.DataFrame, caption: str, uid: str) -> str:
+    import html
+
+    styler = (text.style.hide(axis="index")
+              .apply(lambda _: np.where(bold.to_numpy(), "font-weight: bold;", ""), axis=None)
+              .format(escape="html").format_index(escape="html", axis=1)
+              .set_caption(html.escape(caption)).set_table_styles(HTML_STYLE).set_uuid(uid))
+    return styler.to_html(doctype_html=True)
+
+
+def to_markdown(table: pd.DataFrame, caption: str) -> str:
+    return _markdown(*cells(table), caption)
 
 
 def to_latex(table: pd.DataFrame, caption: str) -> str:
-    def esc(s: str) -> str:
-        return s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")
+    return _latex(*cells(table), caption)
 
-    head = header(table)
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}",
-             r"\begin{tabular}{l" + "c" * (len(head) - 1) + "}", r"\toprule",
-             " & ".join(esc(h) for h in head) + r" \\", r"\midrule"]
-    lines += [" & ".join(esc(c) for c in r) + r" \\" for r in _cells(table, (r"\textbf{", "}"))]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+
+def to_html(table: pd.DataFrame, caption: str, uid: str = "table") -> str:
+    """A whole page (`snakemake --report` shows it inline); best mean per column in bold."""
+    return _html(*cells(table), caption, uid)
 
 
 def to_csv(table: pd.DataFrame) -> str:
@@ -230,21 +273,34 @@ def sharing_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], la
     return pd.DataFrame(out)
 
 
-def sharing_markdown(table: pd.DataFrame, caption: str) -> str:
-    head = ["MTAL network", *table.columns]
-    lines = [caption, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def sharing_cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 6 as text (first column: the layer or quantity) and its bold mask (none)."""
+    rows = []
     for layer in table.index:
-        cells = []
+        row = [layer]
         for col in table.columns:
             mean, std = table.loc[layer, col]
             if pd.isna(mean):
-                cells.append("–")
+                row.append("–")
             elif "(count)" in layer:
-                cells.append(f"{mean:.0f}")
+                row.append(f"{mean:.0f}")
             else:
-                cells.append(f"{100 * mean:.1f} ± {100 * std:.1f}")
-        lines.append("| " + " | ".join([layer, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+                row.append(f"{100 * mean:.1f} ± {100 * std:.1f}")
+        rows.append(row)
+    text = pd.DataFrame(rows, columns=["MTAL network", *table.columns])
+    return text, pd.DataFrame(False, index=text.index, columns=text.columns)
+
+
+def sharing_markdown(table: pd.DataFrame, caption: str) -> str:
+    return _markdown(*sharing_cells(table), caption)
+
+
+def sharing_latex(table: pd.DataFrame, caption: str) -> str:
+    return _latex(*sharing_cells(table), caption)
+
+
+def sharing_html(table: pd.DataFrame, caption: str, uid: str = "table6") -> str:
+    return _html(*sharing_cells(table), caption, uid)
 
 
 def sharing_csv(table: pd.DataFrame) -> str:
@@ -253,19 +309,3 @@ def sharing_csv(table: pd.DataFrame) -> str:
         rows.append(layer + "," + ",".join(f"{table.loc[layer, c][0]:.6f},{table.loc[layer, c][1]:.6f}"
                                            for c in table.columns))
     return "\n".join(rows) + "\n"
-
-
-def sharing_latex(table: pd.DataFrame, caption: str) -> str:
-    md = sharing_markdown(table, caption).splitlines()
-    head = md[2].strip("| ").split(" | ")
-    body = [line.strip("| ").split(" | ") for line in md[4:]]
-
-    def esc(s):
-        return s.replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")
-
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}",
-             r"\begin{tabular}{l" + "c" * (len(head) - 1) + "}", r"\toprule",
-             " & ".join(esc(h) for h in head) + r" \\", r"\midrule"]
-    lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"

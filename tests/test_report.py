@@ -1,0 +1,128 @@
+"""The report's items: figures (PNG and PDF, Figs. 8, 11, 12) and per-item captions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from conftest import fake_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mtal(rho):
+    from hetmtl.methods import TaskInfo
+    from hetmtl.methods.mtal import MTAL
+    from hetmtl.models import BACKBONES
+
+    tasks = [fake_task("g1", 1, 3, seed=1), fake_task("c1", 3, 4, seed=2), fake_task("g2", 1, 3, seed=3)]
+    cfg = {"rho": rho, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1, "start": "independent"}
+    m = MTAL([TaskInfo(d.name, d.channels, d.num_classes) for d in tasks], BACKBONES["vgg_tiny"], cfg, 0)
+    images = [d.x["test"][:1].float() / 255 for d in tasks]
+    return m, images
+
+
+def _row_labels(fig) -> list[str]:
+    return [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel() and ax.get_ylabel() != "activation"]
+
+
+def test_nothing_shared_shows_the_best_matching_pairs_marked_not_shared():
+    from hetmtl.reporting.figures import activation_figure, best_pairs
+
+    m, images = _mtal(1.01)  # a fresh MTAL shares nothing
+    assert m.shared_kernels(1) == []
+    pairs = best_pairs(m, 1, 3)
+    assert len(pairs) == 3 and [c for c, _ in pairs] == sorted((c for c, _ in pairs), reverse=True)
+    kernels = [k for _, pair in pairs for k in pair]
+    assert len(set(kernels)) == len(kernels)  # each kernel in one pair at most
+    (i, a), (j, b) = pairs[0][1]
+    assert pairs[0][0] == pytest.approx(float(m.similarity(1, i, j)[a, b]))  # MTAL's own cosine
+    assert float(m.similarity(1, i, j).max()) == pytest.approx(pairs[0][0])  # the best pair first
+    fig = activation_figure(m, images, 1, "conv2_1", "Fig. 11", rho=0.4)
+    labels = _row_labels(fig)
+    assert len(labels) == 4 and all("NOT shared" in s and ", rho 0.4" in s for s in labels)
+    assert f"cos {pairs[0][0]:.2f}" in labels[0] and "NOT shared" in fig._suptitle.get_text()
+    # the first layer: the colour task (other kernel shape) is never paired with a grayscale one
+    assert all({t for t, _ in pair} == {0, 2} for _, pair in best_pairs(m, 0, 4))
+
+
+def test_shared_kernels_are_shown_with_row_labels_and_a_colour_bar_per_row():
+    from hetmtl.reporting.figures import activation_figure
+
+    m, images = _mtal(-1.01)
+    m.share()
+    groups = m.shared_kernels(1)[:2]
+    fig = activation_figure(m, images, 1, "conv2_1", "Fig. 11", rho=-1.01, max_kernels=2)
+    labels = _row_labels(fig)
+    assert len(labels) == 2 and all(s.startswith("slot") and "NOT" not in s for s in labels)
+    assert all(f"{m.tasks[t].name} #{k}" in labels[r] for r, g in enumerate(groups) for t, k in g)
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2
+
+
+def test_each_task_keeps_its_colour_in_every_panel_of_fig12():
+    from hetmtl.reporting.figures import loss_figure
+
+    def history(tasks):
+        return pd.DataFrame([{"task": t, "epoch": e, "value": 1.0 / e + i, "seed": 0}
+                             for i, t in enumerate(tasks) for e in (1, 2)])
+
+    fig = loss_figure({"related": history(["HD", "a", "A"]), "unrelated": history(["Amazon", "HD"])}, "")
+    colours = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color() if isinstance(line.get_color(), str)
+                                                            else tuple(line.get_color()))
+    assert set(colours) == {"HD", "a", "A", "Amazon"}
+    assert all(len(c) == 1 for c in colours.values()), colours  # HD: one colour in both panels
+    assert len({next(iter(c)) for c in colours.values()}) == 4  # and no two tasks alike
+
+
+def test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf(tmp_path):
+    from hetmtl.reporting import figures
+    from hetmtl.reporting.tables import AVERAGE
+
+    def table(methods):
+        cols = pd.MultiIndex.from_tuples([(AVERAGE, "mean"), (AVERAGE, "ci")])
+        return pd.DataFrame([[0.5 + 0.1 * i, 0.02] for i in range(len(methods))], index=methods, columns=cols)
+
+    tables = {"table3": table(["single_task", "mtal"]), "table2": table(["single_task", "mtal_prior"])}
+    fig = figures.overall_figure(tables, {"table3": "Table 3", "table2": "Table 2"}, "")
+    legend = {t.get_text(): p.get_facecolor() for t, p in zip(fig.legends[0].get_texts(),
+                                                             fig.legends[0].get_patches())}
+    bars = {lab.get_text(): bar.get_facecolor() for ax in fig.axes
+            for lab, bar in zip(ax.get_xticklabels(), ax.patches)}
+    assert legend["MTAL"] == bars["MTAL"] and legend["MTAL with task prior"] == bars["MTAL (task prior)"]
+    assert legend["baselines"] == bars["Single-task"] != legend["MTAL"]
+    ticks = [t for t in fig.axes[0].get_yticks() if 0 <= t <= 100]
+    assert len(ticks) >= 5  # not only 0 and 50
+    out = figures.overall_comparison(tables, {"table3": "Table 3", "table2": "Table 2"}, tmp_path / "fig08.png", "")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.parametrize("kind,wildcard", [("figure", "fig09_threshold_sweep"), ("table", "table3")])
+def test_each_report_item_gets_its_own_caption(kind, wildcard):
+    """The caption templates render the job's own caption (one job per item), not a list of all."""
+    from jinja2 import Environment
+
+    template = (ROOT / "workflow" / "report" / f"{kind}.rst").read_text()
+    job = SimpleNamespace(params=SimpleNamespace(caption="THIS item's caption.", suite="tiny"),
+                          wildcards=SimpleNamespace(**{kind: wildcard}), config={"suite": "tiny"})
+    text = Environment().from_string(template).render(snakemake=job)
+    assert text.startswith("THIS item's caption.") and wildcard in text
+
+
+def test_every_table_and_figure_job_has_its_caption():
+    """The Snakefile's per-item rules: a caption for each table and figure of the grid,
+    each naming its own paper item."""
+    text = (ROOT / "workflow" / "rules" / "report.smk").read_text()
+    from hetmtl.reporting import items
+
+    for number, name in zip([8, 9, 10, 11, 12], items.FIGURES):
+        line = next(line for line in text.splitlines() if line.strip().startswith(f'"{name}":'))
+        assert f"Fig. {number}:" in line, name
+    assert 'caption=lambda wc: table_caption(wc.table)' in text
+    assert 'caption=lambda wc: FIGURE_CAPTIONS[wc.figure] + STANDIN' in text
