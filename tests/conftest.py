@@ -174,7 +174,7 @@ def standin_dir(tmp_path_factory, params):
     from hetmtl.data.standins import write_standin
 
     folder = tmp_path_factory.mktemp("standins")
-    for name, source in params["sources"].items():
+    for source in params["sources"].values():
         write_standin(source["layout"], folder / source["archive"], 6)
     return folder
 

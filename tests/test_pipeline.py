@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_project, e2e_env as _env
+from conftest import e2e_env as _env
 from hetmtl import paths
 from hetmtl.methods import METHODS
 from hetmtl.params import load_params
@@ -33,7 +33,8 @@ pytestmark = pytest.mark.e2e
 def run(cmd, cwd, check=True, timeout=900):
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 
@@ -84,7 +85,8 @@ def test_every_deep_method_of_a_table_gets_the_same_budget(tiny_run):
                     "budget/steps_per_task"]
         assert len(set(budgets.values())) == 1, (name, budgets)
         steps = next(iter(budgets.values()))
-        assert f"Budget: {steps} optimisation steps per task" in (proj / paths.table_file("tiny", name, "md")).read_text()
+        table = (proj / paths.table_file("tiny", name, "md")).read_text()
+        assert f"Budget: {steps} optimisation steps per task" in table
     for key in params.runs("tiny"):
         if params.base_method(key["method"]).startswith("mtal"):
             receipt = json.loads((proj / paths.receipt(**key)).read_text())
@@ -130,7 +132,8 @@ def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(proj)
     params = load_params(proj)
-    tables = {p: p.read_bytes() for p in (proj / "reports" / "tiny").rglob("*") if p.suffix in (".md", ".csv", ".tex", ".json")}
+    tables = {p: p.read_bytes() for p in (proj / "reports" / "tiny").rglob("*")
+              if p.suffix in (".md", ".csv", ".tex", ".html", ".json")}
     receipt_times = {p: p.stat().st_mtime_ns for p in (proj / "results").rglob("receipt.json")}
     assert len(receipt_times) == len(params.runs("tiny")) + len(params.sweep_runs("tiny"))
     db = proj / "mlflow.db"
@@ -270,10 +273,12 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
     edits = [  # (file, old, new, the jobs that read it)
         ("params/methods.yaml", "gamma: 0.001", "gamma: 0.002", train(lambda g, s, m: m == "soft_sharing")),
         ("params/training.yaml", "l2_lambda: 0.0005", "l2_lambda: 0.001", every_job),
-        ("params/suites/tiny.yaml", "seeds: [0], epochs: 2}", "seeds: [0], epochs: 3}", {("sweep", *w) for w in sweeps}),
+        ("params/suites/tiny.yaml", "seeds: [0], epochs: 2}", "seeds: [0], epochs: 3}",
+         {("sweep", *w) for w in sweeps}),
         ("params/datasets.yaml", "classes: {pool: source, draw: 10}\n\n", "classes: {pool: source, draw: 9}\n\n",
          unrelated | {("prepare", "Amazon")}),
-        ("src/hetmtl/methods/columns.py", '"""', '"""An edit. ', train(lambda g, s, m: m in ("cross_stitch", "nddr_cnn"))),
+        ("src/hetmtl/methods/columns.py", '"""', '"""An edit. ',
+         train(lambda g, s, m: m in ("cross_stitch", "nddr_cnn"))),
     ]
     for rel, old, new, expected in edits:
         texts = {}

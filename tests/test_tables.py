@@ -7,7 +7,6 @@ import pytest
 
 from hetmtl.reporting.tables import summarise, to_csv, to_latex, to_markdown
 
-
 SETTING = {"single_task": "shared", "mtal": "no_prior"}
 ROWS = [("shared", "single_task"), ("no_prior", "mtal")]
 

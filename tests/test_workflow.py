@@ -1,5 +1,6 @@
-"""The Snakemake workflow keeps its users' conventions: lint clean, and the conda
-environment the rules name holds exactly the lock's pins."""
+"""The workflow and the code keep their users' conventions: `snakemake --lint`
+and `ruff check` clean, and the conda environment the rules name holds exactly
+the lock's pins."""
 import os
 import subprocess
 import sys
@@ -30,3 +31,9 @@ def test_every_rule_names_the_conda_environment_of_the_lock(tmp_path):
     assert pins == {line.strip()[2:] for line in env.splitlines() if "==" in line}
     rules = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
     assert rules.count("shell:") == rules.count('conda:\n        "../envs/hetmtl.yaml"')
+
+
+def test_ruff_is_clean():
+    run = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "."], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -11,9 +11,21 @@ import pandas as pd
 from hetmtl import files, paths
 from hetmtl.reporting import figures, items
 from hetmtl.reporting.collect import RecordError, check_current, collect, collect_sweeps, metric_histories
-from hetmtl.reporting.tables import (AVERAGE, add_significance, paired_pvalues, sharing_csv, sharing_html,
-                                     sharing_latex, sharing_markdown, sharing_table, summarise, to_csv, to_html,
-                                     to_latex, to_markdown)
+from hetmtl.reporting.tables import (
+    AVERAGE,
+    add_significance,
+    paired_pvalues,
+    sharing_csv,
+    sharing_html,
+    sharing_latex,
+    sharing_markdown,
+    sharing_table,
+    summarise,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 
 STANDIN_NOTE = ("Data: generated stand-in archives (SPEC section 2), NOT the paper's data; "
                 "these numbers say nothing about the real data sets.")
@@ -275,6 +287,6 @@ def log_aggregate_run(params, suite: str, root: Path, files: list[Path], metrics
                                      tags={"suite": suite, "hetmtl.kind": "aggregate", "git_commit": git_commit(root)}))
     for path in files:
         sub = "figures" if path.suffix in (".png", ".pdf") else "tables"
-        retry(lambda: c.log_artifact(run.info.run_id, str(path), artifact_path=sub))
+        retry(c.log_artifact, run.info.run_id, str(path), artifact_path=sub)
     retry(lambda: c.set_terminated(run.info.run_id))
     return run.info.run_id

@@ -68,8 +68,9 @@ def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
     for w in params.sweep_runs(suite):
         path = root / paths.sweep_receipt(**w)
         sw = params["sweeps"][w["sweep"]]
-        receipt, metrics = _checked(path, {"suite": suite, "group": w["group"], "method": sw["method"], "seed": w["seed"],
-                                           "sweep": w["sweep"], "sweep_value": f"{w['value']:g}"})
+        receipt, metrics = _checked(path, {"suite": suite, "group": w["group"], "method": sw["method"],
+                                           "seed": w["seed"], "sweep": w["sweep"],
+                                           "sweep_value": f"{w['value']:g}"})
         for metric, value in metrics.items():
             rows.append({"group": w["group"], "sweep": w["sweep"], "sweep_value": w["value"], "seed": w["seed"],
                          "run_id": receipt["run_id"], "metric": metric, "value": float(value)})

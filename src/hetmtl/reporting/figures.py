@@ -20,10 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hetmtl import files  # noqa: E402
+from hetmtl.reporting.items import FIGURE_FORMATS as FORMATS  # noqa: E402
 from hetmtl.reporting.tables import AVERAGE, DISPLAY  # noqa: E402
 
-
-from hetmtl.reporting.items import FIGURE_FORMATS as FORMATS  # noqa: E402
 BASELINE, MTAL, MTAL_PRIOR = "tab:blue", "tab:red", "tab:orange"
 
 

@@ -26,8 +26,9 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from hetmtl import files
 from hetmtl.errors import UserError
@@ -112,12 +113,12 @@ class StoreError(UserError, RuntimeError):
 DAMAGED = ("malformed", "file is not a database", "no such table")
 
 
-def retry(fn: Callable[[], T], attempts: int = 12) -> T:
-    """Call ``fn``, retrying while the SQLite store is locked by another job; a
-    damaged store is named with the way to recover it."""
+def retry(fn: Callable[..., T], *args, attempts: int = 12, **kwargs) -> T:
+    """Call ``fn(*args, **kwargs)``, retrying while the SQLite store is locked by
+    another job; a damaged store is named with the way to recover it."""
     for i in range(attempts):
         try:
-            return fn()
+            return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001
             text = str(exc).lower()
             if any(d in text for d in DAMAGED):
@@ -189,10 +190,10 @@ def _create(root: Path, c, suite: str, name: str, parents: list[str]) -> dict:
     for name_ in parents:
         if name_ not in existing:
             group, setting = name_.split("/", 1)
-            run = retry(lambda: c.create_run(exp_id, run_name=name_,
-                                             tags={"suite": suite, "group": group, "setting": setting,
-                                                   "hetmtl.kind": "group", "git_commit": git_commit(root)}))
-            retry(lambda: c.set_terminated(run.info.run_id))
+            run = retry(c.create_run, exp_id, run_name=name_,
+                        tags={"suite": suite, "group": group, "setting": setting,
+                              "hetmtl.kind": "group", "git_commit": git_commit(root)})
+            retry(c.set_terminated, run.info.run_id)
             existing[name_] = run.info.run_id
     return _ids(root, name, exp_id, existing, parents)
 
@@ -297,7 +298,7 @@ def log_new_run(c, experiment: dict, parent: str, run_name: str, tags: dict, par
     flat = sorted(params.items())
     for i in range(0, len(flat), 100):
         batch = [Param(k, v) for k, v in flat[i:i + 100]]
-        retry(lambda: c.log_batch(run.info.run_id, params=batch))
+        retry(c.log_batch, run.info.run_id, params=batch)
     return run.info.run_id
 
 
@@ -308,7 +309,7 @@ def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     for i in range(0, len(batch), 500):
         part = batch[i:i + 500]
-        retry(lambda: c.log_batch(run_id, metrics=part))
+        retry(c.log_batch, run_id, metrics=part)
 
 
 def supersede(c, experiment_id: str, tags: dict, run_id: str) -> list[str]:
@@ -321,8 +322,8 @@ def supersede(c, experiment_id: str, tags: dict, run_id: str) -> list[str]:
            if r.info.run_id != run_id and r.data.tags.get("hetmtl.kind") in JOB_KINDS
            and all(k in tags or k not in r.data.tags for k in KEY_TAGS)]
     for rid in old:
-        retry(lambda: c.set_tag(rid, "hetmtl.superseded_by", run_id))
-        retry(lambda: c.set_terminated(rid, status="KILLED"))
+        retry(c.set_tag, rid, "hetmtl.superseded_by", run_id)
+        retry(c.set_terminated, rid, status="KILLED")
     return old
 
 

@@ -25,8 +25,16 @@ from pathlib import Path
 from hetmtl import paths
 from hetmtl.errors import UserError
 from hetmtl.tracking import receipts
-from hetmtl.tracking.mlflow_store import (JOB_KINDS, client, ensure_experiment, log_metrics, log_new_run,
-                                          retry, run_kind, supersede)
+from hetmtl.tracking.mlflow_store import (
+    JOB_KINDS,
+    client,
+    ensure_experiment,
+    log_metrics,
+    log_new_run,
+    retry,
+    run_kind,
+    supersede,
+)
 
 
 class StoreMismatch(UserError, RuntimeError):
@@ -99,8 +107,8 @@ def rebuild(params, suite: str, root: Path) -> dict:
         log_metrics(c, new, rec["final"], int(rec["final_step"]))
         for artifact in _artifacts(path, rec):
             if artifact.exists():
-                retry(lambda: c.log_artifact(new, str(artifact)))
-        retry(lambda: c.set_terminated(new, status="FINISHED"))
+                retry(c.log_artifact, new, str(artifact))
+        retry(c.set_terminated, new, status="FINISHED")
         supersede(c, exp["experiment_id"], rec["tags"], new)
         logged += 1
     return {"experiment": exp["experiment"], "experiment_id": exp["experiment_id"],

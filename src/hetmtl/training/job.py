@@ -235,7 +235,8 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
         tags.update({"sweep": sweep[0], "sweep_value": f"{sweep[1]:g}"})
     log = JobLog(receipt_path.parent / LOG_NAME, resume=state is not None)
     logger = RunLogger(root, key["suite"], key, tags, run_params, run_id=state["run_id"] if state else None,
-                       parent=parent, run_name=f"{key['method']}/{sweep[0]}={sweep[1]:g}/seed{key['seed']}" if sweep else None)
+                       parent=parent,
+                       run_name=f"{key['method']}/{sweep[0]}={sweep[1]:g}/seed{key['seed']}" if sweep else None)
     if state and not logger.resumed:  # the store lost the run: the new one gets the epochs done so far
         for entry in state["history"]:
             logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
