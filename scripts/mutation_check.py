@@ -181,6 +181,7 @@ MECHANISMS = [
   ("workflow: conda env loses a pin", "scripts/conda_env.py", 'lines += [f"      - {p}" for p in pins]', 'lines += [f"      - {p}" for p in pins[1:]]', "tests/test_workflow.py::test_every_rule_names_the_conda_environment_of_the_lock"),
   ("cli: an option without help", "src/hetmtl/cli.py", 'help="no progress bars (jobs of a workflow)"', "help=None", "tests/test_failures.py::test_every_cli_option_has_help_and_the_version_is_printed"),
   ("missing input: bare FileNotFoundError", "src/hetmtl/files.py", "    if not path.exists():\n        raise MissingInput", "    if False:\n        raise MissingInput", "tests/test_failures.py::test_a_missing_input_names_the_command_that_makes_it"),
+  ("missing mtal model: an empty figure", "src/hetmtl/reporting/aggregate.py", "    if key not in params.runs(suite):\n        return figures.empty_figure", "    if True:\n        return figures.empty_figure", "tests/test_failures.py::test_a_missing_input_names_the_command_that_makes_it"),
   ("missing receipt: command unnamed", "src/hetmtl/reporting/collect.py", 'f"--method {expect[\'method\']}")', 'f"")', "tests/test_failures.py::test_a_missing_input_names_the_command_that_makes_it"),
   # the report's items (issue 11): tables as HTML, figures as PNG and PDF, per-item captions
   ("report: html table not bold", "src/hetmtl/reporting/tables.py", 'np.where(bold.to_numpy(), "font-weight: bold;", "")', 'np.where(bold.to_numpy(), "", "")', "tests/test_tables.py::test_html_table_bolds_the_best_mean_of_each_column_and_is_a_page"),

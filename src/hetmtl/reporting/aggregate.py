@@ -146,9 +146,11 @@ def activation_figure(params, suite: str, root: Path, name: str) -> Path:
     seed = params.suite(suite)["seeds"][0]
     key = dict(suite=suite, group=group, setting="no_prior", method="mtal", seed=seed)
     path = root / paths.figure(suite, name)
-    model = root / paths.model_file(**key)
-    if not model.exists():
+    if key not in params.runs(suite):
         return figures.empty_figure(path, FIGURES[name], "no MTAL model in this grid")
+    model = files.require(root / paths.model_file(**key),  # in the grid but not on disk: not an empty figure
+                          f"hetmtl train --suite {suite} --group {group} --setting no_prior --method mtal "
+                          f"--seed {seed}")
     data = [load_task(suite, t, torch.device("cpu"), params["split"], seed) for t in params.tasks_of(group)]
     method = build_method(params, key, [TaskInfo(d.name, d.channels, d.num_classes) for d in data])
     method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
