@@ -151,3 +151,34 @@ def test_jobs_log_into_an_mlflow_server_on_postgresql(mlflow_server, tmp_path):
     assert [line.split(" | ")[0] for line in log.read_text().splitlines() if line.startswith("epoch")] == \
         ["epoch 1/2", "epoch 2/2"]
     assert (tmp_path / "artifacts").is_dir()  # the server stored it (artifact proxy)
+
+
+def test_ui_screenshot_shows_runs_table_and_run_page(tmp_path):
+    """scripts/mlflow_ui_screenshot.py on a small store logged here (a parent run, a
+    nested training run with the hetmtl tags, a metric and train.log): three PNGs."""
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("no /usr/bin/chromium")
+    import mlflow
+
+    store = tmp_path / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    eid = client.create_experiment("hetmtl-ui", artifact_location=(tmp_path / "mlruns").as_uri())
+    parent = client.create_run(eid, run_name="related/prior", tags={"group": "related", "setting": "prior",
+                                                                      "hetmtl.kind": "group"})
+    child = client.create_run(eid, run_name="mtal/seed0", tags={
+        "mlflow.parentRunId": parent.info.run_id, "group": "related", "setting": "prior", "method": "mtal",
+        "seed": "0", "hetmtl.kind": "training"})
+    client.log_metric(child.info.run_id, "test_acc/mean", 0.5)
+    client.log_param(child.info.run_id, "epochs", 2)
+    log = tmp_path / "train.log"
+    log.write_text("epoch 1/2 | train_loss A=1.0\n")
+    client.log_artifact(child.info.run_id, str(log))
+    for run in (child, parent):
+        client.set_terminated(run.info.run_id)
+    out = tmp_path / "shots" / "ui.png"
+    script = Path(__file__).parents[1] / "scripts" / "mlflow_ui_screenshot.py"
+    r = subprocess.run([sys.executable, str(script), "--store", str(store), "--suite", "ui", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for png in (out, out.with_name("ui-run.png"), out.with_name("ui-run-artifacts.png")):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000, png
