@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_project, e2e_env
 
+from conftest import copy_project, e2e_env
 from hetmtl import paths
 from hetmtl.params import load_params
 
@@ -47,7 +47,8 @@ DEFAULT_PARTITION, CPU_PARTITION, GPU_PARTITION = "debug", "hetmtl_cpu", "hetmtl
 def _missing() -> str | None:
     absent = [d for d in DAEMONS if shutil.which(d) is None and not Path("/usr/sbin", d).exists()]
     if absent:
-        return f"Slurm test cluster: not installed: {', '.join(absent)} (apt-get install slurm-wlm slurmdbd munge mariadb-server)"
+        return (f"Slurm test cluster: not installed: {', '.join(absent)} "
+                "(apt-get install slurm-wlm slurmdbd munge mariadb-server)")
     if os.geteuid() != 0:
         return "Slurm test cluster: needs root (slurmd and munged run as root here)"
     return None
@@ -229,7 +230,7 @@ StorageLoc=slurm_acct_db
     # -- stop ----------------------------------------------------------------
     def stop(self):
         """Every daemon this cluster started, by its pid, newest first."""
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
