@@ -85,6 +85,8 @@ def stages(p: Params, suite: str) -> dict:
     used_tasks = sorted({t for g in p["groups"] for t in p.tasks_of(g)}, key=list(p["tasks"]).index)
     used_sources = sorted({p["tasks"][t]["source"] for t in used_tasks})
     out: dict[str, dict] = {}
+    # the suite keys the data steps read (images_per_class: the stand-ins' size; a real suite has none)
+    data_keys = [f"suite.{k}" for k in ("data", "raw_dir", "images_per_class") if k in s]
     # One stage for the suite's archives (the folder prepare reads needs a producer,
     # or `dvc repro --dry` fails on a fresh clone). persist: an archive placed by hand
     # or fetched before is kept and verified, never deleted and downloaded again.
@@ -92,7 +94,7 @@ def stages(p: Params, suite: str) -> dict:
         "cmd": f"hetmtl fetch --suite {suite}",
         "deps": list(DATA_CODE["fetch"]),
         "params": _params({"params/datasets.yaml": [f"sources.{x}" for x in used_sources],
-                                      _suite_file(suite): ["suite.data", "suite.raw_dir", "suite.images_per_class"]}),
+                                      _suite_file(suite): data_keys}),
         "outs": [{s["raw_dir"]: {"persist": True}}],
     }
     for task in used_tasks:
@@ -101,7 +103,7 @@ def stages(p: Params, suite: str) -> dict:
             "deps": [s["raw_dir"], *DATA_CODE["prepare"]],
             "params": _params({
                 "params/datasets.yaml": [f"tasks.{task}", f"sources.{p['tasks'][task]['source']}", "selection_seed"],
-                _suite_file(suite): ["suite.data", "suite.raw_dir", "suite.images_per_class", "suite.image_size"]}),
+                _suite_file(suite): [*data_keys, "suite.image_size"]}),
             "outs": [paths.prepared_dir(suite, task).as_posix()],
         }
     out["init_tracking"] = {

@@ -165,7 +165,7 @@ class Params:
         spec = self.data["tasks"][task]
         return {"task": spec, "source": self.data["sources"][spec["source"]],
                 "selection_seed": self.data["selection_seed"],
-                "suite": {k: s[k] for k in ("data", "raw_dir", "images_per_class", "image_size")}}
+                "suite": {k: s.get(k) for k in ("data", "raw_dir", "images_per_class", "image_size")}}
 
     def prepare_digest(self, suite: str, task: str) -> str:
         """Digest of what a prepare job reads and of its code (an edit of the
