@@ -9,6 +9,7 @@ This module imports no torch, so the Snakefile can use it cheaply.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -197,17 +198,36 @@ SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/b
 def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[str]:
     """The method's module and the hetmtl.methods modules it imports, recursively
     (parsed, not imported: the Snakefile must not import torch)."""
-    import ast
-
     seen = set() if seen is None else seen
     path = root / "src" / "hetmtl" / "methods" / f"{name}.py"
     if name in seen or not path.exists():
         return seen
     seen.add(name)
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hetmtl.methods."):
-            _method_modules(root, node.module.split(".")[2], seen)
+    for module in _method_imports(*_stamp(path)):
+        _method_modules(root, module, seen)
     return seen
+
+
+# A job digest reads the same files for every job of a DAG (Snakemake computes one
+# per job when it plans, a table checks one per run): each file is read and parsed
+# once per process, and again only when its modification time or size changes.
+def _stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_bytes(path: str, mtime_ns: int, size: int) -> bytes:
+    return Path(path).read_bytes()
+
+
+@functools.lru_cache(maxsize=1024)
+def _method_imports(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """The ``hetmtl.methods`` modules a method's file imports."""
+    import ast
+
+    return tuple(node.module.split(".")[2] for node in ast.walk(ast.parse(_file_bytes(path, mtime_ns, size)))
+                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hetmtl.methods."))
 
 
 def code_paths(root: Path, method: str) -> list[str]:
@@ -232,7 +252,7 @@ def files_digest(root: Path, rels) -> str:
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
     h = hashlib.sha256()
     for f in files:
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + _file_bytes(*_stamp(f)))
     return h.hexdigest()[:16]
 
 
