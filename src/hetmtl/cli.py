@@ -163,24 +163,27 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
-def cmd_table(args) -> int:
-    from hetmtl.reporting.aggregate import check_current, collect, write_table
+def _report_item(args, make, name: str) -> int:
+    """One table or figure (``make``: aggregate's writer of it) from the current receipts."""
+    from hetmtl.reporting.aggregate import check_current, collect
 
     p = _params(args)
     check_current(p, args.suite, p.root)
-    for path in write_table(p, args.suite, p.root, args.table, collect(p, args.suite, p.root)):
+    for path in make(p, args.suite, p.root, name, collect(p, args.suite, p.root)):
         print(path.relative_to(p.root))
     return 0
+
+
+def cmd_table(args) -> int:
+    from hetmtl.reporting.aggregate import write_table
+
+    return _report_item(args, write_table, args.table)
 
 
 def cmd_figure(args) -> int:
-    from hetmtl.reporting.aggregate import check_current, collect, draw_figure
+    from hetmtl.reporting.aggregate import draw_figure
 
-    p = _params(args)
-    check_current(p, args.suite, p.root)
-    for path in draw_figure(p, args.suite, p.root, args.figure, collect(p, args.suite, p.root)):
-        print(path.relative_to(p.root))
-    return 0
+    return _report_item(args, draw_figure, args.figure)
 
 
 def cmd_dvc_yaml(args) -> int:
