@@ -7,6 +7,7 @@
 # The grid comes from params/ (validated against the one schema in
 # src/hetmtl/params/params.schema.yaml); rules only call the hetmtl CLI.
 
+import math
 import re
 import sys
 import time

@@ -52,6 +52,12 @@ def test_every_suite_plans_in_snakemake_and_renders_for_dvc(tmp_path):
     run = subprocess.run(["snakemake", "-n", "--config", "suite=paper"], cwd=proj, env=_env(),
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "This was a dry-run" in run.stdout, run.stdout[-3000:] + run.stderr
+    # every GPU job books a wall time that grows with what it trains (Slurm's --time;
+    # the profile's default is for the short CPU jobs)
+    gpu_jobs = [line for line in run.stdout.splitlines() if line.strip().startswith("resources:") and "gpu=1" in line]
+    runtimes = sorted({int(line.split("runtime=")[1].split(",")[0]) for line in gpu_jobs if "runtime=" in line})
+    assert len(gpu_jobs) == 24 + 18 + 2 and all("runtime=" in line for line in gpu_jobs), gpu_jobs[:3]
+    assert runtimes == [240, 864, 1200], runtimes  # a sweep point, a group's relations, a grid cell
     for suite in params["suites"]:
         text = dvc_yaml.render(params, suite)[dvc_yaml.ROOT_FILE]
         assert "prepare-" in text and ("images_per_class" in text) == ("images_per_class" in params.suite(suite))

@@ -1,4 +1,5 @@
-# Helpers shared by the rules: where each task's archive and prepared files are.
+# Helpers shared by the rules: where each task's archive and prepared files are,
+# and the wall time a training job books.
 
 
 def archive_of_source(source):
@@ -35,3 +36,24 @@ def table_caption(table):
     what = f"{spec['paper']}: {spec['group']} tasks, setting {spec['setting']}" if spec else \
         "Table 6: MTAL's kernel sharing ratio per conv layer"
     return f"Reproduces the paper's {what} (suite {SUITE}).{STANDIN}"
+
+
+# Minutes per epoch of one task (ours, an estimate, not a measurement: 240 minutes
+# for 50 epochs of a 4-task VGG-16 run on a GPU, 30 on stand-ins): the wall time
+# (Slurm's --time) of a job that trains `task_epochs` task-epochs, with a margin.
+MINUTES_PER_TASK_EPOCH = 1.2 if S["data"] == "real" else 0.15
+
+
+def runtime_minutes(task_epochs):
+    return max(10, math.ceil(MINUTES_PER_TASK_EPOCH * task_epochs))
+
+
+def sweep_runtime(wc):
+    scale = S["sweeps"][wc.sweep]
+    return runtime_minutes(len(P.tasks_of(wc.group)) * scale["epochs"] * len(scale["seeds"]))
+
+
+def relations_runtime(wc):
+    # every pair of the group's tasks, alone and together (2 + 2 task-epochs), per seed
+    n = len(P.tasks_of(wc.group))
+    return runtime_minutes(n * (n - 1) // 2 * 4 * S["relations"]["epochs"] * len(S["relations"]["seeds"]))

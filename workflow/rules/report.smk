@@ -30,6 +30,7 @@ rule sweep:
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,
+        runtime=sweep_runtime,
     log:
         f"logs/{SUITE}/sweep/{{sweep}}/{{group}}/{{value}}.log",
     benchmark:

@@ -33,6 +33,7 @@ rule relations:
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,
+        runtime=relations_runtime,
     log:
         f"logs/{SUITE}/relations/{{group}}.log",
     benchmark:
@@ -64,7 +65,7 @@ rule train:
     resources:
         gpu=1 if S["data"] == "real" else 0,
         mem_mb=4000,
-        runtime=(240 if S["data"] == "real" else 30) * len(S["seeds"]),
+        runtime=lambda wc: runtime_minutes(len(P.tasks_of(wc.group)) * S["epochs"] * len(S["seeds"])),
     log:
         f"logs/{SUITE}/train/{{group}}/{{setting}}/{{method}}.log",
     benchmark:
