@@ -1,5 +1,6 @@
 # The two commands of the README, and a few helpers.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c  # a failed command piped into grep fails its target
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # The environment is shared between checkouts (scripts/setup.sh); this makes
 # every command use this checkout's code whichever checkout installed last.

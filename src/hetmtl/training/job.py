@@ -295,9 +295,13 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
         logger.finish("FINISHED")  # after the receipt: a FINISHED run always has one
     except BaseException as exc:
         if not log.file.closed:  # the failed run keeps its log: the error is its last line
-            # not echoed: the command prints the error itself, once
-            log.line(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", echo=False)
-            log.close()
+            # not echoed: the command prints the error itself, once; a log that cannot be
+            # written (a full disk) must neither hide that error nor leave the run RUNNING
+            with contextlib.suppress(OSError, files.WriteError):
+                log.line(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                         echo=False)
+            with contextlib.suppress(OSError):
+                log.close()
             with contextlib.suppress(Exception):  # the job's own error is the one to see
                 logger.log_artifact(log.path)
         logger.finish("FAILED")
