@@ -26,4 +26,4 @@ test: setup  ## the test suite (CI runs exactly this)
 	python -m pytest -q
 
 clean-results:  ## remove trained runs and reports (keeps data and mlflow.db)
-	rm -rf results reports/*/tables reports/*/metrics.json
+	rm -rf results reports/*/tables reports/*/metrics reports/*/figures reports/*/plots
