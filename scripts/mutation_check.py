@@ -110,7 +110,7 @@ MECHANISMS = [
   ("imagenet: offline message no path", "src/hetmtl/models/vgg.py", "f\"and place it at {os.path.join(get_dir(), 'checkpoints', name)}\"", "f\"and place it somewhere\"", f"{T_METHODS}::test_imagenet_init_offline_fails_fast_naming_where_the_file_goes"),
   # reruns on edits (Snakemake's params trigger and aggregation's check)
   ("digest: method params ignored", "src/hetmtl/params/__init__.py", '        return {"method": method, "training"', '        return {"method": {}, "training"', "tests/test_params.py::test_job_digest_follows_exactly_what_a_job_reads"),
-  ("digest: imports not followed", "src/hetmtl/params/__init__.py", '            _method_modules(root, node.module.split(".")[2], seen)', "            pass", "tests/test_params.py::test_job_digest_follows_exactly_what_a_job_reads"),
+  ("digest: imports not followed", "src/hetmtl/params/__init__.py", '    for module in _method_imports(*_stamp(path)):\n        _method_modules(root, module, seen)', "    for module in ():\n        _method_modules(root, module, seen)", "tests/test_params.py::test_job_digest_follows_exactly_what_a_job_reads"),
   ("digest: stale receipts accepted", "src/hetmtl/reporting/collect.py", "    if stale:", "    if False:", "tests/test_tables.py::test_aggregation_refuses_receipts_of_other_parameters"),
   # the relations stage
   ("relations: test split read", "src/hetmtl/training/relations.py", '    return [history[-1][f"val_acc/{d.name}"] for d in data]', '    return [fit(method, data, cfg, data[0].y["train"].device, progress=False)["test"][f"test_acc/{d.name}"] for d in data]', "tests/test_relations.py::test_r_is_read_from_the_validation_split_never_the_test_split"),
@@ -211,6 +211,10 @@ def _ignore(folder, names):
 
 
 def run(mutants):
+    stale = [f"{name}: the text to mutate occurs {open(f'{ROOT}/{rel}').read().count(old)} times in {rel}"
+             for name, rel, old, _, _ in mutants if open(f"{ROOT}/{rel}").read().count(old) != 1]
+    if stale:  # said before the first mutant runs, not after an hour
+        raise SystemExit("\n".join(stale))
     caught = 0
     for name, rel, old, new, test in mutants:
         d = f"{SCRATCH}/m"
