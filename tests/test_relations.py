@@ -72,3 +72,15 @@ def test_each_pair_is_augmented_with_its_own_tasks_flags(monkeypatch):
     three = tasks() + [fake_task("g2", 1, 3, n=16, seed=3)]
     relations.estimate(lambda seed: three, SPEC, replace(CFG, flip=(False, True, True)), 0.05, {}, seeds=[0])
     assert seen == {("g1", "c1"): (False, True), ("g1", "g2"): (False, True), ("c1", "g2"): (True, True)}
+
+
+def test_the_relations_job_logs_one_line_per_epoch_of_every_run(capsys):
+    """The relations stage trains (every pair alone and together, per seed): its log
+    shows each of those runs' epochs, as a training job's does."""
+    relations.estimate(lambda seed: tasks(), SPEC, CFG, 0.05, {}, seeds=[0])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[relations]")]
+    for method in ("single_task", "hard_sharing"):
+        for epoch in range(1, CFG.epochs + 1):
+            ours = [line for line in lines if line.startswith(f"[relations] {method} g1+c1 seed 0: epoch {epoch}/")]
+            assert len(ours) == 1 and "val_acc g1=" in ours[0] and ours[0].endswith(" s"), lines
+    assert len(lines) == 2 * CFG.epochs

@@ -28,7 +28,7 @@ from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
 from hetmtl.training import checkpoint, relations
 from hetmtl.training.data import load_task, steps_per_epoch
-from hetmtl.training.loop import TrainConfig, fit
+from hetmtl.training.loop import TrainConfig, epoch_line, fit, metric_values
 
 
 def pick_device(name: str) -> torch.device:
@@ -150,25 +150,6 @@ class JobLog:
         self.file.close()
 
 
-def _values(metrics: dict, prefix: str) -> str:
-    return " ".join(f"{k.removeprefix(prefix)}={v:.4f}" for k, v in metrics.items() if k.startswith(prefix))
-
-
-def epoch_line(epoch: int, epochs: int, metrics: dict, seconds: float) -> str:
-    """One epoch's line: its per-task train losses, validation accuracies (and
-    their mean), what else it logged that is one number (``sharing/total``,
-    ``compression``, a closed-form objective), and its seconds."""
-    parts = [f"epoch {epoch}/{epochs}"]
-    for name, prefix in (("train_loss", "train_loss/"), ("val_acc", "val_acc/")):
-        if any(k.startswith(prefix) for k in metrics):
-            parts.append(f"{name} {_values(metrics, prefix)}")
-    other = {k: v for k, v in metrics.items() if not k.startswith(("train_loss/", "val_acc/"))
-             and ("/" not in k or k.endswith("/total"))}
-    if other:
-        parts.append(" ".join(f"{k}={v:.4g}" for k, v in other.items()))
-    return " | ".join([*parts, f"{seconds:.1f} s"])
-
-
 def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, progress: bool = True,
             sweep: tuple[str, float] | None = None) -> dict:
     """Train one grid cell; with ``sweep=(name, value)`` one point of a sweep instead
@@ -278,7 +259,7 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
                 "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
         logger.log_metrics(last, step=len(result["history"]))
         checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
-        log.line(f"done in {seconds:.1f} s: test_acc {_values(result['test'], 'test_acc/')}")
+        log.line(f"done in {seconds:.1f} s: test_acc {metric_values(result['test'], 'test_acc/')}")
         log.close()
         logger.log_artifact(log.path)
         if params["tracking"]["log_model"]:

@@ -196,3 +196,22 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
     test = {f"test_acc/{d.name}": accuracy(method, t, d, "test", norm=cfg.input_norm) for t, d in enumerate(data)}
     test["test_acc/mean"] = sum(test.values()) / len(data)
     return {"history": history, "test": test, "steps": steps_done}
+
+
+def metric_values(metrics: dict, prefix: str) -> str:
+    return " ".join(f"{k.removeprefix(prefix)}={v:.4f}" for k, v in metrics.items() if k.startswith(prefix))
+
+
+def epoch_line(epoch: int, epochs: int, metrics: dict, seconds: float) -> str:
+    """One epoch's line: its per-task train losses, validation accuracies (and
+    their mean), what else it logged that is one number (``sharing/total``,
+    ``compression``, a closed-form objective), and its seconds."""
+    parts = [f"epoch {epoch}/{epochs}"]
+    for name, prefix in (("train_loss", "train_loss/"), ("val_acc", "val_acc/")):
+        if any(k.startswith(prefix) for k in metrics):
+            parts.append(f"{name} {metric_values(metrics, prefix)}")
+    other = {k: v for k, v in metrics.items() if not k.startswith(("train_loss/", "val_acc/"))
+             and ("/" not in k or k.endswith("/total"))}
+    if other:
+        parts.append(" ".join(f"{k}={v:.4g}" for k, v in other.items()))
+    return " | ".join([*parts, f"{seconds:.1f} s"])

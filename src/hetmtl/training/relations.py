@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,13 +25,21 @@ import torch
 from hetmtl import files
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.training.data import TaskData
-from hetmtl.training.loop import TrainConfig, fit
+from hetmtl.training.loop import TrainConfig, epoch_line, fit
 
 
 def _val(method_name, data: list[TaskData], spec, cfg: TrainConfig, method_cfg: dict) -> list[float]:
     tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
     method = METHODS[method_name](tasks, spec, method_cfg, cfg.seed)
-    history = fit(method, data, cfg, data[0].y["train"].device, progress=False)["history"]
+    what = f"[relations] {method_name} {'+'.join(d.name for d in data)} seed {cfg.seed}"
+    clock = {"last": time.time()}
+
+    def on_epoch(epoch: int, metrics: dict, state: dict) -> None:  # one line per epoch, in the job's log
+        now = time.time()
+        print(f"{what}: {epoch_line(epoch, cfg.epochs, metrics, now - clock['last'])}", flush=True)
+        clock["last"] = now
+
+    history = fit(method, data, cfg, data[0].y["train"].device, on_epoch=on_epoch, progress=False)["history"]
     return [history[-1][f"val_acc/{d.name}"] for d in data]
 
 
