@@ -341,6 +341,10 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
 
     crashed = torch.load(proj / paths.checkpoint(**key), weights_only=False)["run_id"]
     assert c.get_run(crashed).info.status == "FAILED"
+    # the failed run keeps its log, the error as its last line
+    log = proj / paths.receipt(**key).parent / "train.log"
+    assert log.read_text().splitlines()[-1] == "error: RuntimeError: node lost"
+    assert [a.path for a in c.list_artifacts(crashed)] == ["train.log"]
     monkeypatch.setattr(checkpoint, "save", real_save)
     again = job.run_job(params, key, device_name="cpu", threads=1, progress=False)
     assert (proj / paths.receipt(**key)).exists() and not (proj / paths.checkpoint(**key)).exists()
@@ -350,6 +354,12 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
     assert c.get_run(crashed).info.status == "FINISHED"
     assert c.get_run(done["run_id"]).info.status == "KILLED"
     assert c.get_run(done["run_id"]).data.tags["hetmtl.superseded_by"] == crashed
+    # the resumed job appends to the log: every epoch's line once, the crash between them
+    lines = log.read_text().splitlines()
+    epochs = [line.split(" | ")[0] for line in lines if line.startswith("epoch ")]
+    assert epochs == [f"epoch {e}/{len(epochs)}" for e in range(1, len(epochs) + 1)] and len(epochs) > 1, lines
+    assert "error: RuntimeError: node lost" in lines and "resumed after epoch 1" in lines[-len(epochs) - 1]
+    assert lines[-1].startswith("done in ")
     # Run again (a job that outlived a killed Snakemake finished it): nothing is trained twice.
     real_train_deep = job.train_deep
     monkeypatch.setattr(job, "train_deep", lambda *a, **k: pytest.fail("trained a finished job again"))

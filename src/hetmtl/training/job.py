@@ -228,10 +228,10 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
 
     def on_epoch(epoch: int, metrics: dict, train_state: dict) -> None:
         logger.log_metrics(metrics, step=epoch)
-        checkpoint.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})
-        now = time.time()
+        now = time.time()  # the line before the checkpoint: a crash in between loses no epoch's line
         log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock["last"]))
         clock["last"] = now
+        checkpoint.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})
 
     started = time.time()
     try:  # anything that fails before the receipt is written leaves the run FAILED
