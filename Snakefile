@@ -23,6 +23,7 @@ from hetmtl import paths, preflight
 from hetmtl.errors import UserError
 from hetmtl.params import load_params
 from hetmtl.reporting import items
+from hetmtl.runs import RunId
 
 STARTED = time.time()
 try:
@@ -35,8 +36,7 @@ RUNS = P.runs(SUITE)
 GROUP_TASKS = sorted({t for g in P["groups"] for t in P.tasks_of(g)})
 SOURCES = sorted({P["tasks"][t]["source"] for t in GROUP_TASKS})
 # the groups whose R some job reads (a prior-setting run or sweep)
-PRIOR_GROUPS = {k["group"] for k in RUNS if k["setting"] == "prior"} | {
-    w["group"] for w in P.sweep_runs(SUITE) if P["sweeps"][w["sweep"]]["setting"] == "prior"}
+PRIOR_GROUPS = {run.group for run in RUNS + P.sweep_runs(SUITE) if run.setting == "prior"}
 
 # Before anything is planned (the main process only: not the jobs it submits):
 # writable folders, archives still as fetched, the locks of a killed run
@@ -78,7 +78,6 @@ rule all:
         expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=TABLES, ext=items.TABLE_FORMATS),
         expand(str(items.figure_file(SUITE, "{figure}", "{ext}")), figure=FIGURES, ext=items.FIGURE_FORMATS),
         [str(paths.metrics_file(SUITE, t)) for t in P["tables"]],
-        [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],
-        [str(f) for w in SWEEP_RUNS for f in (paths.sweep_receipt(**w), paths.sweep_receipt(**w).with_name("model.pt"))],
+        [str(f) for run in RUNS + SWEEP_RUNS for f in (run.receipt, run.model)],
         [f for t in GROUP_TASKS for f in prepared_of_task(t)],
         [str(paths.relations_csv(SUITE, g)) for g in P["groups"] if g in PRIOR_GROUPS],

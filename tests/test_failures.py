@@ -8,6 +8,7 @@ import errno
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -404,12 +405,13 @@ def test_run_job_trains_under_the_lock_beside_its_checkpoint(project, params, mo
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-        seen.append(args[1])
+        seen.append(args[0])
         return {"done": True}
 
     monkeypatch.setattr(job, "_train", train)
-    params = type(params)(data=params.data, files=params.files, root=project)
-    assert job.run_job(params, key) == {"done": True} and seen == [key]
+    run = SimpleNamespace(checkpoint=project / paths.checkpoint(**key), run=SimpleNamespace(
+        run_name="mtal/seed0", parent="related/no_prior"))
+    assert job.run_job(run) == {"done": True} and seen == [run]
     fd = os.open(lock, os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after the job
     os.close(fd)
@@ -448,7 +450,7 @@ def test_a_missing_input_names_the_command_that_makes_it(project, params, capsys
     err = capsys.readouterr().err
     key = params.runs("tiny")[0]
     assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert err.startswith(f"error: {project / paths.receipt(**key)}: missing; train its job first: "
+    assert err.startswith(f"error: {project / key.receipt}: missing; train its job first: "
                           f"`hetmtl train --suite tiny --group {key['group']} --setting {key['setting']} "
                           f"--method {key['method']} --seed {key['seed']}`"), err
 

@@ -267,7 +267,8 @@ def test_prior_shapes_the_mixing_of_the_units(toy_tasks):
 def test_column_methods_pretrain_inside_their_budget(toy_tasks):
     """Cross-stitch with E epochs: P epochs of single-task columns (exactly the
     single_task run's first P epochs), then E - P joint epochs: E epochs in all."""
-    from hetmtl.training.job import pretrain_epochs, train_deep
+    from hetmtl.resolve import pretrain_epochs
+    from hetmtl.training.job import train_deep
 
     torch.use_deterministic_algorithms(True)
     c = cfg(epochs=4)

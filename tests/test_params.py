@@ -52,7 +52,7 @@ def test_grid_expansion(params):
     n_readings = len(params["readings"])
     assert len(runs) == len(params["groups"]) * (n_methods + n_readings) * 3
     assert len(params.runs("paper")) == len(params["groups"]) * n_methods * 5  # no readings with imagenet
-    assert len({tuple(sorted(r.items())) for r in runs}) == len(runs)
+    assert len(set(runs)) == len(runs)
 
 
 def test_bad_type_names_file_key_and_reason(project):
@@ -170,19 +170,22 @@ def test_job_digest_follows_exactly_what_a_job_reads(tmp_path):
     inherits it), not the others'; a method module moves the methods that import
     it; a training parameter moves every job's."""
     import shutil
+    from dataclasses import replace
     from pathlib import Path
+
+    from hetmtl.runs import RunId
 
     root = Path(__file__).resolve().parents[1]
     for rel in ("params", "src"):
         shutil.copytree(root / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "Snakefile").write_text("# marker\n")
-    keys = {m: dict(group="related", setting=s, method=m, seed=0) for s, m in [
+    keys = {m: RunId("tiny", "related", s, m, 0) for s, m in [
         ("no_prior", "mtal"), ("no_prior", "mtal_common"), ("prior", "mtal_prior"), ("no_prior", "hard_sharing"),
         ("shared", "single_task"), ("no_prior", "nddr_cnn")]}
 
     def digests():
         p = load_params(tmp_path)
-        return {m: p.job_digest("tiny", k) for m, k in keys.items()}
+        return {m: p.job_digest(k) for m, k in keys.items()}
 
     before = digests()
     methods = tmp_path / "params" / "methods.yaml"
@@ -201,5 +204,6 @@ def test_job_digest_follows_exactly_what_a_job_reads(tmp_path):
     training = tmp_path / "params" / "training.yaml"
     training.write_text(training.read_text().replace("l2_lambda: 0.0005", "l2_lambda: 0.001"))
     assert all(d != after[m] for m, d in digests().items())
-    sweep = load_params(tmp_path).job_digest("tiny", keys["mtal"], ("rho", 0.9))
-    assert sweep != load_params(tmp_path).job_digest("tiny", keys["mtal"], ("rho", 0.1))
+    sweep = load_params(tmp_path).job_digest(replace(keys["mtal"], sweep="rho", value=0.9))
+    assert sweep != load_params(tmp_path).job_digest(replace(keys["mtal"], sweep="rho", value=0.1))
+    assert sweep != after["mtal"]

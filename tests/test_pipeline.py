@@ -24,6 +24,8 @@ from hetmtl import paths
 from hetmtl.methods import METHODS
 from hetmtl.params import load_params
 from hetmtl.reporting import items
+from hetmtl.resolve import resolve
+from hetmtl.runs import RunId
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -89,7 +91,7 @@ def test_every_deep_method_of_a_table_gets_the_same_budget(tiny_run):
         assert f"Budget: {steps} optimisation steps per task" in table
     for key in params.runs("tiny"):
         if params.base_method(key["method"]).startswith("mtal"):
-            receipt = json.loads((proj / paths.receipt(**key)).read_text())
+            receipt = json.loads((proj / key.receipt).read_text())
             assert receipt["metrics"]["within_task_duplicates"] == 0, key
 
 
@@ -100,7 +102,7 @@ def test_every_run_is_logged_with_tags_and_curves(tiny_run):
     params = load_params(proj)
     client = MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
     for key in params.runs("tiny"):
-        receipt = json.loads((proj / paths.receipt(**key)).read_text())
+        receipt = json.loads((proj / key.receipt).read_text())
         run = client.get_run(receipt["run_id"])
         for field in ("suite", "group", "setting", "method", "seed"):
             assert run.data.tags[field] == str(key[field])
@@ -331,7 +333,7 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
 
     monkeypatch.setattr(checkpoint, "save", crash_after_first_epoch)
     with pytest.raises(RuntimeError, match="node lost"):
-        job.run_job(params, key, device_name="cpu", threads=1, progress=False)
+        job.run_job(resolve(params, RunId(**key)), device_name="cpu", threads=1, progress=False)
     assert not (proj / paths.receipt(**key)).exists()
     assert (proj / paths.checkpoint(**key)).exists()
     from mlflow.tracking import MlflowClient
@@ -346,7 +348,7 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
     assert log.read_text().splitlines()[-1] == "error: RuntimeError: node lost"
     assert [a.path for a in c.list_artifacts(crashed)] == ["train.log"]
     monkeypatch.setattr(checkpoint, "save", real_save)
-    again = job.run_job(params, key, device_name="cpu", threads=1, progress=False)
+    again = job.run_job(resolve(params, RunId(**key)), device_name="cpu", threads=1, progress=False)
     assert (proj / paths.receipt(**key)).exists() and not (proj / paths.checkpoint(**key)).exists()
     # Same seed on the CPU: the resumed run ends with the uninterrupted run's numbers...
     assert again["metrics"] == done["metrics"] and again["run_id"] == crashed
@@ -363,7 +365,7 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
     # Run again (a job that outlived a killed Snakemake finished it): nothing is trained twice.
     real_train_deep = job.train_deep
     monkeypatch.setattr(job, "train_deep", lambda *a, **k: pytest.fail("trained a finished job again"))
-    assert job.run_job(params, key, device_name="cpu", threads=1, progress=False) == again
+    assert job.run_job(resolve(params, RunId(**key)), device_name="cpu", threads=1, progress=False) == again
 
     # A job that outlived a killed Snakemake (A: here this process, holding the job's
     # lock and training) and the rerun's job (B, its outputs removed by Snakemake
@@ -382,7 +384,7 @@ def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run,
                 break
         else:
             pytest.fail(f"B did not wait: {b.stdout.read()}")
-        a = job._train(params, key, "cpu", 1, False, None)
+        a = job._train(resolve(params, RunId(**key)), "cpu", 1, False)
     out, _ = b.communicate(timeout=300)
     assert b.returncode == 0 and "already trained" in out
     finished = c.search_runs([c.get_experiment_by_name("hetmtl-tiny").experiment_id],
@@ -406,7 +408,7 @@ def test_dvc_repro_of_a_clean_clone_runs_the_whole_dag(dvc_run):
                                                        for t in params.tasks_of(g)} <= ran
     assert {f"train-{k['group']}-{k['setting']}-{k['method']}" for k in params.runs("tiny")} <= ran
     for k in params.runs("tiny"):
-        assert (proj / paths.receipt(**k)).exists()
+        assert (proj / k.receipt).exists()
     for name in params["tables"]:
         assert (proj / paths.table_file("tiny", name, "md")).exists()
     assert json.loads(run([str(BIN / "dvc"), "status", "--json"], proj).stdout) == {}

@@ -101,13 +101,12 @@ def test_a_table_whose_methods_had_different_budgets_is_refused(params):
 def test_aggregation_refuses_receipts_of_other_parameters(params, tmp_path):
     import json
 
-    from hetmtl import paths
     from hetmtl.reporting.collect import RecordError, check_current
 
     key = params.runs("tiny")[0]
-    receipt = tmp_path / paths.receipt(**key)
+    receipt = tmp_path / key.receipt
     receipt.parent.mkdir(parents=True)
-    receipt.write_text(json.dumps({"job_digest": params.job_digest("tiny", key)}))
+    receipt.write_text(json.dumps({"job_digest": params.job_digest(key)}))
     check_current(params, "tiny", tmp_path)  # current: accepted
     receipt.write_text(json.dumps({"job_digest": "0" * 16}))
     with pytest.raises(RecordError, match="other parameters or code.*" + key["method"]):

@@ -137,6 +137,8 @@ def trained(tmp_path_factory, empty_store):
     from hetmtl.data.standins import write_standin
     from hetmtl.params import load_params
     from hetmtl.reporting.aggregate import log_aggregate_run
+    from hetmtl.resolve import resolve
+    from hetmtl.runs import RunId
     from hetmtl.tracking.mlflow_store import RunLogger, client, init_experiment, set_source
     from hetmtl.training import data as task_data
     from hetmtl.training.job import run_job
@@ -161,9 +163,10 @@ def trained(tmp_path_factory, empty_store):
         set_source("hetmtl train")
         key = dict(suite="tiny", group="related", setting="no_prior", method="mtal", seed=0)
         params.data["tracking"]["log_model"] = True
-        out = {"training": run_job(params, key, device_name="cpu", progress=False)}
+        out = {"training": run_job(resolve(params, RunId(**key)), device_name="cpu", progress=False)}
         params.data["tracking"]["log_model"] = False
-        out["sweep"] = run_job(params, key, device_name="cpu", progress=False, sweep=("rho", 0.1))
+        out["sweep"] = run_job(resolve(params, RunId(**key, sweep="rho", value=0.1)), device_name="cpu",
+                               progress=False)
         set_source("hetmtl relations")
         rel = RunLogger(root, "tiny", dict(suite="tiny", group="related", setting="prior", method="relations",
                                            seed=0), {"git_commit": "abc"}, {})
@@ -264,15 +267,16 @@ def test_the_readmes_filter_returns_only_the_tables_runs(trained, monkeypatch):
 def test_a_rebuilt_run_gets_its_artifacts_and_kind_again(trained, tmp_path, monkeypatch, empty_store):
     """`hetmtl tracking rebuild` into a new store: each run with its kind, and
     the files its record names logged again from disk."""
+    from hetmtl.runs import RunId
     from hetmtl.tracking import rebuild
     from hetmtl.tracking.mlflow_store import client
 
     root, params, _, _, out = trained
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store(tmp_path, empty_store, "new.db"))
-    monkeypatch.setattr(type(params), "runs", lambda self, s: [out["training"]["key"]])
+    monkeypatch.setattr(type(params), "runs", lambda self, s: [RunId(**out["training"]["key"])])
     monkeypatch.setattr(type(params), "sweep_runs", lambda self, s: [
-        dict(suite="tiny", sweep="rho", group="related", value=0.1, seed=0)])
+        RunId("tiny", "related", "no_prior", "mtal", 0, "rho", 0.1)])
     assert rebuild.rebuild(params, "tiny", root)["logged"] == 2
     c = client(root)
     exp = c.get_experiment_by_name("hetmtl-tiny")

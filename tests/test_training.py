@@ -173,8 +173,8 @@ def test_augmentation_changes_training_but_never_evaluation(toy_tasks):
 def test_flip_only_where_meaningful_and_imagenet_inputs(params):
     from torchvision.transforms import Normalize
 
+    from hetmtl.resolve import train_config
     from hetmtl.training.data import to_input
-    from hetmtl.training.job import train_config
 
     tiny = train_config(params, "tiny", 0, params.tasks_of("unrelated"))
     assert tiny.flip == (False, True, True, True) and tiny.crop_pad == 2  # HD, Coil-20, Art, Amazon

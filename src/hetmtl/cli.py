@@ -103,53 +103,48 @@ def cmd_tracking(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from hetmtl.runs import RunId
+
     p = _params(args)
     seeds = args.seed if args.seed else p.suite(args.suite)["seeds"]
-    keys = [dict(suite=args.suite, group=args.group, setting=args.setting, method=args.method, seed=s)
-            for s in seeds]
-    for key in keys:
-        if key not in p.runs(args.suite):
-            raise ParamsError(f"{json.dumps(key)} is not in the grid of params/grid.yaml and "
-                              f"params/suites/{args.suite}.yaml")
-    return _run(p, keys, args)
+    return _run(p, [RunId(args.suite, args.group, args.setting, args.method, s) for s in seeds], args)
 
 
-def _run(p, keys: list[dict], args, sweep: tuple[str, float] | None = None) -> int:
-    """Train the seeds of one grid cell one after the other in this process: the
-    start-up (imports, MLflow store) is paid once per cell, not once per seed."""
+def _run(p, runs: list, args) -> int:
+    """Resolve every seed's run first (a run outside the grid, missing data or R
+    fail before any training), then train them one after the other in this
+    process: the start-up (imports, MLflow store) is paid once per cell."""
+    from hetmtl.resolve import resolve
+
+    resolved = [resolve(p, run) for run in runs]
     from hetmtl.training.job import run_job
 
-    for key in keys:
-        receipt = run_job(p, key, device_name=args.device, threads=args.threads,
-                          progress=not args.no_progress, sweep=sweep)
-        print(f"seed {key['seed']}: " + json.dumps(receipt["metrics"], indent=2))
+    for run in resolved:
+        receipt = run_job(run, device_name=args.device, threads=args.threads, progress=not args.no_progress)
+        print(f"seed {run.run.seed}: " + json.dumps(receipt["metrics"], indent=2))
     return 0
 
 
 def cmd_sweep(args) -> int:
+    from hetmtl.runs import RunId
+
     p = _params(args)
     if args.sweep not in p["sweeps"]:
         raise ParamsError(f"{p.files['sweeps']}: sweeps: no sweep {args.sweep!r}")
-    seeds = args.seed if args.seed else p.suite(args.suite)["sweeps"][args.sweep]["seeds"]
-    for seed in seeds:
-        where = dict(suite=args.suite, sweep=args.sweep, group=args.group, value=args.value, seed=seed)
-        if where not in p.sweep_runs(args.suite):
-            raise ParamsError(f"{json.dumps(where)} is not in the sweeps of params/grid.yaml and "
-                              f"params/suites/{args.suite}.yaml")
     sw = p["sweeps"][args.sweep]
-    keys = [dict(suite=args.suite, group=args.group, setting=sw["setting"], method=sw["method"], seed=s)
-            for s in seeds]
-    return _run(p, keys, args, sweep=(args.sweep, args.value))
+    seeds = args.seed if args.seed else p.suite(args.suite)["sweeps"][args.sweep]["seeds"]
+    return _run(p, [RunId(args.suite, args.group, sw["setting"], sw["method"], s, args.sweep, args.value)
+                    for s in seeds], args)
 
 
 def cmd_relations(args) -> int:
-    from hetmtl.training.job import relations_job
+    from hetmtl.resolve import resolve_relations
 
     p = _params(args)
-    if args.group not in p["groups"]:
-        raise ParamsError(f"{p.files['groups']}: groups: no group {args.group!r}")
-    R = relations_job(p, args.suite, args.group, device_name=args.device, threads=args.threads)
-    print(R)
+    rel = resolve_relations(p, args.suite, args.group)
+    from hetmtl.training.job import relations_job
+
+    print(relations_job(rel, device_name=args.device, threads=args.threads))
     return 0
 
 

@@ -158,8 +158,8 @@ def stages(p: Params, suite: str) -> dict:
                     "params": _job_params(p, suite, key, sweep=(name, sw["parameter"])),
                     "outs": [paths.sweep_dir(suite, name, group, value, 0).parent.as_posix()],
                 }
-    runs = sorted({paths.run_dir(**k).parent.as_posix() for k in p.runs(suite)})
-    sweeps = sorted({paths.sweep_dir(**w).parent.as_posix() for w in p.sweep_runs(suite)})
+    runs = sorted({run.receipt.parent.parent.as_posix() for run in p.runs(suite)})
+    sweeps = sorted({run.receipt.parent.parent.as_posix() for run in p.sweep_runs(suite)})
     out["aggregate"] = {
         "cmd": f"hetmtl aggregate --suite {suite}",
         "deps": [*runs, *sweeps, "src/hetmtl/reporting"],

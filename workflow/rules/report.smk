@@ -19,9 +19,9 @@ rule sweep:
         suite=SUITE,
         device=config["device"],
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
-        digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=P["sweeps"][wc.sweep]["setting"],
-                                                   method=P["sweeps"][wc.sweep]["method"]),
-                                       sweep=(wc.sweep, float(wc.value))),
+        digest=lambda wc: P.job_digest(RunId(SUITE, wc.group, P["sweeps"][wc.sweep]["setting"],
+                                             P["sweeps"][wc.sweep]["method"], SWEEP_SEEDS[0], wc.sweep,
+                                             float(wc.value))),
     output:  # the sweep's seeds, one after the other in one job
         receipts=[f"{SWEEP_DIR}/seed{seed}/receipt.json" for seed in SWEEP_SEEDS],
         models=[f"{SWEEP_DIR}/seed{seed}/model.pt" for seed in SWEEP_SEEDS],
@@ -54,9 +54,9 @@ FIGURE_CAPTIONS = {
     "fig12_mtal_loss": "Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves (one colour per task).",
 }
 RECORDS = dict(  # what every table and figure reads: the receipts (Figs. 10-11: MTAL's models too)
-    receipts=[str(paths.receipt(**k)) for k in RUNS],
-    models=[str(paths.model_file(**k)) for k in RUNS if k["method"] == "mtal"],
-    sweeps=[str(paths.sweep_receipt(**w)) for w in SWEEP_RUNS],
+    receipts=[str(run.receipt) for run in RUNS],
+    models=[str(run.model) for run in RUNS if run.method == "mtal"],
+    sweeps=[str(run.receipt) for run in SWEEP_RUNS],
 )
 
 

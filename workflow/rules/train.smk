@@ -57,7 +57,7 @@ rule train:
         suite=SUITE,
         device=config["device"],
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
-        digest=lambda wc: P.job_digest(SUITE, dict(group=wc.group, setting=wc.setting, method=wc.method)),
+        digest=lambda wc: P.job_digest(RunId(SUITE, wc.group, wc.setting, wc.method, S["seeds"][0])),
     output:
         receipts=[f"{RUN_DIR}/seed{seed}/receipt.json" for seed in S["seeds"]],
         models=[f"{RUN_DIR}/seed{seed}/model.pt" for seed in S["seeds"]],

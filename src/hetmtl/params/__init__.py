@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from hetmtl.errors import UserError
+from hetmtl.runs import RunId
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 
@@ -66,8 +67,8 @@ class Params:
         """The registered method a grid entry runs: itself, or what it is a variant of."""
         return self.method(name).get("variant_of", name)
 
-    def runs(self, suite: str) -> list[dict]:
-        """The expanded grid for one suite: one dict per training job.
+    def runs(self, suite: str) -> list[RunId]:
+        """The expanded grid for one suite: one :class:`~hetmtl.runs.RunId` per training job.
 
         Shared methods (no use for R) run once per group and seed, with the
         setting ``shared``; the others once per setting.
@@ -80,18 +81,19 @@ class Params:
             cells += [(r["setting"], r["method"]) for r in self.readings(suite)]
             for setting, method in cells:
                 for seed in seeds:
-                    out.append(dict(suite=suite, group=group, setting=setting, method=method, seed=seed))
+                    out.append(RunId(suite, group, setting, method, seed))
         return out
 
     def readings(self, suite: str) -> list[dict]:
         """The readings (grid.yaml) a suite runs: Table 6's extra columns."""
         return list(self.data["readings"]) if self.suite(suite)["readings"] else []
 
-    def sweep_runs(self, suite: str) -> list[dict]:
-        """One dict per sweep training job: suite, sweep, group, value, seed."""
+    def sweep_runs(self, suite: str) -> list[RunId]:
+        """One :class:`~hetmtl.runs.RunId` per sweep training job (the sweep's
+        setting and method, its name and value)."""
         scale = self.suite(suite)["sweeps"]
-        return [dict(suite=suite, sweep=name, group=group, value=value, seed=seed)
-                for name in self.data["sweeps"] for group in self.data["groups"]
+        return [RunId(suite, group, sw["setting"], sw["method"], seed, name, value)
+                for name, sw in self.data["sweeps"].items() for group in self.data["groups"]
                 for value in scale[name]["values"] for seed in scale[name]["seeds"]]
 
     def table_methods(self, setting: str) -> list[tuple[str, str]]:
@@ -108,30 +110,28 @@ class Params:
     # and sweeps exist, are the grid's shape, not a job's input).
     TRAINING_SUITE_KEYS = ("backbone", "init", "augment", "image_size", "epochs", "batch_size")
 
-    def job_inputs(self, suite: str, key: dict, sweep: tuple[str, float] | None = None) -> dict:
-        """Exactly the parameters one training job reads (``key``: group, setting,
-        method, seed): its method's parameters (a variant's merged with its
-        base's), the training section, the suite's training keys, its group and
-        the group's tasks. ``sweep=(name, value)``: a sweep point, whose swept
-        parameter and epochs come from the sweep."""
-        s = self.suite(suite)
-        method = dict(self.method(key["method"]))
+    def job_inputs(self, run: RunId) -> dict:
+        """Exactly the parameters one training job reads: its method's parameters
+        (a variant's merged with its base's), the training section, the suite's
+        training keys, its group and the group's tasks; a sweep point's swept
+        parameter and epochs come from the sweep. The seed is not an input: the
+        seeds of a cell share their digest."""
+        s = self.suite(run.suite)
+        method = dict(self.method(run.method))
         scale = {k: s[k] for k in self.TRAINING_SUITE_KEYS}
-        if sweep is not None:
-            name, value = sweep
-            method[self.data["sweeps"][name]["parameter"]] = value
-            scale["epochs"] = s["sweeps"][name]["epochs"]
-        tasks = self.tasks_of(key["group"])
+        if run.sweep is not None:
+            method[self.data["sweeps"][run.sweep]["parameter"]] = run.value
+            scale["epochs"] = s["sweeps"][run.sweep]["epochs"]
+        tasks = self.tasks_of(run.group)
         return {"method": method, "training": self.data["training"], "suite": scale, "group": tasks,
                 "tasks": {t: self.data["tasks"][t] for t in tasks}, "split": self.data["split"],
                 "selection_seed": self.data["selection_seed"]}
 
-    def job_digest(self, suite: str, key: dict, sweep: tuple[str, float] | None = None) -> str:
+    def job_digest(self, run: RunId) -> str:
         """Digest of a training job's parameters and of the code it runs
         (:func:`code_digest`): Snakemake reruns a job whose digest changed, and
         aggregation refuses a receipt written under another digest."""
-        base = self.base_method(key["method"])
-        return _hash([self.job_inputs(suite, key, sweep), code_digest(self.root, base)])
+        return _hash([self.job_inputs(run), code_digest(self.root, self.base_method(run.method))])
 
     def relations_digest(self, suite: str, group: str) -> str:
         """Digest of what the relations stage of a group reads, and its code."""

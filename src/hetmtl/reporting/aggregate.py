@@ -138,27 +138,29 @@ def activation_figure(params, suite: str, root: Path, name: str) -> Path:
     import torch
 
     from hetmtl.methods import TaskInfo
+    from hetmtl.methods.build import build_method
+    from hetmtl.resolve import resolve
+    from hetmtl.runs import RunId
     from hetmtl.training.data import load_task, to_input
-    from hetmtl.training.job import build_method, train_config
 
     groups = list(params["groups"])
     layer, group = {"fig10_activations_conv1": (0, groups[0]), "fig11_activations_conv2": (1, groups[-1])}[name]
     seed = params.suite(suite)["seeds"][0]
-    key = dict(suite=suite, group=group, setting="no_prior", method="mtal", seed=seed)
+    run_id = RunId(suite, group, "no_prior", "mtal", seed)
     path = root / paths.figure(suite, name)
-    if key not in params.runs(suite):
+    if run_id not in params.runs(suite):
         return figures.empty_figure(path, FIGURES[name], "no MTAL model in this grid")
-    model = files.require(root / paths.model_file(**key),  # in the grid but not on disk: not an empty figure
-                          f"hetmtl train --suite {suite} --group {group} --setting no_prior --method mtal "
-                          f"--seed {seed}")
-    data = [load_task(suite, t, torch.device("cpu"), params["split"], seed) for t in params.tasks_of(group)]
-    method = build_method(params, key, [TaskInfo(d.name, d.channels, d.num_classes) for d in data])
+    # in the grid but not on disk: not an empty figure
+    model = files.require(root / run_id.model, run_id.command)
+    run = resolve(params, run_id)
+    data = [load_task(suite, t, torch.device("cpu"), run.split, seed) for t in run.tasks]
+    method = build_method(run, [TaskInfo(d.name, d.channels, d.num_classes) for d in data])
     method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
     method.eval()
     layer_name = method.layer_names[layer]
-    norm = train_config(params, suite, seed, params.tasks_of(group)).input_norm
+    norm = run.train.input_norm
     images = [to_input(d.x["test"][:1], norm) for d in data]
-    rho = params.method("mtal").get("rho")
+    rho = run.method_params.get("rho")
     return figures.activation_maps(
         method, images, layer, layer_name, path,
         f"{FIGURES[name]}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})", rho=rho)

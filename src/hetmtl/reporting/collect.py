@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hetmtl import paths
 from hetmtl.errors import UserError
+from hetmtl.runs import RunId
 from hetmtl.tracking import receipts
 
 
@@ -27,16 +27,9 @@ def check_current(params, suite: str, root: Path) -> None:
     code than the current ones (params/ or a method's module edited since),
     naming every stale run and how to retrain it."""
     stale = []
-    for key in params.runs(suite):
-        path = root / paths.receipt(**key)
-        if path.exists() and receipts.read(path).get("job_digest") != params.job_digest(suite, key):
-            stale.append(path.relative_to(root).as_posix())
-    for w in params.sweep_runs(suite):
-        path = root / paths.sweep_receipt(**w)
-        sw = params["sweeps"][w["sweep"]]
-        key = dict(group=w["group"], setting=sw["setting"], method=sw["method"])
-        if path.exists() and receipts.read(path).get("job_digest") != params.job_digest(
-                suite, key, (w["sweep"], w["value"])):
+    for run in params.runs(suite) + params.sweep_runs(suite):
+        path = root / run.receipt
+        if path.exists() and receipts.read(path).get("job_digest") != params.job_digest(run):
             stale.append(path.relative_to(root).as_posix())
     if stale:
         raise RecordError(f"{len(stale)} run(s) were trained with other parameters or code than params/ and "
@@ -44,19 +37,16 @@ def check_current(params, suite: str, root: Path) -> None:
                           "(snakemake reruns changed jobs by itself; `dvc repro` too), then aggregate")
 
 
-def _checked(path: Path, expect: dict) -> tuple[dict, dict]:
-    """A receipt and its run's metrics, refused when it records another job."""
+def _checked(root: Path, run: RunId) -> tuple[dict, dict]:
+    """A run's receipt and its metrics, refused when it records another run."""
+    path = root / run.receipt
     if not path.exists():
-        job = (f"hetmtl sweep --suite {expect['suite']} --sweep {expect['sweep']} --group {expect['group']} "
-               f"--value {expect['sweep_value']}" if "sweep" in expect else
-               f"hetmtl train --suite {expect['suite']} --group {expect['group']} --setting {expect['setting']} "
-               f"--method {expect['method']}")
-        raise RecordError(f"{path}: missing; train its job first: `{job} --seed {expect['seed']}` "
+        raise RecordError(f"{path}: missing; train its job first: `{run.command}` "
                           "(or let snakemake / `dvc repro` run it)")
     receipt = receipts.read(path)
     tags = receipts.record(receipt, path)["tags"]
-    for field, want in expect.items():
-        if tags.get(field) != str(want):
+    for field, want in run.tags.items():
+        if tags.get(field) != want:
             raise RecordError(f"{path}: its run has {field}={tags.get(field)!r}, the job at this path is "
                               f"{field}={want!r}; delete the receipt and rerun its job")
     return receipt, receipts.latest_metrics(receipt, path)
@@ -65,14 +55,10 @@ def _checked(path: Path, expect: dict) -> tuple[dict, dict]:
 def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
     """Long records of the sweep runs: one row per (run, metric), with the swept value."""
     rows = []
-    for w in params.sweep_runs(suite):
-        path = root / paths.sweep_receipt(**w)
-        sw = params["sweeps"][w["sweep"]]
-        receipt, metrics = _checked(path, {"suite": suite, "group": w["group"], "method": sw["method"],
-                                           "seed": w["seed"], "sweep": w["sweep"],
-                                           "sweep_value": f"{w['value']:g}"})
+    for run in params.sweep_runs(suite):
+        receipt, metrics = _checked(root, run)
         for metric, value in metrics.items():
-            rows.append({"group": w["group"], "sweep": w["sweep"], "sweep_value": w["value"], "seed": w["seed"],
+            rows.append({"group": run.group, "sweep": run.sweep, "sweep_value": run.value, "seed": run.seed,
                          "run_id": receipt["run_id"], "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["group", "sweep", "sweep_value", "seed", "run_id", "metric", "value"])
 
@@ -80,23 +66,22 @@ def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
 def metric_histories(params, suite: str, root: Path, method: str, setting: str, prefix: str) -> pd.DataFrame:
     """Per-epoch history of metrics ``<prefix><task>`` of a method's runs, every group and seed."""
     rows = []
-    for key in params.runs(suite):
-        if key["method"] != method or key["setting"] != setting:
+    for run in params.runs(suite):
+        if run.method != method or run.setting != setting:
             continue
-        path = root / paths.receipt(**key)
-        receipt, _ = _checked(path, key)
-        for task in params.tasks_of(key["group"]):
+        receipt, _ = _checked(root, run)
+        path = root / run.receipt
+        for task in params.tasks_of(run.group):
             for step, value in receipts.history(receipt, path, f"{prefix}{task}"):
-                rows.append({"group": key["group"], "seed": key["seed"], "task": task,
-                             "epoch": step, "value": value})
+                rows.append({"group": run.group, "seed": run.seed, "task": task, "epoch": step, "value": value})
     return pd.DataFrame(rows, columns=["group", "seed", "task", "epoch", "value"])
 
 
 def collect(params, suite: str, root: Path) -> pd.DataFrame:
     """Long records: one row per (run, metric) of the suite's grid."""
     rows = []
-    for key in params.runs(suite):
-        receipt, metrics = _checked(root / paths.receipt(**key), key)
+    for run in params.runs(suite):
+        receipt, metrics = _checked(root, run)
         for metric, value in metrics.items():
-            rows.append({**key, "run_id": receipt["run_id"], "metric": metric, "value": float(value)})
+            rows.append({**run.key, "run_id": receipt["run_id"], "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["suite", "group", "setting", "method", "seed", "run_id", "metric", "value"])

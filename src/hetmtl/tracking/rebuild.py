@@ -45,8 +45,7 @@ def run_records(params, suite: str, root: Path) -> list[tuple[Path, str, dict]]:
     """``(file, run_id, record)`` of every run on disk for the suite's grid:
     training and sweep receipts, and the relations details."""
     out = []
-    receipt_files = [root / paths.receipt(**k) for k in params.runs(suite)]
-    receipt_files += [root / paths.sweep_receipt(**w) for w in params.sweep_runs(suite)]
+    receipt_files = [root / run.receipt for run in params.runs(suite) + params.sweep_runs(suite)]
     for path in receipt_files:
         if path.exists():
             r = receipts.read(path)

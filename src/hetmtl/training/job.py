@@ -13,22 +13,24 @@ receipt, which its MLflow run holds as an artifact (with ``model.pt`` when
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from dataclasses import replace
 
 import torch
 
-from hetmtl import files, paths
-from hetmtl.methods import METHODS, TaskInfo
+from hetmtl import files
+from hetmtl.errors import UserError
+from hetmtl.methods import TaskInfo
+from hetmtl.methods.build import build_method
 from hetmtl.models import BACKBONES
-from hetmtl.params import ParamsError
+from hetmtl.resolve import ResolvedRelations, ResolvedRun, pretrain_epochs
+from hetmtl.runs import TrainConfig
 from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
 from hetmtl.training import checkpoint, relations
 from hetmtl.training.data import load_task, steps_per_epoch
-from hetmtl.training.loop import TrainConfig, epoch_line, fit, metric_values
+from hetmtl.training.loop import epoch_line, fit, metric_values
 
 
 def pick_device(name: str) -> torch.device:
@@ -44,81 +46,6 @@ def set_determinism(device: torch.device, threads: int) -> None:
     torch.set_num_threads(threads)
     if device.type == "cpu":
         torch._C._set_deterministic_algorithms(True, warn_only=False)
-
-
-def backbone(params, suite_name: str):
-    return BACKBONES[params.suite(suite_name)["backbone"]]  # a known name: load_params checks it
-
-
-def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: int | None = None) -> TrainConfig:
-    suite, tr = params.suite(suite_name), params["training"]
-    imagenet = suite["init"] == "imagenet"
-    return TrainConfig(epochs=epochs or suite["epochs"], batch_size=suite["batch_size"], seed=seed,
-                       lr=tr["finetune_lr"] if imagenet else tr["lr"],
-                       momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"],
-                       divergence_factor=tr["divergence_factor"],
-                       input_norm="imagenet" if imagenet else "symmetric", crop_pad=suite["augment"]["crop_pad"],
-                       flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks))
-
-
-def method_config(params, name: str, suite_name: str) -> dict:
-    return {**method_params(params, name), "init": params.suite(suite_name)["init"],
-            "task_weighting": params["training"]["task_weighting"]}
-
-
-def relations_for(params, key: dict) -> torch.Tensor | None:
-    """R for a prior-setting run (from the relations stage); None means uniform."""
-    if key["setting"] != "prior":
-        return None
-    csv_path = files.require(params.root / paths.relations_csv(key["suite"], key["group"]),
-                             f"hetmtl relations --suite {key['suite']} --group {key['group']}")
-    return relations.read_csv(csv_path, params.tasks_of(key["group"]))
-
-
-def method_class(params, name: str):
-    """The registered class of a method, or of the method a variant is a reading of."""
-    base = params.base_method(name)
-    if base not in METHODS:
-        raise ParamsError(f"{params.files['settings']}: methods: unknown method {name!r} "
-                          f"(known: {', '.join(METHODS)})")
-    return METHODS[base]
-
-
-def method_params(params, name: str) -> dict:
-    """A method's parameters from params/methods.yaml (a variant's without ``variant_of``)."""
-    return {k: v for k, v in params.method(name).items() if k != "variant_of"}
-
-
-def build_method(params, key: dict, tasks: list[TaskInfo], overrides: dict | None = None):
-    cls = method_class(params, key["method"])
-    cfg = {**method_config(params, key["method"], key["suite"]), **(overrides or {})}
-    args = (tasks, backbone(params, key["suite"]), cfg, key["seed"])
-    method = cls(*args, relations=relations_for(params, key)) if cls.uses_prior else cls(*args)
-    k = params["training"]["freeze_blocks"]
-    if k and method.deep:
-        method.freeze_blocks(k)
-    return method
-
-
-def pretrain_epochs(method_cfg: dict, epochs: int) -> int:
-    """Epochs of single-task pre-training inside a method's budget (cross-stitch, NDDR)."""
-    if "pretrain_fraction" not in method_cfg:
-        return 0
-    return min(epochs - 1, max(1, round(method_cfg["pretrain_fraction"] * epochs)))
-
-
-def _digest(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def job_files(params, key: dict, sweep: tuple[str, float] | None = None) -> tuple:
-    """(receipt, model, checkpoint) of a job or of one sweep point."""
-    root = params.root
-    if sweep is None:
-        return root / paths.receipt(**key), root / paths.model_file(**key), root / paths.checkpoint(**key)
-    where = dict(suite=key["suite"], sweep=sweep[0], group=key["group"], value=sweep[1], seed=key["seed"])
-    receipt = root / paths.sweep_receipt(**where)
-    return receipt, receipt.with_name("model.pt"), root / paths.sweep_checkpoint(**where)
 
 
 LOG_NAME = "train.log"
@@ -150,18 +77,16 @@ class JobLog:
         self.file.close()
 
 
-def run_job(params, key: dict, device_name: str = "auto", threads: int = 1, progress: bool = True,
-            sweep: tuple[str, float] | None = None) -> dict:
-    """Train one grid cell; with ``sweep=(name, value)`` one point of a sweep instead
-    (the swept parameter overridden, the suite's sweep epochs, the sweep's paths).
+def run_job(run: ResolvedRun, device_name: str = "auto", threads: int = 1, progress: bool = True) -> dict:
+    """Execute one resolved run (:func:`hetmtl.resolve.resolve`): a grid cell's
+    seed or a sweep point; it reads nothing but the record and the prepared data.
 
     One process at a time trains a job (a lock beside its checkpoint: a job that
     outlived a killed Snakemake and its rerun do not write the same files), and a
     job whose receipt and model exist for the current parameters, code and data
     is not trained again (:func:`finished`: the other process finished it)."""
-    ckpt_path = job_files(params, key, sweep)[2]
-    with files.lock(ckpt_path.with_suffix(".lock"), f"job {json.dumps(key)}"):
-        return _train(params, key, device_name, threads, progress, sweep)
+    with files.lock(run.checkpoint.with_suffix(".lock"), f"job {run.run.run_name} of {run.run.parent}"):
+        return _train(run, device_name, threads, progress)
 
 
 def finished(receipt_path, model_path, job_digest: str, params_digest: str) -> dict | None:
@@ -176,48 +101,32 @@ def finished(receipt_path, model_path, job_digest: str, params_digest: str) -> d
     return done
 
 
-def _train(params, key: dict, device_name: str, threads: int, progress: bool,
-           sweep: tuple[str, float] | None) -> dict:
-    root = params.root
+def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> dict:
+    rid, key, cfg = run.run, run.key, run.train
     device = pick_device(device_name)
     set_determinism(device, threads)
-    suite = params.suite(key["suite"])
-    task_names = params.tasks_of(key["group"])
-    data = [load_task(key["suite"], t, device, params["split"], key["seed"]) for t in task_names]
+    data = [load_task(rid.suite, t, device, run.split, rid.seed) for t in run.tasks]
+    if {d.name: d.manifest["source_md5"] for d in data} != run.data_md5:
+        raise UserError(f"the prepared data of {', '.join(run.tasks)} changed since this run was resolved; "
+                        "resolve it again (rerun the command)")
     tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
-    overrides, epochs, parent = {}, None, None
-    receipt_path, model_path, ckpt_path = job_files(params, key, sweep)
-    if sweep is not None:
-        name, value = sweep
-        overrides, epochs = {params["sweeps"][name]["parameter"]: value}, suite["sweeps"][name]["epochs"]
-        parent = f"{key['group']}/sweep_{name}"
-    method = build_method(params, key, tasks, overrides)
-    mcfg = method_config(params, key["method"], key["suite"])
-    cfg = train_config(params, key["suite"], key["seed"], task_names, epochs=epochs)
-    data_md5 = {d.name: d.manifest["source_md5"] for d in data}
-    R = relations_for(params, key)
-    run_params = {"method": {**mcfg, **overrides}, "training": params["training"],
-                  "suite": suite, "tasks": task_names, "epochs": cfg.epochs, "flip": list(cfg.flip)}
-    digest = _digest(run_params, data_md5, None if R is None else R.tolist())
-    done = finished(receipt_path, model_path, params.job_digest(key["suite"], key, sweep), digest)
+    method = build_method(run, tasks)
+    receipt_path, model_path, ckpt_path = run.receipt, run.model, run.checkpoint
+    digest = run.params_digest
+    done = finished(receipt_path, model_path, run.job_digest, digest)
     if done is not None:  # another process (a job that outlived a killed Snakemake) finished it
         return done
-    ckpt_key = {**key, "sweep": list(sweep) if sweep else None, "digest": digest}
+    ckpt_key = {**key, "sweep": [rid.sweep, rid.value] if rid.sweep else None, "digest": digest}
     state = checkpoint.load(ckpt_path, ckpt_key) if method.deep else None
 
-    marker_path = root / paths.experiment_marker(key["suite"])
-    if not marker_path.exists():
-        raise FileNotFoundError(f"{marker_path}: missing; run `hetmtl init-tracking --suite {key['suite']}` first")
-    tags = {"git_commit": git_commit(root), "params_digest": digest, "device": device.type,
-            "paper_group": str(params["groups"][key["group"]]["paper_group"]),
-            "data": suite["data"], "shared_between_settings": str(key["setting"] == "shared"),
-            **{f"data_md5/{t}": m for t, m in data_md5.items()}}
-    if sweep is not None:
-        tags.update({"sweep": sweep[0], "sweep_value": f"{sweep[1]:g}"})
-    log = JobLog(receipt_path.parent / LOG_NAME, resume=state is not None)
-    logger = RunLogger(root, key["suite"], key, tags, run_params, run_id=state["run_id"] if state else None,
-                       parent=parent,
-                       run_name=f"{key['method']}/{sweep[0]}={sweep[1]:g}/seed{key['seed']}" if sweep else None)
+    if not run.experiment_marker.exists():
+        raise FileNotFoundError(f"{run.experiment_marker}: missing; run `hetmtl init-tracking --suite {rid.suite}` "
+                                "first")
+    root = run.root
+    tags = {"git_commit": git_commit(root), "params_digest": digest, "device": device.type, **run.tags}
+    log = JobLog(run.log, resume=state is not None)
+    logger = RunLogger(root, rid.suite, key, tags, run.run_params, run_id=state["run_id"] if state else None,
+                       parent=rid.parent, run_name=rid.run_name)
     if state and not logger.resumed:  # the store lost the run: the new one gets the epochs done so far
         for entry in state["history"]:
             logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
@@ -237,7 +146,7 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
     try:  # anything that fails before the receipt is written leaves the run FAILED
         if method.deep:
             result = train_deep(method, data, cfg, device, state, on_epoch, progress, tasks,
-                                backbone(params, key["suite"]), mcfg, params["training"]["freeze_blocks"])
+                                BACKBONES[run.backbone], run.method_params, run.freeze_blocks)
         else:
             result = method.fit_closed_form(data)
             for entry in result["history"]:
@@ -253,25 +162,24 @@ def _train(params, key: dict, device_name: str, threads: int, progress: bool,
         final.update(last_epoch)
         budget = {}
         if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
-            budget = {"budget/steps_per_task": result["steps"],
-                      "budget/pretrain_epochs": pretrain_epochs(mcfg, cfg.epochs)}
+            budget = {"budget/steps_per_task": result["steps"], "budget/pretrain_epochs": run.pretrain_epochs}
         last = {**{k: v for k, v in final.items() if k not in last_epoch}, **budget, "train_seconds": seconds,
                 "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
         logger.log_metrics(last, step=len(result["history"]))
-        checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": task_names})
+        checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": list(run.tasks)})
         log.line(f"done in {seconds:.1f} s: test_acc {metric_values(result['test'], 'test_acc/')}")
         log.close()
         logger.log_artifact(log.path)
-        if params["tracking"]["log_model"]:
+        if run.log_model:
             logger.log_artifact(model_path)
         receipt = {"run_id": logger.run_id, "experiment": logger.experiment["experiment"],
                    "tracking_uri": logger.experiment["tracking_uri"], "key": key, "params_digest": digest,
                    "metrics": final, "train_seconds": round(seconds, 3), **budget,
-                   "job_digest": params.job_digest(key["suite"], key, sweep),
+                   "job_digest": run.job_digest,
                    # what the run logged: the tables and a rebuilt store come from here (tracking/receipts.py)
                    "record": logger.record(result["history"], last, len(result["history"]))}
-        if sweep is not None:
-            receipt["sweep"] = {"name": sweep[0], "value": sweep[1]}
+        if rid.sweep is not None:
+            receipt["sweep"] = {"name": rid.sweep, "value": rid.value}
         receipts.write(receipt_path, receipt)
         logger.finish("FINISHED")  # after the receipt: a FINISHED run always has one
     except BaseException as exc:
@@ -310,7 +218,7 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
     history: list[dict] = []
     pre_steps = 0
     if phase == "pretrain":
-        single = SingleTask(tasks, spec, {k: v for k, v in method_cfg.items() if k == "init"}, cfg.seed)
+        single = SingleTask(tasks, spec, {"init": method_cfg["init"]}, cfg.seed)
         if freeze_blocks:
             single.freeze_blocks(freeze_blocks)
 
@@ -334,43 +242,35 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
     return {"history": history + result["history"], "test": result["test"], "steps": pre_steps + result["steps"]}
 
 
-def relations_job(params, suite_name: str, group: str, device_name: str = "auto", threads: int = 1) -> torch.Tensor:
-    """Estimate (or take from params) R for ``group``; write CSV + heatmap; log to MLflow."""
-    root = params.root
+def relations_job(rel: ResolvedRelations, device_name: str = "auto", threads: int = 1) -> torch.Tensor:
+    """Take R from params or estimate it (:func:`hetmtl.resolve.resolve_relations`);
+    write CSV + heatmap; log to MLflow."""
     device = pick_device(device_name)
     set_determinism(device, threads)
-    tasks = params.tasks_of(group)
-    given = params["relations"]["given"].get(group)
-    if given is not None:
-        R, detail, source = torch.tensor(given, dtype=torch.float64), {}, "given in params/grid.yaml"
-        spread = None
+    tasks = list(rel.tasks)
+    spread = None
+    if rel.given is not None:
+        R, detail, source = torch.tensor(rel.given, dtype=torch.float64), {}, "given in params/grid.yaml"
     else:
-        scale = params.suite(suite_name)["relations"]
-        seeds = scale["seeds"]
-
         def data(seed):
-            return [load_task(suite_name, t, device, params["split"], seed) for t in tasks]
-        cfg = train_config(params, suite_name, seeds[0], tasks, epochs=scale["epochs"])
-        method_cfg = {**method_params(params, "hard_sharing"), "init": params.suite(suite_name)["init"]}
-        R, detail = relations.estimate(data, backbone(params, suite_name), cfg,
-                                       params["relations"]["temperature"], method_cfg, seeds)
-        source = (f"estimated on the validation split ({scale['epochs']} epochs per pair, "
-                  f"alone and together at the same steps per task, seeds {seeds})")
-    csv_path, png_path = root / paths.relations_csv(suite_name, group), root / paths.relations_png(suite_name, group)
-    if given is None:
+            return [load_task(rel.suite, t, device, rel.split, seed) for t in tasks]
+        R, detail = relations.estimate(data, BACKBONES[rel.backbone], rel.train, rel.temperature,
+                                       rel.method_params, list(rel.seeds))
+        source = (f"estimated on the validation split ({rel.epochs} epochs per pair, "
+                  f"alone and together at the same steps per task, seeds {list(rel.seeds)})")
         spread = torch.tensor(detail["gain_std"], dtype=torch.float64)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    relations.heatmap(png_path, tasks, R, f"R, {group} tasks ({suite_name}); ± std of the gain over seeds", spread)
-    key = dict(suite=suite_name, group=group, setting="prior", method="relations", seed=0)
-    logger = RunLogger(root, suite_name, key, {"git_commit": git_commit(root), "relations_source": source},
-                       {"relations": params["relations"], "tasks": tasks})
+    rel.png.parent.mkdir(parents=True, exist_ok=True)
+    relations.heatmap(rel.png, tasks, R, f"R, {rel.group} tasks ({rel.suite}); ± std of the gain over seeds", spread)
+    root = rel.root
+    logger = RunLogger(root, rel.suite, rel.run.key, {"git_commit": git_commit(root), "relations_source": source},
+                       rel.run_params)
     r_metrics = {f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}
     logger.log_metrics(r_metrics, step=0)
-    detail_path = csv_path.with_suffix(".json")
+    detail_path = rel.csv.with_suffix(".json")
     files.write_text(detail_path, json.dumps({"source": source, **detail, "run_id": logger.run_id,
                                               "record": logger.record([], r_metrics, 0)}, indent=2))
-    for p in (png_path, detail_path):
+    for p in (rel.png, detail_path):
         logger.log_artifact(p)
     logger.finish()
-    relations.write_csv(csv_path, tasks, R, source, spread)  # last: the DAG output
+    relations.write_csv(rel.csv, tasks, R, source, spread)  # last: the DAG output
     return R

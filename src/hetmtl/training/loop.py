@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from hetmtl.errors import UserError
 from hetmtl.methods.base import Method
+from hetmtl.runs import TrainConfig
 from hetmtl.training.augment import epoch_augment
 from hetmtl.training.data import TaskData, epoch_batches, steps_per_epoch, to_input
 
@@ -55,21 +55,6 @@ def check_epoch(method: Method, data: list[TaskData], epoch: int, train_loss: li
     if bad:
         raise Diverged(f"diverged at epoch {epoch}: non-finite weights or statistics in {', '.join(bad[:5])}"
                        f"{' and more' if len(bad) > 5 else ''}; {hint}")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    l2_lambda: float
-    nan_check_every: int
-    seed: int
-    divergence_factor: float = 100.0  # check_epoch: the bound on an epoch's train loss, in units of ln(classes)
-    input_norm: str = "symmetric"  # hetmtl.training.data.to_input: symmetric (scratch) or imagenet
-    crop_pad: int = 0  # augmentation: random crop of the image padded by this much (0: none)
-    flip: tuple[bool, ...] = ()  # augmentation: horizontal flip, per task (where meaningful)
 
 
 def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:

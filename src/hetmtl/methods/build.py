@@ -1,0 +1,33 @@
+"""A method instance from a resolved run (:class:`hetmtl.resolve.ResolvedRun`).
+
+The one place that turns a run's record into a model: training builds the
+model it trains here, reporting the model it reloads from ``model.pt``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hetmtl.errors import UserError
+from hetmtl.methods import METHODS, Method, TaskInfo
+from hetmtl.models import BACKBONES
+
+
+def build_method(run, tasks: list[TaskInfo], overrides: dict | None = None) -> Method:
+    """Run ``run``'s method for ``tasks``: its registered class with the run's
+    parameters (``overrides`` on top), R for a method that takes a prior, and
+    the run's frozen blocks."""
+    if run.method_class not in METHODS:
+        raise UserError(f"params/methods.yaml: methods: unknown method {run.run.method!r} "
+                        f"(registered in hetmtl/methods/__init__.py: {', '.join(METHODS)})")
+    cls = METHODS[run.method_class]
+    cfg = {**run.method_params, **(overrides or {})}
+    args = (tasks, BACKBONES[run.backbone], cfg, run.run.seed)
+    if cls.uses_prior:
+        R = None if run.relations is None else torch.tensor(run.relations, dtype=torch.float32)
+        method = cls(*args, relations=R)
+    else:
+        method = cls(*args)
+    if run.freeze_blocks and method.deep:
+        method.freeze_blocks(run.freeze_blocks)
+    return method

@@ -1,0 +1,201 @@
+"""A run, resolved once: everything its job reads (DomainBed's resolved sweep job).
+
+:func:`resolve` turns a :class:`~hetmtl.runs.RunId` and the parameters into a
+frozen :class:`ResolvedRun`: the method's parameters (a variant's merged with
+its base's, a sweep's value put in), the training configuration, the backbone,
+R, the init source, the output paths, the tags, the MLflow parent and the
+digests. A job then only executes it (:func:`hetmtl.training.job.run_job`);
+nothing downstream reads ``params/`` again. :func:`resolve_relations` does the
+same for a group's relations stage.
+
+No torch here: the CLI resolves before a job imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from hetmtl import files, paths
+from hetmtl.errors import UserError
+from hetmtl.params import ParamsError
+from hetmtl.runs import RunId, TrainConfig
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """Everything one training job reads, resolved from params and its :class:`RunId`.
+
+    Paths are absolute (under the checkout's root). ``method_params`` holds
+    the method's parameters as the method receives them (its ``cfg``), with
+    ``init`` and ``task_weighting``; ``relations`` is R (rows in the group's
+    task order) for a prior-setting run, None otherwise."""
+    run: RunId
+    root: Path  # the checkout: the MLflow store and the prepared data are found from here
+    method_class: str  # the registered method (hetmtl.methods.METHODS) this run builds
+    method_params: dict
+    train: TrainConfig
+    backbone: str  # hetmtl.models.BACKBONES
+    tasks: tuple[str, ...]
+    split: dict  # params/datasets.yaml split: each seed draws its own
+    relations: tuple[tuple[float, ...], ...] | None
+    relations_file: Path | None
+    init: str  # scratch or imagenet
+    freeze_blocks: int
+    pretrain_epochs: int  # single-task epochs inside the budget (cross-stitch, NDDR-CNN)
+    data_md5: dict  # task -> MD5 of the archive its prepared data came from
+    receipt: Path
+    model: Path
+    checkpoint: Path
+    experiment_marker: Path
+    tags: dict  # static tags of the MLflow run (the job adds the commit and the device)
+    run_params: dict  # the MLflow params
+    params_digest: str  # parameters, data and R: a checkpoint of another digest is not resumed
+    job_digest: str  # parameters and code: Snakemake's rerun trigger, checked by collection
+    log_model: bool
+
+    @property
+    def key(self) -> dict:
+        return self.run.key
+
+    @property
+    def log(self) -> Path:
+        return self.receipt.with_name("train.log")
+
+
+@dataclass(frozen=True)
+class ResolvedRelations:
+    """The relations stage of one group: R given in params, or how to estimate it."""
+    suite: str
+    group: str
+    root: Path
+    tasks: tuple[str, ...]
+    split: dict
+    given: tuple[tuple[float, ...], ...] | None
+    epochs: int
+    seeds: tuple[int, ...]
+    temperature: float
+    train: TrainConfig  # of the estimate's runs (its first seed; each run sets its own)
+    method_params: dict  # hard sharing's, with init
+    backbone: str
+    csv: Path
+    png: Path
+    experiment_marker: Path
+    run: RunId  # its MLflow identity
+    run_params: dict
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: int | None = None) -> TrainConfig:
+    """The training configuration of a suite for a group's tasks (the learning
+    rate of its init: ``finetune_lr`` from ImageNet weights)."""
+    suite, tr = params.suite(suite_name), params["training"]
+    imagenet = suite["init"] == "imagenet"
+    return TrainConfig(epochs=epochs or suite["epochs"], batch_size=suite["batch_size"], seed=seed,
+                       lr=tr["finetune_lr"] if imagenet else tr["lr"],
+                       momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"],
+                       divergence_factor=tr["divergence_factor"],
+                       input_norm="imagenet" if imagenet else "symmetric", crop_pad=suite["augment"]["crop_pad"],
+                       flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks))
+
+
+def method_params(params, name: str) -> dict:
+    """A method's parameters from params/methods.yaml (a variant's without ``variant_of``)."""
+    return {k: v for k, v in params.method(name).items() if k != "variant_of"}
+
+
+def pretrain_epochs(method_cfg: dict, epochs: int) -> int:
+    """Epochs of single-task pre-training inside a method's budget (cross-stitch, NDDR)."""
+    if "pretrain_fraction" not in method_cfg:
+        return 0
+    return min(epochs - 1, max(1, round(method_cfg["pretrain_fraction"] * epochs)))
+
+
+def read_relations(path: Path, tasks: list[str]) -> tuple[tuple[float, ...], ...]:
+    """R from the relations stage's CSV (rows and columns in the group's task order)."""
+    with open(path) as f:
+        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    if not rows or rows[0][1:] != list(tasks):
+        raise UserError(f"{path}: tasks {rows[0][1:] if rows else []} differ from the group's {list(tasks)}; "
+                        "rerun its relations stage")
+    return tuple(tuple(float(v) for v in r[1:]) for r in rows[1:])
+
+
+def _data_md5(params, suite: str, tasks: list[str]) -> dict:
+    out = {}
+    for t in tasks:
+        manifest = files.require(params.root / paths.prepared_manifest(suite, t),
+                                 f"hetmtl prepare --suite {suite} --task {t}")
+        out[t] = json.loads(manifest.read_text())["source_md5"]
+    return out
+
+
+def resolve(params, run: RunId) -> ResolvedRun:
+    """The one resolver of a training run: params and ``run`` -> a frozen record.
+
+    Refuses a run that is not in the suite's grid or sweeps (one line naming
+    the file to edit). Reads the prepared data's manifests (their MD5s enter
+    ``params_digest``) and, for the prior setting, R from the relations stage."""
+    if run not in (params.sweep_runs(run.suite) if run.sweep else params.runs(run.suite)):
+        where = "sweeps" if run.sweep else "grid"
+        raise ParamsError(f"{json.dumps(run.__dict__)} is not in the {where} of params/grid.yaml and "
+                          f"params/suites/{run.suite}.yaml")
+    root, suite = params.root, params.suite(run.suite)
+    tasks = params.tasks_of(run.group)
+    mcfg = {**method_params(params, run.method), "init": suite["init"],
+            "task_weighting": params["training"]["task_weighting"]}
+    epochs = None
+    if run.sweep:
+        mcfg[params["sweeps"][run.sweep]["parameter"]] = run.value
+        epochs = suite["sweeps"][run.sweep]["epochs"]
+    cfg = train_config(params, run.suite, run.seed, tasks, epochs=epochs)
+    relations, relations_file = None, None
+    if run.setting == "prior":
+        relations_file = files.require(root / paths.relations_csv(run.suite, run.group),
+                                       f"hetmtl relations --suite {run.suite} --group {run.group}")
+        relations = read_relations(relations_file, tasks)
+    data_md5 = _data_md5(params, run.suite, tasks)
+    run_params = {"method": dict(mcfg), "training": params["training"], "suite": suite, "tasks": tasks,
+                  "epochs": cfg.epochs, "flip": list(cfg.flip)}
+    tags = {"paper_group": str(params["groups"][run.group]["paper_group"]), "data": suite["data"],
+            "shared_between_settings": str(run.setting == "shared"),
+            **{f"data_md5/{t}": m for t, m in data_md5.items()}}
+    if run.sweep:
+        tags.update({"sweep": run.sweep, "sweep_value": f"{run.value:g}"})
+    return ResolvedRun(
+        run=run, root=root, method_class=params.base_method(run.method), method_params=mcfg, train=cfg,
+        backbone=suite["backbone"], tasks=tuple(tasks), split=params["split"], relations=relations,
+        relations_file=relations_file,
+        init=suite["init"], freeze_blocks=params["training"]["freeze_blocks"],
+        pretrain_epochs=pretrain_epochs(mcfg, cfg.epochs), data_md5=data_md5,
+        receipt=root / run.receipt, model=root / run.model, checkpoint=root / run.checkpoint,
+        experiment_marker=root / paths.experiment_marker(run.suite), tags=tags, run_params=run_params,
+        params_digest=_digest(run_params, data_md5, None if relations is None else [list(r) for r in relations]),
+        job_digest=params.job_digest(run), log_model=params["tracking"]["log_model"])
+
+
+def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
+    """The one resolver of a group's relations stage."""
+    if group not in params["groups"]:
+        raise ParamsError(f"{params.files['groups']}: groups: no group {group!r}")
+    root, suite = params.root, params.suite(suite_name)
+    tasks = params.tasks_of(group)
+    given = params["relations"]["given"].get(group)
+    scale = suite["relations"]
+    return ResolvedRelations(
+        suite=suite_name, group=group, root=root, tasks=tuple(tasks), split=params["split"],
+        given=None if given is None else tuple(tuple(float(v) for v in row) for row in given),
+        epochs=scale["epochs"], seeds=tuple(scale["seeds"]), temperature=params["relations"]["temperature"],
+        train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"]),
+        method_params={**method_params(params, "hard_sharing"), "init": suite["init"]},
+        backbone=suite["backbone"], csv=root / paths.relations_csv(suite_name, group),
+        png=root / paths.relations_png(suite_name, group),
+        experiment_marker=root / paths.experiment_marker(suite_name),
+        run=RunId(suite_name, group, "prior", "relations", 0),
+        run_params={"relations": params["relations"], "tasks": tasks})
