@@ -142,7 +142,7 @@ def cmd_relations(args) -> int:
 
     p = _params(args)
     rel = resolve_relations(p, args.suite, args.group)
-    from hetmtl.training.job import relations_job
+    from hetmtl.training.relations import relations_job
 
     print(relations_job(rel, device_name=args.device, threads=args.threads))
     return 0

@@ -1,5 +1,5 @@
-"""Jobs: one training run (suite, group, setting, method, seed) -> MLflow run + receipt,
-and the relations estimate of a group.
+"""The training job: one resolved run (a grid cell's seed or a sweep point) ->
+MLflow run + receipt (the relations stage's job is in ``relations.py``).
 
 A training job resumes from its checkpoint when one exists for the same
 parameters and data (continuing the same MLflow run); marks the run FAILED and
@@ -13,42 +13,22 @@ receipt, which its MLflow run holds as an artifact (with ``model.pt`` when
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import replace
-
-import torch
 
 from hetmtl import files
 from hetmtl.errors import UserError
 from hetmtl.methods import TaskInfo
 from hetmtl.methods.build import build_method
 from hetmtl.models import BACKBONES
-from hetmtl.resolve import ResolvedRelations, ResolvedRun, pretrain_epochs
+from hetmtl.resolve import ResolvedRun, pretrain_epochs
 from hetmtl.runs import TrainConfig
 from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
-from hetmtl.training import checkpoint, relations
+from hetmtl.training import checkpoint
 from hetmtl.training.data import load_task, steps_per_epoch
+from hetmtl.training.device import pick_device, set_determinism
 from hetmtl.training.loop import epoch_line, fit, metric_values
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def set_determinism(device: torch.device, threads: int) -> None:
-    """Threads, and deterministic algorithms on the CPU. The C switch directly:
-    ``torch.use_deterministic_algorithms`` also imports torch._inductor to set
-    its config (2.6 s of every job's start), and nothing here compiles."""
-    torch.set_num_threads(threads)
-    if device.type == "cpu":
-        torch._C._set_deterministic_algorithms(True, warn_only=False)
-
-
-LOG_NAME = "train.log"
 
 
 class JobLog:
@@ -240,37 +220,3 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
         state = {**state, "history": [h for h in state["history"] if h["epoch"] > P]}
     result = fit(method, data, cfg, device, state=state, on_epoch=on_joint, progress=progress, start_epoch=P)
     return {"history": history + result["history"], "test": result["test"], "steps": pre_steps + result["steps"]}
-
-
-def relations_job(rel: ResolvedRelations, device_name: str = "auto", threads: int = 1) -> torch.Tensor:
-    """Take R from params or estimate it (:func:`hetmtl.resolve.resolve_relations`);
-    write CSV + heatmap; log to MLflow."""
-    device = pick_device(device_name)
-    set_determinism(device, threads)
-    tasks = list(rel.tasks)
-    spread = None
-    if rel.given is not None:
-        R, detail, source = torch.tensor(rel.given, dtype=torch.float64), {}, "given in params/grid.yaml"
-    else:
-        def data(seed):
-            return [load_task(rel.suite, t, device, rel.split, seed) for t in tasks]
-        R, detail = relations.estimate(data, BACKBONES[rel.backbone], rel.train, rel.temperature,
-                                       rel.method_params, list(rel.seeds))
-        source = (f"estimated on the validation split ({rel.epochs} epochs per pair, "
-                  f"alone and together at the same steps per task, seeds {list(rel.seeds)})")
-        spread = torch.tensor(detail["gain_std"], dtype=torch.float64)
-    rel.png.parent.mkdir(parents=True, exist_ok=True)
-    relations.heatmap(rel.png, tasks, R, f"R, {rel.group} tasks ({rel.suite}); ± std of the gain over seeds", spread)
-    root = rel.root
-    logger = RunLogger(root, rel.suite, rel.run.key, {"git_commit": git_commit(root), "relations_source": source},
-                       rel.run_params)
-    r_metrics = {f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}
-    logger.log_metrics(r_metrics, step=0)
-    detail_path = rel.csv.with_suffix(".json")
-    files.write_text(detail_path, json.dumps({"source": source, **detail, "run_id": logger.run_id,
-                                              "record": logger.record([], r_metrics, 0)}, indent=2))
-    for p in (rel.png, detail_path):
-        logger.log_artifact(p)
-    logger.finish()
-    relations.write_csv(rel.csv, tasks, R, source, spread)  # last: the DAG output
-    return R

@@ -9,12 +9,15 @@ mean over seeds of the two tasks' mean accuracy gain from training together,
 R_ij = R_ji = sigmoid(gain_ij / temperature), R_ii = 1.
 R_ij >= 0.5 means joint training did not hurt. A matrix given in
 ``params/grid.yaml`` (``relations.given.<group>``) replaces the estimate.
+:func:`relations_job` is the stage's job: it executes a resolved stage
+(:func:`hetmtl.resolve.resolve_relations`).
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,8 +27,13 @@ import torch
 
 from hetmtl import files
 from hetmtl.methods import METHODS, TaskInfo
-from hetmtl.training.data import TaskData
-from hetmtl.training.loop import TrainConfig, epoch_line, fit
+from hetmtl.models import BACKBONES
+from hetmtl.resolve import ResolvedRelations
+from hetmtl.runs import TrainConfig
+from hetmtl.tracking.mlflow_store import RunLogger, git_commit
+from hetmtl.training.data import TaskData, load_task
+from hetmtl.training.device import pick_device, set_determinism
+from hetmtl.training.loop import epoch_line, fit
 
 
 def _val(method_name, data: list[TaskData], spec, cfg: TrainConfig, method_cfg: dict) -> list[float]:
@@ -121,3 +129,37 @@ def heatmap(path: Path, tasks: list[str], R: torch.Tensor, title: str, spread: t
         files.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     finally:
         plt.close(fig)
+
+
+def relations_job(rel: ResolvedRelations, device_name: str = "auto", threads: int = 1) -> torch.Tensor:
+    """Take R from params or estimate it (:func:`hetmtl.resolve.resolve_relations`);
+    write CSV + heatmap; log to MLflow."""
+    device = pick_device(device_name)
+    set_determinism(device, threads)
+    tasks = list(rel.tasks)
+    spread = None
+    if rel.given is not None:
+        R, detail, source = torch.tensor(rel.given, dtype=torch.float64), {}, "given in params/grid.yaml"
+    else:
+        def data(seed):
+            return [load_task(rel.suite, t, device, rel.split, seed) for t in tasks]
+        R, detail = estimate(data, BACKBONES[rel.backbone], rel.train, rel.temperature,
+                                       rel.method_params, list(rel.seeds))
+        source = (f"estimated on the validation split ({rel.epochs} epochs per pair, "
+                  f"alone and together at the same steps per task, seeds {list(rel.seeds)})")
+        spread = torch.tensor(detail["gain_std"], dtype=torch.float64)
+    rel.png.parent.mkdir(parents=True, exist_ok=True)
+    heatmap(rel.png, tasks, R, f"R, {rel.group} tasks ({rel.suite}); ± std of the gain over seeds", spread)
+    root = rel.root
+    logger = RunLogger(root, rel.suite, rel.run.key, {"git_commit": git_commit(root), "relations_source": source},
+                       rel.run_params)
+    r_metrics = {f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}
+    logger.log_metrics(r_metrics, step=0)
+    detail_path = rel.csv.with_suffix(".json")
+    files.write_text(detail_path, json.dumps({"source": source, **detail, "run_id": logger.run_id,
+                                              "record": logger.record([], r_metrics, 0)}, indent=2))
+    for p in (rel.png, detail_path):
+        logger.log_artifact(p)
+    logger.finish()
+    write_csv(rel.csv, tasks, R, source, spread)  # last: the DAG output
+    return R
