@@ -150,13 +150,20 @@ def params():
     return load_params(ROOT)
 
 
+def project_marker(root: Path) -> Path:
+    """The file that makes a folder a project root for ``hetmtl.params.find_root``."""
+    marker = root / "workflow" / "Snakefile"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    return marker
+
+
 @pytest.fixture()
 def project(tmp_path, monkeypatch, params):
     """A scratch project folder (params copied) as the working directory."""
     import shutil
 
     shutil.copytree(ROOT / "params", tmp_path / "params")
-    (tmp_path / "Snakefile").write_text("# marker for find_root\n")
+    project_marker(tmp_path).write_text("# marker for find_root\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import project_marker
 from hetmtl import forkserver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def test_a_command_through_the_server_is_the_command_in_its_own_process(project,
         dest = other / f.relative_to(project)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(f.read_text())
-    (other / "Snakefile").write_text("# marker\n")
+    project_marker(other).write_text("# marker\n")
     y = other / "params" / "datasets.yaml"
     y.write_text(y.read_text().replace("selection_seed:", "selection_seed: -1 #", 1))
     other_alone = hetmtl(BAD, other, folder, HETMTL_FORKSERVER="0")

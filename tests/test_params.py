@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import project_marker
 from hetmtl.methods import METHODS
 from hetmtl.models import BACKBONES
 from hetmtl.params import ParamsError, load_params
@@ -143,7 +144,7 @@ def test_data_step_digests_follow_their_code(tmp_path):
     root = Path(__file__).resolve().parents[1]
     proj = tmp_path / "p"
     shutil.copytree(root / "params", proj / "params")
-    (proj / "Snakefile").write_text("")
+    project_marker(proj).write_text("")
     for rel in {f for files in DATA_CODE.values() for f in files}:
         (proj / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(root / rel, proj / rel)
@@ -178,7 +179,7 @@ def test_job_digest_follows_exactly_what_a_job_reads(tmp_path):
     root = Path(__file__).resolve().parents[1]
     for rel in ("params", "src"):
         shutil.copytree(root / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "Snakefile").write_text("# marker\n")
+    project_marker(tmp_path).write_text("# marker\n")
     keys = {m: RunId("tiny", "related", s, m, 0) for s, m in [
         ("no_prior", "mtal"), ("no_prior", "mtal_common"), ("prior", "mtal_prior"), ("no_prior", "hard_sharing"),
         ("shared", "single_task"), ("no_prior", "nddr_cnn")]}

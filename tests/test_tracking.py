@@ -97,11 +97,11 @@ def test_the_marker_does_not_change_with_the_store(tmp_path, monkeypatch, empty_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store(tmp_path, empty_store, "one.db"))
     init_experiment(tmp_path, "tiny", [("unrelated", "shared")])  # other ids in this store
     first = init_experiment(tmp_path, "tiny", parents)
-    marker = (tmp_path / paths.experiment_marker("tiny")).read_bytes()
+    marker = (tmp_path / paths.experimentproject_marker("tiny")).read_bytes()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store(tmp_path, empty_store, "two.db"))
     second = init_experiment(tmp_path, "tiny", parents)
     assert second["parents"] != first["parents"]
-    assert (tmp_path / paths.experiment_marker("tiny")).read_bytes() == marker
+    assert (tmp_path / paths.experimentproject_marker("tiny")).read_bytes() == marker
 
 
 def test_the_experiment_is_a_model_training_one_with_its_artifacts_beside_the_store(tmp_path, monkeypatch,
@@ -132,7 +132,7 @@ def trained(tmp_path_factory, empty_store):
     job trained with ``tracking.log_model`` true and one sweep point with it
     false, a relations run, and an aggregation's run, all in one store:
     (root, params, client, experiment id, {kind: receipt or run id})."""
-    from conftest import ROOT, small_suite
+    from conftest import ROOT, project_marker, small_suite
     from hetmtl.data.prepare import prepare_task
     from hetmtl.data.standins import write_standin
     from hetmtl.params import load_params
@@ -145,7 +145,7 @@ def trained(tmp_path_factory, empty_store):
 
     root = tmp_path_factory.mktemp("proj")
     shutil.copytree(ROOT / "params", root / "params")
-    (root / "Snakefile").write_text("# marker for find_root\n")
+    project_marker(root).write_text("# marker for find_root\n")
     (root / "src").symlink_to(ROOT / "src")  # the code digests read it
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)

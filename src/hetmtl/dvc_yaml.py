@@ -176,7 +176,7 @@ HEADER = """\
 # Written by `hetmtl dvc-yaml` (src/hetmtl/dvc_yaml.py) from params/ for the suite
 # named in params/dvc_suite.yaml: do not edit; edit params/ and run `hetmtl dvc-yaml`
 # (`hetmtl dvc-yaml --suite tiny` for another suite). One stage per job of the
-# Snakefile, each with exactly the params, code and data its job reads; the
+# workflow/Snakefile, each with exactly the params, code and data its job reads; the
 # training stages in workflow/dvc/<group>/<setting>/dvc.yaml (a lock file each).
 """
 

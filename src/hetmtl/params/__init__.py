@@ -34,9 +34,9 @@ def find_root(start: Path | None = None) -> Path:
     """The project root: the nearest folder above ``start`` holding ``params/``."""
     here = (start or Path.cwd()).resolve()
     for folder in [here, *here.parents]:
-        if (folder / "params").is_dir() and (folder / "Snakefile").exists():
+        if (folder / "params").is_dir() and (folder / "workflow" / "Snakefile").exists():
             return folder
-    raise ParamsError(f"no project root (a folder with params/ and Snakefile) above {here}")
+    raise ParamsError(f"no project root (a folder with params/ and workflow/Snakefile) above {here}")
 
 
 def _key(path) -> str:

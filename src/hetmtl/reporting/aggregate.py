@@ -274,8 +274,8 @@ def provenance(root: Path, records: pd.DataFrame) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return None
 
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "params", "workflow",
-                  "Snakefile", "dvc.yaml")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "params", "workflow", "config",
+                  "dvc.yaml")
     return {"git_commit": git("rev-parse", "HEAD") or "unknown",
             "code_changed_since_commit": bool(changed) if changed is not None else None,
             "runs": int(records.run_id.nunique())}
