@@ -23,7 +23,7 @@ class SplitError(UserError, ValueError):
 
 def split_seed(split: dict, run_seed: int) -> list[int]:
     """The generator seed of a run's split."""
-    return [split["seed"], run_seed] if split.get("per_seed", True) else [split["seed"]]
+    return [split["seed"], run_seed] if split["per_seed"] else [split["seed"]]
 
 
 def stratified_split(labels: np.ndarray, fractions: dict, seed) -> dict[str, np.ndarray]:

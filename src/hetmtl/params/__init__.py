@@ -61,7 +61,12 @@ class Params:
         return self.data["suites"][name]
 
     def method(self, name: str) -> dict:
-        return self.data["methods"].get(name, {})
+        """A method's parameters as params/methods.yaml writes them (every method of
+        the grid has an entry: the semantic checks refuse one without)."""
+        if name not in self.data["methods"]:
+            raise ParamsError(f"{self.files['methods']}: methods.{name}: no such method "
+                              f"(known: {', '.join(self.data['methods'])})")
+        return self.data["methods"][name]
 
     def base_method(self, name: str) -> str:
         """The registered method a grid entry runs: itself, or what it is a variant of."""
