@@ -294,6 +294,11 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
         if rel == "params/methods.yaml":
             failed = run([str(BIN / "hetmtl"), "aggregate", "--suite", "tiny"], smk_proj, check=False)
             assert failed.returncode != 0 and "other parameters or code" in failed.stderr + failed.stdout
+            listed = [json.loads(line) for line in run([str(BIN / "hetmtl"), "runs", "--suite", "tiny"],
+                                                         smk_proj).stdout.splitlines()]
+            assert len(listed) == len(params.runs("tiny")) + len(params.sweep_runs("tiny"))
+            assert {(r["group"], r["setting"], r["method"]) for r in listed if r["state"] == "stale"} == {
+                c for c in cells if c[2] == "soft_sharing"} and {r["state"] for r in listed} == {"done", "stale"}
         for proj in (smk_proj, dvc_proj):
             (proj / rel).write_text(texts[proj])
     planned, stale = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)

@@ -148,6 +148,33 @@ def cmd_relations(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    """Every run of a suite, one JSON line each: its identity, the command that
+    trains it and its state on disk; ``--resolve`` prints each run's resolved
+    record instead (what its job will execute)."""
+    import dataclasses
+
+    from hetmtl.tracking import receipts
+
+    p = _params(args)
+    runs = p.runs(args.suite) + p.sweep_runs(args.suite)
+    if args.group:
+        runs = [r for r in runs if r.group in args.group]
+    for run in runs:
+        if args.resolve:
+            from hetmtl.resolve import resolve
+
+            print(json.dumps(dataclasses.asdict(resolve(p, run)), default=str, sort_keys=True))
+            continue
+        path = p.root / run.receipt
+        state = "missing"
+        if path.exists():
+            state = "done" if receipts.read(path).get("job_digest") == p.job_digest(run) else "stale"
+        print(json.dumps({**{k: v for k, v in dataclasses.asdict(run).items() if v is not None},
+                          "state": state, "receipt": run.receipt.as_posix(), "command": run.command}))
+    return 0
+
+
 def cmd_aggregate(args) -> int:
     from hetmtl.reporting.aggregate import aggregate
 
@@ -252,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
     sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
     device_flags(sp, progress=False)
+    sp = add("runs", cmd_runs, "list the suite's runs (grid and sweeps): state on disk and the command of each")
+    sp.add_argument("--group", action="append", help="only this group's runs (repeat the flag for several)")
+    sp.add_argument("--resolve", action="store_true",
+                    help="print each run's resolved record (method parameters, training configuration, R, paths, "
+                         "tags, digests): what its job executes; needs the prepared data")
     sp = add("aggregate", cmd_aggregate, "tables, figures and DVC metrics from the receipts")
     sp.add_argument("--no-items", action="store_true",
                     help="the tables and figures are made already (`hetmtl table`, `hetmtl figure`): only the "
