@@ -97,11 +97,11 @@ def test_the_marker_does_not_change_with_the_store(tmp_path, monkeypatch, empty_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store(tmp_path, empty_store, "one.db"))
     init_experiment(tmp_path, "tiny", [("unrelated", "shared")])  # other ids in this store
     first = init_experiment(tmp_path, "tiny", parents)
-    marker = (tmp_path / paths.experimentproject_marker("tiny")).read_bytes()
+    marker = (tmp_path / paths.experiment_marker("tiny")).read_bytes()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store(tmp_path, empty_store, "two.db"))
     second = init_experiment(tmp_path, "tiny", parents)
     assert second["parents"] != first["parents"]
-    assert (tmp_path / paths.experimentproject_marker("tiny")).read_bytes() == marker
+    assert (tmp_path / paths.experiment_marker("tiny")).read_bytes() == marker
 
 
 def test_the_experiment_is_a_model_training_one_with_its_artifacts_beside_the_store(tmp_path, monkeypatch,
@@ -168,8 +168,7 @@ def trained(tmp_path_factory, empty_store):
         out["sweep"] = run_job(resolve(params, RunId(**key, sweep="rho", value=0.1)), device_name="cpu",
                                progress=False)
         set_source("hetmtl relations")
-        rel = RunLogger(root, "tiny", dict(suite="tiny", group="related", setting="prior", method="relations",
-                                           seed=0), {"git_commit": "abc"}, {})
+        rel = RunLogger(root, RunId("tiny", "related", "prior", "relations", 0), {"git_commit": "abc"}, {})
         rel.finish()
         out["relations"] = rel.run_id
         out["aggregate"] = log_aggregate_run(params, "tiny", root, {}, {})

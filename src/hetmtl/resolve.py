@@ -51,7 +51,7 @@ class ResolvedRun:
     model: Path
     checkpoint: Path
     experiment_marker: Path
-    tags: dict  # static tags of the MLflow run (the job adds the commit and the device)
+    tags: dict  # static tags of the MLflow run beside the run's identity (the job adds the commit and the device)
     run_params: dict  # the MLflow params
     params_digest: str  # parameters, data and R: a checkpoint of another digest is not resumed
     job_digest: str  # parameters and code: Snakemake's rerun trigger, checked by collection
@@ -166,8 +166,6 @@ def resolve(params, run: RunId) -> ResolvedRun:
     tags = {"paper_group": str(params["groups"][run.group]["paper_group"]), "data": suite["data"],
             "shared_between_settings": str(run.setting == "shared"),
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
-    if run.sweep:
-        tags.update({"sweep": run.sweep, "sweep_value": f"{run.value:g}"})
     return ResolvedRun(
         run=run, root=root, method_class=params.base_method(run.method), method_params=mcfg, train=cfg,
         backbone=suite["backbone"], tasks=tuple(tasks), split=params["split"], relations=relations,

@@ -33,6 +33,7 @@ from typing import TypeVar
 from hetmtl import files
 from hetmtl.errors import UserError
 from hetmtl.paths import experiment_marker
+from hetmtl.runs import RunId
 
 T = TypeVar("T")
 
@@ -242,15 +243,14 @@ class RunLogger:
     It also keeps what it logged (:meth:`record`), which the job writes into its
     receipt: the receipts alone rebuild the tables and the store."""
 
-    def __init__(self, root: Path, suite: str, key: dict, tags: dict, params: dict,
-                 run_id: str | None = None, parent: str | None = None, run_name: str | None = None):
+    def __init__(self, root: Path, run: RunId, tags: dict, params: dict, run_id: str | None = None):
         self.c = client(root)
-        self.parent = parent or f"{key['group']}/{key['setting']}"
-        self.run_name = run_name or f"{key['method']}/seed{key['seed']}"
-        self.tags = {**{k: str(v) for k, v in key.items()}, **tags, "hetmtl.checkout": checkout(root)}
+        self.parent = run.parent
+        self.run_name = run.run_name
+        self.tags = {**run.tags, **tags, "hetmtl.checkout": checkout(root)}
         self.tags["hetmtl.kind"] = run_kind(self.tags)
         self.params = {k: str(v)[:6000] for k, v in _flatten(params).items()}
-        self.experiment = ensure_experiment(root, suite, [self.parent])
+        self.experiment = ensure_experiment(root, run.suite, [self.parent])
         self.resumed = False
         self.artifacts: list[str] = []  # names of the files logged, for the record
         if run_id is not None:

@@ -105,8 +105,7 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
     root = run.root
     tags = {"git_commit": git_commit(root), "params_digest": digest, "device": device.type, **run.tags}
     log = JobLog(run.log, resume=state is not None)
-    logger = RunLogger(root, rid.suite, key, tags, run.run_params, run_id=state["run_id"] if state else None,
-                       parent=rid.parent, run_name=rid.run_name)
+    logger = RunLogger(root, rid, tags, run.run_params, run_id=state["run_id"] if state else None)
     if state and not logger.resumed:  # the store lost the run: the new one gets the epochs done so far
         for entry in state["history"]:
             logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])

@@ -151,8 +151,7 @@ def relations_job(rel: ResolvedRelations, device_name: str = "auto", threads: in
     rel.png.parent.mkdir(parents=True, exist_ok=True)
     heatmap(rel.png, tasks, R, f"R, {rel.group} tasks ({rel.suite}); ± std of the gain over seeds", spread)
     root = rel.root
-    logger = RunLogger(root, rel.suite, rel.run.key, {"git_commit": git_commit(root), "relations_source": source},
-                       rel.run_params)
+    logger = RunLogger(root, rel.run, {"git_commit": git_commit(root), "relations_source": source}, rel.run_params)
     r_metrics = {f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}
     logger.log_metrics(r_metrics, step=0)
     detail_path = rel.csv.with_suffix(".json")
