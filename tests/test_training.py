@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import fake_task
+from hetmtl.data.tasks import epoch_batches
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
-from hetmtl.training.data import epoch_batches
 from hetmtl.training.loop import Diverged, NonFiniteLoss, TrainConfig, check_epoch, fit
 
 SPEC = BACKBONES["vgg_tiny"]
@@ -173,7 +173,7 @@ def test_augmentation_changes_training_but_never_evaluation(toy_tasks):
 def test_flip_only_where_meaningful_and_imagenet_inputs(params):
     from torchvision.transforms import Normalize
 
-    from hetmtl.training.data import to_input
+    from hetmtl.data.tasks import to_input
     from hetmtl.training.job import train_config
 
     tiny = train_config(params, "tiny", 0, params.tasks_of("unrelated"))

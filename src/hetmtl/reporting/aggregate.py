@@ -137,8 +137,8 @@ def activation_figure(params, suite: str, root: Path, name: str) -> Path:
     the first seed's MTAL model (no prior), as the paper shows them."""
     import torch
 
+    from hetmtl.data.tasks import load_task, to_input
     from hetmtl.methods import TaskInfo
-    from hetmtl.training.data import load_task, to_input
     from hetmtl.training.job import build_method, train_config
 
     groups = list(params["groups"])

@@ -21,13 +21,13 @@ from dataclasses import replace
 import torch
 
 from hetmtl import files, paths
+from hetmtl.data.tasks import load_task, steps_per_epoch
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
 from hetmtl.params import ParamsError
 from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
 from hetmtl.training import checkpoint, relations
-from hetmtl.training.data import load_task, steps_per_epoch
 from hetmtl.training.loop import TrainConfig, epoch_line, fit, metric_values
 
 

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hetmtl.data.tasks import TaskData, epoch_batches, steps_per_epoch, to_input
 from hetmtl.errors import UserError
 from hetmtl.methods.base import Method
 from hetmtl.training.augment import epoch_augment
-from hetmtl.training.data import TaskData, epoch_batches, steps_per_epoch, to_input
 
 
 class Diverged(UserError, RuntimeError):
@@ -67,7 +67,7 @@ class TrainConfig:
     nan_check_every: int
     seed: int
     divergence_factor: float = 100.0  # check_epoch: the bound on an epoch's train loss, in units of ln(classes)
-    input_norm: str = "symmetric"  # hetmtl.training.data.to_input: symmetric (scratch) or imagenet
+    input_norm: str = "symmetric"  # hetmtl.data.tasks.to_input: symmetric (scratch) or imagenet
     crop_pad: int = 0  # augmentation: random crop of the image padded by this much (0: none)
     flip: tuple[bool, ...] = ()  # augmentation: horizontal flip, per task (where meaningful)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from hetmtl import files
+from hetmtl.data.tasks import TaskData
 from hetmtl.methods import METHODS, TaskInfo
-from hetmtl.training.data import TaskData
 from hetmtl.training.loop import TrainConfig, epoch_line, fit
 
 
