@@ -37,6 +37,12 @@ DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath
   ("offline message", "src/hetmtl/data/fetch.py", 'and place it at {path.resolve()}', 'and place it somewhere', "tests/test_data.py::test_offline_fetch_reports_every_missing_archive"),
   ("part file", "src/hetmtl/data/download.py", '    part = dest.with_name(dest.name + ".part")', '    part = dest', "tests/test_download.py::test_partial_download_never_sits_at_the_final_path"),
   ("truncated archive", "src/hetmtl/data/archives.py", "                        names.append(info.name.rstrip(\"/\") + \"/\")\n    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "                        names.append(info.name.rstrip(\"/\") + \"/\")\n    except ZeroDivisionError as exc:\n        raise ArchiveError(f\"{archive}: cannot read archive", "tests/test_data.py::test_truncated_archive_gives_a_clear_error"),
+  # data sources as modules (issue 12): the layout registry, a user's class-folder source
+  ("sources: layout not checked against the registry", "src/hetmtl/params/__init__.py", "            for key, reason in source_problems(source):", "            for key, reason in []:", "tests/test_sources.py::test_the_params_layout_names_are_the_registrys"),
+  ("class folders: a class without images accepted", "src/hetmtl/data/sources/class_folders.py", "        if empty:\n", "        if False:\n", "tests/test_sources.py::test_a_class_folder_without_images_fails_loudly"),
+  ("class folders: any file counts as an image", "src/hetmtl/data/sources/class_folders.py", "if len(rel) == 2 and rel[1].lower().endswith(IMAGE_SUFFIXES):", "if len(rel) == 2:", "tests/test_sources.py::test_a_class_folder_without_images_fails_loudly"),
+  ("class folders: top folder taken for the classes", "src/hetmtl/data/sources/class_folders.py", "strip = len(tops) == 1 and any(len(p) >= 3 for p in parts)", "strip = False", "tests/test_sources.py::test_class_folders_classify_with_and_without_a_top_folder"),
+  ("class folders: user archive's md5 unchecked", "src/hetmtl/data/fetch.py", '            if actual != source["md5"]:\n', "            if False:\n", "tests/test_sources.py::test_a_wrong_md5_of_the_users_archive_is_one_line_saying_what_to_do"),
 ]
 MECHANISMS = [
   # MLflow (issue 11)
