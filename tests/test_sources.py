@@ -220,3 +220,20 @@ def test_a_class_folder_group_runs_through_the_whole_dag(tmp_path):
     table = (proj / "reports/tiny/tables/table_user.csv").read_text()
     assert "ShapesRGB/mean" in table and "ShapesGray/mean" in table and "mtal" in table
     print(f"class-folder DAG: {seconds:.1f} s")
+
+
+def test_dvc_fetch_stage_depends_on_the_users_archive_and_folder(tmp_path):
+    """DVC reruns the fetch stage when a user's archive or folder changes (it
+    hashes a folder's content)."""
+    from hetmtl import dvc_yaml
+
+    proj = tmp_path / "proj"
+    (proj / "params" / "suites").mkdir(parents=True)
+    root = Path(__file__).resolve().parents[1]
+    for f in (root / "params").rglob("*.yaml"):
+        (proj / f.relative_to(root)).write_text(f.read_text())
+    (proj / "Snakefile").write_text("")
+    (proj / "src").symlink_to(root / "src")
+    _user_params(proj, "0" * 32)
+    deps = dvc_yaml.stages(load_params(proj), "tiny")["fetch"]["deps"]
+    assert deps[-2:] == ["userdata/shapes.zip", "userdata/shapes_gray"]
