@@ -178,7 +178,7 @@ def small_suite(params, name="tiny", images_per_class=6, raw_dir="raw") -> dict:
 @pytest.fixture(scope="session")
 def standin_dir(tmp_path_factory, params):
     """Every source's stand-in archive at 6 images per class (generated once)."""
-    from hetmtl.data.standins import write_standin
+    from hetmtl.data.sources import write_standin
 
     folder = tmp_path_factory.mktemp("standins")
     for source in params["sources"].values():
@@ -188,7 +188,7 @@ def standin_dir(tmp_path_factory, params):
 
 def fake_task(name: str, channels: int, classes: int, n: int = 24, size: int = 16, seed: int = 0):
     """A separable toy task: the class sets the brightness and stripe period."""
-    from hetmtl.training.data import TaskData
+    from hetmtl.data.tasks import TaskData
 
     g = torch.Generator().manual_seed(seed)
     x, y = {}, {}

@@ -15,10 +15,9 @@ from conftest import small_suite
 from hetmtl import paths
 from hetmtl.data.archives import ArchiveError, list_members, md5sum, verify_md5
 from hetmtl.data.fetch import fetch
-from hetmtl.data.layouts import LAYOUTS
 from hetmtl.data.prepare import prepare_task, select_classes
+from hetmtl.data.sources import LAYOUTS, write_standin
 from hetmtl.data.splits import run_split, stratified_split
-from hetmtl.data.standins import write_standin
 
 
 def _use_standins(project, standin_dir, params, monkeypatch):
@@ -220,11 +219,9 @@ def test_offline_fetch_reports_every_missing_archive(project, monkeypatch, capsy
 
 
 def test_coil20_processed_alternative_has_its_layout(tmp_path, params):
-    from hetmtl.data.standins import expected_counts
-
     source = params["alternative_sources"]["coil20_proc"]
     path = tmp_path / source["archive"]
     write_standin(source["layout"], path, 1)
     by_class = LAYOUTS[source["layout"]].classify(list_members(path))
     have = {"classes": len(by_class), "images": sum(map(len, by_class.values()))}
-    assert have == expected_counts(source["layout"], 1) == source["expected"]
+    assert have == LAYOUTS[source["layout"]].standin_counts(1) == source["expected"]

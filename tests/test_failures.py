@@ -16,7 +16,7 @@ import torch
 from conftest import small_suite
 from hetmtl import files, paths
 from hetmtl.data.prepare import prepare_task
-from hetmtl.data.standins import write_standin
+from hetmtl.data.sources import write_standin
 from hetmtl.files import IntegrityError, WriteError
 
 
@@ -34,7 +34,7 @@ def prepared_hd(project, params, monkeypatch, tmp_path_factory):
 def test_a_flipped_byte_in_prepared_images_is_named_not_trained_on(prepared_hd, params):
     """One byte flipped, size and mtime kept (what bit rot does; Snakemake and DVC's
     hash cache see nothing): the job's load names the file and the command."""
-    from hetmtl.training import data
+    from hetmtl.data import tasks as data
 
     data._prepared.cache_clear()
     manifest = json.loads(paths.prepared_manifest("tiny", "HD").read_text())
@@ -53,7 +53,7 @@ def test_a_flipped_byte_in_prepared_images_is_named_not_trained_on(prepared_hd, 
 
 
 def test_prepared_data_without_a_checksum_is_refused(prepared_hd, params):
-    from hetmtl.training import data
+    from hetmtl.data import tasks as data
 
     data._prepared.cache_clear()
     manifest_path = paths.prepared_manifest("tiny", "HD")
@@ -433,7 +433,7 @@ def test_a_missing_input_names_the_command_that_makes_it(project, params, capsys
     """A prepared task or a receipt that is not there: one line naming the file
     and the hetmtl command that makes it, not a bare 'No such file or directory'."""
     from hetmtl.cli import main
-    from hetmtl.training import data
+    from hetmtl.data import tasks as data
 
     data._prepared.cache_clear()
     with pytest.raises(files.MissingInput, match=r"data/prepared/tiny/HD/manifest.json: missing; make it with "

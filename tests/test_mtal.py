@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import fake_task
+from hetmtl.data.tasks import to_input
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.methods.mtal import MTAL, greedy_match
 from hetmtl.models import BACKBONES
-from hetmtl.training.data import to_input
 from hetmtl.training.loop import TrainConfig, fit, make_optimizer
 
 SPEC = BACKBONES["vgg_tiny"]

@@ -147,15 +147,24 @@ def test_data_step_digests_follow_their_code(tmp_path):
     project_marker(proj).write_text("")
     for rel in {f for files in DATA_CODE.values() for f in files}:
         (proj / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(root / rel, proj / rel)
+        (shutil.copytree if (root / rel).is_dir() else shutil.copy)(root / rel, proj / rel)
     p = load_params(proj)
-    before = (p.prepare_digest("tiny", "HD"), p.fetch_digest("tiny", "chars74k_hnd"))
-    layouts = proj / "src/hetmtl/data/layouts.py"
-    layouts.write_text(layouts.read_text() + "\n# an edit\n")
-    assert p.prepare_digest("tiny", "HD") != before[0] and p.fetch_digest("tiny", "chars74k_hnd") == before[1]
-    standins = proj / "src/hetmtl/data/standins.py"
-    standins.write_text(standins.read_text() + "\n# an edit\n")
-    assert p.fetch_digest("tiny", "chars74k_hnd") != before[1]
+
+    def digests():
+        return p.prepare_digest("tiny", "HD"), p.fetch_digest("tiny", "chars74k_hnd")
+
+    def edit(rel):
+        (proj / rel).write_text((proj / rel).read_text() + "\n# an edit\n")
+
+    before = digests()
+    edit("src/hetmtl/data/prepare.py")
+    assert digests()[0] != before[0] and digests()[1] == before[1]
+    before = digests()
+    edit("src/hetmtl/data/fetch.py")
+    assert digests()[0] == before[0] and digests()[1] != before[1]
+    before = digests()
+    edit("src/hetmtl/data/sources/chars74k.py")  # a source module: its layout (prepare), its stand-in (fetch)
+    assert digests()[0] != before[0] and digests()[1] != before[1]
 
 
 def test_cli_reports_bad_params_and_exits_2(project, capsys):

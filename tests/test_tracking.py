@@ -133,14 +133,14 @@ def trained(tmp_path_factory, empty_store):
     false, a relations run, and an aggregation's run, all in one store:
     (root, params, client, experiment id, {kind: receipt or run id})."""
     from conftest import ROOT, project_marker, small_suite
+    from hetmtl.data import tasks as task_data
     from hetmtl.data.prepare import prepare_task
-    from hetmtl.data.standins import write_standin
+    from hetmtl.data.sources import write_standin
     from hetmtl.params import load_params
     from hetmtl.reporting.aggregate import log_aggregate_run
     from hetmtl.resolve import resolve
     from hetmtl.runs import RunId
     from hetmtl.tracking.mlflow_store import RunLogger, client, init_experiment, set_source
-    from hetmtl.training import data as task_data
     from hetmtl.training.job import run_job
 
     root = tmp_path_factory.mktemp("proj")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import fake_task
+from hetmtl.data.tasks import epoch_batches
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
-from hetmtl.training.data import epoch_batches
 from hetmtl.training.loop import Diverged, NonFiniteLoss, TrainConfig, check_epoch, fit
 
 SPEC = BACKBONES["vgg_tiny"]
@@ -173,8 +173,8 @@ def test_augmentation_changes_training_but_never_evaluation(toy_tasks):
 def test_flip_only_where_meaningful_and_imagenet_inputs(params):
     from torchvision.transforms import Normalize
 
+    from hetmtl.data.tasks import to_input
     from hetmtl.resolve import train_config
-    from hetmtl.training.data import to_input
 
     tiny = train_config(params, "tiny", 0, params.tasks_of("unrelated"))
     assert tiny.flip == (False, True, True, True) and tiny.crop_pad == 2  # HD, Coil-20, Art, Amazon

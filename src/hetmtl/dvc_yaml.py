@@ -92,7 +92,9 @@ def stages(p: Params, suite: str) -> dict:
     # or fetched before is kept and verified, never deleted and downloaded again.
     out["fetch"] = {
         "cmd": f"hetmtl fetch --suite {suite}",
-        "deps": list(DATA_CODE["fetch"]),
+        # a class-folder source's own archive or folder (DVC hashes a folder's content)
+        "deps": [*DATA_CODE["fetch"], *sorted(p["sources"][x]["path"] for x in used_sources
+                                              if "path" in p["sources"][x])],
         "params": _params({"params/datasets.yaml": [f"sources.{x}" for x in used_sources],
                                       _suite_file(suite): data_keys}),
         "outs": [{s["raw_dir"]: {"persist": True}}],

@@ -11,8 +11,20 @@ from pathlib import Path
 from hetmtl.data.splits import SPLITS  # noqa: F401  (re-exported)
 
 
+def archive_name(source: dict) -> str:
+    """The file name of a source's archive in ``raw_dir``: its ``archive``; for a
+    class-folder source (``path``), the archive's own name, or a folder's name
+    with ``.zip`` (the fetch step packs a folder into that zip)."""
+    if "archive" in source:
+        return source["archive"]
+    name = Path(source["path"]).name
+    from hetmtl.data.sources import is_archive
+
+    return name if is_archive(name) else f"{name}.zip"
+
+
 def raw_archive(suite: dict, source: dict) -> Path:
-    return Path(suite["raw_dir"]) / source["archive"]
+    return Path(suite["raw_dir"]) / archive_name(source)
 
 
 def prepared_dir(suite: str, task: str) -> Path:

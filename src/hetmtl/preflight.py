@@ -32,6 +32,7 @@ from pathlib import Path
 
 from hetmtl.data.archives import md5sum
 from hetmtl.files import explain
+from hetmtl.paths import raw_archive
 
 
 def _probe(folder: Path) -> None:
@@ -70,7 +71,7 @@ def verify_archives(params, suite_name: str, sources: list[str]) -> tuple[list[s
     started, size, problems = time.perf_counter(), 0, []
     for name in sources:
         source = params["sources"][name]
-        archive = Path(suite["raw_dir"]) / source["archive"]
+        archive = raw_archive(suite, source)
         want = _recorded_md5(suite, source, archive) if archive.exists() else None
         if want is None:
             continue
@@ -92,8 +93,8 @@ def missing_archives(params, suite_name: str, sources: list[str]) -> list[str]:
     out = []
     for name in sources:
         source = params["sources"][name]
-        archive = Path(suite["raw_dir"]) / source["archive"]
-        if not archive.exists():
+        archive = raw_archive(suite, source)
+        if not archive.exists() and "urls" in source:  # not a user's own (class-folder) source
             out.append(f"{archive} (MD5 {source['md5']}, from {source['urls'][0]})")
     return out
 

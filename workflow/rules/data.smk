@@ -1,6 +1,6 @@
 # Data: one fetch job per source archive, one prepare job per task.
 
-SOURCE_OF_ARCHIVE = {P["sources"][s]["archive"]: s for s in SOURCES}
+SOURCE_OF_ARCHIVE = {paths.archive_name(P["sources"][s]): s for s in SOURCES}
 
 
 rule fetch:

@@ -8,6 +8,7 @@ an absolute path, a ``..`` component or a link is refused as a whole.
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -55,8 +56,9 @@ def _check_name(archive: Path, name: str) -> None:
         raise ArchiveError(f"{archive}: unsafe member {name!r} (absolute path or '..'); refusing the archive")
 
 
-def list_members(archive: Path) -> list[str]:
-    """Names of the regular-file members; raises on unsafe or unreadable archives."""
+def list_members(archive: Path, dirs: bool = False) -> list[str]:
+    """Names of the regular-file members (``dirs``: and of the folders, each
+    ending with ``/``); raises on unsafe or unreadable archives."""
     archive = Path(archive)
     names = []
     try:
@@ -67,7 +69,7 @@ def list_members(archive: Path) -> list[str]:
                     mode = info.external_attr >> 16
                     if mode and (mode & 0o170000) == 0o120000:
                         raise ArchiveError(f"{archive}: member {info.filename!r} is a link; refusing the archive")
-                    if not info.is_dir():
+                    if not info.is_dir() or dirs:
                         names.append(info.filename)
         else:
             with tarfile.open(archive, "r:*") as tf:
@@ -77,9 +79,27 @@ def list_members(archive: Path) -> list[str]:
                         raise ArchiveError(f"{archive}: member {info.name!r} is a link; refusing the archive")
                     if info.isfile():
                         names.append(info.name)
+                    elif dirs and info.isdir():
+                        names.append(info.name.rstrip("/") + "/")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ArchiveError(f"{archive}: cannot read archive ({type(exc).__name__}: {exc})") from None
     return names
+
+
+def folder_members(folder: Path) -> list[str]:
+    """The files (and, ending with ``/``, the folders) below ``folder``, as
+    relative POSIX names, sorted; a link anywhere refuses the folder as a whole."""
+    folder = Path(folder)
+    names = []
+    for here, subdirs, filenames in os.walk(folder):
+        subdirs.sort()
+        for name in [*subdirs, *filenames]:
+            path = Path(here) / name
+            if path.is_symlink():
+                raise ArchiveError(f"{folder}: {path.relative_to(folder)} is a link; refusing the folder")
+            rel = path.relative_to(folder).as_posix()
+            names.append(rel + "/" if name in subdirs else rel)
+    return sorted(names)
 
 
 def read_members(archive: Path, wanted: set[str]) -> Iterator[tuple[str, bytes]]:

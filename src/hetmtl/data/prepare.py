@@ -24,8 +24,8 @@ from PIL import Image
 from hetmtl import files
 from hetmtl.data.archives import ArchiveError, list_members, md5sum, read_members
 from hetmtl.data.fetch import expected_md5
-from hetmtl.data.layouts import LAYOUTS
-from hetmtl.paths import prepared_dir, prepared_images, prepared_manifest, raw_archive
+from hetmtl.data.sources import LAYOUTS
+from hetmtl.paths import archive_name, prepared_dir, prepared_images, prepared_manifest, raw_archive
 
 
 def resolve_pool(spec, available: list[str]) -> list[str]:
@@ -52,13 +52,15 @@ def select_classes(task: str, spec: dict, available: list[str], seed: int) -> li
 
 
 def check_counts(archive: Path, source: dict, suite: dict, by_class: dict) -> None:
-    """Refuse an archive whose content is not what the data set has."""
-    if suite["data"] == "standin":
-        from hetmtl.data.standins import expected_counts
-
-        want = expected_counts(source["layout"], suite["images_per_class"])
+    """Refuse an archive whose content is not what the data set has (a
+    class-folder source without ``expected`` counts: whatever it holds)."""
+    layout = LAYOUTS[source["layout"]]
+    if suite["data"] == "standin" and not layout.local:
+        want = layout.standin_counts(suite["images_per_class"])
     else:
-        want = source["expected"]
+        want = source.get("expected")
+    if want is None:
+        return
     have = {"classes": len(by_class), "images": sum(len(v) for v in by_class.values())}
     if have != want:
         raise ArchiveError(f"{archive}: content differs from the {source['layout']} data set: "
@@ -90,7 +92,7 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
     if digest != want:
         raise ArchiveError(f"{archive}: MD5 mismatch: expected {want}, actual {digest}")
     layout = LAYOUTS[source["layout"]]
-    by_class = layout.classify(list_members(archive), tspec.get("domain"))
+    by_class = layout.classify(list_members(archive, dirs=True), tspec.get("domain"), where=str(archive))
     if not by_class:
         raise ArchiveError(f"{archive}: no member matches the {source['layout']} layout "
                            f"({layout.description})")
@@ -119,7 +121,7 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
         "suite": suite_name,
         "data": suite["data"],
         "source": tspec["source"],
-        "archive": source["archive"],
+        "archive": archive_name(source),
         "source_md5": digest,
         "classes": classes,
         "num_classes": len(classes),
@@ -129,7 +131,7 @@ def prepare_task(params, suite_name: str, task: str) -> dict:
         "images": int(len(y)),
         "per_class": counts.tolist(),
         "split": "drawn per run at load time (hetmtl.data.splits)",
-        # verified by every job that loads it (hetmtl.training.data): bit rot is named, not trained on
+        # verified by every job that loads it (hetmtl.data.tasks): bit rot is named, not trained on
         "sha256": {images_path.name: files.sha256(images_path)},
     }
     files.write_text(prepared_manifest(suite_name, task), json.dumps(manifest, indent=2) + "\n")

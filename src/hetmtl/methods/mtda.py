@@ -109,8 +109,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hetmtl.data.tasks import TaskData, to_input
 from hetmtl.methods.base import Method
-from hetmtl.training.data import TaskData, to_input
 
 
 @dataclass

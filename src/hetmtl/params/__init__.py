@@ -193,12 +193,12 @@ def _hash(obj) -> str:
 # The code of the data steps (Snakemake's rerun digests and DVC's deps, hetmtl/dvc_yaml.py)
 DATA_CODE = {
     "fetch": ("src/hetmtl/data/fetch.py", "src/hetmtl/data/download.py", "src/hetmtl/data/archives.py",
-              "src/hetmtl/data/standins.py"),
-    "prepare": ("src/hetmtl/data/prepare.py", "src/hetmtl/data/layouts.py", "src/hetmtl/data/archives.py"),
+              "src/hetmtl/data/sources"),
+    "prepare": ("src/hetmtl/data/prepare.py", "src/hetmtl/data/sources", "src/hetmtl/data/archives.py"),
 }
 SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py",
                "src/hetmtl/methods/__init__.py", "src/hetmtl/methods/build.py", "src/hetmtl/resolve.py",
-               "src/hetmtl/runs.py", "src/hetmtl/data/splits.py", "src/hetmtl/paths.py")
+               "src/hetmtl/runs.py", "src/hetmtl/data/splits.py", "src/hetmtl/data/tasks.py", "src/hetmtl/paths.py")
 
 
 def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[str]:
@@ -272,6 +272,12 @@ def _semantic_checks(d: dict, files: dict) -> None:
         if suite["backbone"] not in BACKBONES:
             fail(f"suites.{name}", "suite.backbone",
                  f"unknown backbone {suite['backbone']!r} (known: {', '.join(BACKBONES)})")
+    from hetmtl.data.sources import source_problems  # the layout registry (no torch)
+
+    for top in ("sources", "alternative_sources"):
+        for name, source in d[top].items():
+            for key, reason in source_problems(source):
+                fail(top, f"{top}.{name}.{key}", reason)
     for name, task in d["tasks"].items():
         if task["source"] not in d["sources"]:
             fail("tasks", f"tasks.{name}.source", f"unknown source {task['source']!r}")

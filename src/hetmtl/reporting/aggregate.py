@@ -137,11 +137,11 @@ def activation_figure(params, suite: str, root: Path, name: str) -> Path:
     the first seed's MTAL model (no prior), as the paper shows them."""
     import torch
 
+    from hetmtl.data.tasks import load_task, to_input
     from hetmtl.methods import TaskInfo
     from hetmtl.methods.build import build_method
     from hetmtl.resolve import resolve
     from hetmtl.runs import RunId
-    from hetmtl.training.data import load_task, to_input
 
     groups = list(params["groups"])
     layer, group = {"fig10_activations_conv1": (0, groups[0]), "fig11_activations_conv2": (1, groups[-1])}[name]

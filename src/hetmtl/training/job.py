@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 
 from hetmtl import files
+from hetmtl.data.tasks import load_task, steps_per_epoch
 from hetmtl.errors import UserError
 from hetmtl.methods import TaskInfo
 from hetmtl.methods.build import build_method
@@ -26,7 +27,6 @@ from hetmtl.runs import TrainConfig
 from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
 from hetmtl.training import checkpoint
-from hetmtl.training.data import load_task, steps_per_epoch
 from hetmtl.training.device import pick_device, set_determinism
 from hetmtl.training.loop import epoch_line, fit, metric_values
 

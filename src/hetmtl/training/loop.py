@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hetmtl.data.tasks import TaskData, epoch_batches, steps_per_epoch, to_input
 from hetmtl.errors import UserError
 from hetmtl.methods.base import Method
 from hetmtl.runs import TrainConfig
 from hetmtl.training.augment import epoch_augment
-from hetmtl.training.data import TaskData, epoch_batches, steps_per_epoch, to_input
 
 
 class Diverged(UserError, RuntimeError):

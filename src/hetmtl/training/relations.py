@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from hetmtl import files
+from hetmtl.data.tasks import TaskData, load_task
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
 from hetmtl.resolve import ResolvedRelations
 from hetmtl.runs import TrainConfig
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
-from hetmtl.training.data import TaskData, load_task
 from hetmtl.training.device import pick_device, set_determinism
 from hetmtl.training.loop import epoch_line, fit
 

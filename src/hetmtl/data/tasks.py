@@ -1,4 +1,4 @@
-"""Prepared task tensors held whole in (device) memory, and the batch schedule.
+"""The prepared-data format: task tensors held whole in (device) memory, and the batch schedule.
 
 No image is decoded during training: the prepare step wrote uint8 tensors, a run
 cuts them into its seed's split when it loads them, and batches are gathered by

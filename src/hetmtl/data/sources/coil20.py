@@ -1,0 +1,86 @@
+"""COIL-20 (SPEC 3): ``coil-20-unproc.zip`` (10 objects, the paper's set) and
+``coil-20-proc.zip`` (20 objects), 72 turntable poses each, grayscale PNGs
+``obj{N}__{pose}.png``.
+
+Stand-ins: textured objects (elliptic cross-sections of a turned profile,
+wrapped with a per-object texture) at 72 poses, 5 degrees apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from hetmtl.data.sources.common import Layout, Members, png, stable_seed
+
+COIL_POSES = 72
+COIL_OBJECTS = 10  # the unprocessed set: 10 objects x 72 poses = 720 images
+
+
+def _coil_object(obj: int, pose: int, size: int = 64) -> np.ndarray:
+    """Object ``obj`` on a turntable at ``pose`` x 5 degrees, grayscale on black.
+
+    The object is a turned solid whose cross-section is an ellipse (so its
+    silhouette width changes with the pose) wrapped with a texture that turns
+    with it; lighting from the front-left.
+    """
+    rng = np.random.default_rng(stable_seed("coil", obj))
+    phi = np.deg2rad(5.0 * pose)
+    ys = np.linspace(-1, 1, size)
+    # Profile r(y): a smooth random vase/box/bottle shape.
+    coeffs = rng.uniform(-0.25, 0.25, size=4)
+    base = rng.uniform(0.35, 0.6)
+    profile = base + sum(c * np.cos((k + 1) * np.pi * (ys + 1) / 2) for k, c in enumerate(coeffs))
+    profile = np.clip(profile, 0.12, 0.8)
+    height = rng.uniform(0.6, 0.9)
+    inside_y = np.abs(ys) <= height
+    ecc = rng.uniform(0.35, 1.0)  # minor/major axis ratio of the cross-section
+    # Half-width of the silhouette of an ellipse (a, b) rotated by phi.
+    a, b = 1.0, ecc
+    half = profile * np.sqrt((a * np.cos(phi)) ** 2 + (b * np.sin(phi)) ** 2)
+    xs = np.linspace(-1, 1, size)
+    X, Y = np.meshgrid(xs, ys)
+    H = half[:, None]
+    inside = (np.abs(X) <= H) & inside_y[:, None]
+    u = np.clip(X / np.maximum(H, 1e-6), -1, 1)
+    theta = np.arcsin(u) + phi  # surface angle seen at this pixel
+    # Texture: stripes, checks or blobs in (theta, y) coordinates.
+    kind = obj % 3
+    fy, ft = rng.integers(2, 7), rng.integers(1, 5)
+    if kind == 0:
+        tex = 0.5 + 0.5 * np.sign(np.sin(ft * theta * 2 + rng.uniform(0, 6)))
+    elif kind == 1:
+        tex = 0.5 + 0.5 * np.sign(np.sin(ft * 2 * theta) * np.sin(fy * np.pi * Y))
+    else:
+        tex = 0.5 + 0.5 * np.cos(ft * theta + 3 * np.sin(fy * Y))
+    albedo = rng.uniform(0.45, 0.95)
+    shade = np.sqrt(np.clip(1 - u ** 2, 0, 1)) * (0.75 + 0.25 * np.cos(theta - phi + 0.6))
+    img = np.where(inside, albedo * (0.35 + 0.65 * tex) * (0.25 + 0.75 * shade), 0.0)
+    return (img * 255).clip(0, 255).astype(np.uint8)
+
+
+def _coil20_unproc(n: int, rng_seed: int) -> Members:
+    """``coil-20-unproc/obj{N}__{pose}.png``: 10 objects x 72 poses, grayscale."""
+    del n, rng_seed  # the real set has exactly 72 poses per object
+    for obj in range(1, COIL_OBJECTS + 1):
+        for pose in range(COIL_POSES):
+            arr = _coil_object(obj, pose)
+            yield f"coil-20-unproc/obj{obj}__{pose}.png", png(Image.fromarray(arr))
+
+
+def _coil20_proc(n: int, rng_seed: int) -> Members:
+    """``coil-20-proc/obj{N}__{pose}.png``: 20 objects x 72 poses, grayscale."""
+    del n, rng_seed
+    for obj in range(1, 2 * COIL_OBJECTS + 1):
+        for pose in range(COIL_POSES):
+            yield f"coil-20-proc/obj{obj}__{pose}.png", png(Image.fromarray(_coil_object(obj, pose)))
+
+
+UNPROC = Layout(r"coil-20-unproc/(?P<cls>obj\d+)__\d+\.png",
+                "COIL-20 unprocessed, 72 poses per object, grayscale PNG",
+                tuple(f"obj{k}" for k in range(1, COIL_OBJECTS + 1)), _coil20_unproc,
+                lambda n: {"classes": COIL_OBJECTS, "images": COIL_OBJECTS * COIL_POSES})
+PROC = Layout(r"coil-20-proc/(?P<cls>obj\d+)__\d+\.png",
+              "COIL-20 processed, 20 objects x 72 poses, grayscale PNG",
+              tuple(f"obj{k}" for k in range(1, 2 * COIL_OBJECTS + 1)), _coil20_proc,
+              lambda n: {"classes": 2 * COIL_OBJECTS, "images": 2 * COIL_OBJECTS * COIL_POSES})
