@@ -129,7 +129,7 @@ def stages(p: Params, suite: str) -> dict:
                 "params/datasets.yaml": [f"tasks.{t}" for t in tasks] + ["split", "selection_seed"]}),
             "outs": [{f: {"cache": False}} for f in (paths.relations_csv(suite, group).as_posix(),
                                                      paths.relations_png(suite, group).as_posix(),
-                                                     f"results/{suite}/relations/{group}.json")],
+                                                     paths.relations_detail(suite, group).as_posix())],
         }
     cells = dict.fromkeys((k["group"], k["setting"], k["method"]) for k in p.runs(suite))  # grid order
     for group, setting, method in cells:

@@ -89,6 +89,11 @@ def relations_png(suite: str, group: str) -> Path:
     return Path("results") / suite / "relations" / f"{group}.png"
 
 
+def relations_detail(suite: str, group: str) -> Path:
+    """The estimate's details (gains per pair and seed) and the stage's MLflow record."""
+    return Path("results") / suite / "relations" / f"{group}.json"
+
+
 def tables_dir(suite: str) -> Path:
     return Path("reports") / suite / "tables"
 

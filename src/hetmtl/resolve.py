@@ -83,6 +83,7 @@ class ResolvedRelations:
     backbone: str
     csv: Path
     png: Path
+    detail: Path
     experiment_marker: Path
     run: RunId  # its MLflow identity
     run_params: dict
@@ -193,7 +194,7 @@ def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
         train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"]),
         method_params={**method_params(params, "hard_sharing"), "init": suite["init"]},
         backbone=suite["backbone"], csv=root / paths.relations_csv(suite_name, group),
-        png=root / paths.relations_png(suite_name, group),
+        png=root / paths.relations_png(suite_name, group), detail=root / paths.relations_detail(suite_name, group),
         experiment_marker=root / paths.experiment_marker(suite_name),
         run=RunId(suite_name, group, "prior", "relations", 0),
         run_params={"relations": params["relations"], "tasks": tasks})

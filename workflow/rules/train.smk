@@ -27,9 +27,9 @@ rule relations:
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.relations_digest(SUITE, wc.group),
     output:
-        csv=f"results/{SUITE}/relations/{{group}}.csv",
-        png=f"results/{SUITE}/relations/{{group}}.png",
-        detail=f"results/{SUITE}/relations/{{group}}.json",
+        csv=str(paths.relations_csv(SUITE, "{group}")),
+        png=str(paths.relations_png(SUITE, "{group}")),
+        detail=str(paths.relations_detail(SUITE, "{group}")),
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,
@@ -47,7 +47,7 @@ rule relations:
 
 # One job per (group, setting, method) trains the suite's seeds one after the
 # other: the start-up (imports, MLflow store) is paid once per grid cell.
-RUN_DIR = f"results/{SUITE}/runs/{{group}}/{{setting}}/{{method}}"
+CELL = RunId(SUITE, "{group}", "{setting}", "{method}", 0)  # a wildcard pattern: its paths, one per seed
 
 
 rule train:
@@ -59,8 +59,8 @@ rule train:
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.job_digest(RunId(SUITE, wc.group, wc.setting, wc.method, S["seeds"][0])),
     output:
-        receipts=[f"{RUN_DIR}/seed{seed}/receipt.json" for seed in S["seeds"]],
-        models=[f"{RUN_DIR}/seed{seed}/model.pt" for seed in S["seeds"]],
+        receipts=[str(replace(CELL, seed=seed).receipt) for seed in S["seeds"]],
+        models=[str(replace(CELL, seed=seed).model) for seed in S["seeds"]],
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,

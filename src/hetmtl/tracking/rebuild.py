@@ -51,7 +51,7 @@ def run_records(params, suite: str, root: Path) -> list[tuple[Path, str, dict]]:
             r = receipts.read(path)
             out.append((path, r["run_id"], receipts.record(r, path)))
     for group in params["groups"]:
-        detail = (root / paths.relations_csv(suite, group)).with_suffix(".json")
+        detail = root / paths.relations_detail(suite, group)
         if detail.exists():
             d = json.loads(detail.read_text())
             if "record" in d:

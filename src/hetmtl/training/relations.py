@@ -154,7 +154,7 @@ def relations_job(rel: ResolvedRelations, device_name: str = "auto", threads: in
     logger = RunLogger(root, rel.run, {"git_commit": git_commit(root), "relations_source": source}, rel.run_params)
     r_metrics = {f"R/{a}/{b}": float(R[i, j]) for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}
     logger.log_metrics(r_metrics, step=0)
-    detail_path = rel.csv.with_suffix(".json")
+    detail_path = rel.detail
     files.write_text(detail_path, json.dumps({"source": source, **detail, "run_id": logger.run_id,
                                               "record": logger.record([], r_metrics, 0)}, indent=2))
     for p in (rel.png, detail_path):
