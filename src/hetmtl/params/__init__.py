@@ -192,7 +192,8 @@ DATA_CODE = {
     "prepare": ("src/hetmtl/data/prepare.py", "src/hetmtl/data/layouts.py", "src/hetmtl/data/archives.py"),
 }
 SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py",
-               "src/hetmtl/methods/__init__.py", "src/hetmtl/data/splits.py", "src/hetmtl/paths.py")
+               "src/hetmtl/methods/__init__.py", "src/hetmtl/methods/build.py", "src/hetmtl/data/splits.py",
+               "src/hetmtl/paths.py")
 
 
 def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[str]:

@@ -21,9 +21,8 @@ from dataclasses import replace
 import torch
 
 from hetmtl import files, paths
-from hetmtl.methods import METHODS, TaskInfo
-from hetmtl.models import BACKBONES
-from hetmtl.params import ParamsError
+from hetmtl.methods import TaskInfo
+from hetmtl.methods.build import backbone, build_method, input_norm, method_config, method_params, relations_for
 from hetmtl.tracking import receipts
 from hetmtl.tracking.mlflow_store import RunLogger, git_commit
 from hetmtl.training import checkpoint, relations
@@ -46,10 +45,6 @@ def set_determinism(device: torch.device, threads: int) -> None:
         torch._C._set_deterministic_algorithms(True, warn_only=False)
 
 
-def backbone(params, suite_name: str):
-    return BACKBONES[params.suite(suite_name)["backbone"]]  # a known name: load_params checks it
-
-
 def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: int | None = None) -> TrainConfig:
     suite, tr = params.suite(suite_name), params["training"]
     imagenet = suite["init"] == "imagenet"
@@ -57,47 +52,8 @@ def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: i
                        lr=tr["finetune_lr"] if imagenet else tr["lr"],
                        momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"],
                        divergence_factor=tr["divergence_factor"],
-                       input_norm="imagenet" if imagenet else "symmetric", crop_pad=suite["augment"]["crop_pad"],
+                       input_norm=input_norm(params, suite_name), crop_pad=suite["augment"]["crop_pad"],
                        flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks))
-
-
-def method_config(params, name: str, suite_name: str) -> dict:
-    return {**method_params(params, name), "init": params.suite(suite_name)["init"],
-            "task_weighting": params["training"]["task_weighting"]}
-
-
-def relations_for(params, key: dict) -> torch.Tensor | None:
-    """R for a prior-setting run (from the relations stage); None means uniform."""
-    if key["setting"] != "prior":
-        return None
-    csv_path = files.require(params.root / paths.relations_csv(key["suite"], key["group"]),
-                             f"hetmtl relations --suite {key['suite']} --group {key['group']}")
-    return relations.read_csv(csv_path, params.tasks_of(key["group"]))
-
-
-def method_class(params, name: str):
-    """The registered class of a method, or of the method a variant is a reading of."""
-    base = params.base_method(name)
-    if base not in METHODS:
-        raise ParamsError(f"{params.files['settings']}: methods: unknown method {name!r} "
-                          f"(known: {', '.join(METHODS)})")
-    return METHODS[base]
-
-
-def method_params(params, name: str) -> dict:
-    """A method's parameters from params/methods.yaml (a variant's without ``variant_of``)."""
-    return {k: v for k, v in params.method(name).items() if k != "variant_of"}
-
-
-def build_method(params, key: dict, tasks: list[TaskInfo], overrides: dict | None = None):
-    cls = method_class(params, key["method"])
-    cfg = {**method_config(params, key["method"], key["suite"]), **(overrides or {})}
-    args = (tasks, backbone(params, key["suite"]), cfg, key["seed"])
-    method = cls(*args, relations=relations_for(params, key)) if cls.uses_prior else cls(*args)
-    k = params["training"]["freeze_blocks"]
-    if k and method.deep:
-        method.freeze_blocks(k)
-    return method
 
 
 def pretrain_epochs(method_cfg: dict, epochs: int) -> int:

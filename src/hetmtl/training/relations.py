@@ -80,7 +80,7 @@ def estimate(data: Callable[[int], list[TaskData]], spec, cfg: TrainConfig, temp
 
 def write_csv(path: Path, tasks: list[str], R: torch.Tensor, source: str,
               spread: torch.Tensor | None = None) -> None:
-    """R, then (as comment lines, which :func:`read_csv` skips) the standard
+    """R, then (as comment lines, which :func:`hetmtl.methods.build.read_relations` skips) the standard
     deviation over seeds of each pair's accuracy gain."""
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
@@ -95,14 +95,6 @@ def write_csv(path: Path, tasks: list[str], R: torch.Tensor, source: str,
                     w.writerow([f"# {name}", *(f"{v:.6f}" for v in row)])
 
     files.atomic_write(path, write)
-
-
-def read_csv(path: Path, tasks: list[str]) -> torch.Tensor:
-    with open(path) as f:
-        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
-    if rows[0][1:] != tasks:
-        raise ValueError(f"{path}: tasks {rows[0][1:]} differ from the group's {tasks}")
-    return torch.tensor([[float(v) for v in r[1:]] for r in rows[1:]], dtype=torch.float32)
 
 
 def heatmap(path: Path, tasks: list[str], R: torch.Tensor, title: str, spread: torch.Tensor | None = None) -> None:
