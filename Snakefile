@@ -22,7 +22,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 from hetmtl import paths, preflight
 from hetmtl.errors import UserError
 from hetmtl.params import load_params
-from hetmtl.reporting import items
+from hetmtl.reporting import catalogue
 
 STARTED = time.time()
 try:
@@ -75,8 +75,7 @@ report: "workflow/report/workflow.rst"
 # model, relations matrix or prepared tensor would otherwise stay missing.
 rule all:
     input:
-        expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=TABLES, ext=items.TABLE_FORMATS),
-        expand(str(items.figure_file(SUITE, "{figure}", "{ext}")), figure=FIGURES, ext=items.FIGURE_FORMATS),
+        REPORT_FILES,
         [str(paths.metrics_file(SUITE, t)) for t in P["tables"]],
         [str(f) for k in RUNS for f in (paths.receipt(**k), paths.model_file(**k))],
         [str(f) for w in SWEEP_RUNS for f in (paths.sweep_receipt(**w), paths.sweep_receipt(**w).with_name("model.pt"))],
