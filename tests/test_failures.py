@@ -440,12 +440,12 @@ def test_a_missing_input_names_the_command_that_makes_it(project, params, capsys
                                                  r"`hetmtl prepare --suite tiny --task HD`"):
         data.load_task("tiny", "HD", torch.device("cpu"), params["split"], 0)
     data._prepared.cache_clear()
-    from hetmtl.reporting.aggregate import activation_figure
+    from hetmtl.reporting.aggregate import fig10_activations_conv1
 
     with pytest.raises(files.MissingInput, match=r"related/no_prior/mtal/seed0/model.pt: missing; make it with "
                                                  r"`hetmtl train --suite tiny --group related --setting no_prior "
                                                  r"--method mtal --seed 0`"):  # not an empty figure
-        activation_figure(params, "tiny", project, "fig10_activations_conv1")
+        fig10_activations_conv1(params, "tiny", project, "fig10_activations_conv1", None)
     assert main(["aggregate", "--suite", "tiny"]) == 1
     err = capsys.readouterr().err
     key = params.runs("tiny")[0]

@@ -23,7 +23,7 @@ from conftest import e2e_env as _env
 from hetmtl import paths
 from hetmtl.methods import METHODS
 from hetmtl.params import load_params
-from hetmtl.reporting import items
+from hetmtl.reporting import catalogue
 from hetmtl.resolve import resolve
 from hetmtl.runs import RunId
 
@@ -61,9 +61,9 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
         assert metrics == {m: round(v, 4) for m, v in csv["Average/mean"].items()}
     table6 = pd.read_csv(proj / paths.table_file("tiny", "table6", "csv"), index_col="layer")
     assert "Total network" in table6.index and table6.notna().all().all()
-    for fig in items.FIGURES:  # each as PNG and PDF
-        assert (proj / items.figure_file("tiny", fig, "png")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
-        assert (proj / items.figure_file("tiny", fig, "pdf")).read_bytes()[:5] == b"%PDF-", fig
+    for fig in catalogue.fixed_names("figure"):  # each as PNG and PDF
+        assert (proj / catalogue.figure_file("tiny", fig, "png")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+        assert (proj / catalogue.figure_file("tiny", fig, "pdf")).read_bytes()[:5] == b"%PDF-", fig
     for name in [*params["tables"], "table6"]:  # the report's tables: whole pages, best in bold
         html = (proj / paths.table_file("tiny", name, "html")).read_text()
         assert html.startswith("<!DOCTYPE html>") and "NOT the paper" in html, name
@@ -269,7 +269,7 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
         return {("train", *c) for c in cells if pred(*c)}
 
     # every table and figure is a job of its own (its own caption in the report); all follow an edit
-    report_items = {("table", t) for t in [*params["tables"], "table6"]} | {("figure", f) for f in items.FIGURES}
+    report_items = {(kind, name) for kind in catalogue.KINDS for name in catalogue.names(params, kind)}
     every_job = train(lambda *c: True) | {("sweep", *w) for w in sweeps} | {("relations", g) for g in params["groups"]}
     unrelated = {j for j in every_job if j[1] == "unrelated"}
     edits = [  # (file, old, new, the jobs that read it)

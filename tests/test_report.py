@@ -80,7 +80,7 @@ def test_each_task_keeps_its_colour_in_every_panel_of_fig12():
     assert len({next(iter(c)) for c in colours.values()}) == 4  # and no two tasks alike
 
 
-def test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf(tmp_path):
+def test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf(tmp_path, params):
     from hetmtl.reporting import figures
     from hetmtl.reporting.tables import AVERAGE
 
@@ -88,17 +88,21 @@ def test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf(tmp_path
         cols = pd.MultiIndex.from_tuples([(AVERAGE, "mean"), (AVERAGE, "ci")])
         return pd.DataFrame([[0.5 + 0.1 * i, 0.02] for i in range(len(methods))], index=methods, columns=cols)
 
+    display, highlight = params["report"]["display"], params["report"]["highlight"]
     tables = {"table3": table(["single_task", "mtal"]), "table2": table(["single_task", "mtal_prior"])}
-    fig = figures.overall_figure(tables, {"table3": "Table 3", "table2": "Table 2"}, "")
+    for t in tables.values():
+        t.attrs["display"] = display  # as summarise sets it
+    fig = figures.overall_figure(tables, {"table3": "Table 3", "table2": "Table 2"}, "", highlight)
     legend = {t.get_text(): p.get_facecolor() for t, p in zip(fig.legends[0].get_texts(),
                                                              fig.legends[0].get_patches())}
     bars = {lab.get_text(): bar.get_facecolor() for ax in fig.axes
             for lab, bar in zip(ax.get_xticklabels(), ax.patches)}
-    assert legend["MTAL"] == bars["MTAL"] and legend["MTAL with task prior"] == bars["MTAL (task prior)"]
-    assert legend["baselines"] == bars["Single-task"] != legend["MTAL"]
+    assert legend["MTAL"] == bars["MTAL"] and legend["MTAL (task prior)"] == bars["MTAL (task prior)"]
+    assert legend["baselines"] == bars["Single-task"] != legend["MTAL"] != legend["MTAL (task prior)"]
     ticks = [t for t in fig.axes[0].get_yticks() if 0 <= t <= 100]
     assert len(ticks) >= 5  # not only 0 and 50
-    out = figures.overall_comparison(tables, {"table3": "Table 3", "table2": "Table 2"}, tmp_path / "fig08.png", "")
+    out = figures.overall_comparison(tables, {"table3": "Table 3", "table2": "Table 2"}, tmp_path / "fig08.png", "",
+                                     highlight)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
 
@@ -115,14 +119,16 @@ def test_each_report_item_gets_its_own_caption(kind, wildcard):
     assert text.startswith("THIS item's caption.") and wildcard in text
 
 
-def test_every_table_and_figure_job_has_its_caption():
-    """The Snakefile's per-item rules: a caption for each table and figure of the grid,
-    each naming its own paper item."""
-    text = (ROOT / "workflow" / "rules" / "report.smk").read_text()
-    from hetmtl.reporting import items
+def test_every_table_and_figure_job_has_its_caption(params):
+    """The Snakefile's per-item rules take each table's and figure's caption from the
+    catalogue, each naming its own paper item."""
+    from hetmtl.reporting import catalogue
 
-    for number, name in zip([8, 9, 10, 11, 12], items.FIGURES):
-        line = next(line for line in text.splitlines() if line.strip().startswith(f'"{name}":'))
-        assert f"Fig. {number}:" in line, name
-    assert 'caption=lambda wc: table_caption(wc.table)' in text
-    assert 'caption=lambda wc: FIGURE_CAPTIONS[wc.figure] + STANDIN' in text
+    for number, name in zip([8, 9, 10, 11, 12], catalogue.names(params, "figure")):
+        assert f"Fig. {number}:" in catalogue.caption(params, "figure", name), name
+    for name, spec in params["tables"].items():
+        assert f"{spec['paper']}: {spec['group']} tasks" in catalogue.caption(params, "table", name)
+    assert "Table 6:" in catalogue.caption(params, "table", "table6")
+    text = (ROOT / "workflow" / "rules" / "report.smk").read_text()
+    assert """caption=lambda wc: f"{catalogue.caption(P, 'table', wc.table)} Suite {SUITE}.{STANDIN}",""" in text
+    assert """caption=lambda wc: f"{catalogue.caption(P, 'figure', wc.figure)}{STANDIN}",""" in text

@@ -8,6 +8,7 @@ import pytest
 from hetmtl.reporting.tables import summarise, to_csv, to_latex, to_markdown
 
 SETTING = {"single_task": "shared", "mtal": "no_prior"}
+DISPLAY = {"single_task": "Single-task", "mtal": "MTAL"}  # as params/report.yaml gives them
 ROWS = [("shared", "single_task"), ("no_prior", "mtal")]
 
 
@@ -30,7 +31,7 @@ VALUES = {("single_task", 0): {"A": 0.5, "B": 0.8}, ("single_task", 1): {"A": 0.
 
 
 def test_mean_std_and_best():
-    t = summarise(records(VALUES), "g", ROWS, ["A", "B"])
+    t = summarise(records(VALUES), "g", ROWS, ["A", "B"], DISPLAY)
     assert t.loc["single_task", ("A", "mean")] == pytest.approx(0.6)
     assert t.loc["single_task", ("A", "std")] == pytest.approx(0.1414213, rel=1e-5)
     assert t.loc["mtal", ("Kernel sharing", "mean")] == pytest.approx(0.25)
@@ -44,10 +45,10 @@ def test_mean_std_and_best():
 
 
 def test_changing_one_logged_metric_changes_the_table():
-    before = to_markdown(summarise(records(VALUES), "g", ROWS, ["A", "B"]), "c")
+    before = to_markdown(summarise(records(VALUES), "g", ROWS, ["A", "B"], DISPLAY), "c")
     changed = dict(VALUES)
     changed[("single_task", 1)] = {"A": 0.71, "B": 0.8}
-    after = to_markdown(summarise(records(changed), "g", ROWS, ["A", "B"]), "c")
+    after = to_markdown(summarise(records(changed), "g", ROWS, ["A", "B"], DISPLAY), "c")
     assert before != after and "60.5 ± 14.8" in after
 
 
@@ -64,8 +65,8 @@ def test_holm_adjusts_within_the_family_and_keeps_the_order():
 def test_the_rendered_p_is_the_holm_adjusted_one():
     from hetmtl.reporting.tables import add_significance
 
-    t = add_significance(summarise(records(VALUES), "g", ROWS, ["A", "B"]), {"single_task": 0.02}, "mtal")
-    t2 = add_significance(summarise(records(VALUES), "g", ROWS, ["A", "B"]),
+    t = add_significance(summarise(records(VALUES), "g", ROWS, ["A", "B"], DISPLAY), {"single_task": 0.02}, "mtal")
+    t2 = add_significance(summarise(records(VALUES), "g", ROWS, ["A", "B"], DISPLAY),
                           {"single_task": 0.02, "x": 0.01, "y": 0.5}, "mtal")
     assert "0.020*" in to_markdown(t, "c")
     assert "0.040*" in to_markdown(t2, "c")  # 2 x 0.02: two tests in the family
@@ -76,7 +77,7 @@ def test_missing_metric_fails_loudly():
     recs = records(VALUES)
     recs = recs[~((recs.method == "mtal") & (recs.metric == "test_acc/B"))]
     with pytest.raises(ValueError, match="no test_acc/B for mtal"):
-        summarise(recs, "g", ROWS, ["A", "B"])
+        summarise(recs, "g", ROWS, ["A", "B"], DISPLAY)
 
 
 def test_a_table_whose_methods_had_different_budgets_is_refused(params):
@@ -146,7 +147,7 @@ def test_html_table_bolds_the_best_mean_of_each_column_and_is_a_page():
 
     values = {("single_task", 0): {"A": 0.5, "B": 0.9}, ("single_task", 1): {"A": 0.7, "B": 0.9},
               ("mtal", 0): {"A": 0.9, "B": 0.6}, ("mtal", 1): {"A": 0.7, "B": 0.6}}
-    t = summarise(records(values), "g", ROWS, ["A", "B"])
+    t = summarise(records(values), "g", ROWS, ["A", "B"], DISPLAY)
     page = to_html(t, "Table 3 & <co_de>: 95% CI", "table3")
     # A: MTAL 80.0; B: single-task 90.0; Average: single-task 75.0 (vs 70.0); sharing is never bold
     assert _bold_cells(page) == {"80.0 ± 14.1", "90.0 ± 0.0", "75.0 ± 7.1"}
@@ -158,7 +159,7 @@ def test_html_table_bolds_the_best_mean_of_each_column_and_is_a_page():
 def test_latex_and_markdown_bold_the_same_cells_as_html():
     from hetmtl.reporting.tables import cells
 
-    t = summarise(records(VALUES), "g", ROWS, ["A", "B"])
+    t = summarise(records(VALUES), "g", ROWS, ["A", "B"], DISPLAY)
     text, bold = cells(t)
     best = {c for c, b in zip(text.to_numpy().flat, bold.to_numpy().flat) if b}
     md, tex = to_markdown(t, "c"), to_latex(t, "c")

@@ -288,11 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-items", action="store_true",
                     help="the tables and figures are made already (`hetmtl table`, `hetmtl figure`): only the "
                          "metrics, plot data, provenance and the MLflow run")
+    from hetmtl.reporting import catalogue
+
     sp = add("table", cmd_table, "one table (Markdown, LaTeX, CSV, HTML) from the receipts")
-    sp.add_argument("--table", required=True, help="a table of params/grid.yaml, or table6")
+    sp.add_argument("--table", required=True,
+                    help=f"{catalogue.described('table')} (hetmtl/reporting/catalogue.py)")
     sp = add("figure", cmd_figure, "one figure (PNG and PDF) from the receipts")
     sp.add_argument("--figure", required=True,
-                    help="fig08_overall, fig09_threshold_sweep, ... (hetmtl/reporting/items.py)")
+                    help=f"{catalogue.described('figure')} (hetmtl/reporting/catalogue.py)")
     sp = add("tracking", cmd_tracking, "check the MLflow store against the receipts, or rebuild it from them")
     sp.add_argument("action", choices=["check", "rebuild"],
                     help="check: the store holds every run on disk; rebuild: log again the runs it lacks, then check")

@@ -34,7 +34,7 @@ import yaml
 
 from hetmtl import files, paths
 from hetmtl.params import DATA_CODE, Params, code_paths
-from hetmtl.reporting import items
+from hetmtl.reporting import catalogue
 
 CHOICE = Path("params/dvc_suite.yaml")
 ROOT_FILE = Path("dvc.yaml")
@@ -160,15 +160,15 @@ def stages(p: Params, suite: str) -> dict:
                     "params": _job_params(p, suite, key, sweep=(name, sw["parameter"])),
                     "outs": [paths.sweep_dir(suite, name, group, value, 0).parent.as_posix()],
                 }
+    # The report stage: every item of the catalogue (hetmtl/reporting/catalogue.py), one command.
     runs = sorted({run.receipt.parent.parent.as_posix() for run in p.runs(suite)})
     sweeps = sorted({run.receipt.parent.parent.as_posix() for run in p.sweep_runs(suite)})
     out["aggregate"] = {
         "cmd": f"hetmtl aggregate --suite {suite}",
         "deps": [*runs, *sweeps, "src/hetmtl/reporting"],
-        "params": _params({"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"]}),
-        "outs": [{paths.tables_dir(suite).as_posix(): {"cache": False}},
-                 {paths.figure(suite, "x").parent.as_posix(): {"cache": False}},
-                 {paths.plots_dir(suite).as_posix(): {"cache": False}}],
+        "params": _params({"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"],
+                           "params/report.yaml": ["report"]}),
+        "outs": [{folder: {"cache": False}} for folder in report_folders(p, suite)],
         "metrics": [{paths.metrics_dir(suite).as_posix(): {"cache": False}}],
     }
     return out
@@ -190,6 +190,15 @@ def _file_of(stage: dict) -> Path:
     return TRAIN_DIR / stage["group"] / stage["setting"] / "dvc.yaml"
 
 
+def report_folders(p: Params, suite: str) -> list[str]:
+    """The folders the report stage writes: those of every catalogue item's files, and the plot data."""
+    found = [paths.plots_dir(suite).as_posix()]
+    for kind in catalogue.KINDS:
+        for name in catalogue.names(p, kind):
+            found += [f.parent.as_posix() for f in catalogue.files(p, suite, kind, name)]
+    return sorted(set(found))
+
+
 def render(p: Params, suite: str) -> dict[Path, str]:
     """Every file's text, by path relative to the project root."""
     docs: dict[Path, dict] = {ROOT_FILE: {"stages": {}}}
@@ -205,7 +214,8 @@ def render(p: Params, suite: str) -> dict[Path, str]:
     # data behind them stay in reports/<suite>/plots/ as CSV. The PNGs by name:
     # the PDFs beside them (an output of the aggregate stage's folder) are no
     # format DVC plots can show.
-    docs[ROOT_FILE]["plots"] = [items.figure_file(suite, f, "png").as_posix() for f in items.FIGURES]
+    docs[ROOT_FILE]["plots"] = [catalogue.figure_file(suite, f, "png").as_posix()
+                                for f in catalogue.names(p, "figure")]
     return {path: HEADER + yaml.safe_dump(doc, sort_keys=False, width=120) for path, doc in docs.items()}
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hetmtl.data.splits import SPLITS  # noqa: F401  (re-exported)
-
 
 def archive_name(source: dict) -> str:
     """The file name of a source's archive in ``raw_dir``: its ``archive``; for a
@@ -18,9 +16,15 @@ def archive_name(source: dict) -> str:
     if "archive" in source:
         return source["archive"]
     name = Path(source["path"]).name
-    from hetmtl.data.sources import is_archive
-
     return name if is_archive(name) else f"{name}.zip"
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+
+
+def is_archive(path: str) -> bool:
+    """Whether a local source's ``path`` names an archive (by its suffix) or a folder."""
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def raw_archive(suite: dict, source: dict) -> Path:

@@ -31,13 +31,6 @@ def sweep_inputs(wc):
     return inputs
 
 
-def table_caption(table):
-    spec = P["tables"].get(table)
-    what = f"{spec['paper']}: {spec['group']} tasks, setting {spec['setting']}" if spec else \
-        "Table 6: MTAL's kernel sharing ratio per conv layer"
-    return f"Reproduces the paper's {what} (suite {SUITE}).{STANDIN}"
-
-
 # Minutes per epoch of one task (ours, an estimate, not a measurement: 240 minutes
 # for 50 epochs of a 4-task VGG-16 run on a GPU, 30 on stand-ins): the wall time
 # (Slurm's --time) of a job that trains `task_epochs` task-epochs, with a margin.

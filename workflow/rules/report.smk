@@ -8,9 +8,13 @@ if any(S["sweeps"][n]["seeds"] != SWEEP_SEEDS for n in P["sweeps"]):
     raise ValueError(f"params/suites/{SUITE}.yaml: suite.sweeps: every sweep must use the same seeds "
                      "(one sweep job trains them all)")
 STANDIN = " The data are GENERATED STAND-INS, not the paper's data sets." if S["data"] == "standin" else ""
-TABLES = list(P["tables"]) + ["table6"]
-FIGURES = list(items.FIGURES)  # fig08_overall ... fig12_mtal_loss: the names sort in the paper's order
-
+# Every table and figure, from the report's catalogue (hetmtl/reporting/catalogue.py):
+# its name, caption, formats and what it reads.
+TABLES = catalogue.names(P, "table")
+FIGURES = catalogue.names(P, "figure")  # fig08_overall ... fig12_mtal_loss: the names sort in the paper's order
+REPORT_FILES = [str(f) for kind in catalogue.KINDS for name in catalogue.names(P, kind)
+                for f in catalogue.files(P, SUITE, kind, name)]
+REPORT_DIGEST = P.digest("report")  # display names and roles: a rerun trigger of every table and figure
 
 rule sweep:
     input:
@@ -43,35 +47,20 @@ rule sweep:
         "--threads {threads} --no-progress > {log} 2>&1"
 
 
-FIGURE_CAPTIONS = {
-    "fig08_overall": "Reproduces the paper's Fig. 8: average test accuracy of every method in every table "
-                     "(MTAL red, MTAL with the task prior orange, baselines blue).",
-    "fig09_threshold_sweep": "Reproduces the paper's Fig. 9: MTAL's accuracy against the threshold rho.",
-    "fig10_activations_conv1": "Reproduces the paper's Fig. 10: activation maps of shared kernels, first conv layer "
-                               "(when none is shared: the best-matching pairs, marked NOT shared).",
-    "fig11_activations_conv2": "Reproduces the paper's Fig. 11: activation maps of shared kernels, second conv layer "
-                               "(when none is shared: the best-matching pairs, marked NOT shared).",
-    "fig12_mtal_loss": "Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves (one colour per task).",
-}
-RECORDS = dict(  # what every table and figure reads: the receipts (Figs. 10-11: MTAL's models too)
-    receipts=[str(run.receipt) for run in RUNS],
-    models=[str(run.model) for run in RUNS if run.method == "mtal"],
-    sweeps=[str(run.receipt) for run in SWEEP_RUNS],
-)
-
-
 # One job per table and per figure: each report item gets its own caption (the
-# caption template reads the job's params.caption).
+# caption template reads the job's params.caption) and reads what its catalogue
+# entry says (the receipts; Figs. 10-11 also the models).
 rule table:
     input:
-        **RECORDS,
+        unpack(lambda wc: catalogue.inputs(P, SUITE, "table", wc.table)),
     output:
-        **{ext: str(paths.table_file(SUITE, "{table}", ext)) for ext in items.TABLE_FORMATS if ext != "html"},
+        **{ext: str(paths.table_file(SUITE, "{table}", ext)) for ext in catalogue.TABLE_FORMATS if ext != "html"},
         html=report(str(paths.table_file(SUITE, "{table}", "html")), category="Tables",
                     caption="../report/table.rst", labels={"table": "{table}", "suite": SUITE}),
     params:
         suite=SUITE,
-        caption=lambda wc: table_caption(wc.table),
+        caption=lambda wc: f"{catalogue.caption(P, 'table', wc.table)} Suite {SUITE}.{STANDIN}",
+        report=REPORT_DIGEST,
     wildcard_constraints:
         table="|".join(TABLES),
     log:
@@ -84,14 +73,15 @@ rule table:
 
 rule figure:
     input:
-        **RECORDS,
+        unpack(lambda wc: catalogue.inputs(P, SUITE, "figure", wc.figure)),
     output:
-        png=report(str(items.figure_file(SUITE, "{figure}", "png")), category="Figures",
+        png=report(str(catalogue.figure_file(SUITE, "{figure}", "png")), category="Figures",
                    caption="../report/figure.rst", labels={"figure": "{figure}", "suite": SUITE}),
-        pdf=str(items.figure_file(SUITE, "{figure}", "pdf")),
+        pdf=str(catalogue.figure_file(SUITE, "{figure}", "pdf")),
     params:
         suite=SUITE,
-        caption=lambda wc: FIGURE_CAPTIONS[wc.figure] + STANDIN,
+        caption=lambda wc: f"{catalogue.caption(P, 'figure', wc.figure)}{STANDIN}",
+        report=REPORT_DIGEST,
     wildcard_constraints:
         figure="|".join(FIGURES),
     log:
@@ -104,10 +94,9 @@ rule figure:
 
 rule aggregate:
     input:
-        **RECORDS,
-        tables=expand(str(paths.table_file(SUITE, "{table}", "{ext}")), table=TABLES, ext=items.TABLE_FORMATS),
-        figures=expand(str(items.figure_file(SUITE, "{figure}", "{ext}")), figure=FIGURES,
-                       ext=items.FIGURE_FORMATS),
+        receipts=[str(run.receipt) for run in RUNS],
+        sweeps=[str(run.receipt) for run in SWEEP_RUNS],
+        report_items=REPORT_FILES,
     output:
         metrics=[str(paths.metrics_file(SUITE, t)) for t in P["tables"]],
         plots=[str(paths.plots_dir(SUITE) / f"sweep_{n}.csv") for n in P["sweeps"]]

@@ -202,6 +202,11 @@ class MTAL(Method):
 
     # ------------------------------------------------------------------ sharing
 
+    def comparable(self, layer: int, i: int, j: int) -> bool:
+        """Whether tasks i and j have kernels of one shape in conv layer ``layer``
+        (the only kernels MTAL ever compares and shares)."""
+        return self.task_bank[layer][i] == self.task_bank[layer][j]
+
     def similarity(self, layer: int, i: int, j: int) -> torch.Tensor:
         """Cosine similarity of task i's and task j's kernels (K x K), one matmul."""
         wi = F.normalize(self.kernel(i, layer)[0].detach().flatten(1), dim=1)

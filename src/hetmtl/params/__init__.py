@@ -353,6 +353,27 @@ def _semantic_checks(d: dict, files: dict) -> None:
         fail("dvc", "dvc.suite", f"no suite {d['dvc']['suite']!r} in params/suites/ (known: {', '.join(d['suites'])})")
 
 
+def _report_checks(d: dict, files: dict) -> None:
+    """params/report.yaml names methods the grid has, in the roles the grid gives them."""
+    def fail(key: str, reason: str):
+        raise ParamsError(f"{files.get('report', 'params/report.yaml')}: report.{key}: {reason}")
+
+    r = d["report"]
+    for where in ("display", "highlight"):
+        for m in r[where]:
+            if m not in d["methods"]:
+                fail(f"{where}.{m}", "no such method in methods")
+    for setting, m in r["reference"].items():
+        if setting in d["settings"] and m not in d["settings"][setting]["methods"]:
+            fail(f"reference.{setting}", f"{m!r} is not a method of setting {setting!r}")
+    for m in r["sharing"]:
+        if m not in d["methods"]:
+            fail("sharing", f"no such method {m!r} in methods")
+    show = r["showcase"]
+    if show["setting"] not in d["settings"] or show["method"] not in d["settings"][show["setting"]]["methods"]:
+        fail("showcase", f"{show['method']!r} is not a method of setting {show['setting']!r}")
+
+
 def _numbers(node, path=()):
     """(path, value) of every float below ``node``."""
     if isinstance(node, dict):
@@ -432,4 +453,5 @@ def load_params(root: Path | str | None = None) -> Params:
         # one line per error, each naming its file and key (printed as `error: <line>`)
         raise ParamsError("".join(f"\nerror: {line}" if i else line for i, line in enumerate(lines)))
     _semantic_checks(merged, files)
+    _report_checks(merged, files)
     return Params(data=merged, files=files, root=root)

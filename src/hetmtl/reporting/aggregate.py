@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from hetmtl import files, paths
-from hetmtl.reporting import figures, items
+from hetmtl.reporting import catalogue, figures
 from hetmtl.reporting.collect import RecordError, check_current, collect, collect_sweeps, metric_histories
 from hetmtl.reporting.tables import (
     AVERAGE,
@@ -29,14 +29,11 @@ from hetmtl.reporting.tables import (
 
 STANDIN_NOTE = ("Data: generated stand-in archives (SPEC section 2), NOT the paper's data; "
                 "these numbers say nothing about the real data sets.")
-FIGURES = dict(zip(items.FIGURES, ["Fig. 8", "Fig. 9", "Fig. 10", "Fig. 11", "Fig. 12"]))
-SHARING_TABLE = "table6"
-TABLE_FORMATS = items.TABLE_FORMATS
 
 
-def table_names(params) -> list[str]:
-    """The comparison tables of params/grid.yaml, then Table 6."""
-    return [*params["tables"], SHARING_TABLE]
+def figure_title(name: str) -> str:
+    """A figure's title prefix, from its name: ``fig08_overall`` -> ``Fig. 8``."""
+    return f"Fig. {int(name[3:5])}"
 
 
 def scale_note(params, suite: str) -> str:
@@ -47,10 +44,11 @@ def scale_note(params, suite: str) -> str:
     return note + (" " + STANDIN_NOTE if s["data"] == "standin" else "")
 
 
-def reference_method(params, setting: str) -> tuple[str, str]:
-    """The MTAL row of a setting's table (the significance tests' reference)."""
-    mtal = [m for m in params["settings"][setting]["methods"] if m.startswith("mtal")]
-    return (setting, mtal[0]) if mtal else None
+def reference_method(params, setting: str) -> tuple[str, str] | None:
+    """The row of a setting's table the significance tests compare every other row
+    with (params/report.yaml ``reference``); None: no tests in that setting's tables."""
+    ref = params["report"]["reference"].get(setting)
+    return (setting, ref) if ref else None
 
 
 def table_budget(params, records: pd.DataFrame, spec: dict) -> tuple[int, int]:
@@ -114,7 +112,7 @@ def comparison_tables(params, suite: str, records: pd.DataFrame, only: str | Non
         if only is not None and name != only:
             continue
         rows = params.table_methods(spec["setting"])
-        table = summarise(records, spec["group"], rows, params.tasks_of(spec["group"]))
+        table = summarise(records, spec["group"], rows, params.tasks_of(spec["group"]), params["report"]["display"])
         ref = reference_method(params, spec["setting"])
         if ref:
             table = add_significance(table, paired_pvalues(records, spec["group"], rows, ref), ref[1])
@@ -122,19 +120,34 @@ def comparison_tables(params, suite: str, records: pd.DataFrame, only: str | Non
     return out
 
 
-def mtal_sharing(params, suite: str, records: pd.DataFrame) -> pd.DataFrame:
-    from hetmtl.models import BACKBONES, conv_names
-
+def sharing_columns(params, suite: str) -> list[tuple[str, str, str]]:
+    """Table 6's columns: (label, group, "setting/method") of every grid cell whose method,
+    or the method it is a reading of, params/report.yaml ``sharing`` names."""
     cells = [(s, m) for s in params["settings"] for m in params["settings"][s]["methods"]]
     cells += [(r["setting"], r["method"]) for r in params.readings(suite)]
-    columns = [(f"{g} ({m})", g, f"{s}/{m}") for s, m in cells for g in params["groups"]
-               if params.base_method(m).startswith("mtal")]
+    shown = set(params["report"]["sharing"])
+    return [(f"{g} ({m})", g, f"{s}/{m}") for s, m in cells for g in params["groups"]
+            if m in shown or params.base_method(m) in shown]
+
+
+def sharing_of(params, suite: str, records: pd.DataFrame) -> pd.DataFrame:
+    """Table 6 from the records; refused when a run it shows logged no sharing metrics
+    (a method named in params/report.yaml ``sharing`` that shares no kernels)."""
+    from hetmtl.models import BACKBONES, conv_names
+
+    columns = sharing_columns(params, suite)
+    for _, group, run in columns:
+        setting, method = run.split("/")
+        sel = records[(records.group == group) & (records.setting == setting) & (records.method == method)]
+        if len(sel) and not (sel.metric == "sharing/total").any():
+            raise RecordError(f"Table 6: the runs of {method} ({group}, {setting}) logged no sharing metrics; "
+                              f"params/report.yaml report.sharing must name methods that share kernels")
     return sharing_table(records, columns, conv_names(BACKBONES[params.suite(suite)["backbone"]]))
 
 
-def activation_figure(params, suite: str, root: Path, name: str) -> Path:
-    """Fig. 10 (first conv layer, first group) or 11 (second layer, last group) from
-    the first seed's MTAL model (no prior), as the paper shows them."""
+def activation_figure(params, suite: str, root: Path, name: str, layer: int, group: str) -> Path:
+    """Fig. 10 / 11: activation maps of conv layer ``layer`` from the first seed's model
+    of params/report.yaml ``showcase`` (the paper: MTAL, no prior) on ``group``."""
     import torch
 
     from hetmtl.data.tasks import load_task, to_input
@@ -143,13 +156,13 @@ def activation_figure(params, suite: str, root: Path, name: str) -> Path:
     from hetmtl.resolve import resolve
     from hetmtl.runs import RunId
 
-    groups = list(params["groups"])
-    layer, group = {"fig10_activations_conv1": (0, groups[0]), "fig11_activations_conv2": (1, groups[-1])}[name]
+    show = params["report"]["showcase"]
     seed = params.suite(suite)["seeds"][0]
-    run_id = RunId(suite, group, "no_prior", "mtal", seed)
+    run_id = RunId(suite, group, show["setting"], show["method"], seed)
     path = root / paths.figure(suite, name)
+    title = figure_title(name)
     if run_id not in params.runs(suite):
-        return figures.empty_figure(path, FIGURES[name], "no MTAL model in this grid")
+        return figures.empty_figure(path, title, f"no {show['method']} model in this grid")
     # in the grid but not on disk: not an empty figure
     model = files.require(root / run_id.model, run_id.command)
     run = resolve(params, run_id)
@@ -158,61 +171,106 @@ def activation_figure(params, suite: str, root: Path, name: str) -> Path:
     method.load_state_dict(torch.load(model, map_location="cpu", weights_only=False)["model"])
     method.eval()
     layer_name = method.layer_names[layer]
-    norm = run.train.input_norm
-    images = [to_input(d.x["test"][:1], norm) for d in data]
+    images = [to_input(d.x["test"][:1], run.train.input_norm) for d in data]
     rho = run.method_params.get("rho")
     return figures.activation_maps(
         method, images, layer, layer_name, path,
-        f"{FIGURES[name]}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})", rho=rho)
+        f"{title}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})", rho=rho)
 
 
-def write_table(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
-    """One table in every format (TABLE_FORMATS), from the run records."""
-    def out(ext):
-        return root / paths.table_file(suite, name, ext)
+# ----------------------------------------------------------------- the catalogue's builders
+# Each called as builder(params, suite, root, name, records) -> the files it wrote
+# (hetmtl/reporting/catalogue.py names them).
 
-    if name == SHARING_TABLE:
-        sharing = mtal_sharing(params, suite, records)
-        cap = ("Table 6: MTAL's kernel sharing ratio per conv layer (share of the task kernels that use a slot "
-               "used by another task kernel) and the whole network; the compression by kernel count (unique kernel "
-               "slots in use over all task kernels) and by parameters (parameters in use over those of the T "
-               "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
-               "(two kernels of one task in one slot, 0 by construction); and each reading's average test "
-               "accuracy. Columns: group (method); *_common: MTAL started from one common copy instead of "
-               "independent starts (SPEC 6; both are our readings, the default is independent). "
-               "%, mean ± std over seeds. " + scale_note(params, suite))
-        return [_write(out("md"), sharing_markdown(sharing, cap)), _write(out("tex"), sharing_latex(sharing, cap)),
-                _write(out("csv"), sharing_csv(sharing)), _write(out("html"), sharing_html(sharing, cap, name))]
-    if name not in params["tables"]:
-        raise RecordError(f"no table {name!r}: params/grid.yaml tables give {', '.join(table_names(params))}")
+def _table_files(root: Path, suite: str, name: str) -> dict[str, Path]:
+    return {ext: root / paths.table_file(suite, name, ext) for ext in catalogue.TABLE_FORMATS}
+
+
+def comparison_table(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """Tables 2-5: one comparison table of params/grid.yaml ``tables``."""
     spec = params["tables"][name]
     table = comparison_tables(params, suite, records, only=name)[name]
     cap = caption(params, suite, spec, table_budget(params, records, spec))
-    return [_write(out("md"), to_markdown(table, cap)), _write(out("tex"), to_latex(table, cap)),
-            _write(out("csv"), to_csv(table)), _write(out("html"), to_html(table, cap, name))]
+    out = _table_files(root, suite, name)
+    return [_write(out["md"], to_markdown(table, cap)), _write(out["tex"], to_latex(table, cap)),
+            _write(out["csv"], to_csv(table)), _write(out["html"], to_html(table, cap, name))]
+
+
+def sharing_table_files(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """Table 6: the kernel sharing of the methods params/report.yaml ``sharing`` names."""
+    sharing = sharing_of(params, suite, records)
+    cap = ("Table 6: MTAL's kernel sharing ratio per conv layer (share of the task kernels that use a slot "
+           "used by another task kernel) and the whole network; the compression by kernel count (unique kernel "
+           "slots in use over all task kernels) and by parameters (parameters in use over those of the T "
+           "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
+           "(two kernels of one task in one slot, 0 by construction); and each reading's average test "
+           "accuracy. Columns: group (method); *_common: MTAL started from one common copy instead of "
+           "independent starts (SPEC 6; both are our readings, the default is independent). "
+           "%, mean ± std over seeds. " + scale_note(params, suite))
+    out = _table_files(root, suite, name)
+    return [_write(out["md"], sharing_markdown(sharing, cap)), _write(out["tex"], sharing_latex(sharing, cap)),
+            _write(out["csv"], sharing_csv(sharing)), _write(out["html"], sharing_html(sharing, cap, name))]
+
+
+def _note(params, suite: str) -> str:
+    return "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
+
+
+def _figure_files(root: Path, suite: str, name: str) -> list[Path]:
+    return [root / catalogue.figure_file(suite, name, ext) for ext in catalogue.FIGURE_FORMATS]
+
+
+def fig08_overall(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    titles = {n: f"{s['paper']}: {s['group']}, {s['setting']}" for n, s in params["tables"].items()}
+    figures.overall_comparison(comparison_tables(params, suite, records), titles, root / paths.figure(suite, name),
+                               _note(params, suite), params["report"]["highlight"])
+    return _figure_files(root, suite, name)
+
+
+def fig09_threshold_sweep(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    path = root / paths.figure(suite, name)
+    all_sweeps = collect_sweeps(params, suite, root)
+    if not params["sweeps"]:
+        figures.empty_figure(path, figure_title(name), "no threshold sweep in this grid")
+    for sweep_name, sw in params["sweeps"].items():
+        figures.threshold_sweep(all_sweeps[all_sweeps.sweep == sweep_name], path, sw["parameter"],
+                                _note(params, suite))
+    return _figure_files(root, suite, name)
+
+
+def fig10_activations_conv1(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """The first conv layer, the first group (as the paper shows it)."""
+    activation_figure(params, suite, root, name, 0, next(iter(params["groups"])))
+    return _figure_files(root, suite, name)
+
+
+def fig11_activations_conv2(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """The second conv layer, the last group (as the paper shows it)."""
+    activation_figure(params, suite, root, name, 1, list(params["groups"])[-1])
+    return _figure_files(root, suite, name)
+
+
+def showcase_losses(params, suite: str, root: Path) -> pd.DataFrame:
+    show = params["report"]["showcase"]
+    return metric_histories(params, suite, root, show["method"], show["setting"], "train_loss/")
+
+
+def fig12_mtal_loss(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    losses = showcase_losses(params, suite, root)
+    label = params["report"]["display"].get(params["report"]["showcase"]["method"], "")
+    figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]}, root / paths.figure(suite, name),
+                        _note(params, suite), label)
+    return _figure_files(root, suite, name)
+
+
+def write_table(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """One table in every format (catalogue.TABLE_FORMATS), from the run records."""
+    return catalogue.entry(params, "table", name).build(params, suite, root, name, records)
 
 
 def draw_figure(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
-    """One figure, as PNG and PDF (items.FIGURE_FORMATS), from the run records (Figs. 10-11: a model)."""
-    note = "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
-    path = root / paths.figure(suite, name)
-    if name == "fig08_overall":
-        titles = {n: f"{s['paper']}: {s['group']}, {s['setting']}" for n, s in params["tables"].items()}
-        figures.overall_comparison(comparison_tables(params, suite, records), titles, path, note)
-    elif name == "fig09_threshold_sweep":
-        all_sweeps = collect_sweeps(params, suite, root)
-        if not params["sweeps"]:
-            figures.empty_figure(path, FIGURES[name], "no threshold sweep in this grid")
-        for sweep_name, sw in params["sweeps"].items():
-            figures.threshold_sweep(all_sweeps[all_sweeps.sweep == sweep_name], path, sw["parameter"], note)
-    elif name == "fig12_mtal_loss":
-        losses = metric_histories(params, suite, root, "mtal", "no_prior", "train_loss/")
-        figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]}, path, note)
-    elif name in ("fig10_activations_conv1", "fig11_activations_conv2"):
-        activation_figure(params, suite, root, name)
-    else:
-        raise RecordError(f"no figure {name!r}: the figures are {', '.join(items.FIGURES)}")
-    return [root / items.figure_file(suite, name, ext) for ext in items.FIGURE_FORMATS]
+    """One figure, as PNG and PDF (catalogue.FIGURE_FORMATS), from the run records (Figs. 10-11: a model)."""
+    return catalogue.entry(params, "figure", name).build(params, suite, root, name, records)
 
 
 def aggregate(params, suite: str, root: Path, with_items: bool = True) -> dict:
@@ -222,12 +280,10 @@ def aggregate(params, suite: str, root: Path, with_items: bool = True) -> dict:
     check_current(params, suite, root)
     records = collect(params, suite, root)
     written: list[Path] = []
-    for name in table_names(params):
-        written += (write_table(params, suite, root, name, records) if with_items else
-                    [root / paths.table_file(suite, name, ext) for ext in TABLE_FORMATS])
-    for name in items.FIGURES:
-        written += (draw_figure(params, suite, root, name, records) if with_items else
-                    [root / items.figure_file(suite, name, ext) for ext in items.FIGURE_FORMATS])
+    for kind in catalogue.KINDS:
+        for name, entry in catalogue.items(params, kind):
+            written += (entry.build(params, suite, root, name, records) if with_items else
+                        [root / f for f in catalogue.files(params, suite, kind, name)])
     missing = [str(p.relative_to(root)) for p in written if not p.exists()]
     if missing:
         raise RecordError(f"tables or figures missing: {', '.join(missing)}; make them with `hetmtl table` / "
@@ -244,7 +300,7 @@ def aggregate(params, suite: str, root: Path, with_items: bool = True) -> dict:
         summary = (sweeps[sweeps.metric == "test_acc/mean"].groupby(["group", "sweep_value"])["value"]
                    .agg(["mean", "std"]).reset_index().rename(columns={"sweep_value": sw["parameter"]}))
         _write(plots / f"sweep_{sweep_name}.csv", summary.to_csv(index=False, float_format="%.6f"))
-    losses = metric_histories(params, suite, root, "mtal", "no_prior", "train_loss/")
+    losses = showcase_losses(params, suite, root)
     curve = losses.groupby(["group", "task", "epoch"])["value"].mean().reset_index()
     _write(plots / "mtal_train_loss.csv", curve.rename(columns={"value": "train_loss"}).to_csv(index=False))
 

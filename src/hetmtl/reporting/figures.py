@@ -20,10 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hetmtl import files  # noqa: E402
-from hetmtl.reporting.items import FIGURE_FORMATS as FORMATS  # noqa: E402
-from hetmtl.reporting.tables import AVERAGE, DISPLAY  # noqa: E402
+from hetmtl.reporting.catalogue import FIGURE_FORMATS as FORMATS  # noqa: E402
+from hetmtl.reporting.tables import AVERAGE, display_name  # noqa: E402
 
-BASELINE, MTAL, MTAL_PRIOR = "tab:blue", "tab:red", "tab:orange"
+BASELINE = "tab:blue"
 
 
 def _save(fig, path: Path) -> Path:
@@ -38,26 +38,23 @@ def _save(fig, path: Path) -> Path:
         plt.close(fig)
 
 
-def method_colour(method: str) -> str:
-    """Fig. 8's bar colour: MTAL red, MTAL with the task prior orange, baselines blue."""
-    if method.startswith("mtal_prior"):
-        return MTAL_PRIOR
-    return MTAL if method.startswith("mtal") else BASELINE
-
-
-def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note: str):
+def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note: str,
+                   highlight: dict[str, str]):
+    """Fig. 8; ``highlight``: method -> colour of the methods drawn in their own colour
+    (params/report.yaml), the legend naming each by its display name; the rest: baselines."""
     from matplotlib.patches import Patch
     from matplotlib.ticker import MultipleLocator
 
     n = len(tables)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.4), sharey=True, squeeze=False, layout="constrained")
-    present = set()
+    present, names = set(), {}
     for ax, (name, table) in zip(axes[0], tables.items()):
         means = 100 * table[(AVERAGE, "mean")]
         ci = 100 * table[(AVERAGE, "ci")].fillna(0)
-        labels = [DISPLAY.get(m, m) for m in table.index]
-        colours = [method_colour(m) for m in table.index]
-        present |= set(colours)
+        labels = [display_name(table, m) for m in table.index]
+        colours = [highlight.get(m, BASELINE) for m in table.index]
+        present |= set(table.index)
+        names.update((m, display_name(table, m)) for m in table.index)
         ax.bar(range(len(means)), means, yerr=ci, color=colours, capsize=3)
         ax.set_xticks(range(len(means)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(titles[name], fontsize=9)
@@ -67,16 +64,18 @@ def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[0][0].set_ylabel("average test accuracy (%), 95% CI")
-    legend = [(MTAL, "MTAL"), (MTAL_PRIOR, "MTAL with task prior"), (BASELINE, "baselines")]
-    fig.legend(handles=[Patch(color=c, label=text) for c, text in legend if c in present],
+    legend = [(c, names[m]) for m, c in highlight.items() if m in present]
+    legend += [(BASELINE, "baselines")] if present - set(highlight) else []
+    fig.legend(handles=[Patch(color=c, label=text) for c, text in legend],
                loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.suptitle("Fig. 8: overall comparison" + (f" ({note})" if note else ""), fontsize=9)
     return fig
 
 
-def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str) -> Path:
+def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str,
+                       highlight: dict[str, str]) -> Path:
     """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars)."""
-    return _save(overall_figure(tables, titles, note), path)
+    return _save(overall_figure(tables, titles, note, highlight), path)
 
 
 def threshold_sweep(records: pd.DataFrame, path: Path, parameter: str, note: str) -> Path:
@@ -102,7 +101,7 @@ def task_colours(tasks) -> dict[str, tuple]:
     return {t: cmap(i % cmap.N) for i, t in enumerate(names)}
 
 
-def loss_figure(histories: dict[str, pd.DataFrame], note: str):
+def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = ""):
     from matplotlib.ticker import MaxNLocator
 
     n = len(histories)
@@ -118,13 +117,15 @@ def loss_figure(histories: dict[str, pd.DataFrame], note: str):
         ax.set_title(f"({chr(97 + i)}) {group} tasks", fontsize=9)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("Fig. 12: MTAL training-loss curves" + (f" ({note})" if note else ""), fontsize=9)
+    title = f"Fig. 12: {who + ' ' if who else ''}training-loss curves"
+    fig.suptitle(title + (f" ({note})" if note else ""), fontsize=9)
     return fig
 
 
-def loss_curves(histories: dict[str, pd.DataFrame], path: Path, note: str) -> Path:
-    """Fig. 12: MTAL's per-task training loss per epoch (mean over seeds), one panel per group."""
-    return _save(loss_figure(histories, note), path)
+def loss_curves(histories: dict[str, pd.DataFrame], path: Path, note: str, who: str = "") -> Path:
+    """Fig. 12: per-task training loss per epoch (mean over seeds) of the runs of ``who``
+    (params/report.yaml ``showcase``, the paper: MTAL), one panel per group."""
+    return _save(loss_figure(histories, note, who), path)
 
 
 def best_pairs(method, layer: int, n: int) -> list[tuple[float, list[tuple[int, int]]]]:
@@ -137,7 +138,7 @@ def best_pairs(method, layer: int, n: int) -> list[tuple[float, list[tuple[int, 
     T = len(method.tasks)
     found = []
     for i, j in itertools.combinations(range(T), 2):
-        if method.task_bank[layer][i] != method.task_bank[layer][j]:
+        if not method.comparable(layer, i, j):
             continue  # kernels of different shapes (input channels): never compared
         sim = method.similarity(layer, i, j)
         values, flat = sim.flatten().sort(descending=True)
@@ -224,4 +225,4 @@ def empty_figure(path: Path, title: str, message: str) -> Path:
 
 
 __all__ = ["overall_comparison", "threshold_sweep", "loss_curves", "activation_maps", "empty_figure", "best_pairs",
-           "task_colours", "method_colour"]
+           "task_colours"]

@@ -15,31 +15,20 @@ import pandas as pd
 AVERAGE = "Average"
 SHARING = "Kernel sharing"
 
-# Display names, in the paper's row order.
-DISPLAY = {
-    "single_task": "Single-task",
-    "hard_sharing": "Multi-task (hard sharing)",
-    "mtda": "MTDA",
-    "cross_stitch": "Cross-Stitch",
-    "nddr_cnn": "NDDR-CNN",
-    "soft_sharing": "Soft sharing",
-    "mtal": "MTAL",
-    "mtal_common": "MTAL (common start)",
-    "mtal_prior": "MTAL (task prior)",
-}
-
-
 def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
-              tasks: list[str]) -> pd.DataFrame:
+              tasks: list[str], display: dict[str, str] | None = None) -> pd.DataFrame:
     """Rows: methods; columns: (column, "mean"|"std"|"ci"|"n") for tasks, Average,
     sharing; "ci" is the half-width of the 95% t interval of the mean over seeds.
 
     ``rows`` are (run setting, method); a method run in the setting ``shared``
     (no use for R) is labelled as shared between the two settings' tables.
+    ``display``: the methods' display names (params/report.yaml), in row order;
+    the renderers label the rows with them (a method without one: its name).
     """
+    display = dict(display or {})
     sel = records[records.group == group]
     out = {}
-    order = {m: i for i, m in enumerate(DISPLAY)}
+    order = {m: i for i, m in enumerate(display)}
     for setting, method in sorted(rows, key=lambda r: order.get(r[1], len(order))):
         m = sel[(sel.method == method) & (sel.setting == setting)]
         row = {}
@@ -58,7 +47,13 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     shared = table.pop(("_shared", ""))
     table.attrs["shared"] = set(shared.index[shared.astype(bool)])
+    table.attrs["display"] = display
     return table
+
+
+def display_name(table: pd.DataFrame, method: str) -> str:
+    """A row's display name (``summarise``'s ``display``)."""
+    return table.attrs.get("display", {}).get(method, method)
 
 
 def ci_halfwidth(values, level: float = 0.95) -> float:
@@ -89,7 +84,7 @@ def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     best = _best(table)
     rows, bold = [], []
     for method in table.index:
-        row = [DISPLAY.get(method, method) + (" (shared)" if method in table.attrs.get("shared", ()) else "")]
+        row = [display_name(table, method) + (" (shared)" if method in table.attrs.get("shared", ()) else "")]
         marks = [False]
         for col in table.columns.get_level_values(0).unique():
             mean, std = table.loc[method, (col, "mean")], table.loc[method, (col, "std")]

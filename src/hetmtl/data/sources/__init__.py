@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hetmtl.data.sources import chars74k, class_folders, coil20, office31, officehome
 from hetmtl.data.sources.common import Layout, write_archive
+from hetmtl.paths import ARCHIVE_SUFFIXES, is_archive  # noqa: F401 (is_archive: read through this module)
 
 LAYOUTS: dict[str, Layout] = {
     "chars74k_hnd": chars74k.HND,
@@ -33,14 +34,8 @@ LAYOUTS: dict[str, Layout] = {
     "class_folders": class_folders.SOURCE,
 }
 
-ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 # the keys a source entry needs: one downloaded from URLs, or a user's local one (`path`)
 REMOTE_KEYS = ("archive", "md5", "urls", "expected")
-
-
-def is_archive(path: str) -> bool:
-    """Whether a local source's ``path`` names an archive (by its suffix) or a folder."""
-    return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def source_problems(spec: dict) -> list[tuple[str, str]]:

@@ -1,0 +1,150 @@
+"""The report's catalogue: every kind of table and every figure, listed once.
+
+Each entry names its builder, its caption (the one `snakemake --report` shows),
+its formats and what it reads; aggregation, the CLI (``hetmtl table`` /
+``hetmtl figure``), the Snakefile's rules (report.smk) and dvc.yaml's report
+stage all read it. Adding a table or a figure: an entry here and its builder.
+
+A builder is named by its dotted path and imported only when called: this
+module imports no pandas, matplotlib or torch (the Snakefile imports it on
+every invocation). It is kept out of hetmtl/paths.py, whose digest is part of
+every training job's (an edit here must not make the trained runs stale).
+
+Builders are called as ``builder(params, suite, root, name, records)`` and
+return the files they wrote. An entry with ``from_params`` is a kind of table,
+one item per key of that params section (the comparison tables of
+params/grid.yaml ``tables``); its caption is filled from the key's mapping.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from hetmtl import paths
+from hetmtl.errors import UserError
+
+TABLE_FORMATS = ("md", "tex", "csv", "html")  # md: the README; html: `snakemake --report`
+FIGURE_FORMATS = ("png", "pdf")  # PNG for the reports, PDF for papers
+READS = {  # what an entry may read, beyond params/
+    # every item's job first checks that all the suite's receipts are current (collect.check_current)
+    "receipts": "the receipts of the suite's training and sweep runs",
+    "models": "the model.pt of the runs params/report.yaml `showcase` names",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # "table" or "figure"
+    name: str  # the item's name (files, CLI, rules); for a from_params kind: the kind's name
+    builder: str  # "module:function"
+    caption: str
+    reads: tuple[str, ...] = ("receipts",)
+    from_params: str | None = None  # a params section: one item per key of it
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return TABLE_FORMATS if self.kind == "table" else FIGURE_FORMATS
+
+    def build(self, params, suite: str, root: Path, name: str, records) -> list[Path]:
+        module, function = self.builder.split(":")
+        return getattr(importlib.import_module(module), function)(params, suite, root, name, records)
+
+
+_AGG = "hetmtl.reporting.aggregate"
+_SHARED = "(when none is shared: the best-matching pairs, marked NOT shared)."
+
+# In the paper's order; the figure names sort in that order (the report lists items by name).
+CATALOGUE: tuple[Entry, ...] = (
+    Entry("table", "comparison", f"{_AGG}:comparison_table", from_params="tables",
+          caption="Reproduces the paper's {paper}: {group} tasks, setting {setting}."),
+    Entry("table", "table6", f"{_AGG}:sharing_table_files",
+          caption="Reproduces the paper's Table 6: the kernel sharing ratio per conv layer of the methods "
+                  "params/report.yaml `sharing` names."),
+    Entry("figure", "fig08_overall", f"{_AGG}:fig08_overall",
+          caption="Reproduces the paper's Fig. 8: average test accuracy of every method in every table "
+                  "(params/report.yaml `highlight`: the methods in their own colour; baselines blue)."),
+    Entry("figure", "fig09_threshold_sweep", f"{_AGG}:fig09_threshold_sweep",
+          caption="Reproduces the paper's Fig. 9: MTAL's accuracy against the threshold rho."),
+    Entry("figure", "fig10_activations_conv1", f"{_AGG}:fig10_activations_conv1", reads=("receipts", "models"),
+          caption="Reproduces the paper's Fig. 10: activation maps of shared kernels, first conv layer " + _SHARED),
+    Entry("figure", "fig11_activations_conv2", f"{_AGG}:fig11_activations_conv2", reads=("receipts", "models"),
+          caption="Reproduces the paper's Fig. 11: activation maps of shared kernels, second conv layer " + _SHARED),
+    Entry("figure", "fig12_mtal_loss", f"{_AGG}:fig12_mtal_loss",
+          caption="Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves (one colour per task)."),
+)
+KINDS = ("table", "figure")
+
+
+def items(params, kind: str) -> list[tuple[str, Entry]]:
+    """(name, entry) of every table or figure of the grid, in the catalogue's order."""
+    out = []
+    for e in CATALOGUE:
+        if e.kind == kind:
+            out += [(n, e) for n in params[e.from_params]] if e.from_params else [(e.name, e)]
+    return out
+
+
+def names(params, kind: str) -> list[str]:
+    return [n for n, _ in items(params, kind)]
+
+
+def fixed_names(kind: str) -> list[str]:
+    """The names that do not come from params (the CLI's help lists them)."""
+    return [e.name for e in CATALOGUE if e.kind == kind and not e.from_params]
+
+
+def described(kind: str) -> str:
+    """Every name of a kind, for a reader without params at hand (the CLI's help)."""
+    return " or ".join(f"a key of params `{e.from_params}`" if e.from_params else e.name
+                     for e in CATALOGUE if e.kind == kind)
+
+
+def entry(params, kind: str, name: str) -> Entry:
+    for n, e in items(params, kind):
+        if n == name:
+            return e
+    raise UserError(f"no {kind} {name!r}: the catalogue (hetmtl/reporting/catalogue.py) and params/grid.yaml "
+                    f"give {', '.join(names(params, kind))}")
+
+
+def figure_file(suite: str, name: str, ext: str = "png") -> Path:
+    return paths.figure(suite, name).with_suffix(f".{ext}")
+
+
+def item_file(suite: str, kind: str, name: str, ext: str) -> Path:
+    return paths.table_file(suite, name, ext) if kind == "table" else figure_file(suite, name, ext)
+
+
+def files(params, suite: str, kind: str, name: str) -> list[Path]:
+    """Every file one item is written as (relative to the project root)."""
+    return [item_file(suite, kind, name, ext) for ext in entry(params, kind, name).formats]
+
+
+def caption(params, kind: str, name: str) -> str:
+    """The item's caption in the `snakemake --report` (the suite's scale notes come from the rule)."""
+    e = entry(params, kind, name)
+    return e.caption.format(**params[e.from_params][name]) if e.from_params else e.caption
+
+
+def showcase_runs(params, suite: str) -> list:
+    """The runs of params/report.yaml ``showcase`` (the models Figs. 10-11 load)."""
+    show = params["report"]["showcase"]
+    return [k for k in params.runs(suite) if k["setting"] == show["setting"] and k["method"] == show["method"]]
+
+
+def inputs(params, suite: str, kind: str, name: str) -> dict[str, list[str]]:
+    """What one item reads, as files (its Snakemake job's inputs)."""
+    e = entry(params, kind, name)
+    out = {}
+    if "receipts" in e.reads:
+        out["receipts"] = [str(run.receipt) for run in params.runs(suite)]
+        out["sweeps"] = [str(run.receipt) for run in params.sweep_runs(suite)]
+    if "models" in e.reads:
+        out["models"] = [str(run.model) for run in showcase_runs(params, suite)]
+    return out
+
+
+__all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "caption", "described", "entry",
+           "figure_file", "files", "fixed_names", "inputs", "item_file", "items", "names", "showcase_runs"]
