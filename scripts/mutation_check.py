@@ -217,10 +217,18 @@ MECHANISMS = [
   ("report: fig8 colours not from params", "src/hetmtl/reporting/aggregate.py", '_note(params, suite), params["report"]["highlight"])', "_note(params, suite), {})", "tests/test_catalogue.py::test_fig8_builder_draws_every_table_with_the_display_names_of_params"),
   ("report params: reference unchecked", "src/hetmtl/params/__init__.py", '        if setting in d["settings"] and m not in d["settings"][setting]["methods"]:', "        if False:", "tests/test_catalogue.py::test_report_params_name_methods_the_grid_has"),
   ("catalogue: figures read no models", "src/hetmtl/reporting/catalogue.py", '    if "models" in e.reads:', "    if False:", "tests/test_catalogue.py::test_every_entry_has_its_builder_a_caption_and_known_inputs"),
-  ("catalogue: a figure without a rule", "workflow/rules/report.smk", 'FIGURES = catalogue.names(P, "figure")', 'FIGURES = catalogue.names(P, "figure")[:-1]', "tests/test_catalogue.py::test_every_catalogue_item_is_a_snakemake_job_and_in_the_dvc_report_stage"),
+  ("catalogue: a figure without a rule", "workflow/Snakefile", 'FIGURES = catalogue.names(P, "figure")', 'FIGURES = catalogue.names(P, "figure")[:-1]', "tests/test_catalogue.py::test_every_catalogue_item_is_a_snakemake_job_and_in_the_dvc_report_stage"),
   ("catalogue: dvc report stage without report.yaml", DVCY, ',\n                           "params/report.yaml": ["report"]})', "})", "tests/test_catalogue.py::test_every_catalogue_item_is_a_snakemake_job_and_in_the_dvc_report_stage"),
   ("catalogue: cli help not from the catalogue", "src/hetmtl/cli.py", """help=f"{catalogue.described('table')} (hetmtl/reporting/catalogue.py)")""", 'help="a table")', "tests/test_catalogue.py::test_the_cli_help_names_every_table_and_figure_of_the_catalogue"),
   ("mtal: every pair comparable", MTAL, "        return self.task_bank[layer][i] == self.task_bank[layer][j]", "        return True", "tests/test_report.py::test_nothing_shared_shows_the_best_matching_pairs_marked_not_shared"),
+  # one wildcard_constraints block, the run identity, the resolver (issue 12)
+  ("snakemake: group wildcard unconstrained", "workflow/Snakefile", '    group=one_of(P["groups"]),', '    group=r"[^/]+",', "tests/test_workflow.py::test_wildcards_take_only_the_names_params_define"),
+  ("snakemake: table wildcard unconstrained", "workflow/Snakefile", "    table=one_of(TABLES),", '    table=r"[^/.]+",', "tests/test_workflow.py::test_wildcards_take_only_the_names_params_define"),
+  ("resolve: a run outside the grid accepted", "src/hetmtl/resolve.py", "    if run not in (params.sweep_runs(run.suite) if run.sweep else params.runs(run.suite)):", "    if False:", "tests/test_resolve.py::test_a_run_outside_the_grid_is_refused_in_one_line"),
+  ("resolve: sweep value not put in", "src/hetmtl/resolve.py", '        mcfg[params["sweeps"][run.sweep]["parameter"]] = run.value', "        pass", "tests/test_resolve.py::test_a_sweep_point_resolves_with_the_swept_value_and_the_sweeps_epochs"),
+  ("resolve: data not in the params digest", "src/hetmtl/resolve.py", "params_digest=_digest(run_params, data_md5,", "params_digest=_digest(run_params, {},", "tests/test_resolve.py::test_a_grid_run_resolves_to_what_its_job_reads"),
+  ("resolve: a variant runs its own name", "src/hetmtl/resolve.py", "method_class=params.base_method(run.method)", "method_class=run.method", "tests/test_resolve.py::test_a_grid_run_resolves_to_what_its_job_reads"),
+  ("runs: stale receipts listed as done", "src/hetmtl/cli.py", '            state = "done" if receipts.read(path).get("job_digest") == p.job_digest(run) else "stale"', '            state = "done"', "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

@@ -61,3 +61,21 @@ def test_every_suite_plans_in_snakemake_and_renders_for_dvc(tmp_path):
     for suite in params["suites"]:
         text = dvc_yaml.render(params, suite)[dvc_yaml.ROOT_FILE]
         assert "prepare-" in text and ("images_per_class" in text) == ("images_per_class" in params.suite(suite))
+
+
+def test_wildcards_take_only_the_names_params_define():
+    """One wildcard_constraints block (workflow/Snakefile): a target whose group,
+    method, table or figure params/ do not name has no rule, instead of a job
+    that fails later or, worse, trains something nobody asked for."""
+    def plan(target):
+        return subprocess.run(["snakemake", "-n", target, "--config", "suite=tiny"], cwd=ROOT, env=_env(),
+                              capture_output=True, text=True, timeout=120)
+
+    good = plan("results/tiny/runs/related/no_prior/mtal/seed0/receipt.json")
+    assert good.returncode == 0, good.stdout + good.stderr
+    for bad in ("results/tiny/runs/bogus/no_prior/mtal/seed0/receipt.json",
+                "results/tiny/runs/related/no_prior/mtal_x/seed0/receipt.json",
+                "reports/tiny/tables/table99.md", "reports/tiny/figures/fig99_x.png",
+                "results/tiny/sweeps/gamma/related/0.1/seed0/receipt.json"):
+        proc = plan(bad)
+        assert proc.returncode != 0 and "No rule to produce" in proc.stdout + proc.stderr, bad

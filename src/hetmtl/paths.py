@@ -61,16 +61,21 @@ def checkpoint(suite: str, group: str, setting: str, method: str, seed: int) -> 
     return Path("results") / suite / "checkpoints" / group / setting / method / f"seed{seed}.pt"
 
 
-def sweep_dir(suite: str, sweep: str, group: str, value: float, seed: int) -> Path:
-    return Path("results") / suite / "sweeps" / sweep / group / f"{value:g}" / f"seed{seed}"
+def _value(value: float | str) -> str:
+    """A swept value as a folder name (``{value}``: a wildcard of the Snakefile's patterns)."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
-def sweep_receipt(suite: str, sweep: str, group: str, value: float, seed: int) -> Path:
+def sweep_dir(suite: str, sweep: str, group: str, value: float | str, seed: int) -> Path:
+    return Path("results") / suite / "sweeps" / sweep / group / _value(value) / f"seed{seed}"
+
+
+def sweep_receipt(suite: str, sweep: str, group: str, value: float | str, seed: int) -> Path:
     return sweep_dir(suite, sweep, group, value, seed) / "receipt.json"
 
 
-def sweep_checkpoint(suite: str, sweep: str, group: str, value: float, seed: int) -> Path:
-    return Path("results") / suite / "checkpoints" / "sweeps" / sweep / group / f"{value:g}" / f"seed{seed}.pt"
+def sweep_checkpoint(suite: str, sweep: str, group: str, value: float | str, seed: int) -> Path:
+    return Path("results") / suite / "checkpoints" / "sweeps" / sweep / group / _value(value) / f"seed{seed}.pt"
 
 
 def figure(suite: str, name: str) -> Path:

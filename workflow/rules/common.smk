@@ -2,6 +2,11 @@
 # and the wall time a training job books.
 
 
+def one_of(names):
+    """A wildcard constraint: exactly one of these names."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
 def archive_of_source(source):
     return str(paths.raw_archive(S, P["sources"][source]))
 

@@ -1,14 +1,10 @@
 # Data: one fetch job per source archive, one prepare job per task.
 
-SOURCE_OF_ARCHIVE = {paths.archive_name(P["sources"][s]): s for s in SOURCES}
-
 
 rule fetch:
     output:
         archive=f"{S['raw_dir']}/{{archive}}",
         md5=f"{S['raw_dir']}/{{archive}}.md5",
-    wildcard_constraints:
-        archive="|".join(map(re.escape, SOURCE_OF_ARCHIVE)),
     params:
         suite=SUITE,
         source=lambda wc: SOURCE_OF_ARCHIVE[wc.archive],
@@ -30,10 +26,8 @@ rule prepare:
         # rerun trigger: the parameters this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.prepare_digest(SUITE, wc.task),
     output:
-        images=f"data/prepared/{SUITE}/{{task}}/images.pt",
-        manifest=f"data/prepared/{SUITE}/{{task}}/manifest.json",
-    wildcard_constraints:
-        task="|".join(map(re.escape, GROUP_TASKS)),
+        images=str(paths.prepared_images(SUITE, "{task}")),
+        manifest=str(paths.prepared_manifest(SUITE, "{task}")),
     log:
         f"logs/{SUITE}/prepare/{{task}}.log",
     conda:

@@ -1,17 +1,12 @@
 # Sweeps (paper Fig. 9) and the aggregation: receipts -> their MLflow runs ->
 # tables, figures, DVC metrics and plot data, and the `snakemake --report` items.
 
-SWEEP_RUNS = P.sweep_runs(SUITE)
-SWEEP_DIR = f"results/{SUITE}/sweeps/{{sweep}}/{{group}}/{{value}}"
+SWEEP_POINT = RunId(SUITE, "{group}", "{setting}", "{method}", 0, "{sweep}", "{value}")  # a wildcard pattern
 SWEEP_SEEDS = S["sweeps"][next(iter(P["sweeps"]))]["seeds"] if P["sweeps"] else []
 if any(S["sweeps"][n]["seeds"] != SWEEP_SEEDS for n in P["sweeps"]):
     raise ValueError(f"params/suites/{SUITE}.yaml: suite.sweeps: every sweep must use the same seeds "
                      "(one sweep job trains them all)")
 STANDIN = " The data are GENERATED STAND-INS, not the paper's data sets." if S["data"] == "standin" else ""
-# Every table and figure, from the report's catalogue (hetmtl/reporting/catalogue.py):
-# its name, caption, formats and what it reads.
-TABLES = catalogue.names(P, "table")
-FIGURES = catalogue.names(P, "figure")  # fig08_overall ... fig12_mtal_loss: the names sort in the paper's order
 REPORT_FILES = [str(f) for kind in catalogue.KINDS for name in catalogue.names(P, kind)
                 for f in catalogue.files(P, SUITE, kind, name)]
 REPORT_DIGEST = P.digest("report")  # display names and roles: a rerun trigger of every table and figure
@@ -27,10 +22,8 @@ rule sweep:
                                              P["sweeps"][wc.sweep]["method"], SWEEP_SEEDS[0], wc.sweep,
                                              float(wc.value))),
     output:  # the sweep's seeds, one after the other in one job
-        receipts=[f"{SWEEP_DIR}/seed{seed}/receipt.json" for seed in SWEEP_SEEDS],
-        models=[f"{SWEEP_DIR}/seed{seed}/model.pt" for seed in SWEEP_SEEDS],
-    wildcard_constraints:
-        value=r"[0-9.e+-]+",
+        receipts=[str(replace(SWEEP_POINT, seed=seed).receipt) for seed in SWEEP_SEEDS],
+        models=[str(replace(SWEEP_POINT, seed=seed).model) for seed in SWEEP_SEEDS],
     threads: 1
     resources:
         gpu=1 if S["data"] == "real" else 0,
@@ -61,8 +54,6 @@ rule table:
         suite=SUITE,
         caption=lambda wc: f"{catalogue.caption(P, 'table', wc.table)} Suite {SUITE}.{STANDIN}",
         report=REPORT_DIGEST,
-    wildcard_constraints:
-        table="|".join(TABLES),
     log:
         f"logs/{SUITE}/table/{{table}}.log",
     conda:
@@ -82,8 +73,6 @@ rule figure:
         suite=SUITE,
         caption=lambda wc: f"{catalogue.caption(P, 'figure', wc.figure)}{STANDIN}",
         report=REPORT_DIGEST,
-    wildcard_constraints:
-        figure="|".join(FIGURES),
     log:
         f"logs/{SUITE}/figure/{{figure}}.log",
     conda:
