@@ -30,7 +30,8 @@ def run(method, tasks, **kw):
     return fit(method, tasks, cfg(**kw), torch.device("cpu"), progress=False)
 
 
-CS_CFG = {"pretrain_fraction": 0.5, "own_weight": 0.9, "unit_lr_mult": 100, "unit_bn_lr_mult": 1}
+CS_CFG = {"pretrain_fraction": 0.5, "own_weight": 0.9, "unit_lr_mult": 100, "unit_bn": True, "unit_bn_lr_mult": 1}
+HS_CFG = {"relation_threshold": 0.5}
 
 
 def test_cross_stitch_with_identity_mixing_equals_independent_columns(toy_tasks):
@@ -146,7 +147,7 @@ def test_hard_sharing_prior_builds_one_trunk_per_cluster(toy_tasks):
 def test_frozen_blocks_are_bit_identical_after_training(toy_tasks):
     for name in ("single_task", "hard_sharing", "mtal", "cross_stitch"):
         extra = {"mtal": {"rho": 0.0, "alpha": .5, "beta": .5, "warmup": 5, "share_every": 1, "start": "independent"},
-                 "cross_stitch": CS_CFG}.get(name, {})
+                 "cross_stitch": CS_CFG, "hard_sharing": HS_CFG}.get(name, {})
         m = METHODS[name](infos(toy_tasks), SPEC, extra, 0)
         assert m.freeze_blocks(1) > 0
         frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
@@ -159,7 +160,7 @@ def test_frozen_blocks_are_bit_identical_after_training(toy_tasks):
 
 
 def test_uncertainty_weighting_learns_task_weights(toy_tasks):
-    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {"task_weighting": "uncertainty"}, 0)
+    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {**HS_CFG, "task_weighting": "uncertainty"}, 0)
     out = run(m, toy_tasks, lr=0.05)
     assert m.log_vars is not None and not torch.equal(m.log_vars.detach(), torch.zeros(3))
     assert "task_weight/g1" in out["history"][-1]
@@ -175,7 +176,7 @@ def test_imagenet_init_loads_weights_from_the_torch_hub_cache(tmp_path, monkeypa
     import torchvision
     from torchvision.models import VGG16_Weights
 
-    from hetmtl.models import vgg
+    from hetmtl.models import base as vgg
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     vgg.imagenet_state.cache_clear()
@@ -189,8 +190,8 @@ def test_imagenet_init_loads_weights_from_the_torch_hub_cache(tmp_path, monkeypa
     finally:
         vgg.imagenet_state.cache_clear()
     sd = gray.state_dict()
-    assert torch.equal(sd["features.2.weight"], fake["features.2.weight"])
-    assert torch.equal(sd["features.0.weight"], fake["features.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(sd["stages.0.2.weight"], fake["features.2.weight"])
+    assert torch.equal(sd["stem.weight"], fake["features.0.weight"].sum(1, keepdim=True))
     assert torch.equal(sd["head.2.0.weight"], fake["classifier.0.weight"])
     assert torch.equal(sd["head.2.6.weight"], scratch.state_dict()["head.2.6.weight"])  # own output layer
     assert sd["head.2.6.weight"].shape == (10, 4096)
@@ -199,7 +200,7 @@ def test_imagenet_init_loads_weights_from_the_torch_hub_cache(tmp_path, monkeypa
 def test_imagenet_init_needs_a_backbone_with_weights():
     import pytest
 
-    from hetmtl.models.vgg import ImageNetWeightsError, imagenet_state
+    from hetmtl.models.base import ImageNetWeightsError, imagenet_state
 
     with pytest.raises(ImageNetWeightsError, match="no ImageNet weights"):
         imagenet_state(BACKBONES["vgg_small"])
@@ -228,12 +229,12 @@ def test_task_weighting_applies_to_joint_methods_only(toy_tasks):
     single = METHODS["single_task"](infos(toy_tasks), SPEC, {"task_weighting": "uncertainty"}, 0)
     assert single.log_vars is None
     for name in ("hard_sharing", "soft_sharing"):
-        cfg = {"task_weighting": "uncertainty", **({"gamma": 0.0} if name == "soft_sharing" else {})}
+        cfg = {"task_weighting": "uncertainty", **({"gamma": 0.0} if name == "soft_sharing" else HS_CFG)}
         assert METHODS[name](infos(toy_tasks), SPEC, cfg, 0).log_vars is not None, name
 
 
 def test_uncertainty_weights_receive_their_gradient(toy_tasks):
-    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {"task_weighting": "uncertainty"}, 0)
+    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {**HS_CFG, "task_weighting": "uncertainty"}, 0)
     with torch.no_grad():
         m.log_vars.copy_(torch.tensor([0.3, -0.2, 0.1]))
     losses = torch.tensor([1.0, 2.0, 3.0])
@@ -302,7 +303,7 @@ def test_imagenet_init_offline_fails_fast_naming_where_the_file_goes(tmp_path, m
     import pytest
     import torch.hub
 
-    from hetmtl.models import vgg
+    from hetmtl.models import base as vgg
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     vgg.imagenet_state.cache_clear()
@@ -324,10 +325,10 @@ def test_column_pretraining_freezes_what_the_method_freezes(toy_tasks):
 
     cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, CS_CFG, 0)
     cs.freeze_blocks(1)
-    first = cs.nets[0].features[0].weight.detach().clone()
+    first = cs.nets[0].stem.weight.detach().clone()
     train_deep(cs, toy_tasks, cfg(epochs=2), torch.device("cpu"), None, lambda *a: None, False,
                infos(toy_tasks), SPEC, {**CS_CFG, "init": "scratch"}, freeze_blocks=1)
-    assert torch.equal(cs.nets[0].features[0].weight, first)
+    assert torch.equal(cs.nets[0].stem.weight, first)
 
 
 def test_column_methods_resume_in_either_phase(toy_tasks):
