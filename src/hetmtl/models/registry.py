@@ -44,4 +44,5 @@ BACKBONES: dict[str, BackboneSpec] = {
     # where plain VGG-16 on a few hundred images per task would not leave its plateau
     "vgg16_bn": BackboneSpec("vgg16_bn", VGG16_CFG, "vgg_classifier", batch_norm=True,
                              imagenet_weights="VGG16_BN_Weights.IMAGENET1K_V1"),
+    "resnet18": BackboneSpec("resnet18", (), "gap_linear", True, "ResNet18_Weights.IMAGENET1K_V1", family="resnet"),
 }
