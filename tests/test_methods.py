@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
+from contract_cases import BACKBONE_NAMES, EPOCHS, case
 
 from conftest import fake_task
 from hetmtl.methods import METHODS, TaskInfo
@@ -34,17 +36,19 @@ CS_CFG = {"pretrain_fraction": 0.5, "own_weight": 0.9, "unit_lr_mult": 100, "uni
 HS_CFG = {"relation_threshold": 0.5}
 
 
-def test_cross_stitch_with_identity_mixing_equals_independent_columns(toy_tasks):
-    single = METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0)
-    cs = METHODS["cross_stitch"](infos(toy_tasks), SPEC, {**CS_CFG, "own_weight": 1.0}, 0)
+@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
+def test_cross_stitch_with_identity_mixing_equals_independent_columns(backbone, toy_tasks):
+    spec, tasks = case(backbone, toy_tasks)
+    single = METHODS["single_task"](infos(tasks), spec, {}, 0)
+    cs = METHODS["cross_stitch"](infos(tasks), spec, {**CS_CFG, "own_weight": 1.0}, 0)
     cs.init_from(single.state_dict())
     for a in cs.alpha:
         a.requires_grad_(False)  # keep the identity
-    for t, d in enumerate(toy_tasks):
+    for t, d in enumerate(tasks):
         x = d.x["test"][:6].float() / 255
         single.eval(), cs.eval()
         torch.testing.assert_close(cs(t, x), single(t, x), rtol=0, atol=0)
-    a, b = run(single, toy_tasks), run(cs, toy_tasks)
+    a, b = run(single, tasks, epochs=EPOCHS[backbone]), run(cs, tasks, epochs=EPOCHS[backbone])
     assert a["test"] == b["test"]
     torch.testing.assert_close(torch.tensor([h["train_loss/g1"] for h in a["history"]]),
                                torch.tensor([h["train_loss/g1"] for h in b["history"]]))
@@ -76,16 +80,23 @@ def test_mixing_initialisation_and_prior():
     assert prior[0, 1] > prior[0, 2] > prior[0, 3] == 0
 
 
-def test_nddr_with_identity_own_block_and_no_unit_norm_equals_single_task(toy_tasks):
-    single = METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0)
-    nddr = METHODS["nddr_cnn"](infos(toy_tasks), SPEC, {**CS_CFG, "own_weight": 1.0, "unit_bn": False}, 0)
+@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
+def test_nddr_with_identity_own_block_and_no_unit_norm_equals_single_task(backbone, toy_tasks):
+    spec, tasks = case(backbone, toy_tasks)
+    single = METHODS["single_task"](infos(tasks), spec, {}, 0)
+    nddr = METHODS["nddr_cnn"](infos(tasks), spec, {**CS_CFG, "own_weight": 1.0, "unit_bn": False}, 0)
     nddr.init_from(single.state_dict())
     for p in nddr.unit_parameters():
         p.requires_grad_(False)
-    a, b = run(single, toy_tasks), run(nddr, toy_tasks)
+    a, b = run(single, tasks, epochs=EPOCHS[backbone]), run(nddr, tasks, epochs=EPOCHS[backbone])
     assert a["test"] == b["test"]
-    for ha, hb in zip(a["history"], b["history"]):
-        for k in ("train_loss/g1", "train_loss/c1", "train_loss/g2"):
+    # The columns' convolutions see every task's rows at once: rounding differs in
+    # the last bit, which ResNet's BatchNorm over 8-image batches amplifies after
+    # the first epoch (measured: 7e-7 after epoch 1, 3e-2 after epoch 2); VGG-tiny
+    # stays within 1e-5 over every epoch.
+    epochs = len(a["history"]) if backbone == "vgg_tiny" else 1
+    for ha, hb in zip(a["history"][:epochs], b["history"][:epochs]):
+        for k in (f"train_loss/{d.name}" for d in tasks):
             assert abs(ha[k] - hb[k]) < 1e-5
 
 
@@ -105,10 +116,35 @@ def test_adapt_channels():
     torch.testing.assert_close(adapt_channels(colour, 1), colour.mean(1, keepdim=True))
 
 
-def test_soft_sharing_gamma_zero_equals_single_task(toy_tasks):
-    a = run(METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0), toy_tasks)
-    b = run(METHODS["soft_sharing"](infos(toy_tasks), SPEC, {"gamma": 0.0}, 0), toy_tasks)
+@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
+def test_soft_sharing_gamma_zero_equals_single_task(backbone, toy_tasks):
+    spec, tasks = case(backbone, toy_tasks)
+    a = run(METHODS["single_task"](infos(tasks), spec, {}, 0), tasks, epochs=EPOCHS[backbone])
+    b = run(METHODS["soft_sharing"](infos(tasks), spec, {"gamma": 0.0}, 0), tasks, epochs=EPOCHS[backbone])
     assert a == b
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
+def test_hard_sharing_of_one_task_is_single_task(backbone, toy_tasks):
+    """One task: its stem, the shared trunk and its head are its own network."""
+    spec, tasks = case(backbone, toy_tasks)
+    a = run(METHODS["single_task"](infos(tasks[:1]), spec, {}, 0), tasks[:1], epochs=EPOCHS[backbone])
+    b = run(METHODS["hard_sharing"](infos(tasks[:1]), spec, HS_CFG, 0), tasks[:1], epochs=EPOCHS[backbone])
+    assert a == b
+
+
+@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
+def test_hard_sharing_keeps_batchnorm_per_task(backbone, toy_tasks):
+    """A task's batch moves only its own BatchNorm statistics in the shared trunk."""
+    spec, tasks = case(backbone, toy_tasks)
+    m = METHODS["hard_sharing"](infos(tasks), spec, HS_CFG, 0).train()
+    bn = next(mod for mod in m.trunks[0].modules() if type(mod).__name__ == "PerTask")
+    before = [c.running_mean.clone() for c in bn.copies]
+    with torch.no_grad():
+        m(1, tasks[1].x["train"][:8].float() / 255)
+    after = [c.running_mean for c in bn.copies]
+    assert not torch.equal(after[1], before[1])
+    assert all(torch.equal(after[t], before[t]) for t in range(len(tasks)) if t != 1)
 
 
 def test_soft_sharing_penalty_pulls_networks_together(toy_tasks):
