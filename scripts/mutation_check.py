@@ -20,6 +20,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 SCRATCH = tempfile.mkdtemp(prefix="hetmtl-mutants-")
 T_MTAL, T_METHODS, T_TRAIN = "tests/test_mtal.py", "tests/test_methods.py", "tests/test_training.py"
 MTAL, JOB = "src/hetmtl/methods/mtal.py", "src/hetmtl/training/job.py"
+BASE = "src/hetmtl/models/base.py"
 MTDA, T_MTDA = "src/hetmtl/methods/mtda.py", "tests/test_mtda.py"
 FS, T_FS, DVCY = "src/hetmtl/forkserver.py", "tests/test_forkserver.py", "src/hetmtl/dvc_yaml.py"
 T_RERUN = "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches"
@@ -67,6 +68,16 @@ MECHANISMS = [
   ("mtal: duplicates not counted", MTAL, "duplicates += sum(", "duplicates += 0 * sum(", f"{T_MTAL}::test_within_task_duplicates_are_counted"),
   ("mtal: schedule not validated", "src/hetmtl/params/__init__.py", '                    if spec["warmup"] >= epochs:', "                    if False:", f"{T_MTAL}::test_params_refuse_a_schedule_that_ends_on_a_matching"),
   ("mtal: BN re-estimated without merge", MTAL, "            if self.share(optimizer):", "            if self.share(optimizer) or True:", f"{T_MTAL}::test_rho_above_one_trains_exactly_like_single_task"),
+  # the backbone contract (issue 12): any backbone through stem, stages, head and named convs
+  ("backbone: shared conv ignores its stride", MTAL, "        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)", "        return F.conv2d(x, w, b, 1, self.padding, self.dilation, self.groups)", f"{T_MTAL}::test_resnet18_shared_convolutions_keep_their_stride_and_padding"),
+  ("backbone: shared conv pads by one", MTAL, "        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)", "        return F.conv2d(x, w, b, self.stride, 1, self.dilation, self.groups)", f"{T_MTAL}::test_resnet18_shared_convolutions_keep_their_stride_and_padding"),
+  ("backbone: per-task BN is task 0's", BASE, "            return self.copies[segs[0][0]](x)", "            return self.copies[0](x)", f"{T_METHODS}::test_hard_sharing_keeps_batchnorm_per_task"),
+  ("backbone: per-task BN rows all task 0's", BASE, "self.copies[t](part) for (t, _), part", "self.copies[0](part) for (t, _), part", f"{T_METHODS}::test_cross_stitch_with_identity_mixing_equals_independent_columns"),
+  ("backbone: forward_stage skips a stage", BASE, "        return self.stages[i](x)", "        return x if i == 1 else self.stages[i](x)", "tests/test_models.py::test_resnet18_through_the_contract_is_torchvisions_resnet18"),
+  ("backbone: resnet gray stem not summed", BASE, "                value = value.sum(dim=1, keepdim=True)\n            else:", "                value = value.mean(dim=1, keepdim=True)\n            else:", "tests/test_models.py::test_resnet18_grayscale_stem_sums_the_imagenet_rgb_kernels"),
+  ("backbone: common start stem not summed", BASE, "            value = value.sum(dim=1, keepdim=True)\n        own[key] = value.clone()", "            value = value.mean(dim=1, keepdim=True)\n        own[key] = value.clone()", f"{T_MTAL}::test_common_start_copies_one_backbone"),
+  ("backbone: stage tags one block late", BASE, "            p.hetmtl_block = i\n", "            p.hetmtl_block = i + 1\n", "tests/test_models.py::test_resnet18_freeze_blocks_freezes_the_stem_and_the_first_layers"),
+  ("backbone: columns skip the stem", "src/hetmtl/methods/columns.py", "        feats = [net.forward_stem(torch.cat(", "        feats = [(lambda v: v)(torch.cat(", f"{T_METHODS}::test_cross_stitch_with_identity_mixing_equals_independent_columns"),
   # MTDA (SPEC 5): the coupling through the shared projection
   ("mtda: P from one task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[0].T @ Sb[0] @ W[0], m)", f"{T_MTDA}::test_a_task_with_few_samples_gains_from_the_others"),
   ("mtda: P from another task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[-1].T @ Sb[-1] @ W[-1], m)", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
