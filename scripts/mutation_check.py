@@ -20,6 +20,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 SCRATCH = tempfile.mkdtemp(prefix="hetmtl-mutants-")
 T_MTAL, T_METHODS, T_TRAIN = "tests/test_mtal.py", "tests/test_methods.py", "tests/test_training.py"
 MTAL, JOB = "src/hetmtl/methods/mtal.py", "src/hetmtl/training/job.py"
+BASE = "src/hetmtl/models/base.py"
 MTDA, T_MTDA = "src/hetmtl/methods/mtda.py", "tests/test_mtda.py"
 FS, T_FS, DVCY = "src/hetmtl/forkserver.py", "tests/test_forkserver.py", "src/hetmtl/dvc_yaml.py"
 T_RERUN = "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches"
@@ -66,13 +67,23 @@ MECHANISMS = [
   ("mtal: BN re-estimate keeps old stats", "src/hetmtl/training/loop.py", "        m.reset_running_stats()\n        m.momentum = None", "        m.momentum = 0.1", f"{T_MTAL}::test_batchnorm_statistics_are_those_of_the_merged_weights"),
   ("mtal: groups by single linkage", MTAL, "            if not all(similar(t, k, u, q) for t, k in kernels[ra] for u, q in kernels[rb]):", "            if False:", f"{T_MTAL}::test_unrelated_tasks_never_share_through_a_related_third"),
   ("mtal: per-pair threshold ignored", "src/hetmtl/methods/mtal_prior.py", "thresholds=pair_thresholds(R, cfg))", "thresholds=None)", f"{T_MTAL}::test_prior_thresholds_decide_which_pairs_share"),
-  ("mtal: one task's gradient lost", MTAL, "        return self.bank_w[bank][idx], self.bank_b[bank][idx]", "        return (self.bank_w[bank][idx] if t == 0 else self.bank_w[bank][idx].detach()), self.bank_b[bank][idx]", f"{T_MTAL}::test_shared_slot_receives_the_sum_of_both_tasks_gradients"),
+  ("mtal: one task's gradient lost", MTAL, "        return self.bank_w[bank][idx], (None if bias is None else bias[idx])", "        return (self.bank_w[bank][idx] if t == 0 else self.bank_w[bank][idx].detach()), (None if bias is None else bias[idx])", f"{T_MTAL}::test_shared_slot_receives_the_sum_of_both_tasks_gradients"),
   ("mtal: cosine unnormalised", MTAL, "wi = F.normalize(self.kernel(i, layer)[0].detach().flatten(1), dim=1)", "wi = self.kernel(i, layer)[0].detach().flatten(1)", f"{T_MTAL}::test_similarity_is_cosine_of_vectorised_kernels"),
-  ("mtal: common start ignored", "src/hetmtl/models/vgg.py", "        load_backbone(net, state)", "        pass", f"{T_MTAL}::test_common_start_copies_one_backbone"),
+  ("mtal: common start ignored", "src/hetmtl/models/base.py", "        load_backbone(net, state)", "        pass", f"{T_MTAL}::test_common_start_copies_one_backbone"),
   ("mtal: parameters saved miscounted", MTAL, "saved_params += (len(flat) - used) * per_kernel", "saved_params += (len(flat) - used) * (per_kernel - 1)", f"{T_MTAL}::test_parameter_compression_counts_the_parameters_saved"),
   ("mtal: duplicates not counted", MTAL, "duplicates += sum(", "duplicates += 0 * sum(", f"{T_MTAL}::test_within_task_duplicates_are_counted"),
   ("mtal: schedule not validated", "src/hetmtl/params/__init__.py", '                    if spec["warmup"] >= epochs:', "                    if False:", f"{T_MTAL}::test_params_refuse_a_schedule_that_ends_on_a_matching"),
   ("mtal: BN re-estimated without merge", MTAL, "            if self.share(optimizer):", "            if self.share(optimizer) or True:", f"{T_MTAL}::test_rho_above_one_trains_exactly_like_single_task"),
+  # the backbone contract (issue 12): any backbone through stem, stages, head and named convs
+  ("backbone: shared conv ignores its stride", MTAL, "        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)", "        return F.conv2d(x, w, b, 1, self.padding, self.dilation, self.groups)", f"{T_MTAL}::test_resnet18_shared_convolutions_keep_their_stride_and_padding"),
+  ("backbone: shared conv pads by one", MTAL, "        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)", "        return F.conv2d(x, w, b, self.stride, 1, self.dilation, self.groups)", f"{T_MTAL}::test_resnet18_shared_convolutions_keep_their_stride_and_padding"),
+  ("backbone: per-task BN is task 0's", BASE, "            return self.copies[segs[0][0]](x)", "            return self.copies[0](x)", f"{T_METHODS}::test_hard_sharing_keeps_batchnorm_per_task"),
+  ("backbone: per-task BN rows all task 0's", BASE, "self.copies[t](part) for (t, _), part", "self.copies[0](part) for (t, _), part", f"{T_METHODS}::test_cross_stitch_with_identity_mixing_equals_independent_columns"),
+  ("backbone: forward_stage skips a stage", BASE, "        return self.stages[i](x)", "        return x if i == 1 else self.stages[i](x)", "tests/test_models.py::test_resnet18_through_the_contract_is_torchvisions_resnet18"),
+  ("backbone: resnet gray stem not summed", BASE, "                value = value.sum(dim=1, keepdim=True)\n            else:", "                value = value.mean(dim=1, keepdim=True)\n            else:", "tests/test_models.py::test_resnet18_grayscale_stem_sums_the_imagenet_rgb_kernels"),
+  ("backbone: common start stem not summed", BASE, "            value = value.sum(dim=1, keepdim=True)\n        own[key] = value.clone()", "            value = value.mean(dim=1, keepdim=True)\n        own[key] = value.clone()", f"{T_MTAL}::test_common_start_copies_one_backbone"),
+  ("backbone: stage tags one block late", BASE, "            p.hetmtl_block = i\n", "            p.hetmtl_block = i + 1\n", "tests/test_models.py::test_resnet18_freeze_blocks_freezes_the_stem_and_the_first_layers"),
+  ("backbone: columns skip the stem", "src/hetmtl/methods/columns.py", "        feats = [net.forward_stem(torch.cat(", "        feats = [(lambda v: v)(torch.cat(", f"{T_METHODS}::test_cross_stitch_with_identity_mixing_equals_independent_columns"),
   # MTDA (SPEC 5): the coupling through the shared projection
   ("mtda: P from one task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[0].T @ Sb[0] @ W[0], m)", f"{T_MTDA}::test_a_task_with_few_samples_gains_from_the_others"),
   ("mtda: P from another task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[-1].T @ Sb[-1] @ W[-1], m)", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
@@ -88,7 +99,7 @@ MECHANISMS = [
   # cross-stitch, NDDR-CNN, columns and the budget
   ("cross-stitch: mixing frozen", "src/hetmtl/methods/cross_stitch.py", "nn.Parameter(init[:, :, None].repeat(1, 1, width).clone())", "nn.Parameter(init[:, :, None].repeat(1, 1, width).clone(), requires_grad=False)", f"{T_METHODS}::test_cross_stitch_units_learn_a_hundred_times_faster"),
   ("cross-stitch: unit rate 1x", "src/hetmtl/methods/columns.py", '"lr_mult": self.unit_lr_mult}]', '"lr_mult": 1.0}]', f"{T_METHODS}::test_cross_stitch_units_learn_a_hundred_times_faster"),
-  ("columns: init_from a no-op", "src/hetmtl/methods/columns.py", "        self.nets.load_state_dict(nets)", "        pass", f"{T_METHODS}::test_column_methods_pretrain_inside_their_budget"),
+  ("columns: init_from a no-op", "src/hetmtl/methods/columns.py", "        self.nets.load_state_dict(state)", "        pass", f"{T_METHODS}::test_column_methods_pretrain_inside_their_budget"),
   ("columns: R ignored in mixing", "src/hetmtl/methods/columns.py", "self.mixing = mixing_init(relations, T,", "self.mixing = mixing_init(None, T,", f"{T_METHODS}::test_prior_shapes_the_mixing_of_the_units"),
   ("budget: pre-training not frozen", JOB, "            single.freeze_blocks(freeze_blocks)", "            pass", f"{T_METHODS}::test_column_pretraining_freezes_what_the_method_freezes"),
   ("budget: resume ignores phase", JOB, 'phase = (state or {}).get("phase", "pretrain" if P else "joint")', 'phase = "pretrain" if P else "joint"', f"{T_METHODS}::test_column_methods_resume_in_either_phase"),
@@ -99,7 +110,7 @@ MECHANISMS = [
   ("nddr: unit BN at 100x", "src/hetmtl/methods/nddr_cnn.py", '"lr_mult": float(self.cfg["unit_bn_lr_mult"])', '"lr_mult": float(self.cfg["unit_lr_mult"])', f"{T_METHODS}::test_nddr_unit_batchnorm_learns_at_its_own_rate"),
   ("nddr: units see own column only", "src/hetmtl/methods/nddr_cnn.py", "        cat = torch.cat(feats, dim=1)", "        cat = torch.cat([f if j == 0 else f.detach() for j, f in enumerate(feats)], dim=1)", f"{T_METHODS}::test_nddr_units_see_every_column"),
   # soft sharing, hard sharing, weighting, the loop
-  ("soft: heads and BN penalised", "src/hetmtl/methods/soft_sharing.py", "        return [p for m in self.nets[t].features if isinstance(m, nn.Conv2d) for p in m.parameters()]", "        return list(self.nets[t].parameters())", f"{T_METHODS}::test_soft_sharing_penalises_backbone_convolutions_only"),
+  ("soft: heads and BN penalised", "src/hetmtl/methods/soft_sharing.py", "        return [p for conv in self.nets[t].shareable_convs().values() for p in conv.parameters()]", "        return list(self.nets[t].parameters())", f"{T_METHODS}::test_soft_sharing_penalises_backbone_convolutions_only"),
   ("soft: penalty scaled by half", "src/hetmtl/methods/soft_sharing.py", "        return self.gamma * total", "        return 0.5 * self.gamma * total", f"{T_METHODS}::test_soft_sharing_penalises_backbone_convolutions_only"),
   ("soft: prior weights ignored", "src/hetmtl/methods/soft_sharing.py", "total = total + self.pair_weights[i, j] * (a - b).pow(2).sum()", "total = total + 1.0 * (a - b).pow(2).sum()", f"{T_METHODS}::test_soft_sharing_weighs_each_pair_by_the_prior"),
   ("hard: prior clusters ignored", "src/hetmtl/methods/hard_sharing.py", "    if relations is None:\n        return [0] * T", "    if True:\n        return [0] * T", f"{T_METHODS}::test_hard_sharing_prior_builds_one_trunk_per_cluster"),
@@ -112,8 +123,8 @@ MECHANISMS = [
   ("augment: crop offset frozen", "src/hetmtl/training/augment.py", "rows = (oy[:, None] + torch.arange(H", "rows = (0 * oy[:, None] + torch.arange(H", f"{T_TRAIN}::test_augmentation_crops_and_flips_on_the_uint8_batch"),
   ("augment: every task flipped", "src/hetmtl/resolve.py", 'flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks)', 'flip=tuple(suite["augment"]["flip"] for t in tasks)', f"{T_TRAIN}::test_flip_only_where_meaningful_and_imagenet_inputs"),
   ("imagenet: inputs not standardised", "src/hetmtl/data/tasks.py", "    return ((x.float().div_(255.0) - m) / s).contiguous(memory_format=torch.channels_last)", "    return x.float().div_(127.5).sub_(1.0)", f"{T_TRAIN}::test_flip_only_where_meaningful_and_imagenet_inputs"),
-  ("imagenet: gray conv not summed", "src/hetmtl/models/vgg.py", "                value = value.sum(dim=1, keepdim=True)\n            else:", "                value = value.mean(dim=1, keepdim=True)\n            else:", f"{T_METHODS}::test_imagenet_init_loads_weights_from_the_torch_hub_cache"),
-  ("imagenet: offline message no path", "src/hetmtl/models/vgg.py", "f\"and place it at {os.path.join(get_dir(), 'checkpoints', name)}\"", "f\"and place it somewhere\"", f"{T_METHODS}::test_imagenet_init_offline_fails_fast_naming_where_the_file_goes"),
+  ("imagenet: gray conv not summed", "src/hetmtl/models/base.py", "                value = value.sum(dim=1, keepdim=True)\n            else:", "                value = value.mean(dim=1, keepdim=True)\n            else:", f"{T_METHODS}::test_imagenet_init_loads_weights_from_the_torch_hub_cache"),
+  ("imagenet: offline message no path", "src/hetmtl/models/base.py", "f\"and place it at {os.path.join(get_dir(), 'checkpoints', name)}\"", "f\"and place it somewhere\"", f"{T_METHODS}::test_imagenet_init_offline_fails_fast_naming_where_the_file_goes"),
   # reruns on edits (Snakemake's params trigger and aggregation's check)
   ("digest: method params ignored", "src/hetmtl/params/__init__.py", '        return {"method": method, "training"', '        return {"method": {}, "training"', "tests/test_params.py::test_job_digest_follows_exactly_what_a_job_reads"),
   ("digest: imports not followed", "src/hetmtl/params/__init__.py", '    for module in _method_imports(*_stamp(path)):\n        _method_modules(root, module, seen)', "    for module in ():\n        _method_modules(root, module, seen)", "tests/test_params.py::test_job_digest_follows_exactly_what_a_job_reads"),

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from contract_cases import BACKBONE_NAMES, case
 
 from conftest import fake_task
 from hetmtl.data.tasks import to_input
@@ -34,14 +35,54 @@ def train(method, tasks):
     return fit(method, tasks, CFG, torch.device("cpu"), progress=False)
 
 
-def test_rho_above_one_trains_exactly_like_single_task(toy_tasks):
-    single = train(METHODS["single_task"](infos(toy_tasks), SPEC, {}, 0), toy_tasks)
-    mtal = train(MTAL(infos(toy_tasks), SPEC, mtal_cfg(1.01), 0), toy_tasks)
+@pytest.mark.parametrize("backbone", BACKBONE_NAMES)
+def test_rho_above_one_trains_exactly_like_single_task(backbone, toy_tasks):
+    spec, tasks = case(backbone, toy_tasks)
+    single = train(METHODS["single_task"](infos(tasks), spec, {}, 0), tasks)
+    method = MTAL(infos(tasks), spec, mtal_cfg(1.01), 0)
+    mtal = train(method, tasks)
     for a, b in zip(single["history"], mtal["history"]):
         for k, v in a.items():
             assert b[k] == v, k  # bit-identical, not approximately equal
     assert single["test"] == mtal["test"]
     assert mtal["history"][-1]["sharing/total"] == 0.0
+    reference = METHODS["single_task"](infos(tasks), spec, {}, 0).task_weights(0)
+    assert [w.shape for w in method.task_weights(0)] == [w.shape for w in reference]
+
+
+def test_resnet18_shared_convolutions_keep_their_stride_and_padding():
+    """On ResNet-18 every conv is shared at rho below -1, among them the stride-2
+    convs and the 1x1 downsample convs (no bias, padding 0): each task's forward
+    through the banks equals its plain network holding the gathered kernels."""
+    from hetmtl.models import build_task_net
+
+    spec = BACKBONES["resnet18"]
+    tasks = [fake_task("a", 1, 3, n=8, seed=1), fake_task("b", 1, 3, n=8, seed=2)]
+    m = MTAL(infos(tasks), spec, mtal_cfg(-1.01, start="common"), 0)
+    with torch.no_grad():  # independent kernels in one stride-2 conv and one downsample conv
+        for name in ("layer2.0.conv1", "layer3.0.downsample.0"):
+            layer = m.layer_names.index(name)
+            m.bank_w[m.task_bank[layer][1]].add_(0.01 * torch.randn_like(m.bank_w[m.task_bank[layer][1]]))
+    m.share()
+    metrics = m.sharing_metrics()
+    for name in ("layer2.0.conv1", "layer3.0.downsample.0", "conv1"):
+        assert metrics[f"sharing/{name}"] > 0, name
+    assert m.bias_bank(m.task_bank[m.layer_names.index("layer3.0.downsample.0")][0]) is None
+    m.eval()
+    x = tasks[0].x["test"][:3].float() / 255
+    for t in range(2):
+        plain = build_task_net(spec, 1, 3, seed=0, task_index=t).eval()
+        state = {k: v for k, v in m.nets[t].state_dict().items()}
+        for layer, conv in enumerate(plain.shareable_convs().values()):
+            w, b = m.kernel(t, layer)
+            assert b is None
+            with torch.no_grad():
+                conv.weight.copy_(w)
+        plain.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            torch.testing.assert_close(m(t, x), plain(x), rtol=0, atol=0)
+            layer = m.layer_names.index("layer2.0.conv1")
+            assert m.activations(t, x, layer).shape == (3, 128, 2, 2)  # 16 -> 8 -> 4 (max-pool) -> 2
 
 
 def test_rho_below_minus_one_shares_every_matched_kernel():

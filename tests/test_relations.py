@@ -14,6 +14,7 @@ from hetmtl.training.loop import TrainConfig
 
 SPEC = BACKBONES["vgg_tiny"]
 CFG = TrainConfig(epochs=1, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=0.0, nan_check_every=1, seed=0)
+HS_CFG = {"relation_threshold": 0.5}  # hard sharing's key (params/methods.yaml), as the job passes it
 
 
 def tasks():
@@ -34,7 +35,7 @@ def test_alone_and_together_train_the_same_pairs_over_every_seed(monkeypatch):
         asked.append(seed)
         return tasks()
 
-    R, detail = relations.estimate(data, SPEC, CFG, 0.05, {}, seeds=[0, 3])
+    R, detail = relations.estimate(data, SPEC, CFG, 0.05, HS_CFG, seeds=[0, 3])
     assert asked[-2:] == [0, 3]  # each seed trains on its own split
     # single-task networks on the pair's joint schedule: the same steps per task as together
     assert sorted(calls) == sorted([("single_task", ("g1", "c1"), s) for s in (0, 3)]
@@ -45,17 +46,17 @@ def test_alone_and_together_train_the_same_pairs_over_every_seed(monkeypatch):
 def test_r_is_read_from_the_validation_split_never_the_test_split():
     torch.use_deterministic_algorithms(True)
     data = tasks()
-    R, detail = relations.estimate(lambda seed: data, SPEC, CFG, 0.05, {}, seeds=[0])
+    R, detail = relations.estimate(lambda seed: data, SPEC, CFG, 0.05, HS_CFG, seeds=[0])
     runs = detail["pairs"]["g1+c1"]["runs"]
     scrambled = copy.deepcopy(data)
     for d in scrambled:
         d.y["test"] = (d.y["test"] + 1) % d.num_classes
-    R_test, detail_test = relations.estimate(lambda seed: scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
+    R_test, detail_test = relations.estimate(lambda seed: scrambled, SPEC, CFG, 0.05, HS_CFG, seeds=[0])
     assert torch.equal(R, R_test) and detail_test["pairs"]["g1+c1"]["runs"] == runs
     scrambled = copy.deepcopy(data)
     for d in scrambled:
         d.y["val"] = (d.y["val"] + 1) % d.num_classes
-    _, detail_val = relations.estimate(lambda seed: scrambled, SPEC, CFG, 0.05, {}, seeds=[0])
+    _, detail_val = relations.estimate(lambda seed: scrambled, SPEC, CFG, 0.05, HS_CFG, seeds=[0])
     assert detail_val["pairs"]["g1+c1"]["runs"] != runs
 
 
@@ -70,14 +71,14 @@ def test_each_pair_is_augmented_with_its_own_tasks_flags(monkeypatch):
 
     monkeypatch.setattr(relations, "_val", spy)
     three = tasks() + [fake_task("g2", 1, 3, n=16, seed=3)]
-    relations.estimate(lambda seed: three, SPEC, replace(CFG, flip=(False, True, True)), 0.05, {}, seeds=[0])
+    relations.estimate(lambda seed: three, SPEC, replace(CFG, flip=(False, True, True)), 0.05, HS_CFG, seeds=[0])
     assert seen == {("g1", "c1"): (False, True), ("g1", "g2"): (False, True), ("c1", "g2"): (True, True)}
 
 
 def test_the_relations_job_logs_one_line_per_epoch_of_every_run(capsys):
     """The relations stage trains (every pair alone and together, per seed): its log
     shows each of those runs' epochs, as a training job's does."""
-    relations.estimate(lambda seed: tasks(), SPEC, CFG, 0.05, {}, seeds=[0])
+    relations.estimate(lambda seed: tasks(), SPEC, CFG, 0.05, HS_CFG, seeds=[0])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[relations]")]
     for method in ("single_task", "hard_sharing"):
         for epoch in range(1, CFG.epochs + 1):

@@ -11,6 +11,7 @@ from conftest import fake_task
 from hetmtl.data.tasks import epoch_batches
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
+from hetmtl.models.base import PerTask
 from hetmtl.training.loop import Diverged, NonFiniteLoss, TrainConfig, check_epoch, fit
 
 SPEC = BACKBONES["vgg_tiny"]
@@ -24,7 +25,7 @@ def cfg(**kw):
 
 def build(name, tasks, seed=0):
     return METHODS[name]([TaskInfo(d.name, d.channels, d.num_classes) for d in tasks], SPEC,
-                         MTAL_CFG if name == "mtal" else {}, seed)
+                         {"mtal": MTAL_CFG, "hard_sharing": {"relation_threshold": 0.5}}.get(name, {}), seed)
 
 
 @pytest.mark.parametrize("name", ["single_task", "hard_sharing", "mtal"])
@@ -114,10 +115,12 @@ def test_hard_sharing_trunk_gets_gradients_from_every_task(toy_tasks):
         m.zero_grad()
         torch.nn.functional.cross_entropy(m(t, d.x["train"][:8].float()), d.y["train"][:8]).backward()
         grads.append(trunk_w.grad.abs().sum().item())
-        assert m.first[t].weight.grad is not None and m.first[t].weight.shape[1] == d.channels
+        assert m.stems[t].weight.grad is not None and m.stems[t].weight.shape[1] == d.channels
     assert all(g > 0 and math.isfinite(g) for g in grads)
-    norms = [mod for mod in m.trunks[0] if isinstance(mod, torch.nn.ModuleList)]
-    assert norms and all(len(n) == len(toy_tasks) for n in norms)  # BatchNorm stays per task
+    norms = [mod for mod in m.trunks[0].modules() if isinstance(mod, PerTask)]
+    assert norms and all(len(n.copies) == len(toy_tasks) for n in norms)  # BatchNorm stays per task
+    assert not [mod for mod in m.trunks[0].modules() if isinstance(mod, torch.nn.BatchNorm2d)
+                and not any(mod is c for n in norms for c in n.copies)]
     assert len({id(p) for p in m.parameters()}) < sum(
         len(list(build("single_task", toy_tasks).nets[t].parameters())) for t in range(3))
 

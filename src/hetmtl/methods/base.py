@@ -50,7 +50,7 @@ class Method(nn.Module):
     def task_nets(self, start: str = "independent") -> list:
         """Every task's network, each from its own seed (and ImageNet weights if
         asked); ``start="common"`` starts every backbone from one reference copy
-        (MTAL's start reading, :func:`hetmtl.models.vgg.build_task_net`)."""
+        (MTAL's start reading, :func:`hetmtl.models.base.build_task_net`)."""
         from hetmtl.models import build_task_net
 
         init = self.cfg.get("init", "scratch")
@@ -86,11 +86,15 @@ class Method(nn.Module):
         return None
 
     def freeze_blocks(self, k: int) -> int:
-        """Freeze every parameter of the first ``k`` VGG blocks; return how many.
+        """Freeze every parameter of the first ``k`` blocks; return how many.
 
-        Task networks tag their feature parameters with ``hetmtl_block``
-        (:func:`hetmtl.models.vgg.build_task_net`); methods that make new
-        parameters from them (MTAL's kernel banks) carry the tag over.
+        A block is a stage of the backbone contract, the stem belonging to block
+        0 (:func:`hetmtl.models.base.tag_stages`): for VGG exactly its blocks
+        (convolutions up to and including each max-pool), for ResNet-18 block 0
+        is conv1, bn1 and layer1, block i is layer(i+1). Task networks tag their
+        stem and stage parameters with ``hetmtl_block``; methods that make new
+        parameters from them (MTAL's kernel banks, per-task BatchNorm copies)
+        carry the tag over.
         """
         frozen = 0
         for p in self.parameters():

@@ -1,11 +1,15 @@
-"""Per-task columns joined after every VGG block (base of cross-stitch and NDDR-CNN).
+"""Per-task columns joined after every stage (base of cross-stitch and NDDR-CNN).
+
+Each column is one task's network under the backbone contract, run stage by
+stage with ``forward_stage``; the unit after each stage sees the stages'
+output channels (``stage_channels``). For VGG a stage is a VGG block.
 
 Heterogeneous inputs make "the other columns' features" ill-defined at test
 time if each column only ever saw its own task's images. Our reading (SPEC 5
 is silent on it): every sample goes through EVERY column, converted to that
 column's channel count (grayscale repeated to three channels, colour averaged
 to one), so a task's prediction depends only on its own input. The unit after
-each block mixes the T columns' feature maps of the same sample.
+each stage mixes the T columns' feature maps of the same sample.
 
 Each column keeps one BatchNorm per task whose samples it processes, so that
 batch statistics never mix tasks; with identity mixing every column therefore
@@ -26,7 +30,8 @@ import copy
 import torch
 from torch import nn
 
-from hetmtl.methods.base import Method, weights_of
+from hetmtl.methods.base import Method
+from hetmtl.models.base import PerTask, TaskRouter, module_paths, set_module, weights_for
 
 
 def adapt_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -61,51 +66,47 @@ def per_task(modules: nn.ModuleList, segs: list[tuple[int, int]], x: torch.Tenso
 
 
 class Columns(Method):
-    """T task networks run block by block; ``unit(block, t, feats)`` joins them."""
+    """T task networks run stage by stage (``forward_stage``); ``unit(stage, t, feats)`` joins them."""
 
     def __init__(self, tasks, spec, cfg, seed, relations: torch.Tensor | None = None):
         super().__init__(tasks, spec, cfg, seed)
         T = len(tasks)
+        self.router = TaskRouter()
         self.nets = nn.ModuleList(self.task_nets())
-        # blocks[j][b]: column j's b-th block; BatchNorms replaced by one per task.
-        self.blocks = nn.ModuleList()
+        # Every BatchNorm of a column (stem and stages) becomes one copy per task
+        # whose samples it processes; the copies keep the original's block tag.
+        self.norm_paths = module_paths(self.nets[0], nn.BatchNorm2d)
+        self.norm_paths = [p for p in self.norm_paths if not p.startswith("head.")]
         for net in self.nets:
-            column, block = nn.ModuleList(), []
-            for m in net.features:
-                block.append(nn.ModuleList(copy.deepcopy(m) for _ in range(T)) if isinstance(m, nn.BatchNorm2d) else m)
-                if isinstance(m, nn.MaxPool2d):
-                    column.append(nn.ModuleList(block))
-                    block = []
-            self.blocks.append(column)
-        for column in self.blocks:  # the per-task BatchNorm copies keep their block tag
-            for b, blk in enumerate(column):
-                for p in blk.parameters():
-                    p.hetmtl_block = b
-        self.num_blocks = len(self.blocks[0])
-        self.widths = [[m for m in blk if isinstance(m, nn.Conv2d)][-1].out_channels for blk in self.blocks[0]]
-        self.unit_lr_mult = float(cfg.get("unit_lr_mult", 100.0))
+            for path in self.norm_paths:
+                bn = net.get_submodule(path)
+                copies = [copy.deepcopy(bn) for _ in range(T)]
+                for c in copies:
+                    for p, q in zip(c.parameters(), bn.parameters()):
+                        p.hetmtl_block = getattr(q, "hetmtl_block", None)
+                set_module(net, path, PerTask(copies, self.router))
+        self.num_blocks = len(self.nets[0].stages)
+        self.widths = self.nets[0].stage_channels
+        self.unit_lr_mult = float(cfg["unit_lr_mult"])
         self.relations = relations
         # T x T starting weights of the units (0.9 own, the rest by R), shared by both unit kinds.
-        self.mixing = mixing_init(relations, T, float(cfg.get("own_weight", 0.9)))
+        self.mixing = mixing_init(relations, T, float(cfg["own_weight"]))
 
     def init_from(self, single_task_state: dict) -> None:
-        """Load the columns from single-task networks (a SingleTask's state dict)."""
+        """Load the columns from single-task networks (a SingleTask's state dict);
+        every per-task BatchNorm copy of column j starts from column j's own."""
         nets = {k[len("nets."):]: v for k, v in single_task_state.items() if k.startswith("nets.")}
-        self.nets.load_state_dict(nets)
-        # Every per-task BatchNorm copy of column j starts from column j's own.
-        for net, column in zip(self.nets, self.blocks):
-            originals = iter(m for m in net.features if isinstance(m, nn.BatchNorm2d))
-            for blk in column:
-                for m in blk:
-                    if isinstance(m, nn.ModuleList):
-                        src = next(originals)
-                        for copy_ in m:
-                            copy_.load_state_dict(src.state_dict())
-
-    def _block(self, j: int, b: int, segs: list[tuple[int, int]], x: torch.Tensor) -> torch.Tensor:
-        for m in self.blocks[j][b]:
-            x = per_task(m, segs, x) if isinstance(m, nn.ModuleList) else m(x)
-        return x
+        T = len(self.tasks)
+        state = {}
+        for key, value in nets.items():
+            j, rest = key.split(".", 1)
+            path, _, attr = rest.rpartition(".")
+            if path in self.norm_paths:
+                for t in range(T):
+                    state[f"{j}.{path}.copies.{t}.{attr}"] = value
+            else:
+                state[key] = value
+        self.nets.load_state_dict(state)
 
     def unit(self, b: int, segs: list[tuple[int, int]], feats: list[torch.Tensor]) -> list[torch.Tensor]:
         raise NotImplementedError  # pragma: no cover
@@ -116,14 +117,15 @@ class Columns(Method):
     def forward_all(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Every task's batch through every column at once (one pass per column).
 
-        ``segs`` records which rows belong to which task, for the per-task
-        BatchNorms; everything else runs on the concatenated batch.
+        ``segs`` (the router's) records which rows belong to which task, for the
+        per-task BatchNorms; everything else runs on the concatenated batch.
         """
         segs = [(t, len(x)) for t, x in enumerate(xs) if x is not None]
-        feats = [torch.cat([adapt_channels(x, task.channels) for x in xs if x is not None])
-                 for task in self.tasks]
+        self.router.segs = segs
+        feats = [net.forward_stem(torch.cat([adapt_channels(x, task.channels) for x in xs if x is not None]))
+                 for net, task in zip(self.nets, self.tasks)]
         for b in range(self.num_blocks):
-            feats = [self._block(j, b, segs, f) for j, f in enumerate(feats)]
+            feats = [net.forward_stage(f, b) for net, f in zip(self.nets, feats)]
             feats = self.unit(b, segs, feats)
         out, start = [None] * len(xs), 0
         for t, n in segs:
@@ -137,9 +139,7 @@ class Columns(Method):
         return self.forward_all(xs)[t]
 
     def task_weights(self, t: int) -> list[torch.Tensor]:
-        own = [w for blk in self.blocks[t] for m in blk
-               for w in weights_of(m[t] if isinstance(m, nn.ModuleList) else m)]
-        return own + weights_of(self.nets[t].head)
+        return weights_for(self.nets[t], t)
 
     def param_groups(self) -> list[dict]:
         units = {id(p) for p in self.unit_parameters()}

@@ -1,6 +1,6 @@
 """Cross-stitch networks (Misra et al., CVPR 2016); paper: Cross-Stitch.
 
-After every VGG block a cross-stitch unit mixes the T columns' feature maps
+After every stage of the backbone (a VGG block, a ResNet layer) a cross-stitch unit mixes the T columns' feature maps
 per channel: ``out_i[c] = sum_j alpha_ij[c] * x_j[c]``. alpha starts at 0.9 on
 the diagonal and 0.1 / (T - 1) off it; with the ``prior`` setting the
 off-diagonal share follows the task-relationship matrix R (SPEC 4). The units

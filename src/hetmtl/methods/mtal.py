@@ -3,14 +3,19 @@
 The paper's text lost its equations; this module implements OUR RECONSTRUCTION
 of them, each choice a parameter in ``params/methods.yaml``:
 
-1. Kernel bank. Every task has its own copy of the backbone. In conv layer l,
+1. Kernel bank. Every task has its own copy of the backbone; the layers are the
+   backbone contract's named shareable convolutions (``shareable_convs``: VGG's
+   conv{block}_{k}, ResNet's conv1, layer1.0.conv1, ..., the downsample
+   convolutions), each task's replaced by a :class:`SharedConv` that reads its
+   kernels from the bank and keeps that convolution's own stride, padding,
+   dilation and groups. In conv layer l,
    task t's K kernels are rows of a per-layer bank ``B_l`` (one slot per task
    kernel at the start: T*K slots), selected by an index map ``I_(t,l)``. Two task
    kernels are shared when their indices point to the same slot; the gradients of
    both tasks then flow into that one slot (the gather's backward adds them).
    Kernels of different shapes (the first layer of a grayscale and of a colour
    task) live in different banks and are never compared. A slot holds a kernel's
-   weights and its bias; similarity looks at the weights only.
+   weights and its bias (if the conv has one); similarity looks at the weights only.
 2. Similarity (Eq. 3): cosine similarity of the vectorised kernels, for every
    task pair (i, j) and layer as ONE matrix product of the row-normalised kernel
    matrices (K x K per pair).
@@ -60,8 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hetmtl.methods.base import Method, weights_of
-from hetmtl.models import conv_layers, conv_names
+from hetmtl.methods.base import Method
+from hetmtl.models.base import module_paths, set_module, weights_for
 
 
 def greedy_match(sim: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +97,35 @@ def greedy_match(sim: torch.Tensor, threshold: float) -> tuple[torch.Tensor, tor
     return torch.cat(rows_out), torch.cat(cols_out)
 
 
+class SharedConv(nn.Module):
+    """Task ``t``'s convolution ``layer`` with its kernels (and bias) fetched from
+    MTAL's bank through the index map; it keeps the replaced convolution's
+    stride, padding, dilation and groups. The back reference to MTAL is not a
+    submodule, so parameters and state dict hold every bank once."""
+
+    def __init__(self, owner: MTAL, t: int, layer: int, conv: nn.Conv2d):
+        super().__init__()
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"MTAL shares zero-padded convolutions only, not padding_mode={conv.padding_mode!r}")
+        object.__setattr__(self, "owner", owner)
+        self.t, self.layer = t, layer
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+
+    def task_weight(self) -> torch.Tensor:
+        return self.owner.kernel(self.t, self.layer)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.owner.kernel(self.t, self.layer)
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"task={self.t}, layer={self.layer}, stride={self.stride}, padding={self.padding}"
+
+
+class _Stop(Exception):
+    """Ends a forward pass at the layer whose activations were asked for."""
+
+
 class MTAL(Method):
     name = "mtal"
 
@@ -104,46 +138,34 @@ class MTAL(Method):
         self.register_buffer("thresholds", thresholds.clone().float())
         self.alpha, self.beta = float(cfg["alpha"]), float(cfg["beta"])
         self.warmup, self.share_every = int(cfg["warmup"]), int(cfg["share_every"])
-        self.layer_names = conv_names(spec)
+        # Parameters of the T task networks as if nothing were shared (the
+        # denominator of the parameter-weighted compression).
+        self.unshared_params = sum(p.numel() for net in nets for p in net.parameters())
+        task_convs = [net.shareable_convs() for net in nets]
+        self.layer_names = list(task_convs[0])
+        self.num_layers = len(self.layer_names)
 
-        # The forward plan: ("conv", layer) / ("bn", layer) / ("relu",) / ("pool",), from
-        # torchvision's layout. BatchNorm layers (VGG-BN) stay task-specific.
-        self.plan: list[tuple] = []
-        self.norms = nn.ModuleList()  # layer -> per-task BatchNorm (VGG-BN backbones)
-        layer = 0
-        for pos, m in enumerate(nets[0].features):
-            if isinstance(m, nn.Conv2d):
-                self.plan.append(("conv", layer))
-                layer += 1
-            elif isinstance(m, nn.BatchNorm2d):
-                self.plan.append(("bn", len(self.norms)))
-                self.norms.append(nn.ModuleList(net.features[pos] for net in nets))
-            elif isinstance(m, nn.ReLU):
-                self.plan.append(("relu",))
-            elif isinstance(m, nn.MaxPool2d):
-                self.plan.append(("pool",))
-            else:  # pragma: no cover - VGG features hold nothing else
-                raise TypeError(f"unexpected layer {m}")
-        self.num_layers = layer
-
-        # Banks: per layer, tasks grouped by kernel shape; one bank per group.
+        # Banks: per shareable conv, tasks grouped by kernel shape; one bank per group.
         self.bank_w = nn.ParameterList()
-        self.bank_b = nn.ParameterList()
+        self.bank_b = nn.ParameterDict()  # bank id (str) -> biases; absent for a conv without bias
         self.banks: list[list[tuple[int, list[int]]]] = []  # layer -> [(bank id, member tasks)]
         self.task_bank: list[list[int]] = []  # layer -> bank id per task
-        for layer in range(self.num_layers):
-            convs = [net.features[conv_layers(net.features)[layer]] for net in nets]
+        for layer, name in enumerate(self.layer_names):
+            convs = [c[name] for c in task_convs]
             shapes: dict[tuple, list[int]] = {}
             for t, conv in enumerate(convs):
-                shapes.setdefault(tuple(conv.weight.shape), []).append(t)
+                shapes.setdefault((tuple(conv.weight.shape), conv.bias is not None), []).append(t)
             layer_banks, per_task = [], [0] * T
             K = convs[0].out_channels
             idx = torch.zeros(T, K, dtype=torch.long)
             for members in shapes.values():
                 bank_id = len(self.bank_w)
                 self.bank_w.append(nn.Parameter(torch.cat([convs[t].weight.detach() for t in members]).clone()))
-                self.bank_b.append(nn.Parameter(torch.cat([convs[t].bias.detach() for t in members]).clone()))
-                self.bank_w[-1].hetmtl_block = self.bank_b[-1].hetmtl_block = convs[0].weight.hetmtl_block
+                self.bank_w[-1].hetmtl_block = getattr(convs[members[0]].weight, "hetmtl_block", None)
+                if convs[members[0]].bias is not None:
+                    bias = nn.Parameter(torch.cat([convs[t].bias.detach() for t in members]).clone())
+                    bias.hetmtl_block = self.bank_w[-1].hetmtl_block
+                    self.bank_b[str(bank_id)] = bias
                 for pos, t in enumerate(members):
                     per_task[t] = bank_id
                     idx[t] = torch.arange(pos * K, (pos + 1) * K)
@@ -151,54 +173,61 @@ class MTAL(Method):
             self.banks.append(layer_banks)
             self.task_bank.append(per_task)
             self.register_buffer(f"index_{layer}", idx)
-        self.heads = nn.ModuleList(net.head for net in nets)
-        # Parameters of the T task networks as if nothing were shared (the
-        # denominator of the parameter-weighted compression).
-        self.unshared_params = sum(p.numel() for net in nets for p in net.parameters())
+        # Each task network stays intact but for its shareable convolutions, which
+        # now read their kernels from the banks.
+        self.shared: list[list[SharedConv]] = []  # task -> layer -> its SharedConv (held by nets)
+        for t, (net, convs) in enumerate(zip(nets, task_convs)):
+            paths = {id(m): path for path, m in net.named_modules()}
+            self.shared.append([])
+            for layer, conv in enumerate(convs.values()):
+                shared = SharedConv(self, t, layer, conv)
+                set_module(net, paths[id(conv)], shared)
+                self.shared[t].append(shared)
+        self.nets = nn.ModuleList(nets)
 
     # ------------------------------------------------------------------ forward
 
     def index(self, layer: int) -> torch.Tensor:
         return getattr(self, f"index_{layer}")
 
-    def kernel(self, t: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def bias_bank(self, bank: int) -> nn.Parameter | None:
+        return self.bank_b[str(bank)] if str(bank) in self.bank_b else None
+
+    def kernel(self, t: int, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         bank = self.task_bank[layer][t]
         idx = self.index(layer)[t]
-        return self.bank_w[bank][idx], self.bank_b[bank][idx]
+        bias = self.bias_bank(bank)
+        return self.bank_w[bank][idx], (None if bias is None else bias[idx])
 
-    def _features(self, t: int, x: torch.Tensor, until: int | None = None) -> torch.Tensor:
-        """Run task t's convolutional part; stop after conv layer ``until`` if given."""
-        for op in self.plan:
-            if op[0] == "conv":
-                w, b = self.kernel(t, op[1])
-                x = F.conv2d(x, w, b, padding=1)
-                if op[1] == until:
-                    return x
-            elif op[0] == "bn":
-                x = self.norms[op[1]][t](x)
-            elif op[0] == "relu":
-                x = F.relu(x)
-            else:
-                x = F.max_pool2d(x, kernel_size=2, stride=2)
-        if until is not None:
-            raise IndexError(f"no conv layer {until}")
-        return x
+    @property
+    def norms(self) -> list[list[nn.Module]]:
+        """Every BatchNorm of the backbone (in module order), one per task."""
+        paths = [p for p in module_paths(self.nets[0], nn.BatchNorm2d) if not p.startswith("head.")]
+        return [[net.get_submodule(p) for net in self.nets] for p in paths]
 
     def forward(self, t: int, x: torch.Tensor) -> torch.Tensor:
-        return self.heads[t](self._features(t, x))
+        return self.nets[t](x)
 
     def activations(self, t: int, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Task t's response of conv layer ``layer`` (before its BatchNorm) to ``x``."""
-        return self._features(t, x, until=layer)
+        out = {}
+
+        def hook(module, inputs, output):
+            out["y"] = output
+            raise _Stop
+
+        handle = self.shared[t][layer].register_forward_hook(hook)
+        try:
+            self.nets[t](x)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        return out["y"]
 
     def task_weights(self, t: int) -> list[torch.Tensor]:
-        out = []  # in the order of the task network's own parameters (as single_task)
-        for op in self.plan:
-            if op[0] == "conv":
-                out.append(self.kernel(t, op[1])[0])
-            elif op[0] == "bn":
-                out.extend(weights_of(self.norms[op[1]][t]))
-        return out + weights_of(self.heads[t])
+        """In the order of the task network's own parameters (as single_task)."""
+        return weights_for(self.nets[t], t)
 
     # ------------------------------------------------------------------ sharing
 
@@ -295,7 +324,7 @@ class MTAL(Method):
         unshared kernels uses alpha (the lower-indexed task's kernel) and beta
         (Eq. 5). Momentum buffers are merged with the same coefficients.
         """
-        w, b = self.bank_w[bank_id], self.bank_b[bank_id]
+        w, b = self.bank_w[bank_id], self.bias_bank(bank_id)
         n, dev = w.shape[0], w.device
         idx = self.index(layer)
         labels = torch.from_numpy(roots).to(dev)
@@ -327,9 +356,10 @@ class MTAL(Method):
             acc.index_add_(0, labels[g], t[g] * coef[g].view(shape))
             t[roots_g] = acc[roots_g]
 
-        tensors = [w.data, b.data]
+        params = [w] if b is None else [w, b]
+        tensors = [p.data for p in params]
         if optimizer is not None:
-            for p in (w, b):
+            for p in params:
                 buf = optimizer.state.get(p, {}).get("momentum_buffer")
                 if buf is not None:
                     tensors.append(buf)
@@ -340,7 +370,7 @@ class MTAL(Method):
         alive = torch.zeros(n, dtype=torch.bool, device=dev)
         for t in members:
             alive[idx[t]] = True
-        for buf in tensors[2:]:
+        for buf in tensors[len(params):]:
             buf[~alive] = 0  # slots nobody points to any more: clear their momentum
         return int(len(g) - len(roots_g))
 
@@ -375,7 +405,7 @@ class MTAL(Method):
                 shared += int((counts[flat] >= 2).sum())
                 used = int((counts > 0).sum())
                 unique += used
-                per_kernel = self.bank_w[bank_id][0].numel() + 1  # weights and bias
+                per_kernel = self.bank_w[bank_id][0].numel() + (self.bias_bank(bank_id) is not None)  # and bias
                 saved_params += (len(flat) - used) * per_kernel
             duplicates += sum(idx.shape[1] - int(idx[t].unique().numel()) for t in range(idx.shape[0]))
             out[f"sharing/{name}"] = shared / idx.numel()

@@ -1,7 +1,7 @@
 """NDDR-CNN (Gao et al., CVPR 2019): neural discriminative dimensionality reduction.
 
-After every VGG block, for each task i: concatenate the T columns' feature maps
-(T*C channels) and apply a 1x1 convolution back to C channels, BatchNorm and
+After every stage of the backbone (a VGG block, a ResNet layer), for each task i:
+concatenate the T columns' feature maps (T*C channels) and apply a 1x1 convolution back to C channels, BatchNorm and
 ReLU. The 1x1 weights start at 0.9 x identity on task i's own block and
 0.1 / (T - 1) x identity on the others (with ``prior``: the off-diagonal share
 follows R); the units learn at 100x the base rate; the columns start from the
@@ -25,9 +25,9 @@ class NDDRCNN(Columns):
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed, relations)
         T, init = len(tasks), self.mixing
-        self.unit_bn = bool(cfg.get("unit_bn", True))
-        self.reduce = nn.ModuleList()  # block -> column i -> 1x1 conv
-        self.norms = nn.ModuleList()  # block -> column i -> per-task BatchNorm
+        self.unit_bn = bool(cfg["unit_bn"])
+        self.reduce = nn.ModuleList()  # stage -> column i -> 1x1 conv
+        self.norms = nn.ModuleList()  # stage -> column i -> per-task BatchNorm
         for width in self.widths:
             convs = nn.ModuleList()
             for i in range(T):

@@ -12,7 +12,6 @@ gamma = 0 this is the single-task baseline exactly.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from hetmtl.methods.single_task import SingleTask
 
@@ -30,8 +29,9 @@ class SoftSharing(SingleTask):
         self.register_buffer("pair_weights", R)
 
     def coupled_parameters(self, t: int) -> list[torch.Tensor]:
-        """Task t's backbone convolution weights and biases, in layer order."""
-        return [p for m in self.nets[t].features if isinstance(m, nn.Conv2d) for p in m.parameters()]
+        """Task t's backbone convolution weights and biases (the contract's shareable
+        convolutions), in layer order."""
+        return [p for conv in self.nets[t].shareable_convs().values() for p in conv.parameters()]
 
     def extra_loss(self) -> torch.Tensor:
         params = [self.coupled_parameters(t) for t in range(len(self.nets))]

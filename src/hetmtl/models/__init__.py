@@ -1,20 +1,21 @@
-"""Backbones: VGG definitions from torchvision, per-task first conv and head.
+"""Backbones under one contract (``base.py``): VGG and ResNet-18 from torchvision.
 
 The registry (names, configurations) imports without torch; the modules
-(``vgg.py``) are imported when first asked for.
+(``base.py``, ``vgg.py``, ``resnet.py``) are imported when first asked for.
 """
 
 from hetmtl.models.registry import BACKBONES, BackboneSpec
 
-_FROM_VGG = ("TaskNet", "build_task_net", "conv_layers", "conv_names")
+_FROM_BASE = ("TaskNet", "build_task_net", "conv_names", "net_class", "ImageNetWeightsError", "imagenet_state",
+              "load_imagenet")
 
 
 def __getattr__(name: str):
-    if name in _FROM_VGG:
-        from hetmtl.models import vgg
+    if name in _FROM_BASE:
+        from hetmtl.models import base
 
-        return getattr(vgg, name)
+        return getattr(base, name)
     raise AttributeError(f"module 'hetmtl.models' has no attribute {name!r}")
 
 
-__all__ = ["BACKBONES", "BackboneSpec", *_FROM_VGG]
+__all__ = ["BACKBONES", "BackboneSpec", *_FROM_BASE]

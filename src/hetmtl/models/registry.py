@@ -2,7 +2,9 @@
 
 Parameter validation (``hetmtl.params``, which the Snakefile and every command
 load) checks ``suite.backbone`` against this registry before any job runs; it
-must not pay torch's import for that. The modules live in ``vgg.py``.
+must not pay torch's import for that. A spec's ``family`` names the module
+that builds it (``hetmtl.models.<family>``, a ``Net`` under the contract of
+``base.py``): adding a backbone is its module and one line here.
 """
 
 from __future__ import annotations
@@ -19,14 +21,11 @@ VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    cfg: tuple  # torchvision VGG config: channel counts and "M" for max-pool
+    cfg: tuple  # torchvision VGG config: channel counts and "M" for max-pool (VGG only)
     head: str  # "gap_linear" or "vgg_classifier"
     batch_norm: bool = False  # torchvision's VGG-BN layout (conv, BN, ReLU)
     imagenet_weights: str | None = None  # torchvision weights enum name, if any
-
-    @property
-    def num_blocks(self) -> int:
-        return sum(1 for v in self.cfg if v == "M")
+    family: str = "vgg"  # the module that builds it: hetmtl.models.<family>
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -45,4 +44,5 @@ BACKBONES: dict[str, BackboneSpec] = {
     # where plain VGG-16 on a few hundred images per task would not leave its plateau
     "vgg16_bn": BackboneSpec("vgg16_bn", VGG16_CFG, "vgg_classifier", batch_norm=True,
                              imagenet_weights="VGG16_BN_Weights.IMAGENET1K_V1"),
+    "resnet18": BackboneSpec("resnet18", (), "gap_linear", True, "ResNet18_Weights.IMAGENET1K_V1", family="resnet"),
 }
