@@ -12,6 +12,9 @@ import torch
 from hetmtl.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
+# One thread in the test process: the end-to-end runs of the session work beside
+# the unit tests on the same two cores, and two threads each oversubscribe them.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,7 +69,7 @@ def pytest_collection_modifyitems(session, config, items):
     then those of DVC's, the longer): the other tests run while they work."""
     def rank(item):
         names = getattr(item, "fixturenames", ())
-        return 2 if "dvc_run" in names else 1 if "tiny_run" in names else 0
+        return 2 if "dvc_run" in names else 1 if {"tiny_run", "backbone_run", "classfolder_run"} & set(names) else 0
 
     items.sort(key=rank)  # stable: the order within each rank is kept
 
@@ -111,8 +114,15 @@ def e2e_background(request, forkserver_dir, tmp_path_factory):
     import subprocess
     import sys
 
-    wanted = {name for name, fixture in (("snakemake", "tiny_run"), ("dvc", "dvc_run"))
-              if any(fixture in item.fixturenames for item in request.session.items)}
+    def needs(item, fixture):
+        if fixture in item.fixturenames:
+            return True
+        backbone = getattr(getattr(item, "callspec", None), "params", {}).get("backbone_run")
+        return {"vgg_tiny": "tiny_run", "resnet18": "resnet18_run"}.get(backbone) == fixture
+
+    wanted = {name for name, fixture in (("snakemake", "tiny_run"), ("dvc", "dvc_run"), ("resnet18", "resnet18_run"),
+                                         ("classfolder", "classfolder_run"))
+              if any(needs(item, fixture) for item in request.session.items)}
     bin_ = Path(sys.executable).parent
     env = e2e_env()
     runs = {}
@@ -126,6 +136,16 @@ def e2e_background(request, forkserver_dir, tmp_path_factory):
         proj = copy_project(tmp_path_factory.mktemp("proj"))
         runs["snakemake"] = Background(proj, [str(bin_ / "snakemake"), "--profile", "workflow/profiles/default",
                                               "--cores", "2", "--config", "suite=tiny"], env)
+    if "resnet18" in wanted:
+        proj = resnet18_project(copy_project(tmp_path_factory.mktemp("resnet18")))
+        runs["resnet18"] = Background(proj, [str(bin_ / "snakemake"), "--profile", "workflow/profiles/default",
+                                             "--cores", "2", "--config", "suite=tiny"], env)
+    if "classfolder" in wanted:
+        from user_data import user_project
+
+        proj = user_project(copy_project(tmp_path_factory.mktemp("classfolder")))
+        runs["classfolder"] = Background(proj, [str(bin_ / "snakemake"), "--profile", "workflow/profiles/default",
+                                                "--cores", "2", "--config", "suite=tiny"], env)
     yield runs
     for background in runs.values():
         background.stop()
@@ -136,6 +156,49 @@ def dvc_run(e2e_background):
     """`dvc repro` of the tiny suite from a clean copy, dvc.yaml written for tiny
     (started with the session): (project, seconds, CompletedProcess)."""
     return e2e_background["dvc"].result()
+
+
+def resnet18_project(proj: Path) -> Path:
+    """The tiny suite on ``backbone: resnet18`` (11M parameters per task), its grid
+    reduced in this copy so that it fits the default suite on two cores (the full
+    tiny DAG on ResNet-18 ran past 600 s): one group of a grayscale and a colour
+    task (HD, Art) with its two tables, every method of both settings, no sweeps,
+    no readings, 8 images per class."""
+    import yaml
+
+    path = proj / "params" / "suites" / "tiny.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["suite"].update(backbone="resnet18", readings=False, sweeps={}, images_per_class=8)
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    grid_path = proj / "params" / "grid.yaml"
+    grid = yaml.safe_load(grid_path.read_text())
+    grid["sweeps"] = {}
+    grid["groups"] = {"unrelated": {**grid["groups"]["unrelated"], "tasks": ["HD", "Art"]}}
+    grid["tables"] = {k: t for k, t in grid["tables"].items() if t["group"] in grid["groups"]}
+    grid["relations"]["given"] = {k: v for k, v in grid["relations"]["given"].items() if k in grid["groups"]}
+    grid_path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return proj
+
+
+@pytest.fixture(scope="session")
+def resnet18_run(e2e_background):
+    """`snakemake` of the tiny suite on ResNet-18 (:func:`resnet18_project`, started
+    with the session): (project, seconds, CompletedProcess)."""
+    return e2e_background["resnet18"].result()
+
+
+@pytest.fixture(scope="session")
+def classfolder_run(e2e_background):
+    """`snakemake` of the tiny suite on a user's class-folder group (tests/user_data.py,
+    started with the session): (project, seconds, CompletedProcess)."""
+    return e2e_background["classfolder"].result()
+
+
+@pytest.fixture()
+def backbone_run(request):
+    """The end-to-end run of the tiny suite on the backbone ``request.param``:
+    ``vgg_tiny`` (the suite as it is) or ``resnet18``."""
+    return request.getfixturevalue({"vgg_tiny": "tiny_run", "resnet18": "resnet18_run"}[request.param])
 
 
 @pytest.fixture(scope="session")

@@ -3,64 +3,17 @@ class-folder source from params/ alone, end to end through Snakemake."""
 
 from __future__ import annotations
 
-import io
 import json
-import subprocess
-import sys
-import time
-import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
+from user_data import CLASSES, make_folder, make_zip, user_params
 
-from conftest import copy_project, e2e_env
 from hetmtl.data.archives import ArchiveError, folder_members, list_members, md5sum
 from hetmtl.data.fetch import fetch
 from hetmtl.data.sources import LAYOUTS, write_standin
 from hetmtl.params import SCHEMA_PATH, ParamsError, load_params
-
-CLASSES = ["circle", "cross", "square", "triangle"]
-
-
-def _image(cls: str, i: int, size: int = 12) -> bytes:
-    """A small PNG of class ``cls``: grayscale for even ``i``, colour for odd."""
-    k = CLASSES.index(cls)
-    img = Image.new("RGB", (size, size), (255, 255, 255))
-    for x in range(size):
-        for y in range(size):
-            if (x * (k + 1) + y * (i % 3 + 1)) % (k + 2) == 0:
-                img.putpixel((x, y), (40 * k, 255 - 50 * k, (30 * i) % 256))
-    if i % 2 == 0:
-        img = img.convert("L")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def make_zip(path: Path, classes=CLASSES, per_class: int = 8, top: str | None = "shapes",
-             extra: dict | None = None) -> str:
-    """A zip of ``[top/]<class>/<image>.png``; ``extra``: more members (name -> bytes). Its MD5."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f"{top}/" if top else ""
-    with zipfile.ZipFile(path, "w") as zf:
-        for cls in classes:
-            zf.writestr(f"{prefix}{cls}/", b"")
-            for i in range(per_class):
-                zf.writestr(f"{prefix}{cls}/img{i:02d}.png", _image(cls, i))
-        for name, data in (extra or {}).items():
-            zf.writestr(prefix + name, data)
-    return md5sum(path)
-
-
-def make_folder(path: Path, classes=CLASSES, per_class: int = 8) -> Path:
-    for cls in classes:
-        (path / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            (path / cls / f"img{i:02d}.png").write_bytes(_image(cls, i))
-    return path
-
 
 # --------------------------------------------------------------------------- the registry
 
@@ -173,46 +126,14 @@ def test_a_folder_is_packed_deterministically_with_its_md5_recorded(tmp_path, pr
 # --------------------------------------------------------------------------- end to end
 
 
-def _user_params(proj: Path, zip_md5: str) -> None:
-    """Two user tasks (a colour zip, a grayscale folder) in one group, the only
-    group of the grid, trained by single-task and MTAL."""
-    path = proj / "params" / "datasets.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["sources"]["shapes"] = {"layout": "class_folders", "path": "userdata/shapes.zip", "md5": zip_md5,
-                                 "channels": 3, "expected": {"classes": 4, "images": 32}}
-    data["sources"]["shapes_gray"] = {"layout": "class_folders", "path": "userdata/shapes_gray", "channels": 1}
-    data["tasks"]["ShapesRGB"] = {"source": "shapes", "flip": True, "classes": {"pool": "source", "draw": 3}}
-    data["tasks"]["ShapesGray"] = {"source": "shapes_gray", "flip": False,
-                                   "classes": {"pool": "source", "draw": "all"}}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    grid = proj / "params" / "grid.yaml"
-    data = yaml.safe_load(grid.read_text())
-    data.update(groups={"user": {"paper_group": 3, "tasks": ["ShapesRGB", "ShapesGray"]}},
-                shared_methods=["single_task"], settings={"no_prior": {"methods": ["mtal"]}}, readings=[],
-                tables={"table_user": {"group": "user", "setting": "no_prior", "paper": "user data"}})
-    data["sweeps"] = {}
-    grid.write_text(yaml.safe_dump(data, sort_keys=False))
-    for suite in (proj / "params" / "suites").glob("*.yaml"):
-        data = yaml.safe_load(suite.read_text())
-        data["suite"]["sweeps"] = {}
-        suite.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
 @pytest.mark.e2e
-def test_a_class_folder_group_runs_through_the_whole_dag(tmp_path):
+def test_a_class_folder_group_runs_through_the_whole_dag(classfolder_run):
     """A zip and a folder of <class>/<image> PNGs (grayscale and colour mixed)
     become two tasks of a group from params/ alone; Snakemake fetches,
-    prepares, trains and aggregates them in the tiny suite, offline."""
-    proj = copy_project(tmp_path / "proj")
-    md5 = make_zip(proj / "userdata" / "shapes.zip")
-    make_folder(proj / "userdata" / "shapes_gray")
-    _user_params(proj, md5)
-    started = time.time()
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--profile", "workflow/profiles/default",
-           "--cores", "2", "--config", "suite=tiny"]
-    proc = subprocess.run(cmd, cwd=proj, env=e2e_env(), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    seconds = time.time() - started
+    prepares, trains and aggregates them in the tiny suite, offline (started
+    with the session: conftest.e2e_background)."""
+    proj, seconds, _ = classfolder_run
+    md5 = md5sum(proj / "userdata" / "shapes.zip")
     rgb = json.loads((proj / "data/prepared/tiny/ShapesRGB/manifest.json").read_text())
     gray = json.loads((proj / "data/prepared/tiny/ShapesGray/manifest.json").read_text())
     assert (rgb["channels"], rgb["num_classes"], rgb["images"], rgb["source_md5"]) == (3, 3, 24, md5)
@@ -234,6 +155,6 @@ def test_dvc_fetch_stage_depends_on_the_users_archive_and_folder(tmp_path):
         (proj / f.relative_to(root)).write_text(f.read_text())
     (proj / "Snakefile").write_text("")
     (proj / "src").symlink_to(root / "src")
-    _user_params(proj, "0" * 32)
+    user_params(proj, "0" * 32)
     deps = dvc_yaml.stages(load_params(proj), "tiny")["fetch"]["deps"]
     assert deps[-2:] == ["userdata/shapes.zip", "userdata/shapes_gray"]
