@@ -240,6 +240,8 @@ MECHANISMS = [
   ("resolve: data not in the params digest", "src/hetmtl/resolve.py", "params_digest=_digest(run_params, data_md5,", "params_digest=_digest(run_params, {},", "tests/test_resolve.py::test_a_grid_run_resolves_to_what_its_job_reads"),
   ("resolve: a variant runs its own name", "src/hetmtl/resolve.py", "method_class=params.base_method(run.method)", "method_class=run.method", "tests/test_resolve.py::test_a_grid_run_resolves_to_what_its_job_reads"),
   ("runs: stale receipts listed as done", "src/hetmtl/cli.py", '            state = "done" if receipts.read(path).get("job_digest") == p.job_digest(run) else "stale"', '            state = "done"', "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches"),
+  ("params: a module's PARAMS not required", "src/hetmtl/params/__init__.py", '"required": list(declared),', '"required": [],', "tests/test_params.py::test_a_methods_parameters_are_declared_in_its_module"),
+  ("params: a method without a module accepted", "src/hetmtl/params/__init__.py", "        if declared is None:\n            known", "        if declared is None:\n            declared = {}\n        if False:\n            known", "tests/test_params.py::test_a_methods_parameters_are_declared_in_its_module"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,36 @@ def test_job_digest_follows_exactly_what_a_job_reads(tmp_path):
     sweep = load_params(tmp_path).job_digest(replace(keys["mtal"], sweep="rho", value=0.9))
     assert sweep != load_params(tmp_path).job_digest(replace(keys["mtal"], sweep="rho", value=0.1))
     assert sweep != after["mtal"]
+
+
+def test_a_methods_parameters_are_declared_in_its_module(tmp_path):
+    """params/methods.yaml is validated against each method module's PARAMS (read
+    without importing it): a new method is its module and its params entries, a
+    key missing, misspelt or out of range fails naming the file and the key, and
+    an entry without a module names the module it needs."""
+    import shutil
+
+    from hetmtl.methods import METHODS
+    from hetmtl.params import METHODS_DIR, _method_params, _stamp
+
+    root = Path(__file__).resolve().parents[1]
+    for name, cls in METHODS.items():  # the registry and the declarations agree
+        declared = _method_params(*_stamp(METHODS_DIR / f"{name}.py"))
+        assert declared is not None and sys.modules[cls.__module__].PARAMS == declared, name
+        assert set(load_params(root)["methods"][name]) == set(declared), name
+    shutil.copytree(root / "params", tmp_path / "params")
+    project_marker(tmp_path).write_text("")
+    methods = tmp_path / "params" / "methods.yaml"
+    text = methods.read_text()
+    for old, new, message in [
+        ("gamma: 0.001", "gamma: 'x'", "methods.soft_sharing.gamma: 'x' is not of type 'number'"),
+        ("gamma: 0.001", "gama: 0.001", "methods.soft_sharing: 'gamma' is a required property"),
+        ("    coupling: 1.0 ", "    coupling: -1.0 ", "methods.mtda.coupling: -1.0 is less than the minimum of 0"),
+        ("  single_task: {}", "  single_task: {}\n  my_method: {lr: 1}",
+         "methods.my_method: no method module src/hetmtl/methods/my_method.py declaring its PARAMS"),
+        ("    variant_of: mtal\n", "    variant_of: mtal_prior\n", "methods.mtal_common: 'rho_related' is a required"),
+    ]:
+        assert text.count(old) >= 1, old
+        methods.write_text(text.replace(old, new, 1))
+        with pytest.raises(ParamsError, match=re.escape(f"params/methods.yaml: {message}")):
+            load_params(tmp_path)

@@ -15,6 +15,16 @@ from torch import nn
 
 from hetmtl.methods.columns import Columns
 
+# The parameters this method reads from params/methods.yaml, each required (no
+# default in code): JSON Schema of each key, read by hetmtl.params without
+# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
+PARAMS = {
+    "pretrain_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "own_weight": {"$ref": "#/definitions/probability"},
+    "unit_lr_mult": {"type": "number", "exclusiveMinimum": 0},
+}
+
+
 
 class CrossStitch(Columns):
     name = "cross_stitch"

@@ -21,6 +21,15 @@ from torch import nn
 from hetmtl.methods.base import Method, weights_of
 from hetmtl.models.base import PerTask, TaskRouter, module_paths, set_module, weights_for
 
+# The parameters this method reads from params/methods.yaml, each required (no
+# default in code): JSON Schema of each key, read by hetmtl.params without
+# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
+PARAMS = {
+    # the prior setting: one trunk per connected component of R >= this
+    "relation_threshold": {"$ref": "#/definitions/probability"},
+}
+
+
 
 def clusters(relations: torch.Tensor | None, T: int, threshold: float) -> list[int]:
     """Cluster id per task: connected components of R >= threshold."""

@@ -112,6 +112,18 @@ import torch
 from hetmtl.data.tasks import TaskData, to_input
 from hetmtl.methods.base import Method
 
+# The parameters this method reads from params/methods.yaml, each required (no
+# default in code): JSON Schema of each key, read by hetmtl.params without
+# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
+PARAMS = {
+    "common_dim": {"$ref": "#/definitions/positive_int"},
+    "reg": {"type": "number", "exclusiveMinimum": 0},
+    "coupling": {"type": "number", "minimum": 0},
+    "iterations": {"$ref": "#/definitions/positive_int"},
+    "tol": {"type": "number", "minimum": 0},
+}
+
+
 
 @dataclass
 class MTDAFit:

@@ -17,6 +17,18 @@ from torch import nn
 
 from hetmtl.methods.columns import Columns, per_task
 
+# The parameters this method reads from params/methods.yaml, each required (no
+# default in code): JSON Schema of each key, read by hetmtl.params without
+# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
+PARAMS = {
+    "pretrain_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "own_weight": {"$ref": "#/definitions/probability"},
+    "unit_lr_mult": {"type": "number", "exclusiveMinimum": 0},
+    "unit_bn": {"type": "boolean"},
+    "unit_bn_lr_mult": {"type": "number", "exclusiveMinimum": 0},
+}
+
+
 
 class NDDRCNN(Columns):
     name = "nddr_cnn"

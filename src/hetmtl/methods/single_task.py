@@ -13,6 +13,12 @@ from torch import nn
 
 from hetmtl.methods.base import Method, weights_of
 
+# The parameters this method reads from params/methods.yaml, each required (no
+# default in code): JSON Schema of each key, read by hetmtl.params without
+# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
+PARAMS = {}
+
+
 
 class SingleTask(Method):
     name = "single_task"

@@ -15,6 +15,14 @@ import torch
 
 from hetmtl.methods.single_task import SingleTask
 
+# The parameters this method reads from params/methods.yaml, each required (no
+# default in code): JSON Schema of each key, read by hetmtl.params without
+# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
+PARAMS = {
+    "gamma": {"type": "number", "minimum": 0},  # weight of the summed squared distances
+}
+
+
 
 class SoftSharing(SingleTask):
     name = "soft_sharing"

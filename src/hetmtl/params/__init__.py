@@ -396,6 +396,42 @@ def _read_yaml(path: Path, rel: str) -> dict:
     return content
 
 
+METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
+
+
+@functools.lru_cache(maxsize=64)
+def _method_params(path: str, mtime_ns: int, size: int) -> dict | None:
+    """The ``PARAMS`` literal of a method's module (parsed, not imported: no torch)."""
+    import ast
+
+    for node in ast.parse(_file_bytes(path, mtime_ns, size)).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["PARAMS"]:
+            return ast.literal_eval(node.value)
+    return None
+
+
+def _methods_schema(methods, files: dict) -> dict:
+    """The schema of every entry of params/methods.yaml: its method module's
+    ``PARAMS``, every key required, nothing else allowed; a variant's are its
+    base's plus ``variant_of``. The method's module is where its parameters are
+    declared, so a new method is its module and its params entries."""
+    out = {}
+    for name, entry in (methods or {}).items():
+        base = entry.get("variant_of", name) if isinstance(entry, dict) else name
+        path = METHODS_DIR / f"{base}.py"
+        declared = _method_params(*_stamp(path)) if path.exists() else None
+        if declared is None:
+            known = sorted(p.stem for p in METHODS_DIR.glob("*.py") if _method_params(*_stamp(p)) is not None)
+            raise ParamsError(f"{files.get('methods', 'params/methods.yaml')}: methods.{name}: no method module "
+                              f"src/hetmtl/methods/{base}.py declaring its PARAMS (known: {', '.join(known)})")
+        schema = {"type": "object", "additionalProperties": False, "required": list(declared),
+                  "properties": {**declared, "variant_of": {"type": "string"}}}
+        if base != name:
+            schema = {"allOf": [schema, {"required": ["variant_of"], "properties": {"variant_of": {"const": base}}}]}
+        out[name] = schema
+    return out
+
+
 def load_params(root: Path | str | None = None) -> Params:
     """Merge and validate ``params/*.yaml`` and ``params/suites/*.yaml``.
 
@@ -438,6 +474,7 @@ def load_params(root: Path | str | None = None) -> Params:
             shown = ["suite", *path[2:]] if path[0] == "suites" else path
             raise ParamsError(f"{top}: {_key(shown)}: must be a finite number, got {value}")
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["properties"]["methods"]["properties"] = _methods_schema(merged.get("methods"), files)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(merged), key=lambda e: [str(p) for p in e.path])
     if errors:
