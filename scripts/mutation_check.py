@@ -239,9 +239,11 @@ MECHANISMS = [
   ("resolve: sweep value not put in", "src/hetmtl/resolve.py", '        mcfg[params["sweeps"][run.sweep]["parameter"]] = run.value', "        pass", "tests/test_resolve.py::test_a_sweep_point_resolves_with_the_swept_value_and_the_sweeps_epochs"),
   ("resolve: data not in the params digest", "src/hetmtl/resolve.py", "params_digest=_digest(run_params, data_md5,", "params_digest=_digest(run_params, {},", "tests/test_resolve.py::test_a_grid_run_resolves_to_what_its_job_reads"),
   ("resolve: a variant runs its own name", "src/hetmtl/resolve.py", "method_class=params.base_method(run.method)", "method_class=run.method", "tests/test_resolve.py::test_a_grid_run_resolves_to_what_its_job_reads"),
-  ("runs: stale receipts listed as done", "src/hetmtl/cli.py", '            state = "done" if receipts.read(path).get("job_digest") == p.job_digest(run) else "stale"', '            state = "done"', "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches"),
+  ("runs: stale receipts listed as done", "src/hetmtl/cli.py", '            state = "done" if receipts.read(path).get("job_digest") == p.job_digest(run) else "stale"', '            state = "done"', "tests/test_resolve.py::test_hetmtl_runs_lists_each_runs_state_and_command"),
   ("params: a module's PARAMS not required", "src/hetmtl/params/__init__.py", '"required": list(declared),', '"required": [],', "tests/test_params.py::test_a_methods_parameters_are_declared_in_its_module"),
   ("params: a method without a module accepted", "src/hetmtl/params/__init__.py", "        if declared is None:\n            known", "        if declared is None:\n            declared = {}\n        if False:\n            known", "tests/test_params.py::test_a_methods_parameters_are_declared_in_its_module"),
+  ("params: swept values unchecked", "src/hetmtl/params/__init__.py", "                for err in validator.iter_errors(entry):", "                for err in []:", "tests/test_params.py::test_a_swept_value_is_checked_against_its_parameter"),
+  ("runs: a receipt without its model listed as done", "src/hetmtl/cli.py", "        if path.exists() and (p.root / run.model).exists():", "        if path.exists():", "tests/test_resolve.py::test_hetmtl_runs_lists_each_runs_state_and_command"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

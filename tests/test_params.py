@@ -251,3 +251,31 @@ def test_a_methods_parameters_are_declared_in_its_module(tmp_path):
         methods.write_text(text.replace(old, new, 1))
         with pytest.raises(ParamsError, match=re.escape(f"params/methods.yaml: {message}")):
             load_params(tmp_path)
+
+
+def test_a_swept_value_is_checked_against_its_parameter(tmp_path):
+    """A sweep's values reach runs after validation (the resolver puts them in):
+    each is checked against the method's PARAMS, naming the suite file."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "params", tmp_path / "params")
+    project_marker(tmp_path).write_text("")
+    suite = tmp_path / "params" / "suites" / "tiny.yaml"
+    text = suite.read_text()
+    assert "values: [0.1, 0.9]" in text
+    suite.write_text(text.replace("values: [0.1, 0.9]", "values: [0.1, 3.0]"))
+    with pytest.raises(ParamsError, match=re.escape("params/suites/tiny.yaml: suite.sweeps.rho.values: 3.0 is not a "
+                                                    "value of methods.mtal.rho (3.0 is greater than the maximum")):
+        load_params(tmp_path)
+
+
+def test_mtal_and_mtal_prior_declare_their_common_keys_alike():
+    """PARAMS are literals (read without importing): the keys MTAL with a prior
+    shares with MTAL must keep one meaning."""
+    from hetmtl.methods import mtal, mtal_prior
+
+    common = set(mtal.PARAMS) & set(mtal_prior.PARAMS)
+    assert common == {"alpha", "beta", "warmup", "share_every", "start"}
+    assert {k: mtal.PARAMS[k] for k in common} == {k: mtal_prior.PARAMS[k] for k in common}
+    assert mtal_prior.PARAMS["rho_related"] == mtal_prior.PARAMS["rho_unrelated"] == mtal.PARAMS["rho"]

@@ -89,3 +89,30 @@ def test_a_run_outside_the_grid_is_refused_in_one_line(project):
         with pytest.raises(ParamsError, match="is not in the (grid|sweeps) of params/grid.yaml") as err:
             resolve(p, run)
         assert "\n" not in str(err.value)
+
+
+def test_hetmtl_runs_lists_each_runs_state_and_command(project, capsys):
+    """`hetmtl runs`: done only with its receipt of the current digest and its model;
+    stale under another digest; missing otherwise."""
+    from hetmtl.cli import main
+
+    p = load_params(project)
+    run = p.runs("tiny")[0]
+
+    def states():
+        assert main(["runs", "--suite", "tiny"]) == 0
+        listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(listed) == len(p.runs("tiny")) + len(p.sweep_runs("tiny"))
+        mine = [r for r in listed if r["receipt"] == run.receipt.as_posix()]
+        assert len(mine) == 1 and mine[0]["command"] == run.command
+        return mine[0]["state"], {r["state"] for r in listed if r["receipt"] != run.receipt.as_posix()}
+
+    assert states() == ("missing", {"missing"})
+    receipt = project / run.receipt
+    receipt.parent.mkdir(parents=True)
+    receipt.write_text(json.dumps({"job_digest": p.job_digest(run)}))
+    assert states()[0] == "missing"  # no model: not done
+    (project / run.model).write_bytes(b"model")
+    assert states()[0] == "done"
+    receipt.write_text(json.dumps({"job_digest": "0" * 16}))
+    assert states()[0] == "stale"

@@ -168,7 +168,7 @@ def cmd_runs(args) -> int:
             continue
         path = p.root / run.receipt
         state = "missing"
-        if path.exists():
+        if path.exists() and (p.root / run.model).exists():
             state = "done" if receipts.read(path).get("job_digest") == p.job_digest(run) else "stale"
         print(json.dumps({**{k: v for k, v in dataclasses.asdict(run).items() if v is not None},
                           "state": state, "receipt": run.receipt.as_posix(), "command": run.command}))

@@ -1,8 +1,8 @@
 """A run, resolved once: everything its job reads (DomainBed's resolved sweep job).
 
 :func:`resolve` turns a :class:`~hetmtl.runs.RunId` and the parameters into a
-frozen :class:`ResolvedRun`: the method's parameters (a variant's merged with
-its base's, a sweep's value put in), the training configuration, the backbone,
+frozen :class:`ResolvedRun`: the method's parameters (a variant's own entry,
+which params/methods.yaml gives its base's keys; a sweep's value put in), the training configuration, the backbone,
 R, the init source, the output paths, the tags, the MLflow parent and the
 digests. A job then only executes it (:func:`hetmtl.training.job.run_job`);
 nothing downstream reads ``params/`` again. :func:`resolve_relations` does the
@@ -192,7 +192,8 @@ def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
         given=None if given is None else tuple(tuple(float(v) for v in row) for row in given),
         epochs=scale["epochs"], seeds=tuple(scale["seeds"]), temperature=params["relations"]["temperature"],
         train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"]),
-        method_params={**method_params(params, "hard_sharing"), "init": suite["init"]},
+        # ours: R compares plain joint training with training alone, whatever the runs' task weighting
+        method_params={**method_params(params, "hard_sharing"), "init": suite["init"], "task_weighting": "equal"},
         backbone=suite["backbone"], csv=root / paths.relations_csv(suite_name, group),
         png=root / paths.relations_png(suite_name, group), detail=root / paths.relations_detail(suite_name, group),
         experiment_marker=root / paths.experiment_marker(suite_name),

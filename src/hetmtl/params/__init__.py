@@ -117,7 +117,7 @@ class Params:
 
     def job_inputs(self, run: RunId) -> dict:
         """Exactly the parameters one training job reads: its method's parameters
-        (a variant's merged with its base's), the training section, the suite's
+        (a variant's own entry, which holds its base's keys), the training section, the suite's
         training keys, its group and the group's tasks; a sweep point's swept
         parameter and epochs come from the sweep. The seed is not an input: the
         seeds of a cell share their digest."""
@@ -474,7 +474,8 @@ def load_params(root: Path | str | None = None) -> Params:
             shown = ["suite", *path[2:]] if path[0] == "suites" else path
             raise ParamsError(f"{top}: {_key(shown)}: must be a finite number, got {value}")
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    schema["properties"]["methods"]["properties"] = _methods_schema(merged.get("methods"), files)
+    method_schemas = _methods_schema(merged.get("methods"), files)
+    schema["properties"]["methods"]["properties"] = method_schemas
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(merged), key=lambda e: [str(p) for p in e.path])
     if errors:
@@ -490,5 +491,20 @@ def load_params(root: Path | str | None = None) -> Params:
         # one line per error, each naming its file and key (printed as `error: <line>`)
         raise ParamsError("".join(f"\nerror: {line}" if i else line for i, line in enumerate(lines)))
     _semantic_checks(merged, files)
+    _sweep_checks(merged, files, {"definitions": schema["definitions"]}, method_schemas)
     _report_checks(merged, files)
     return Params(data=merged, files=files, root=root)
+
+
+def _sweep_checks(d: dict, files: dict, definitions: dict, method_schemas: dict) -> None:
+    """Every value a suite sweeps is a valid value of its parameter: the method's
+    entry with the value put in passes the method's PARAMS (a sweep's values
+    reach the run after validation, by the resolver)."""
+    for suite_name, suite in d["suites"].items():
+        for name, sw in d["sweeps"].items():
+            validator = jsonschema.Draft202012Validator({**definitions, **method_schemas[sw["method"]]})
+            for value in suite["sweeps"][name]["values"]:
+                entry = {**d["methods"][sw["method"]], sw["parameter"]: value}
+                for err in validator.iter_errors(entry):
+                    raise ParamsError(f"{files[f'suites.{suite_name}']}: suite.sweeps.{name}.values: {value!r} is "
+                                      f"not a value of methods.{sw['method']}.{sw['parameter']} ({err.message})")
