@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from hetmtl import files
+from hetmtl import files, paths
 from hetmtl.errors import UserError
 from hetmtl.params import ParamsError, find_root, load_params
 
@@ -181,7 +181,7 @@ def cmd_aggregate(args) -> int:
     p = _params(args)
     aggregate(p, args.suite, p.root, with_items=not args.no_items)
     for name in p["tables"]:
-        print(Path("reports") / args.suite / "tables" / f"{name}.md")
+        print(paths.table_file(args.suite, name, "md"))
     return 0
 
 

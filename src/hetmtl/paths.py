@@ -118,3 +118,13 @@ def metrics_dir(suite: str) -> Path:
 
 def metrics_file(suite: str, table: str) -> Path:
     return metrics_dir(suite) / f"{table}.json"
+
+
+def store_lock() -> Path:
+    """Held while an MLflow experiment and its parent runs are created."""
+    return Path("results") / ".mlflow-create.lock"
+
+
+def checkout_id() -> Path:
+    """This checkout's random id (``hetmtl.checkout`` tag of its runs)."""
+    return Path("results") / ".hetmtl-checkout"

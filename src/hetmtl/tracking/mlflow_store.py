@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from hetmtl import files
+from hetmtl import files, paths
 from hetmtl.errors import UserError
 from hetmtl.paths import experiment_marker
 from hetmtl.runs import RunId
@@ -163,7 +163,7 @@ def ensure_experiment(root: Path, suite: str, parents: list[str]) -> dict:
             return _ids(root, name, exp.experiment_id, existing, parents)
     # Something to create: one process of this project at a time (jobs started in
     # parallel after the store was lost would each create the experiment or a parent).
-    with files.lock(Path(root) / "results" / ".mlflow-create.lock", f"MLflow experiment {name}"):
+    with files.lock(Path(root) / paths.store_lock(), f"MLflow experiment {name}"):
         return _create(root, c, suite, name, parents)
 
 
@@ -223,7 +223,7 @@ def checkout(root: Path) -> str:
     clone has its own and a moved or copied project keeps its own."""
     import uuid
 
-    path = Path(root) / "results" / ".hetmtl-checkout"
+    path = Path(root) / paths.checkout_id()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
