@@ -131,7 +131,7 @@ MECHANISMS = [
   ("digest: stale receipts accepted", "src/hetmtl/reporting/collect.py", "    if stale:", "    if False:", "tests/test_tables.py::test_aggregation_refuses_receipts_of_other_parameters"),
   # the relations stage
   ("relations: test split read", "src/hetmtl/training/relations.py", '    return [history[-1][f"val_acc/{d.name}"] for d in data]', '    return [fit(method, data, cfg, data[0].y["train"].device, progress=False)["test"][f"test_acc/{d.name}"] for d in data]', "tests/test_relations.py::test_r_is_read_from_the_validation_split_never_the_test_split"),
-  ("relations: alone at own steps", "src/hetmtl/training/relations.py", 'alone = _val("single_task", [d[i], d[j]], spec, c, method_cfg)', 'alone = [_val("single_task", [d[i]], spec, c, method_cfg)[0], _val("single_task", [d[j]], spec, c, method_cfg)[0]]', "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
+  ("relations: alone at own steps", "src/hetmtl/training/relations.py", 'alone = _val("single_task", [d[i], d[j]], spec, c, method_cfg, freeze_blocks)', 'alone = [_val("single_task", [d[i]], spec, c, method_cfg, freeze_blocks)[0], _val("single_task", [d[j]], spec, c, method_cfg, freeze_blocks)[0]]', "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
   ("relations: pair flips misread", "src/hetmtl/training/relations.py", "flip=tuple(cfg.flip[k] for k in (i, j))", "flip=tuple(cfg.flip[k] for k in (0, 1))", "tests/test_relations.py::test_each_pair_is_augmented_with_its_own_tasks_flags"),
   ("relations: first seed only", "src/hetmtl/training/relations.py", "        for seed in seeds:", "        for seed in seeds[:1]:", "tests/test_relations.py::test_alone_and_together_train_the_same_pairs_over_every_seed"),
   # statistics and splits (issue 9)
@@ -244,6 +244,8 @@ MECHANISMS = [
   ("params: a method without a module accepted", "src/hetmtl/params/__init__.py", "        if declared is None:\n            known", "        if declared is None:\n            declared = {}\n        if False:\n            known", "tests/test_params.py::test_a_methods_parameters_are_declared_in_its_module"),
   ("params: swept values unchecked", "src/hetmtl/params/__init__.py", "                for err in validator.iter_errors(entry):", "                for err in []:", "tests/test_params.py::test_a_swept_value_is_checked_against_its_parameter"),
   ("runs: a receipt without its model listed as done", "src/hetmtl/cli.py", "        if path.exists() and (p.root / run.model).exists():", "        if path.exists():", "tests/test_resolve.py::test_hetmtl_runs_lists_each_runs_state_and_command"),
+  ("relations: frozen blocks not frozen", "src/hetmtl/training/relations.py", "        method.freeze_blocks(freeze_blocks)", "        pass", "tests/test_relations.py::test_the_relations_runs_freeze_what_training_freezes"),
+  ("relations: freeze_blocks not passed", "src/hetmtl/training/relations.py", "rel.method_params, list(rel.seeds), rel.freeze_blocks)", "rel.method_params, list(rel.seeds), 0)", "tests/test_relations.py::test_the_relations_job_freezes_the_resolved_blocks"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

@@ -24,7 +24,7 @@ def tasks():
 def test_alone_and_together_train_the_same_pairs_over_every_seed(monkeypatch):
     calls = []
 
-    def spy(method_name, data, spec, cfg, method_cfg):
+    def spy(method_name, data, spec, cfg, method_cfg, freeze_blocks=0):
         calls.append((method_name, tuple(d.name for d in data), cfg.seed))
         return [0.5, 0.5]
 
@@ -65,7 +65,7 @@ def test_each_pair_is_augmented_with_its_own_tasks_flags(monkeypatch):
 
     seen = {}
 
-    def spy(method_name, data, spec, cfg, method_cfg):
+    def spy(method_name, data, spec, cfg, method_cfg, freeze_blocks=0):
         seen[tuple(d.name for d in data)] = cfg.flip
         return [0.5, 0.5]
 
@@ -85,3 +85,21 @@ def test_the_relations_job_logs_one_line_per_epoch_of_every_run(capsys):
             ours = [line for line in lines if line.startswith(f"[relations] {method} g1+c1 seed 0: epoch {epoch}/")]
             assert len(ours) == 1 and "val_acc g1=" in ours[0] and ours[0].endswith(" s"), lines
     assert len(lines) == 2 * CFG.epochs
+
+
+def test_the_relations_runs_freeze_what_training_freezes(monkeypatch):
+    """R compares runs trained as the training jobs train: training.freeze_blocks
+    frozen alone and together (hetmtl.resolve.resolve_relations passes it)."""
+    seen = []
+
+    def fake_fit(method, data, cfg, device, **kw):
+        frozen = [p for p in method.parameters() if not p.requires_grad]
+        seen.append((type(method).__name__, len(frozen)))
+        return {"history": [{f"val_acc/{d.name}": 0.5 for d in data}]}
+
+    monkeypatch.setattr(relations, "fit", fake_fit)
+    relations.estimate(lambda seed: tasks(), SPEC, CFG, 0.05, HS_CFG, seeds=[0], freeze_blocks=1)
+    assert [name for name, _ in seen] == ["SingleTask", "HardSharing"] and all(n > 0 for _, n in seen), seen
+    seen.clear()
+    relations.estimate(lambda seed: tasks(), SPEC, CFG, 0.05, HS_CFG, seeds=[0])
+    assert all(n == 0 for _, n in seen), seen

@@ -116,3 +116,27 @@ def test_hetmtl_runs_lists_each_runs_state_and_command(project, capsys):
     assert states()[0] == "done"
     receipt.write_text(json.dumps({"job_digest": "0" * 16}))
     assert states()[0] == "stale"
+
+
+def test_the_relations_job_freezes_the_resolved_blocks(project, monkeypatch):
+    """training.freeze_blocks reaches the relations stage through its resolved
+    record, as it reaches every training job."""
+    from hetmtl.training import relations
+
+    training = project / "params" / "training.yaml"
+    training.write_text(training.read_text().replace("freeze_blocks: 0 ", "freeze_blocks: 1 "))
+    rel = resolve_relations(load_params(project), "tiny", "related")
+    assert rel.freeze_blocks == 1 and rel.given is None
+    asked = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_estimate(data, spec, cfg, temperature, method_cfg, seeds, freeze_blocks=0):
+        asked.update(freeze_blocks=freeze_blocks, method_cfg=method_cfg)
+        raise Stop
+
+    monkeypatch.setattr(relations, "estimate", fake_estimate)
+    with pytest.raises(Stop):
+        relations.relations_job(rel, device_name="cpu")
+    assert asked["freeze_blocks"] == 1 and asked["method_cfg"]["task_weighting"] == "equal"

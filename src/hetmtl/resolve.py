@@ -80,6 +80,7 @@ class ResolvedRelations:
     temperature: float
     train: TrainConfig  # of the estimate's runs (its first seed; each run sets its own)
     method_params: dict  # hard sharing's, with init
+    freeze_blocks: int  # training.freeze_blocks, as the training jobs
     backbone: str
     csv: Path
     png: Path
@@ -194,6 +195,7 @@ def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
         train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"]),
         # ours: R compares plain joint training with training alone, whatever the runs' task weighting
         method_params={**method_params(params, "hard_sharing"), "init": suite["init"], "task_weighting": "equal"},
+        freeze_blocks=params["training"]["freeze_blocks"],
         backbone=suite["backbone"], csv=root / paths.relations_csv(suite_name, group),
         png=root / paths.relations_png(suite_name, group), detail=root / paths.relations_detail(suite_name, group),
         experiment_marker=root / paths.experiment_marker(suite_name),

@@ -36,9 +36,12 @@ from hetmtl.training.device import pick_device, set_determinism
 from hetmtl.training.loop import epoch_line, fit
 
 
-def _val(method_name, data: list[TaskData], spec, cfg: TrainConfig, method_cfg: dict) -> list[float]:
+def _val(method_name, data: list[TaskData], spec, cfg: TrainConfig, method_cfg: dict,
+         freeze_blocks: int = 0) -> list[float]:
     tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
     method = METHODS[method_name](tasks, spec, method_cfg, cfg.seed)
+    if freeze_blocks:  # as the training jobs freeze them (training.freeze_blocks)
+        method.freeze_blocks(freeze_blocks)
     what = f"[relations] {method_name} {'+'.join(d.name for d in data)} seed {cfg.seed}"
     clock = {"last": time.time()}
 
@@ -52,7 +55,7 @@ def _val(method_name, data: list[TaskData], spec, cfg: TrainConfig, method_cfg: 
 
 
 def estimate(data: Callable[[int], list[TaskData]], spec, cfg: TrainConfig, temperature: float,
-             method_cfg: dict, seeds: list[int]) -> tuple[torch.Tensor, dict]:
+             method_cfg: dict, seeds: list[int], freeze_blocks: int = 0) -> tuple[torch.Tensor, dict]:
     """R (T x T) and the validation accuracies behind it.
 
     For every pair (i, j) and seed: hard sharing on the pair against the two
@@ -73,8 +76,8 @@ def estimate(data: Callable[[int], list[TaskData]], spec, cfg: TrainConfig, temp
         for seed in seeds:
             d = data(seed)
             c = replace(cfg, seed=seed, flip=tuple(cfg.flip[k] for k in (i, j)) if cfg.flip else ())
-            alone = _val("single_task", [d[i], d[j]], spec, c, method_cfg)
-            together = _val("hard_sharing", [d[i], d[j]], spec, c, method_cfg)
+            alone = _val("single_task", [d[i], d[j]], spec, c, method_cfg, freeze_blocks)
+            together = _val("hard_sharing", [d[i], d[j]], spec, c, method_cfg, freeze_blocks)
             gains.append(((together[0] - alone[0]) + (together[1] - alone[1])) / 2)
             runs.append({"seed": seed, "alone": alone, "together": together})
         g = torch.tensor(gains, dtype=torch.float64)
@@ -144,7 +147,7 @@ def relations_job(rel: ResolvedRelations, device_name: str = "auto", threads: in
         def data(seed):
             return [load_task(rel.suite, t, device, rel.split, seed) for t in tasks]
         R, detail = estimate(data, BACKBONES[rel.backbone], rel.train, rel.temperature,
-                                       rel.method_params, list(rel.seeds))
+                                       rel.method_params, list(rel.seeds), rel.freeze_blocks)
         source = (f"estimated on the validation split ({rel.epochs} epochs per pair, "
                   f"alone and together at the same steps per task, seeds {list(rel.seeds)})")
         spread = torch.tensor(detail["gain_std"], dtype=torch.float64)
