@@ -11,7 +11,7 @@ import hashlib
 import os
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from hetmtl import files
@@ -48,6 +48,20 @@ def record_md5(path: Path, digest: str) -> Path:
     sidecar = Path(path).with_name(Path(path).name + ".md5")
     files.write_text(sidecar, f"{digest}  {Path(path).name}\n")
     return sidecar
+
+
+def write_recorded(dest: Path, write: Callable[[Path], None]) -> str:
+    """Make ``dest`` with ``write(tmp)`` under a temporary name, move it into place
+    only when complete, and record its MD5 beside it (:func:`record_md5`); its MD5."""
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        write(tmp)
+        digest = md5sum(tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    record_md5(dest, digest)
+    return digest
 
 
 def _check_name(archive: Path, name: str) -> None:

@@ -24,7 +24,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hetmtl.data.archives import ArchiveError, folder_members, list_members, md5sum, record_md5, verify_md5
+from hetmtl.data.archives import (
+    ArchiveError,
+    folder_members,
+    list_members,
+    md5sum,
+    record_md5,
+    verify_md5,
+    write_recorded,
+)
 from hetmtl.data.download import http_download
 from hetmtl.data.sources import LAYOUTS, is_archive
 from hetmtl.data.sources.common import write_archive
@@ -101,8 +109,7 @@ def fetch_local(source_name: str, source: dict, dest: Path) -> Path:
     if not origin.exists():
         raise ArchiveError(f"{origin}: no such {'archive' if is_archive(source['path']) else 'folder'} "
                            f"(sources.{source_name}.path in params/, relative to the project root)")
-    tmp = dest.with_name(dest.name + ".part")
-    try:
+    def write(tmp: Path) -> None:
         if is_archive(source["path"]):
             actual = md5sum(origin)
             if actual != source["md5"]:
@@ -114,9 +121,6 @@ def fetch_local(source_name: str, source: dict, dest: Path) -> Path:
         else:
             by_class = layout.classify(folder_members(origin), where=str(origin))
             write_archive(tmp, ((n, (origin / n).read_bytes()) for c in by_class for n in by_class[c]), "zip")
-        digest = md5sum(tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    record_md5(dest, digest)
+
+    write_recorded(dest, write)
     return dest

@@ -17,7 +17,6 @@ Imports no torch (the Snakefile loads params, and so this registry, on every run
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from hetmtl.data.sources import chars74k, class_folders, coil20, office31, officehome
@@ -67,17 +66,9 @@ def write_standin(layout: str, path: Path, images_per_class: int, seed: int = 0)
     when complete; its MD5 is recorded in ``<path>.md5`` (:func:`record_md5`) so
     that the fetch step verifies it with the same code as a real archive.
     """
-    from hetmtl.data.archives import md5sum, record_md5
+    from hetmtl.data.archives import write_recorded
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        fmt = "zip" if path.name.endswith(".zip") else "tgz"
-        write_archive(tmp, LAYOUTS[layout].generate(images_per_class, seed), fmt)
-        digest = md5sum(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    record_md5(path, digest)
-    return digest
+    fmt = "zip" if path.name.endswith(".zip") else "tgz"
+    return write_recorded(path, lambda tmp: write_archive(tmp, LAYOUTS[layout].generate(images_per_class, seed), fmt))

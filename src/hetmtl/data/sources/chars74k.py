@@ -14,7 +14,7 @@ import string
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from hetmtl.data.sources.common import Layout, Members, font_path, png, stable_seed, per_class
+from hetmtl.data.sources.common import Layout, Members, font_path, per_class, png, stable_seed
 
 CHARS74K_CLASSES = list(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 
