@@ -269,3 +269,32 @@ def fake_task(name: str, channels: int, classes: int, n: int = 24, size: int = 1
 @pytest.fixture()
 def toy_tasks():
     return [fake_task("g1", 1, 3, seed=1), fake_task("c1", 3, 4, seed=2), fake_task("g2", 1, 3, seed=3)]
+
+
+def tune_project(proj: Path, trials: int = 2) -> Path:
+    """The tiny suite reduced to what the tuning stage needs (tests/test_tune.py):
+    one group of two grayscale tasks (HD, a), the shared methods (single_task, deep
+    with nothing of its own to search; mtda, closed form) and MTAL without prior,
+    one table, no sweeps, no readings, 8 images per class, ``trials`` tune trials."""
+    import yaml
+
+    path = proj / "params" / "suites" / "tiny.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["suite"].update(readings=False, sweeps={}, images_per_class=8,
+                          tune={"trials": trials, "seed": 0, "epochs": 2})
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    grid_path = proj / "params" / "grid.yaml"
+    grid = yaml.safe_load(grid_path.read_text())
+    grid["sweeps"] = {}
+    grid["groups"] = {"related": {**grid["groups"]["related"], "tasks": ["HD", "a"]}}
+    grid["settings"] = {"no_prior": {"methods": ["mtal"]}}
+    grid["readings"] = [r for r in grid["readings"] if r["setting"] == "no_prior"]
+    grid["tables"] = {k: t for k, t in grid["tables"].items() if t["group"] == "related" and t["setting"] == "no_prior"}
+    grid["relations"]["given"] = {}
+    grid_path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    report_path = proj / "params" / "report.yaml"
+    report = yaml.safe_load(report_path.read_text())
+    report["report"]["reference"] = {"no_prior": "mtal"}
+    report["report"]["sharing"] = ["mtal"]
+    report_path.write_text(yaml.safe_dump(report, sort_keys=False))
+    return proj

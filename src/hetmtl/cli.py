@@ -137,6 +137,18 @@ def cmd_sweep(args) -> int:
                     for s in seeds], args)
 
 
+def cmd_tune(args) -> int:
+    from hetmtl.resolve import resolve_tune
+
+    p = _params(args)
+    tune = resolve_tune(p, args.suite, args.group, args.setting, args.method)
+    from hetmtl.training.tune import tune_job
+
+    record = tune_job(tune, device_name=args.device, threads=args.threads)
+    print(f"chosen (trial {record['best']} of {len(record['trials'])}): {json.dumps(record['chosen'])}")
+    return 0
+
+
 def cmd_relations(args) -> int:
     from hetmtl.resolve import resolve_relations
 
@@ -276,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--value", type=float, required=True, help="the swept parameter's value")
     sp.add_argument("--seed", type=int, nargs="+", help="only these seeds (default: the sweep's seeds)")
     device_flags(sp, progress=True)
+    sp = add("tune", cmd_tune, "random search of one (group, setting, method) on the validation split "
+                               "(suite.tune): the values its training jobs then use")
+    sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
+    sp.add_argument("--setting", required=True, help="shared, no_prior or prior")
+    sp.add_argument("--method", required=True, help="method of params/methods.yaml")
+    device_flags(sp, progress=False)
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")
     sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
     device_flags(sp, progress=False)

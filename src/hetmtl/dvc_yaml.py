@@ -75,6 +75,19 @@ def _job_params(p: Params, suite: str, key: dict, sweep: tuple[str, str] | None 
     })
 
 
+def _tune_params(p: Params, suite: str, key: dict) -> list[dict]:
+    """The DVC spelling of :meth:`Params.tune_inputs`: the cell's training params,
+    the suite's ``tune`` and the learning rate's range (a deep method)."""
+    out = _job_params(p, suite, key)
+    extra = {_suite_file(suite): ["suite.tune"]}
+    if "lr" in p.search_space(key["method"]):
+        extra["params/training.yaml"] = ["tuning"]
+    for item in out:
+        [(f, keys)] = item.items()
+        item[f] = sorted(set(keys) | set(extra.pop(f, [])))
+    return out + _params(extra)
+
+
 def _prepared(suite: str, tasks: list[str]) -> list[str]:
     return [paths.prepared_dir(suite, t).as_posix() for t in tasks]
 
@@ -132,11 +145,28 @@ def stages(p: Params, suite: str) -> dict:
                                                      paths.relations_detail(suite, group).as_posix())],
         }
     cells = dict.fromkeys((k["group"], k["setting"], k["method"]) for k in p.runs(suite))  # grid order
+    tuned = set(p.tune_cells(suite))
+    for group, setting, method in cells:
+        if (group, setting, method) not in tuned:
+            continue
+        deps = [*_prepared(suite, p.tasks_of(group)), marker]
+        if setting == "prior":
+            deps.append(paths.relations_csv(suite, group).as_posix())
+        out[f"tune-{group}-{setting}-{method}"] = {
+            "group": group, "setting": setting,
+            "cmd": f"hetmtl tune --suite {suite} --group {group} --setting {setting} --method {method}",
+            # the module holds the search space (SEARCH) beside the method
+            "deps": deps + code_paths(p.root, p.base_method(method)) + ["src/hetmtl/params/__init__.py"],
+            "params": _tune_params(p, suite, dict(group=group, setting=setting, method=method)),
+            "outs": [{paths.tune_json(suite, group, setting, method).as_posix(): {"cache": False}}],
+        }
     for group, setting, method in cells:
         key = dict(group=group, setting=setting, method=method)
         deps = [*_prepared(suite, p.tasks_of(group)), marker]
         if setting == "prior":
             deps.append(paths.relations_csv(suite, group).as_posix())
+        if (group, setting, method) in tuned:  # the values its tune stage chose
+            deps.append(paths.tune_json(suite, group, setting, method).as_posix())
         out[f"train-{group}-{setting}-{method}"] = {
             "group": group, "setting": setting,
             "cmd": f"hetmtl train --suite {suite} --group {group} --setting {setting} --method {method} --no-progress",

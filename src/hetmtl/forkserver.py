@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 IDLE_SECONDS = 120
-COMMANDS = {"train", "sweep", "relations", "prepare", "aggregate", "table", "figure"}
+COMMANDS = {"train", "sweep", "tune", "relations", "prepare", "aggregate", "table", "figure"}
 PACKAGE = Path(__file__).resolve().parent
 STARTUP_ENV = ("PYTHON", "OMP_", "MKL_", "OPENBLAS_", "TORCH", "CUDA_", "LD_", "MLFLOW_ENABLE")
 

@@ -78,6 +78,11 @@ def sweep_checkpoint(suite: str, sweep: str, group: str, value: float | str, see
     return Path("results") / suite / "checkpoints" / "sweeps" / sweep / group / _value(value) / f"seed{seed}.pt"
 
 
+def tune_json(suite: str, group: str, setting: str, method: str) -> Path:
+    """A tune cell's trials (values, mean validation accuracy) and its choice (README "Tuning")."""
+    return Path("results") / suite / "tune" / group / setting / f"{method}.json"
+
+
 def figure(suite: str, name: str) -> Path:
     return Path("reports") / suite / "figures" / f"{name}.png"
 

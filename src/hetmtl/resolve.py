@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hetmtl import files, paths
@@ -56,6 +56,8 @@ class ResolvedRun:
     params_digest: str  # parameters, data and R: a checkpoint of another digest is not resumed
     job_digest: str  # parameters and code: Snakemake's rerun trigger, checked by collection
     log_model: bool
+    tuned: dict | None = None  # the values its tune stage chose (lr included), None without tuning
+    tune_file: Path | None = None
 
     @property
     def key(self) -> dict:
@@ -138,12 +140,30 @@ def _data_md5(params, suite: str, tasks: list[str]) -> dict:
     return out
 
 
-def resolve(params, run: RunId) -> ResolvedRun:
+def read_tune(params, run: RunId) -> tuple[Path, dict]:
+    """The values the tune stage of ``run``'s cell chose (its JSON), refused when
+    the JSON was written for other inputs (search space, trials, parameters, code)."""
+    path = files.require(params.root / paths.tune_json(run.suite, run.group, run.setting, run.method),
+                         tune_command(run.suite, run.group, run.setting, run.method))
+    record = json.loads(path.read_text())
+    if record.get("digest") != params.tune_digest(run.suite, run.group, run.setting, run.method):
+        raise UserError(f"{path}: written for other parameters or code than the current ones; rerun "
+                        f"`{tune_command(run.suite, run.group, run.setting, run.method)}`")
+    return path, dict(record["chosen"])
+
+
+def tune_command(suite: str, group: str, setting: str, method: str) -> str:
+    return f"hetmtl tune --suite {suite} --group {group} --setting {setting} --method {method}"
+
+
+def resolve(params, run: RunId, tune: bool = True) -> ResolvedRun:
     """The one resolver of a training run: params and ``run`` -> a frozen record.
 
     Refuses a run that is not in the suite's grid or sweeps (one line naming
     the file to edit). Reads the prepared data's manifests (their MD5s enter
-    ``params_digest``) and, for the prior setting, R from the relations stage."""
+    ``params_digest``), for the prior setting R from the relations stage and,
+    when the suite tunes, the values its tune stage chose (``tune=False``: the
+    defaults, what the tune stage's trials start from)."""
     if run not in (params.sweep_runs(run.suite) if run.sweep else params.runs(run.suite)):
         where = "sweeps" if run.sweep else "grid"
         raise ParamsError(f"{json.dumps(run.__dict__)} is not in the {where} of params/grid.yaml and "
@@ -163,8 +183,17 @@ def resolve(params, run: RunId) -> ResolvedRun:
                                        f"hetmtl relations --suite {run.suite} --group {run.group}")
         relations = read_relations(relations_file, tasks)
     data_md5 = _data_md5(params, run.suite, tasks)
-    run_params = {"method": dict(mcfg), "training": params["training"], "suite": suite, "tasks": tasks,
+    tuned, tune_file = None, None
+    if tune and run.sweep is None and params.tunes(run.suite):  # the tune stage's choice, read once here
+        tune_file, tuned = read_tune(params, run)
+        mcfg.update({k: v for k, v in tuned.items() if k != "lr"})
+        if "lr" in tuned:
+            cfg = replace(cfg, lr=tuned["lr"])
+    run_params = {"method": dict(mcfg), "training": params["training"],
+                  "suite": {k: v for k, v in suite.items() if k != "tune"}, "tasks": tasks,
                   "epochs": cfg.epochs, "flip": list(cfg.flip)}
+    if tuned is not None:  # enters the params digest: another choice retrains
+        run_params["tuned"] = dict(tuned)
     tags = {"paper_group": str(params["groups"][run.group]["paper_group"]), "data": suite["data"],
             "shared_between_settings": str(run.setting == "shared"),
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
@@ -177,7 +206,8 @@ def resolve(params, run: RunId) -> ResolvedRun:
         receipt=root / run.receipt, model=root / run.model, checkpoint=root / run.checkpoint,
         experiment_marker=root / paths.experiment_marker(run.suite), tags=tags, run_params=run_params,
         params_digest=_digest(run_params, data_md5, None if relations is None else [list(r) for r in relations]),
-        job_digest=params.job_digest(run), log_model=params["tracking"]["log_model"])
+        job_digest=params.job_digest(run), log_model=params["tracking"]["log_model"], tuned=tuned,
+        tune_file=tune_file)
 
 
 def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
@@ -201,3 +231,33 @@ def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
         experiment_marker=root / paths.experiment_marker(suite_name),
         run=RunId(suite_name, group, "prior", "relations", 0),
         run_params={"relations": params["relations"], "tasks": tasks})
+
+
+@dataclass(frozen=True)
+class ResolvedTune:
+    """The tune stage of one (group, setting, method): its trials' values and the
+    run (the suite's first seed, at the defaults) each trial overrides."""
+    base: ResolvedRun
+    trials: tuple[dict, ...]
+    epochs: int
+    digest: str
+    json: Path
+    run_params: dict
+
+    @property
+    def cell(self) -> tuple[str, str, str]:
+        return self.base.run.group, self.base.run.setting, self.base.run.method
+
+
+def resolve_tune(params, suite_name: str, group: str, setting: str, method: str) -> ResolvedTune:
+    """The one resolver of a tune cell; refuses a cell the suite does not tune."""
+    if (group, setting, method) not in params.tune_cells(suite_name):
+        raise ParamsError(f"params/suites/{suite_name}.yaml: suite.tune: ({group}, {setting}, {method}) is not a "
+                          "tune cell (a cell of the grid, with tune.trials > 0)")
+    run = RunId(suite_name, group, setting, method, params.suite(suite_name)["seeds"][0])
+    base = resolve(params, run, tune=False)
+    scale = params.suite(suite_name)["tune"]
+    return ResolvedTune(base=base, trials=tuple(params.tune_trials(suite_name, group, setting, method)),
+                        epochs=scale["epochs"], digest=params.tune_digest(suite_name, group, setting, method),
+                        json=params.root / paths.tune_json(suite_name, group, setting, method),
+                        run_params={"tune": scale, "search": params.search_space(method)})

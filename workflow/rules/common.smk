@@ -25,7 +25,21 @@ def train_inputs(wc):
     inputs = {"data": prepared_of_group(wc.group), "marker": str(paths.experiment_marker(SUITE))}
     if wc.setting == "prior":
         inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
+    if (wc.group, wc.setting, wc.method) in TUNE_CELLS:  # the values its tune stage chose
+        inputs["tune"] = str(paths.tune_json(SUITE, wc.group, wc.setting, wc.method))
     return inputs
+
+
+def tune_inputs(wc):
+    inputs = {"data": prepared_of_group(wc.group), "marker": str(paths.experiment_marker(SUITE))}
+    if wc.setting == "prior":
+        inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
+    return inputs
+
+
+def tune_runtime(wc):
+    scale = S["tune"]
+    return runtime_minutes(len(P.tasks_of(wc.group)) * scale["epochs"] * scale["trials"])
 
 
 def sweep_inputs(wc):

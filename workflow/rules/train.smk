@@ -45,6 +45,34 @@ rule relations:
         "--threads {threads} > {log} 2>&1"
 
 
+# The tuning stage (suite.tune.trials > 0): one job per grid cell, a random search on
+# the validation split; the cell's training job then trains with its choice.
+rule tune:
+    input:
+        unpack(tune_inputs),
+    params:
+        suite=SUITE,
+        device=config["device"],
+        # rerun trigger: the parameters, search space and code this job reads
+        digest=lambda wc: P.tune_digest(SUITE, wc.group, wc.setting, wc.method),
+    output:
+        str(paths.tune_json(SUITE, "{group}", "{setting}", "{method}")),
+    threads: 1
+    resources:
+        gpu=1 if S["data"] == "real" else 0,
+        mem_mb=4000,
+        runtime=tune_runtime,
+    log:
+        f"logs/{SUITE}/tune/{{group}}/{{setting}}/{{method}}.log",
+    benchmark:
+        f"logs/{SUITE}/benchmarks/tune/{{group}}/{{setting}}/{{method}}.tsv"
+    conda:
+        "../envs/hetmtl.yaml"
+    shell:
+        "hetmtl tune --suite {params.suite} --group {wildcards.group} --setting {wildcards.setting} "
+        "--method {wildcards.method} --device {params.device} --threads {threads} > {log} 2>&1"
+
+
 # One job per (group, setting, method) trains the suite's seeds one after the
 # other: the start-up (imports, MLflow store) is paid once per grid cell.
 CELL = RunId(SUITE, "{group}", "{setting}", "{method}", 0)  # a wildcard pattern: its paths, one per seed

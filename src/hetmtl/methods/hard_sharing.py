@@ -28,6 +28,10 @@ PARAMS = {
     # the prior setting: one trunk per connected component of R >= this
     "relation_threshold": {"$ref": "#/definitions/probability"},
 }
+# The tuning stage's search space (README "Tuning"; the ranges are ours), beside the learning rate.
+SEARCH = {
+    "relation_threshold": {"uniform": [0.3, 0.7]},  # around the 0.5 of "joint training did not hurt"
+}
 
 
 

@@ -81,6 +81,11 @@ PARAMS = {
     "share_every": {"$ref": "#/definitions/positive_int"},
     "start": {"type": "string", "enum": ["independent", "common"]},  # ours: how the task copies start
 }
+# The tuning stage's search space (README "Tuning"; the range is ours: Fig. 9's 0.1 .. 0.9),
+# beside the learning rate.
+SEARCH = {
+    "rho": {"uniform": [0.1, 0.9]},
+}
 
 
 

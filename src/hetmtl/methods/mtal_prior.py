@@ -25,6 +25,12 @@ PARAMS = {
     "share_every": {"$ref": "#/definitions/positive_int"},
     "start": {"type": "string", "enum": ["independent", "common"]},  # ours: how the task copies start
 }
+# The tuning stage's search space (README "Tuning"; the ranges are ours: Fig. 9's 0.1 .. 0.9
+# for each threshold), beside the learning rate.
+SEARCH = {
+    "rho_related": {"uniform": [0.1, 0.9]},
+    "rho_unrelated": {"uniform": [0.1, 0.9]},
+}
 
 
 

@@ -122,6 +122,13 @@ PARAMS = {
     "iterations": {"$ref": "#/definitions/positive_int"},
     "tol": {"type": "number", "minimum": 0},
 }
+# The tuning stage's search space (README "Tuning"; the ranges are ours). Closed form: no
+# learning rate. The common dimension, the ridge and the coupling mu.
+SEARCH = {
+    "common_dim": {"int_uniform": [5, 30]},
+    "reg": {"log_uniform": [0.0001, 0.01]},
+    "coupling": {"log_uniform": [0.1, 10.0]},
+}
 
 
 
@@ -258,7 +265,7 @@ class MTDA(Method):
     def _flat(d: TaskData, split: str) -> torch.Tensor:
         return to_input(d.x[split].cpu()).flatten(1).double()
 
-    def fit_closed_form(self, data: list[TaskData]) -> dict:
+    def fit_closed_form(self, data: list[TaskData], test: bool = True) -> dict:
         T = len(data)
         fit = fit_mtda([self._flat(d, "train") for d in data], [d.y["train"].cpu() for d in data],
                        [d.num_classes for d in data], self.common_dim, self.reg, self.coupling,
@@ -270,6 +277,8 @@ class MTDA(Method):
         for t, d in enumerate(data):
             final[f"val_acc/{d.name}"] = self.accuracy(t, d, "val")
         final["val_acc/mean"] = sum(final[f"val_acc/{d.name}"] for d in data) / T
+        if not test:  # a tune trial: the test split is not evaluated (nor read)
+            return {"history": history, "test": {}}
         test = {f"test_acc/{d.name}": self.accuracy(t, d, "test") for t, d in enumerate(data)}
         test["test_acc/mean"] = sum(test.values()) / T
         return {"history": history, "test": test}

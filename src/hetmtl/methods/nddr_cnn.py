@@ -27,6 +27,12 @@ PARAMS = {
     "unit_bn": {"type": "boolean"},
     "unit_bn_lr_mult": {"type": "number", "exclusiveMinimum": 0},
 }
+# The tuning stage's search space (README "Tuning"; the ranges are ours): the units' start
+# and their rate (Gao et al.: 0.9 and 100x), beside the base learning rate.
+SEARCH = {
+    "own_weight": {"uniform": [0.5, 1.0]},
+    "unit_lr_mult": {"log_uniform": [10, 1000]},
+}
 
 
 

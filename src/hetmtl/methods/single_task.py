@@ -17,6 +17,8 @@ from hetmtl.methods.base import Method, weights_of
 # default in code): JSON Schema of each key, read by hetmtl.params without
 # importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
 PARAMS = {}
+# Nothing of its own to tune: the tuning stage searches only the learning rate (params/training.yaml tuning).
+SEARCH = {}
 
 
 

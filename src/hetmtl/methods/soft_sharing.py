@@ -21,6 +21,10 @@ from hetmtl.methods.single_task import SingleTask
 PARAMS = {
     "gamma": {"type": "number", "minimum": 0},  # weight of the summed squared distances
 }
+# The tuning stage's search space (README "Tuning"; the range is ours: a decade either side of 0.001).
+SEARCH = {
+    "gamma": {"log_uniform": [0.0001, 0.01]},
+}
 
 
 

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,16 @@ class Params:
         (a variant's own entry, which holds its base's keys), the training section, the suite's
         training keys, its group and the group's tasks; a sweep point's swept
         parameter and epochs come from the sweep. The seed is not an input: the
-        seeds of a cell share their digest."""
+        seeds of a cell share their digest. A grid cell of a suite that tunes
+        (``suite.tune.trials`` > 0) also reads its tune stage's choice: the digest
+        of what that stage reads (:meth:`tune_digest`) is an input; with no
+        tuning nothing is added, so the digests stay those of a suite without it."""
+        inputs = self._train_inputs(run)
+        if run.sweep is None and self.tunes(run.suite):
+            inputs["tune"] = self.tune_digest(run.suite, run.group, run.setting, run.method)
+        return inputs
+
+    def _train_inputs(self, run: RunId) -> dict:
         s = self.suite(run.suite)
         method = dict(self.method(run.method))
         scale = {k: s[k] for k in self.TRAINING_SUITE_KEYS}
@@ -137,6 +147,48 @@ class Params:
         (:func:`code_digest`): Snakemake reruns a job whose digest changed, and
         aggregation refuses a receipt written under another digest."""
         return _hash([self.job_inputs(run), code_digest(self.root, self.base_method(run.method))])
+
+    # -------------------------------------------------- the tuning stage (README "Tuning")
+
+    def tunes(self, suite: str) -> bool:
+        """Whether the suite tunes: ``suite.tune.trials`` > 0 (0: the defaults, no tune jobs)."""
+        return self.suite(suite)["tune"]["trials"] > 0
+
+    def tune_cells(self, suite: str) -> list[tuple[str, str, str]]:
+        """(group, setting, method) of every tune job: each cell of the grid when the
+        suite tunes (the same trials for every method), none otherwise."""
+        if not self.tunes(suite):
+            return []
+        return list(dict.fromkeys((r.group, r.setting, r.method) for r in self.runs(suite)))
+
+    def search_space(self, method: str) -> dict:
+        """What the tuning stage searches for a method: its module's ``SEARCH`` (a
+        variant: its base's) and, for a deep method, the learning rate
+        (params/training.yaml ``tuning.lr``)."""
+        base = self.base_method(method)
+        path = METHODS_DIR / f"{base}.py"
+        space = dict(_method_literal(*_stamp(path), "SEARCH") or {})
+        if _method_deep(*_stamp(path)):
+            space["lr"] = self.data["tuning"]["lr"]
+        return space
+
+    def tune_trials(self, suite: str, group: str, setting: str, method: str) -> list[dict]:
+        """The values of each trial of a tune cell: drawn from (``suite.tune.seed``,
+        group, setting, method, trial) alone, so the same whatever order jobs run in."""
+        scale = self.suite(suite)["tune"]
+        space = self.search_space(method)
+        return [sample(space, scale["seed"], group, setting, method, k) for k in range(scale["trials"])]
+
+    def tune_inputs(self, suite: str, group: str, setting: str, method: str) -> dict:
+        """What a tune job reads: what its cell's training reads (at the defaults), the
+        search space, the suite's ``tune`` and the seed its trials train with."""
+        seed = self.suite(suite)["seeds"][0]
+        return {**self._train_inputs(RunId(suite, group, setting, method, seed)), "seed": seed,
+                "search": self.search_space(method), "tune": self.suite(suite)["tune"]}
+
+    def tune_digest(self, suite: str, group: str, setting: str, method: str) -> str:
+        """Digest of a tune job's inputs and code: its rerun trigger, recorded in its JSON."""
+        return _hash([self.tune_inputs(suite, group, setting, method), code_digest(self.root, self.base_method(method))])
 
     def relations_digest(self, suite: str, group: str) -> str:
         """Digest of what the relations stage of a group reads, and its code."""
@@ -182,6 +234,31 @@ class Params:
         """A short hash of the given top-level sections (recorded with runs)."""
         blob = json.dumps({k: self.data[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _round(value: float) -> float:
+    """A drawn real, to 4 significant digits (what a caption can show)."""
+    return float(f"{value:.4g}")
+
+
+def sample(space: dict, seed: int, group: str, setting: str, method: str, trial: int) -> dict:
+    """One trial's values from ``space`` (name -> {uniform | log_uniform | int_uniform:
+    [low, high]} or {choice: [...]}): a generator seeded by the digest of
+    (seed, group, setting, method, trial), the names in sorted order."""
+    key = json.dumps([seed, group, setting, method, trial])
+    rng = random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16))
+    out = {}
+    for name in sorted(space):
+        [(kind, arg)] = space[name].items()
+        if kind == "uniform":
+            out[name] = _round(rng.uniform(*arg))
+        elif kind == "log_uniform":
+            out[name] = _round(math.exp(rng.uniform(math.log(arg[0]), math.log(arg[1]))))
+        elif kind == "int_uniform":
+            out[name] = rng.randint(*arg)
+        else:
+            out[name] = arg[rng.randrange(len(arg))]
+    return out
 
 
 def _hash(obj) -> str:
@@ -312,6 +389,8 @@ def _semantic_checks(d: dict, files: dict) -> None:
     for suite_name, suite in d["suites"].items():  # MTAL: a merge is always followed by training
         runs = {"suite.epochs": suite["epochs"], **{f"suite.sweeps.{n}.epochs": sw["epochs"]
                                                     for n, sw in suite["sweeps"].items()}}
+        if suite["tune"]["trials"]:  # a tune trial trains MTAL too
+            runs["suite.tune.epochs"] = suite["tune"]["epochs"]
         for name, spec in d["methods"].items():
             if "warmup" in spec:
                 for where, epochs in runs.items():
@@ -399,15 +478,35 @@ def _read_yaml(path: Path, rel: str) -> dict:
 METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
 
 
-@functools.lru_cache(maxsize=64)
-def _method_params(path: str, mtime_ns: int, size: int) -> dict | None:
-    """The ``PARAMS`` literal of a method's module (parsed, not imported: no torch)."""
+@functools.lru_cache(maxsize=128)
+def _method_literal(path: str, mtime_ns: int, size: int, name: str) -> dict | None:
+    """A literal of a method's module (``PARAMS``, ``SEARCH``; parsed, not imported: no torch)."""
     import ast
 
     for node in ast.parse(_file_bytes(path, mtime_ns, size)).body:
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["PARAMS"]:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
             return ast.literal_eval(node.value)
     return None
+
+
+def _method_params(path: str, mtime_ns: int, size: int) -> dict | None:
+    """The ``PARAMS`` literal of a method's module."""
+    return _method_literal(path, mtime_ns, size, "PARAMS")
+
+
+@functools.lru_cache(maxsize=64)
+def _method_deep(path: str, mtime_ns: int, size: int) -> bool:
+    """Whether the module's method is deep (trained by the SGD loop): no class of it
+    sets ``deep = False`` (a closed-form method, hetmtl.methods.base.Method.deep)."""
+    import ast
+
+    for node in ast.walk(ast.parse(_file_bytes(path, mtime_ns, size))):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if (isinstance(item, ast.Assign) and [getattr(t, "id", None) for t in item.targets] == ["deep"]
+                        and isinstance(item.value, ast.Constant) and item.value.value is False):
+                    return False
+    return True
 
 
 def _methods_schema(methods, files: dict) -> dict:
@@ -492,6 +591,8 @@ def load_params(root: Path | str | None = None) -> Params:
         raise ParamsError("".join(f"\nerror: {line}" if i else line for i, line in enumerate(lines)))
     _semantic_checks(merged, files)
     _sweep_checks(merged, files, {"definitions": schema["definitions"]}, method_schemas)
+    _search_checks(merged, files, {"definitions": schema["definitions"]}, method_schemas,
+                   schema["properties"]["training"])
     _report_checks(merged, files)
     return Params(data=merged, files=files, root=root)
 
@@ -508,3 +609,43 @@ def _sweep_checks(d: dict, files: dict, definitions: dict, method_schemas: dict)
                 for err in validator.iter_errors(entry):
                     raise ParamsError(f"{files[f'suites.{suite_name}']}: suite.sweeps.{name}.values: {value!r} is "
                                       f"not a value of methods.{sw['method']}.{sw['parameter']} ({err.message})")
+
+
+def _search_checks(d: dict, files: dict, definitions: dict, method_schemas: dict, training_schema: dict) -> None:
+    """Every method's ``SEARCH`` (its module, beside ``PARAMS``) names only keys of its
+    ``PARAMS``, each with a valid distribution whose ends (or choices) are valid
+    values of the key; ``tuning.lr``'s ends are valid learning rates. A sampled
+    value lies between the ends, so every trial passes the method's schema."""
+    dist = jsonschema.Draft202012Validator({**definitions, "$ref": "#/definitions/distribution"})
+
+    def points(spec: dict) -> list:
+        [(kind, arg)] = spec.items()
+        return list(arg)
+
+    for name, entry in d["methods"].items():
+        base = entry.get("variant_of", name)
+        module = f"src/hetmtl/methods/{base}.py"
+        path = METHODS_DIR / f"{base}.py"
+        search = _method_literal(*_stamp(path), "SEARCH") or {}
+        declared = _method_params(*_stamp(path)) or {}
+        validator = jsonschema.Draft202012Validator({**definitions, **method_schemas[name]})
+        for key, spec in search.items():
+            if key not in declared:
+                raise ParamsError(f"{module}: SEARCH.{key}: not one of the method's PARAMS "
+                                  f"({', '.join(declared) or 'none'})")
+            for err in dist.iter_errors(spec):
+                raise ParamsError(f"{module}: SEARCH.{key}: {err.message}")
+            ends = points(spec)
+            if "choice" not in spec and ends[0] > ends[1]:
+                raise ParamsError(f"{module}: SEARCH.{key}: the range {ends} runs backwards")
+            for value in ends:
+                for err in validator.iter_errors({**entry, key: value}):
+                    raise ParamsError(f"{module}: SEARCH.{key}: {value!r} is not a value of "
+                                      f"methods.{name}.{key} ({err.message})")
+    lr = d["tuning"]["lr"]
+    lr_schema = jsonschema.Draft202012Validator(training_schema["properties"]["lr"])
+    for value in points(lr):
+        for err in lr_schema.iter_errors(value):
+            raise ParamsError(f"{files['tuning']}: tuning.lr: {value!r} is not a learning rate ({err.message})")
+    if "choice" not in lr and points(lr)[0] > points(lr)[1]:
+        raise ParamsError(f"{files['tuning']}: tuning.lr: the range {points(lr)} runs backwards")

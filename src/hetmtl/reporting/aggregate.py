@@ -10,7 +10,14 @@ import pandas as pd
 
 from hetmtl import files, paths
 from hetmtl.reporting import catalogue, figures
-from hetmtl.reporting.collect import RecordError, check_current, collect, collect_sweeps, metric_histories
+from hetmtl.reporting.collect import (
+    RecordError,
+    check_current,
+    collect,
+    collect_sweeps,
+    metric_histories,
+    tuned_values,
+)
 from hetmtl.reporting.tables import (
     AVERAGE,
     add_significance,
@@ -80,7 +87,19 @@ def table_budget(params, records: pd.DataFrame, spec: dict) -> tuple[int, int]:
     return next(iter(steps.values())), max(pre, default=0)
 
 
-def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = None) -> str:
+def tuned_note(params, suite: str, tuned: dict[str, dict]) -> str:
+    """The caption's sentence on the tuning stage: its protocol and each method's choice."""
+    scale = params.suite(suite)["tune"]
+    display = params["report"]["display"]
+    chosen = "; ".join(f"{display.get(m, m)}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                       for m, values in tuned.items())
+    return (f"Tuned (ours): {scale['trials']} trials of random search per method on the validation split "
+            f"(one seed, {scale['epochs']} epochs each, the best mean validation accuracy; the test split plays "
+            f"no part); chosen: {chosen}.")
+
+
+def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = None,
+            tuned: dict[str, dict] | None = None) -> str:
     s = params.suite(suite)
     group = params["groups"][spec["group"]]
     ref = reference_method(params, spec["setting"])
@@ -98,6 +117,8 @@ def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = Non
         parts.append(f"Budget: {budget[0]} optimisation steps per task for every deep method"
                      + (f" (cross-stitch and NDDR-CNN: the first {budget[1]} epochs of them train their "
                         "single-task columns)." if budget[1] else "."))
+    if tuned:
+        parts.append(tuned_note(params, suite, tuned))
     parts.append(scale_note(params, suite))
     return " ".join(parts)
 
@@ -190,7 +211,8 @@ def comparison_table(params, suite: str, root: Path, name: str, records: pd.Data
     """Tables 2-5: one comparison table of params/grid.yaml ``tables``."""
     spec = params["tables"][name]
     table = comparison_tables(params, suite, records, only=name)[name]
-    cap = caption(params, suite, spec, table_budget(params, records, spec))
+    tuned = tuned_values(params, suite, root, spec["group"], params.table_methods(spec["setting"]))
+    cap = caption(params, suite, spec, table_budget(params, records, spec), tuned)
     out = _table_files(root, suite, name)
     return [_write(out["md"], to_markdown(table, cap)), _write(out["tex"], to_latex(table, cap)),
             _write(out["csv"], to_csv(table)), _write(out["html"], to_html(table, cap, name))]

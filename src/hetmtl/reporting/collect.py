@@ -52,6 +52,21 @@ def _checked(root: Path, run: RunId) -> tuple[dict, dict]:
     return receipt, receipts.latest_metrics(receipt, path)
 
 
+def tuned_values(params, suite: str, root: Path, group: str, rows: list[tuple[str, str]]) -> dict[str, dict]:
+    """The values the tune stage chose for each row (setting, method) of a table, as
+    its runs recorded them (their MLflow params ``tuned.*``, in the receipts); a
+    row whose runs were not tuned is left out."""
+    out = {}
+    for setting, method in rows:
+        run = RunId(suite, group, setting, method, params.suite(suite)["seeds"][0])
+        receipt, _ = _checked(root, run)
+        logged = receipts.record(receipt, root / run.receipt)["params"]
+        values = {k.removeprefix("tuned."): v for k, v in sorted(logged.items()) if k.startswith("tuned.")}
+        if values:
+            out[method] = values
+    return out
+
+
 def collect_sweeps(params, suite: str, root: Path) -> pd.DataFrame:
     """Long records of the sweep runs: one row per (run, metric), with the swept value."""
     rows = []

@@ -50,7 +50,7 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 # hetmtl.kind of a run: `training` a run of a table's grid cell, `sweep` a
 # sweep point, `relations` a group's R, `aggregate` the tables' run, `group` a
 # parent run. The job kinds are those one job logs (RunLogger), one FINISHED run each.
-KINDS = ("training", "sweep", "relations", "aggregate", "group")
+KINDS = ("training", "sweep", "relations", "aggregate", "group", "tune", "tune_trial")
 JOB_KINDS = ("training", "sweep", "relations")
 
 # The command that logs runs in this process (cli.main sets it): the runs' Source.
@@ -249,7 +249,7 @@ class RunLogger:
         self.run_name = run.run_name
         self.tags = {**run.tags, **tags, "hetmtl.checkout": checkout(root)}
         self.tags["hetmtl.kind"] = run_kind(self.tags)
-        self.params = {k: str(v)[:6000] for k, v in _flatten(params).items()}
+        self.params = {k: str(v)[:6000] for k, v in flatten(params).items()}
         self.experiment = ensure_experiment(root, run.suite, [self.parent])
         self.resumed = False
         self.artifacts: list[str] = []  # names of the files logged, for the record
@@ -291,15 +291,23 @@ class RunLogger:
 
 
 def log_new_run(c, experiment: dict, parent: str, run_name: str, tags: dict, params: dict) -> str:
-    all_tags = {**tags, "mlflow.parentRunId": experiment["parents"][parent]}
-    run = retry(lambda: c.create_run(experiment["experiment_id"], run_name=run_name, tags=all_tags))
+    return log_nested_run(c, experiment["experiment_id"], experiment["parents"][parent], run_name, tags, params)
+
+
+def log_nested_run(c, experiment_id: str, parent_id: str, run_name: str, tags: dict, params: dict) -> str:
+    """A new run under the run ``parent_id``, with its tags and params (values as strings)."""
+    all_tags = {**tags, "mlflow.parentRunId": parent_id}
+    run = retry(lambda: c.create_run(experiment_id, run_name=run_name, tags=all_tags))
+    log_batch_params(c, run.info.run_id, params)
+    return run.info.run_id
+
+
+def log_batch_params(c, run_id: str, params: dict) -> None:
     from mlflow.entities import Param
 
     flat = sorted(params.items())
     for i in range(0, len(flat), 100):
-        batch = [Param(k, v) for k, v in flat[i:i + 100]]
-        retry(c.log_batch, run.info.run_id, params=batch)
-    return run.info.run_id
+        retry(c.log_batch, run_id, params=[Param(k, v) for k, v in flat[i:i + 100]])
 
 
 def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
@@ -327,12 +335,12 @@ def supersede(c, experiment_id: str, tags: dict, run_id: str) -> list[str]:
     return old
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out

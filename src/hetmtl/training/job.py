@@ -179,7 +179,7 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
 
 
 def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress, tasks, spec,
-               method_cfg: dict, freeze_blocks: int = 0) -> dict:
+               method_cfg: dict, freeze_blocks: int = 0, test: bool = True) -> dict:
     """Train a deep method within its budget of ``cfg.epochs`` epochs.
 
     Cross-stitch and NDDR-CNN start from single-task networks (SPEC 5): their
@@ -205,7 +205,7 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
             on_epoch(epoch, metrics, {**train_state, "phase": "pretrain"})
 
         pre = fit(single, data, replace(cfg, epochs=P), device, state=state, on_epoch=on_pre,
-                  progress=progress)
+                  progress=progress, test=False)  # its test accuracy would be thrown away
         history, pre_steps = pre["history"], pre["steps"]
         method.init_from(single.state_dict())
         state = None
@@ -217,5 +217,6 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
     if state is not None:  # resuming the joint phase: its history holds the pre-training epochs too
         history, pre_steps = [h for h in state["history"] if h["epoch"] <= P], state.get("pre_steps", 0)
         state = {**state, "history": [h for h in state["history"] if h["epoch"] > P]}
-    result = fit(method, data, cfg, device, state=state, on_epoch=on_joint, progress=progress, start_epoch=P)
+    result = fit(method, data, cfg, device, state=state, on_epoch=on_joint, progress=progress, start_epoch=P,
+                 test=test)
     return {"history": history + result["history"], "test": result["test"], "steps": pre_steps + result["steps"]}

@@ -109,7 +109,7 @@ def recalibrate_batchnorm(method: Method, data: list[TaskData], batch_size: int,
 def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.device,
         state: dict | None = None,
         on_epoch: Callable[[int, dict, dict], None] | None = None,
-        progress: bool = True, start_epoch: int = 0) -> dict:
+        progress: bool = True, start_epoch: int = 0, test: bool = True) -> dict:
     """Train ``method`` on ``data``; returns {"history": [...], "test": {...}, "steps": n}
     with ``n`` the optimiser steps taken (each one batch of every task).
 
@@ -118,7 +118,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
     resumable state (the caller logs and checkpoints it). ``start_epoch``: the
     epochs already spent on this model's budget elsewhere (single-task
     pre-training); training runs epochs ``start_epoch + 1 .. cfg.epochs`` with
-    those epochs' batches.
+    those epochs' batches. ``test=False`` (a tune trial): the test split is not
+    evaluated (nor read); the result's ``test`` is empty.
     """
     method.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(method, cfg)
@@ -178,6 +179,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         if on_epoch is not None:
             on_epoch(epoch, metrics, {"model": method.state_dict(), "optimizer": optimizer.state_dict(),
                                       "history": history, "epoch": epoch, "steps_done": steps_done})
+    if not test:
+        return {"history": history, "test": {}, "steps": steps_done}
     test = {f"test_acc/{d.name}": accuracy(method, t, d, "test", norm=cfg.input_norm) for t, d in enumerate(data)}
     test["test_acc/mean"] = sum(test.values()) / len(data)
     return {"history": history, "test": test, "steps": steps_done}
