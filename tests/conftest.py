@@ -69,7 +69,8 @@ def pytest_collection_modifyitems(session, config, items):
     then those of DVC's, the longer): the other tests run while they work."""
     def rank(item):
         names = getattr(item, "fixturenames", ())
-        return 2 if "dvc_run" in names else 1 if {"tiny_run", "backbone_run", "classfolder_run"} & set(names) else 0
+        return 2 if {"dvc_run", "tune_dvc_run"} & set(names) else 1 if {
+            "tiny_run", "backbone_run", "classfolder_run", "tune_run"} & set(names) else 0
 
     items.sort(key=rank)  # stable: the order within each rank is kept
 
@@ -121,7 +122,8 @@ def e2e_background(request, forkserver_dir, tmp_path_factory):
         return {"vgg_tiny": "tiny_run", "resnet18": "resnet18_run"}.get(backbone) == fixture
 
     wanted = {name for name, fixture in (("snakemake", "tiny_run"), ("dvc", "dvc_run"), ("resnet18", "resnet18_run"),
-                                         ("classfolder", "classfolder_run"))
+                                         ("classfolder", "classfolder_run"), ("tune", "tune_run"),
+                                         ("tune_dvc", "tune_dvc_run"))
               if any(needs(item, fixture) for item in request.session.items)}
     bin_ = Path(sys.executable).parent
     env = e2e_env()
@@ -146,6 +148,16 @@ def e2e_background(request, forkserver_dir, tmp_path_factory):
         proj = user_project(copy_project(tmp_path_factory.mktemp("classfolder")))
         runs["classfolder"] = Background(proj, [str(bin_ / "snakemake"), "--profile", "workflow/profiles/default",
                                                 "--cores", "2", "--config", "suite=tiny"], env)
+    if "tune_dvc" in wanted:  # the tuning stage through DVC (tests/test_tune.py)
+        proj = tune_project(copy_project(tmp_path_factory.mktemp("tunedvc")))
+        subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
+        subprocess.run([str(bin_ / "hetmtl"), "dvc-yaml", "--suite", "tiny"], cwd=proj, env=env, check=True,
+                       capture_output=True)
+        runs["tune_dvc"] = Background(proj, [str(bin_ / "dvc"), "repro"], env)
+    if "tune" in wanted:  # the tuning stage through Snakemake (tests/test_tune.py)
+        proj = tune_project(copy_project(tmp_path_factory.mktemp("tune")))
+        runs["tune"] = Background(proj, [str(bin_ / "snakemake"), "--profile", "workflow/profiles/default",
+                                         "--cores", "2", "--config", "suite=tiny"], env)
     yield runs
     for background in runs.values():
         background.stop()
@@ -178,6 +190,20 @@ def resnet18_project(proj: Path) -> Path:
     grid["relations"]["given"] = {k: v for k, v in grid["relations"]["given"].items() if k in grid["groups"]}
     grid_path.write_text(yaml.safe_dump(grid, sort_keys=False))
     return proj
+
+
+@pytest.fixture(scope="session")
+def tune_run(e2e_background):
+    """`snakemake` of the tiny suite reduced for tuning (:func:`tune_project`, 2 trials
+    per cell; started with the session): (project, seconds, CompletedProcess)."""
+    return e2e_background["tune"].result()
+
+
+@pytest.fixture(scope="session")
+def tune_dvc_run(e2e_background):
+    """`dvc repro` of the same project (:func:`tune_project`), dvc.yaml written for it:
+    (project, seconds, CompletedProcess)."""
+    return e2e_background["tune_dvc"].result()
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from hetmtl import files, paths
-from hetmtl.params import DATA_CODE, Params, code_paths
+from hetmtl.params import DATA_CODE, TUNE_CODE, Params, code_paths
 from hetmtl.reporting import catalogue
 
 CHOICE = Path("params/dvc_suite.yaml")
@@ -156,7 +156,7 @@ def stages(p: Params, suite: str) -> dict:
             "group": group, "setting": setting,
             "cmd": f"hetmtl tune --suite {suite} --group {group} --setting {setting} --method {method}",
             # the module holds the search space (SEARCH) beside the method
-            "deps": deps + code_paths(p.root, p.base_method(method)) + ["src/hetmtl/params/__init__.py"],
+            "deps": deps + code_paths(p.root, p.base_method(method)) + list(TUNE_CODE),
             "params": _tune_params(p, suite, dict(group=group, setting=setting, method=method)),
             "outs": [{paths.tune_json(suite, group, setting, method).as_posix(): {"cache": False}}],
         }

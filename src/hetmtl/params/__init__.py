@@ -188,7 +188,8 @@ class Params:
 
     def tune_digest(self, suite: str, group: str, setting: str, method: str) -> str:
         """Digest of a tune job's inputs and code: its rerun trigger, recorded in its JSON."""
-        return _hash([self.tune_inputs(suite, group, setting, method), code_digest(self.root, self.base_method(method))])
+        code = [code_digest(self.root, self.base_method(method)), files_digest(self.root, TUNE_CODE)]
+        return _hash([self.tune_inputs(suite, group, setting, method), code])
 
     def relations_digest(self, suite: str, group: str) -> str:
         """Digest of what the relations stage of a group reads, and its code."""
@@ -273,6 +274,8 @@ DATA_CODE = {
               "src/hetmtl/data/sources"),
     "prepare": ("src/hetmtl/data/prepare.py", "src/hetmtl/data/sources", "src/hetmtl/data/archives.py"),
 }
+# The tune stage's own code beside its method's (the sampling of the trials; its job is in training/).
+TUNE_CODE = ("src/hetmtl/params/__init__.py",)
 SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py",
                "src/hetmtl/methods/__init__.py", "src/hetmtl/methods/build.py", "src/hetmtl/resolve.py",
                "src/hetmtl/runs.py", "src/hetmtl/data/splits.py", "src/hetmtl/data/tasks.py", "src/hetmtl/paths.py")

@@ -1,0 +1,313 @@
+"""The tuning stage (issue 13): an equal random search per method on the validation split.
+
+Unit tests of the sampling, the search-space validation, the choice and the
+test split's absence; end to end, a tiny project reduced to one group and three
+methods (conftest.tune_project, 2 trials per cell) through Snakemake and through
+`dvc repro`, started with the session, and the reruns an edit of the search
+space, of the learning rate's range or of N makes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+import yaml
+
+from conftest import fake_task
+from hetmtl import dvc_yaml, paths
+from hetmtl.params import Params, ParamsError, load_params, sample
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CELLS = [("related", "shared", "single_task"), ("related", "shared", "mtda"), ("related", "no_prior", "mtal")]
+
+
+def with_tune(params: Params, **tune) -> Params:
+    """The params with the tiny suite's ``tune`` changed (a copy)."""
+    data = copy.deepcopy(params.data)
+    data["suites"]["tiny"]["tune"].update(tune)
+    return replace(params, data=data)
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_trials_are_drawn_from_the_seed_and_the_cell_alone_the_same_number_for_every_method(params):
+    from hetmtl.params import _methods_schema
+
+    p = with_tune(params, trials=4, seed=3)
+    cells = p.tune_cells("tiny")
+    assert cells == list(dict.fromkeys((r.group, r.setting, r.method) for r in p.runs("tiny")))
+    first = {c: p.tune_trials("tiny", *c) for c in cells}
+    assert first == {c: p.tune_trials("tiny", *c) for c in reversed(cells)}  # whatever the order
+    assert {len(t) for t in first.values()} == {4}  # the same N for every method
+    cell = ("related", "no_prior", "mtal")
+    assert sample(p.search_space("mtal"), 3, *cell, 2) == first[cell][2]  # one trial alone: the same draw
+    assert len({json.dumps(v, sort_keys=True) for v in first[cell]}) == 4
+    other = with_tune(params, trials=4, seed=4)
+    assert other.tune_trials("tiny", *cell) != first[cell]  # the suite's seed matters
+    assert first[("related", "no_prior", "mtal")] != first[("unrelated", "no_prior", "mtal")]  # so does the cell
+    # every drawn value lies in its range and passes the method's PARAMS; deep methods draw the rate
+    schemas = _methods_schema(p["methods"], p.files)
+    definitions = {"definitions": yaml.safe_load((ROOT / "src/hetmtl/params/params.schema.yaml").read_text())[
+        "definitions"]}
+    for (_g, _s, m), trials in first.items():
+        space = p.search_space(m)
+        assert ("lr" in space) == (m not in ("mtda",)), m
+        validator = jsonschema.Draft202012Validator({**definitions, **schemas[m]})
+        for values in trials:
+            assert set(values) == set(space)
+            for k, v in values.items():
+                [(kind, arg)] = space[k].items()
+                assert (v in arg) if kind == "choice" else arg[0] <= v <= arg[1], (m, k, v)
+            assert not list(validator.iter_errors({**p["methods"][m], **{k: v for k, v in values.items()
+                                                                           if k != "lr"}}))
+
+
+def test_trials_zero_changes_nothing(params):
+    """tune.trials 0 (every suite's default): no tune cells, no tune stage, no tune
+    input to any job, and the rest of suite.tune reaches no digest and no stage."""
+    assert all(params.suite(s)["tune"]["trials"] == 0 for s in params["suites"])
+    base = params
+    other = with_tune(params, seed=7, epochs=5)
+    assert base.tune_cells("tiny") == [] == other.tune_cells("tiny")
+    runs = base.runs("tiny") + base.sweep_runs("tiny")
+    assert all("tune" not in base.job_inputs(r) for r in runs)
+    assert [base.job_digest(r) for r in runs] == [other.job_digest(r) for r in runs]
+    assert dvc_yaml.render(base, "tiny") == dvc_yaml.render(other, "tiny")
+    assert not any(name.startswith("tune-") for name in dvc_yaml.stages(base, "tiny"))
+    tuned = with_tune(params, trials=2)
+    stages = dvc_yaml.stages(tuned, "tiny")
+    assert {n for n in stages if n.startswith("tune-")} == {f"tune-{g}-{s}-{m}" for g, s, m in tuned.tune_cells("tiny")}
+    train = stages["train-related-no_prior-mtal"]
+    assert paths.tune_json("tiny", "related", "no_prior", "mtal").as_posix() in train["deps"]
+    assert [tuned.job_digest(r) for r in base.runs("tiny")] != [base.job_digest(r) for r in base.runs("tiny")]
+    assert [tuned.job_digest(r) for r in base.sweep_runs("tiny")] == [base.job_digest(r)
+                                                                      for r in base.sweep_runs("tiny")]
+
+
+# ---------------------------------------------------------------- the search space's validation
+
+
+@pytest.fixture()
+def methods_copy(project, monkeypatch):
+    """A copy of the method modules that load_params reads (the search spaces)."""
+    import hetmtl.params as hp
+
+    folder = project / "methods"
+    shutil.copytree(hp.METHODS_DIR, folder)
+    monkeypatch.setattr(hp, "METHODS_DIR", folder)
+    return folder
+
+
+@pytest.mark.parametrize("module, old, new, message", [
+    ("soft_sharing", '"gamma": {"log_uniform": [0.0001, 0.01]},', '"delta": {"uniform": [0, 1]},',
+     "src/hetmtl/methods/soft_sharing.py: SEARCH.delta: not one of the method's PARAMS (gamma)"),
+    ("cross_stitch", '"own_weight": {"uniform": [0.5, 1.0]},', '"own_weight": {"uniform": [0.5, 1.5]},',
+     "src/hetmtl/methods/cross_stitch.py: SEARCH.own_weight: 1.5 is not a value of methods.cross_stitch.own_weight"),
+    ("mtal", '"rho": {"uniform": [0.1, 0.9]},', '"rho": {"gaussian": [0.4, 0.1]},',
+     "src/hetmtl/methods/mtal.py: SEARCH.rho:"),
+    ("mtda", '"common_dim": {"int_uniform": [5, 30]},', '"common_dim": {"int_uniform": [30, 5]},',
+     "src/hetmtl/methods/mtda.py: SEARCH.common_dim: the range [30, 5] runs backwards"),
+])
+def test_a_search_space_outside_the_methods_params_fails_naming_the_module(methods_copy, project, module, old, new,
+                                                                             message):
+    path = methods_copy / f"{module}.py"
+    text = path.read_text()
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, new))
+    with pytest.raises(ParamsError) as err:
+        load_params(project)
+    assert message in str(err.value)
+
+
+def test_the_learning_rates_range_is_checked(project):
+    path = project / "params" / "training.yaml"
+    path.write_text(path.read_text().replace("lr: {log_uniform: [0.001, 0.1]}", "lr: {uniform: [0, 0.1]}"))
+    with pytest.raises(ParamsError, match="params/training.yaml: tuning.lr: 0 is not a learning rate"):
+        load_params(project)
+
+
+# ---------------------------------------------------------------- the choice and the test split
+
+
+def test_the_best_trial_is_the_highest_mean_validation_accuracy_and_a_failed_one_never():
+    from hetmtl.errors import UserError
+    from hetmtl.training.tune import choose
+
+    def t(score, status="ok"):
+        return {"score": score, "status": status}
+
+    assert choose([t(0.2), t(0.5), t(-math.inf, "diverged"), t(0.4)]) == 1
+    assert choose([t(-math.inf, "diverged"), t(0.1)]) == 1
+    assert choose([t(0.3), t(0.3)]) == 0  # a tie: the earlier trial
+    with pytest.raises(UserError, match="every one of the 2 tune trials failed"):
+        choose([t(-math.inf, "diverged: x"), t(-math.inf, "failed: y")])
+
+
+class Sealed:
+    """Stands for the test split: any use of it raises."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was touched ({name})")
+
+    def __getitem__(self, key):
+        raise AssertionError("the test split was touched (indexed)")
+
+    def __len__(self):
+        raise AssertionError("the test split was touched (len)")
+
+
+def sealed(d):
+    return replace(d, x={**d.x, "test": Sealed()}, y={**d.y, "test": Sealed()})
+
+
+def test_a_trial_never_reads_the_test_split(params):
+    """fit and MTDA's closed form with test=False run on tasks whose test split
+    raises when touched; the tune job drops the split before any trial."""
+    from hetmtl.methods import METHODS, TaskInfo
+    from hetmtl.models import BACKBONES
+    from hetmtl.resolve import train_config
+    from hetmtl.training.loop import fit
+    from hetmtl.training.tune import without_test
+
+    data = [sealed(fake_task("g1", 1, 3, seed=1)), sealed(fake_task("g2", 1, 3, seed=2))]
+    tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
+    cfg = replace(train_config(params, "tiny", 0, ["HD", "a"]), epochs=1)
+    method = METHODS["hard_sharing"](tasks, BACKBONES["vgg_tiny"], {**params.method("hard_sharing"), "init": "scratch",
+                                                                      "task_weighting": "equal"}, 0)
+    result = fit(method, data, cfg, torch.device("cpu"), progress=False, test=False)
+    assert result["test"] == {} and "val_acc/mean" in result["history"][-1]
+    mtda = METHODS["mtda"](tasks, BACKBONES["vgg_tiny"], dict(params.method("mtda")), 0)
+    assert mtda.fit_closed_form(data, test=False)["test"] == {}
+    assert "test" not in without_test(data[0]).x and "test" not in without_test(data[0]).y
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def _json(proj: Path, cell) -> dict:
+    return json.loads((proj / paths.tune_json("tiny", *cell)).read_text())
+
+
+def test_tune_through_snakemake_chooses_on_validation_and_the_seeds_train_with_the_choice(tune_run):
+    from hetmtl.resolve import resolve
+    from hetmtl.runs import RunId
+    from hetmtl.tracking import receipts
+    from hetmtl.tracking.mlflow_store import client, experiment_name
+
+    proj, seconds, _ = tune_run
+    p = load_params(proj)
+    assert sorted(p.tune_cells("tiny")) == sorted(CELLS)
+    table = (proj / paths.table_file("tiny", "table3", "md")).read_text().split("\n\n")[0]
+    c = client(proj)
+    exp = c.get_experiment_by_name(experiment_name("tiny"))
+    for cell in CELLS:
+        record = _json(proj, cell)
+        assert record["digest"] == p.tune_digest("tiny", *cell)
+        assert [t["values"] for t in record["trials"]] == p.tune_trials("tiny", *cell)  # N = 2, as drawn
+        assert all(t["status"] == "ok" for t in record["trials"])
+        best = max(range(2), key=lambda k: (record["trials"][k]["score"], -k))
+        assert record["best"] == best and record["chosen"] == record["trials"][best]["values"]
+        chosen = record["chosen"]
+        run = RunId("tiny", *cell, 0)
+        resolved = resolve(p, run)
+        assert resolved.tuned == chosen
+        assert resolved.train.lr == chosen.get("lr", p["training"]["lr"])
+        assert all(resolved.method_params[k] == v for k, v in chosen.items() if k != "lr")
+        logged = receipts.record(receipts.read(proj / run.receipt), proj / run.receipt)["params"]
+        assert {k: v for k, v in logged.items() if k.startswith("tuned.")} == {f"tuned.{k}": str(v)
+                                                                              for k, v in chosen.items()}
+        assert all(logged[f"method.{k}"] == str(v) for k, v in chosen.items() if k != "lr")
+        name = p["report"]["display"][cell[2]]
+        assert f"{name}: " + ", ".join(f"{k}={v}" for k, v in sorted(chosen.items())) in table
+        trials = c.search_runs([exp.experiment_id], f"tags.`hetmtl.kind` = 'tune_trial' and tags.method = '{cell[2]}'")
+        assert len(trials) == 2 and {r.data.tags["mlflow.parentRunId"] for r in trials} == {record["run_id"]}
+    assert "Tuned (ours): 2 trials of random search per method on the validation split" in table
+    print(f"snakemake with tuning: {seconds:.0f} s")
+
+
+def test_tune_through_dvc_draws_and_chooses_as_snakemake(tune_dvc_run, tune_run):
+    proj, seconds, _ = tune_dvc_run
+    table = (proj / paths.table_file("tiny", "table3", "md")).read_text()
+    for cell in CELLS:
+        ours, theirs = _json(proj, cell), _json(tune_run[0], cell)
+        assert [t["values"] for t in ours["trials"]] == [t["values"] for t in theirs["trials"]]
+        assert ours["chosen"] == theirs["chosen"]
+        assert ", ".join(f"{k}={v}" for k, v in sorted(ours["chosen"].items())) in table
+    print(f"dvc repro with tuning: {seconds:.0f} s")
+
+
+def test_an_edit_of_the_search_space_or_of_n_reruns_exactly_the_tune_jobs_and_their_training(
+        tune_run, tune_dvc_run, tmp_path):
+    from test_pipeline import _planned, _stage, both, run
+
+    from hetmtl.reporting import catalogue
+
+    smk_proj = shutil.copytree(tune_run[0], tmp_path / "p", symlinks=True)
+    dvc_proj = tune_dvc_run[0]
+    smk = [str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "1", "--config", "suite=tiny",
+           "-n"]
+    params = load_params(smk_proj)
+    report_items = {(kind, name) for kind in catalogue.KINDS for name in catalogue.names(params, kind)}
+
+    def jobs(kinds, pred):
+        return {(k, *c) for k in kinds for c in CELLS if pred(*c)}
+
+    def stale(proc):
+        return {(kind, *rest.split("-", 2)) for kind, _, rest in
+                (_stage(a).partition("-") for a in json.loads(proc.stdout))}
+
+    deep = lambda g, s, m: m != "mtda"  # noqa: E731
+    edits = [  # (file, old, new, Snakemake's jobs, DVC's stale stages)
+        ("params/suites/tiny.yaml", "trials: 2", "trials: 3", jobs(("tune", "train"), lambda *c: True),
+         jobs(("tune",), lambda *c: True)),
+        ("params/training.yaml", "lr: {log_uniform: [0.001, 0.1]}", "lr: {log_uniform: [0.002, 0.1]}",
+         jobs(("tune", "train"), deep), jobs(("tune",), deep)),
+        ("src/hetmtl/methods/mtal.py", '"rho": {"uniform": [0.1, 0.9]},', '"rho": {"uniform": [0.2, 0.9]},',
+         jobs(("tune", "train"), lambda g, s, m: m == "mtal"), jobs(("tune", "train"), lambda g, s, m: m == "mtal")),
+    ]
+    for rel, old, new, planned_jobs, stale_stages in edits:
+        texts = {}
+        for proj in (smk_proj, dvc_proj):
+            texts[proj] = (proj / rel).read_text()
+            assert texts[proj].count(old) == 1, (rel, old)
+            (proj / rel).write_text(texts[proj].replace(old, new))
+        planned, status = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)
+        assert _planned(planned) == planned_jobs | report_items | {("aggregate",), ("all",)}, rel
+        assert stale(status) == stale_stages, rel
+        for proj in (smk_proj, dvc_proj):
+            (proj / rel).write_text(texts[proj])
+    planned = run(smk, smk_proj)
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+
+
+def test_the_tune_job_runs_with_a_test_split_that_raises_when_touched(tune_run, monkeypatch, tmp_path):
+    """The tune job of a cell, again, on tasks whose test split raises when touched:
+    every trial succeeds and the choice is the one Snakemake's job made."""
+    from hetmtl.resolve import resolve_tune
+    from hetmtl.training import tune as tune_module
+
+    proj = shutil.copytree(tune_run[0], tmp_path / "p", symlinks=True)
+    monkeypatch.chdir(proj)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    real = tune_module.load_task
+    monkeypatch.setattr(tune_module, "load_task", lambda *a, **k: sealed(real(*a, **k)))
+    p = load_params(proj)
+    for cell in CELLS:
+        if cell[2] == "mtal":
+            continue  # the two others cover the loop and the closed form, faster
+        before = _json(proj, cell)
+        record = tune_module.tune_job(resolve_tune(p, "tiny", *cell), device_name="cpu")
+        assert all(t["status"] == "ok" for t in record["trials"]), record["trials"]
+        assert record["chosen"] == before["chosen"]
+        assert [t["score"] for t in record["trials"]] == [t["score"] for t in before["trials"]]
