@@ -27,6 +27,7 @@ T_RERUN = "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_
 T_LOST = "tests/test_pipeline.py::test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical"
 T_CRASH = "tests/test_pipeline.py::test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint"
 PF = "src/hetmtl/preflight.py"
+TUNE, T_TUNE = "src/hetmtl/training/tune.py", "tests/test_tune.py"
 # (name, file, exact old text (occurs once), new text, test that must fail)
 DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
   ("links", "src/hetmtl/data/archives.py", "if info.issym() or info.islnk():", "if False:", "tests/test_data.py::test_links_are_refused"),
@@ -246,6 +247,20 @@ MECHANISMS = [
   ("runs: a receipt without its model listed as done", "src/hetmtl/cli.py", "        if path.exists() and (p.root / run.model).exists():", "        if path.exists():", "tests/test_resolve.py::test_hetmtl_runs_lists_each_runs_state_and_command"),
   ("relations: frozen blocks not frozen", "src/hetmtl/training/relations.py", "        method.freeze_blocks(freeze_blocks)", "        pass", "tests/test_relations.py::test_the_relations_runs_freeze_what_training_freezes"),
   ("relations: freeze_blocks not passed", "src/hetmtl/training/relations.py", "rel.method_params, list(rel.seeds), rel.freeze_blocks)", "rel.method_params, list(rel.seeds), 0)", "tests/test_relations.py::test_the_relations_job_freezes_the_resolved_blocks"),
+  # the tuning stage (issue 13): an equal random search per method on the validation split
+  ("tune: best by the lowest val acc", TUNE, 'best = max(range(len(trials)), key=lambda k: (trials[k]["score"], -k))', 'best = min(range(len(trials)), key=lambda k: (trials[k]["score"], k))', f"{T_TUNE}::test_the_best_trial_is_the_highest_mean_validation_accuracy_and_a_failed_one_never"),
+  ("tune: a failed trial can be the choice", TUNE, '    if not math.isfinite(trials[best]["score"]):', "    if False:", f"{T_TUNE}::test_the_best_trial_is_the_highest_mean_validation_accuracy_and_a_failed_one_never"),
+  ("tune: chosen on the test split", TUNE, 'base.freeze_blocks, test=False)\n    else:\n        result = method.fit_closed_form(data, test=False)\n    return {k: v for k, v in result["history"][-1].items() if k.startswith("val_acc/")}', 'base.freeze_blocks, test=True)\n    else:\n        result = method.fit_closed_form(data, test=True)\n    return {"val_acc/mean": result["test"]["test_acc/mean"]}', f"{T_TUNE}::test_the_tune_job_runs_with_a_test_split_that_raises_when_touched"),
+  ("tune: fit evaluates test anyway", "src/hetmtl/training/loop.py", "    if not test:\n        return {\"history\": history, \"test\": {}, \"steps\": steps_done}\n", "", f"{T_TUNE}::test_a_trial_never_reads_the_test_split"),
+  ("tune: chosen values not reaching training", "src/hetmtl/resolve.py", '        mcfg.update({k: v for k, v in tuned.items() if k != "lr"})', "        pass", f"{T_TUNE}::test_tune_through_snakemake_chooses_on_validation_and_the_seeds_train_with_the_choice"),
+  ("tune: chosen lr not reaching training", "src/hetmtl/resolve.py", '            cfg = replace(cfg, lr=tuned["lr"])', "            pass", f"{T_TUNE}::test_tune_through_snakemake_chooses_on_validation_and_the_seeds_train_with_the_choice"),
+  ("tune: choice not recorded with the run", "src/hetmtl/resolve.py", '        run_params["tuned"] = dict(tuned)', "        pass", f"{T_TUNE}::test_tune_through_snakemake_chooses_on_validation_and_the_seeds_train_with_the_choice"),
+  ("tune: the seed of sampling ignored", "src/hetmtl/params/__init__.py", "    key = json.dumps([seed, group, setting, method, trial])", "    key = json.dumps([0, group, setting, method, trial])", f"{T_TUNE}::test_trials_are_drawn_from_the_seed_and_the_cell_alone_the_same_number_for_every_method"),
+  ("tune: N not equal across methods", "src/hetmtl/params/__init__.py", 'for k in range(scale["trials"])]', 'for k in range(max(1, scale["trials"] * len(space) // 2))]', f"{T_TUNE}::test_trials_are_drawn_from_the_seed_and_the_cell_alone_the_same_number_for_every_method"),
+  ("tune: a searched key outside PARAMS accepted", "src/hetmtl/params/__init__.py", "            if key not in declared:", "            if False:", f"{T_TUNE}::test_a_search_space_outside_the_methods_params_fails_naming_the_module"),
+  ("tune: trials 0 still a job input", "src/hetmtl/params/__init__.py", '        if run.sweep is None and self.tunes(run.suite):', "        if run.sweep is None:", f"{T_TUNE}::test_trials_zero_changes_nothing"),
+  ("tune: train jobs not after their tune job (dvc)", DVCY, '        if (group, setting, method) in tuned:  # the values its tune stage chose', "        if False:", f"{T_TUNE}::test_trials_zero_changes_nothing"),
+  ("tune: search space not in the tune digest", "src/hetmtl/params/__init__.py", '"search": self.search_space(method), "tune": self.suite(suite)["tune"]}', '"tune": self.suite(suite)["tune"]}', f"{T_TUNE}::test_an_edit_of_the_search_space_or_of_n_reruns_exactly_the_tune_jobs_and_their_training"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

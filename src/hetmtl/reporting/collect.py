@@ -55,8 +55,10 @@ def _checked(root: Path, run: RunId) -> tuple[dict, dict]:
 def tuned_values(params, suite: str, root: Path, group: str, rows: list[tuple[str, str]]) -> dict[str, dict]:
     """The values the tune stage chose for each row (setting, method) of a table, as
     its runs recorded them (their MLflow params ``tuned.*``, in the receipts); a
-    row whose runs were not tuned is left out."""
+    row whose runs were not tuned is left out; nothing when the suite does not tune."""
     out = {}
+    if not params.tunes(suite):
+        return out
     for setting, method in rows:
         run = RunId(suite, group, setting, method, params.suite(suite)["seeds"][0])
         receipt, _ = _checked(root, run)
