@@ -311,3 +311,18 @@ def test_the_tune_job_runs_with_a_test_split_that_raises_when_touched(tune_run, 
         assert all(t["status"] == "ok" for t in record["trials"]), record["trials"]
         assert record["chosen"] == before["chosen"]
         assert [t["score"] for t in record["trials"]] == [t["score"] for t in before["trials"]]
+
+    # a diverged trial is recorded as such, scores null, and is never the choice
+    cell = ("related", "shared", "single_task")
+    trial = tune_module.run_trial
+
+    def diverge_first(tune, values, *a):
+        if values == tune.trials[0]:
+            raise tune_module.Diverged("diverged at epoch 1: a test")
+        return trial(tune, values, *a)
+
+    monkeypatch.setattr(tune_module, "run_trial", diverge_first)
+    tune_module.tune_job(resolve_tune(p, "tiny", *cell), device_name="cpu")
+    record = _json(proj, cell)
+    assert record["trials"][0]["status"].startswith("diverged") and record["trials"][0]["score"] is None
+    assert record["best"] == 1 and record["chosen"] == record["trials"][1]["values"]

@@ -93,7 +93,7 @@ def tune_job(tune: ResolvedTune, device_name: str = "auto", threads: int = 1) ->
     try:
         for k, values in enumerate(tune.trials):
             started = time.time()
-            try:
+            try:  # a trial's own failure (a value the method cannot train with) fails that trial only
                 metrics = run_trial(tune, values, data, device)
                 score, status = metrics[SCORE], "ok"
             except Diverged as exc:
@@ -120,11 +120,11 @@ def tune_job(tune: ResolvedTune, device_name: str = "auto", threads: int = 1) ->
     mlflow_store.log_batch_params(c, parent, {f"chosen.{k}": str(v) for k, v in chosen.items()})
     mlflow_store.log_metrics(c, parent, {f"best/{SCORE}": trials[best]["score"], "best/trial": best}, step=0)
     mlflow_store.retry(c.set_terminated, parent, status="FINISHED")
+    # -inf is no JSON number: a failed trial's score is written as null
+    written = [{**t, "score": t["score"] if math.isfinite(t["score"]) else None} for t in trials]
     record = {"suite": rid.suite, "group": rid.group, "setting": rid.setting, "method": rid.method,
               "seed": rid.seed, "epochs": tune.epochs, "criterion": f"{SCORE} after the last epoch (validation split)",
-              "search": tune.run_params["search"], "trials": trials, "best": best, "chosen": chosen,
+              "search": tune.run_params["search"], "trials": written, "best": best, "chosen": chosen,
               "digest": tune.digest, "run_id": parent}
-    # -inf is no JSON number: a failed trial's score is written as null
-    text = json.dumps(record, indent=2, default=str).replace("-Infinity", "null")
-    files.write_text(tune.json, text + "\n")
+    files.write_text(tune.json, json.dumps(record, indent=2) + "\n")
     return record
