@@ -7,7 +7,10 @@ functions that make the Snakefile's rerun triggers: every training stage lists
 as params exactly the keys of :meth:`Params.job_inputs` (its method's entry, the
 training section, the suite's training keys, its group's tasks and their data
 keys, the split) and as deps exactly :func:`code_paths` (its method's module,
-the method modules it imports, the shared code) and its group's prepared data.
+the method modules it imports, the shared code) and its group's prepared data;
+when the suite tunes (``suite.tune.trials`` > 0) a tune stage per grid cell
+(the same, plus ``suite.tune``, ``tuning`` and the sampling code) whose JSON
+its training stage depends on.
 An edit then makes stale in DVC the jobs Snakemake reruns, no more, no fewer
 (tests/test_pipeline.py edits five kinds of thing and compares).
 

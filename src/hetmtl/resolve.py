@@ -6,7 +6,9 @@ which params/methods.yaml gives its base's keys; a sweep's value put in), the tr
 R, the init source, the output paths, the tags, the MLflow parent and the
 digests. A job then only executes it (:func:`hetmtl.training.job.run_job`);
 nothing downstream reads ``params/`` again. :func:`resolve_relations` does the
-same for a group's relations stage.
+same for a group's relations stage, :func:`resolve_tune` for a grid cell's tune
+stage; when a suite tunes, :func:`resolve` reads the values that stage chose
+(its JSON, as R from the relations CSV) into the method's parameters and rate.
 
 No torch here: the CLI resolves before a job imports it.
 """

@@ -45,8 +45,10 @@ def figure_title(name: str) -> str:
 
 def scale_note(params, suite: str) -> str:
     s = params.suite(suite)
+    lr = params["training"]["lr"]
+    lr = f"tuned per method (default {lr})" if params.tunes(suite) else lr
     note = (f"Suite {suite}: {s['backbone']}, {s['image_size']}x{s['image_size']}, {s['epochs']} epochs, "
-            f"batch {s['batch_size']}, SGD lr {params['training']['lr']}, momentum {params['training']['momentum']}, "
+            f"batch {s['batch_size']}, SGD lr {lr}, momentum {params['training']['momentum']}, "
             f"L2 lambda {params['training']['l2_lambda']}.")
     return note + (" " + STANDIN_NOTE if s["data"] == "standin" else "")
 
