@@ -31,6 +31,8 @@ class TrainConfig:
     input_norm: str = "symmetric"  # hetmtl.data to_input: symmetric (scratch) or imagenet
     crop_pad: int = 0  # augmentation: random crop of the image padded by this much (0: none)
     flip: tuple[bool, ...] = ()  # augmentation: horizontal flip, per task (where meaningful)
+    weighting: str = "equal"  # hetmtl.weightings: how the task losses become one update (joint methods)
+    weighting_params: tuple[tuple[str, object], ...] = ()  # its parameters (params/weightings.yaml)
 
 
 @dataclass(frozen=True, order=True)

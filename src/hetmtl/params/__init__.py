@@ -124,11 +124,14 @@ class Params:
         s = self.suite(run.suite)
         method = dict(self.method(run.method))
         scale = {k: s[k] for k in self.TRAINING_SUITE_KEYS}
+        method["weighting"] = self.data["training"]["weighting"]
         if run.sweep is not None:
             method[self.data["sweeps"][run.sweep]["parameter"]] = run.value
             scale["epochs"] = s["sweeps"][run.sweep]["epochs"]
+        weighting = {method["weighting"]: self.data["weightings"][method["weighting"]]}
         tasks = self.tasks_of(run.group)
-        return {"method": method, "training": self.data["training"], "suite": scale, "group": tasks,
+        return {"method": method, "training": self.data["training"], "weighting": weighting, "suite": scale,
+                "group": tasks,
                 "tasks": {t: self.data["tasks"][t] for t in tasks}, "split": self.data["split"],
                 "selection_seed": self.data["selection_seed"]}
 
@@ -198,7 +201,8 @@ DATA_CODE = {
 }
 SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py",
                "src/hetmtl/methods/__init__.py", "src/hetmtl/methods/build.py", "src/hetmtl/resolve.py",
-               "src/hetmtl/runs.py", "src/hetmtl/data/splits.py", "src/hetmtl/data/tasks.py", "src/hetmtl/paths.py")
+               "src/hetmtl/runs.py", "src/hetmtl/data/splits.py", "src/hetmtl/data/tasks.py", "src/hetmtl/paths.py",
+               "src/hetmtl/weightings")
 
 
 def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[str]:
@@ -278,6 +282,18 @@ def _semantic_checks(d: dict, files: dict) -> None:
         for name, source in d[top].items():
             for key, reason in source_problems(source):
                 fail(top, f"{top}.{name}.{key}", reason)
+    from hetmtl.weightings import WEIGHTINGS  # the weighting registry (no torch)
+
+    for name in d["weightings"]:
+        if name not in WEIGHTINGS:
+            fail("weightings", f"weightings.{name}", f"unknown weighting (known: {', '.join(WEIGHTINGS)})")
+    for name in WEIGHTINGS:
+        if name not in d["weightings"]:
+            fail("weightings", f"weightings.{name}",
+                 "missing: every registered weighting has an entry ({} for TorchJD's defaults)")
+    if d["training"]["weighting"] not in d["weightings"]:
+        fail("training", "training.weighting",
+             f"unknown weighting {d['training']['weighting']!r} (known: {', '.join(d['weightings'])})")
     for name, task in d["tasks"].items():
         if task["source"] not in d["sources"]:
             fail("tasks", f"tasks.{name}.source", f"unknown source {task['source']!r}")
@@ -502,6 +518,13 @@ def _sweep_checks(d: dict, files: dict, definitions: dict, method_schemas: dict)
     reach the run after validation, by the resolver)."""
     for suite_name, suite in d["suites"].items():
         for name, sw in d["sweeps"].items():
+            if sw["parameter"] == "weighting":  # not a method's parameter: the run's weighting (any joint method)
+                for value in suite["sweeps"][name]["values"]:
+                    if value not in d["weightings"]:
+                        raise ParamsError(f"{files[f'suites.{suite_name}']}: suite.sweeps.{name}.values: {value!r} "
+                                          f"is not a weighting of params/weightings.yaml "
+                                          f"(known: {', '.join(d['weightings'])})")
+                continue
             validator = jsonschema.Draft202012Validator({**definitions, **method_schemas[sw["method"]]})
             for value in suite["sweeps"][name]["values"]:
                 entry = {**d["methods"][sw["method"]], sw["parameter"]: value}

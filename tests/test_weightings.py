@@ -1,0 +1,252 @@
+"""The weighting axis: each weighting's defining property, the split between
+shared and task-specific parameters, and a weighting's state across a resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hetmtl.methods import METHODS, TaskInfo
+from hetmtl.models import BACKBONES
+from hetmtl.params import load_params
+from hetmtl.training.loop import TrainConfig, fit, make_weighting
+from hetmtl.weightings import WEIGHTINGS, build
+
+SPEC = BACKBONES["vgg_tiny"]
+P = load_params()
+CFGS = {
+    "hard_sharing": {"relation_threshold": 0.5},
+    "cross_stitch": {"pretrain_fraction": 0.5, "own_weight": 0.9, "unit_lr_mult": 100},
+    "nddr_cnn": {"pretrain_fraction": 0.5, "own_weight": 0.9, "unit_lr_mult": 100, "unit_bn": True,
+                 "unit_bn_lr_mult": 1},
+    "soft_sharing": {"gamma": 0.01},
+    # a common start and rho below -1: every matched kernel pair is shared after share()
+    "mtal": {"rho": -2.0, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1, "start": "common"},
+}
+
+
+def weighting(name: str, tasks: int = 3):
+    return build(name, P["weightings"][name], tasks)
+
+
+def infos(tasks):
+    return [TaskInfo(d.name, d.channels, d.num_classes) for d in tasks]
+
+
+def model(name, tasks):
+    m = METHODS[name](infos(tasks), SPEC, {**CFGS[name], "init": "scratch"}, 0)
+    if name == "mtal":
+        m.share()
+    return m
+
+
+def losses_of(m, tasks, n=6):
+    m.train()
+    logits = m.forward_all([d.x["train"][:n].float() / 255 for d in tasks])
+    return torch.stack([F.cross_entropy(lg, d.y["train"][:n]) for lg, d in zip(logits, tasks)])
+
+
+def per_task_grads(m, tasks) -> list[dict[int, torch.Tensor]]:
+    """Each task loss's gradient alone, by parameter id (zeros where it does not reach)."""
+    out = []
+    for t in range(len(tasks)):
+        m.zero_grad(set_to_none=True)
+        losses_of(m, tasks)[t].backward()
+        out.append({id(p): (torch.zeros_like(p) if p.grad is None else p.grad.clone()) for p in m.parameters()})
+    m.zero_grad(set_to_none=True)
+    return out
+
+
+def shared_mask(m) -> dict[int, torch.Tensor]:
+    """id -> boolean mask of the coordinates shared_parameters() declares shared."""
+    masks = {id(p): torch.zeros_like(p, dtype=torch.bool) for p in m.parameters()}
+    for p, rows in m.shared_parameters():
+        if rows is None:
+            masks[id(p)][...] = True
+        else:
+            masks[id(p)][rows] = True
+    return masks
+
+
+def test_the_registry_names_every_weighting_of_the_issue_and_params_gives_each():
+    assert set(WEIGHTINGS) == set(P["weightings"]) >= {
+        "equal", "uncertainty", "dwa", "rlw", "upgrad", "mgda", "pcgrad", "cagrad", "imtl_g", "nash_mtl",
+        "aligned_mtl", "gradvac", "fairgrad", "random"}
+
+
+# ----------------------------------------------------------- shared vs task-specific
+
+@pytest.mark.parametrize("method", sorted(CFGS))
+def test_shared_parameters_are_exactly_those_two_tasks_use(method, toy_tasks):
+    """Outside what a method declares shared, no coordinate receives a gradient
+    from two tasks; every declared parameter (or row) receives one from two."""
+    m = model(method, toy_tasks)
+    grads, masks = per_task_grads(m, toy_tasks), shared_mask(m)
+    for p in m.parameters():
+        reached = torch.stack([g[id(p)] != 0 for g in grads]).sum(0)
+        assert not (reached[~masks[id(p)]] >= 2).any(), (method, p.shape)
+    for p, rows in m.shared_parameters():
+        reached = torch.stack([g[id(p)] != 0 for g in grads])
+        by_task = reached.flatten(1).any(1) if rows is None else reached[:, rows].flatten(1).any(1)
+        assert int(by_task.sum()) >= 2, (method, p.shape)
+    if method == "soft_sharing":
+        assert m.shared_parameters() == []  # a penalty couples the tasks, no parameter does
+    else:
+        assert m.shared_parameters()
+
+
+@pytest.mark.parametrize("name", ["upgrad", "mgda", "pcgrad", "imtl_g"])
+@pytest.mark.parametrize("method", ["hard_sharing", "mtal", "cross_stitch"])
+def test_an_aggregator_acts_on_shared_coordinates_and_leaves_every_task_its_own(method, name, toy_tasks):
+    m = model(method, toy_tasks)
+    grads, masks = per_task_grads(m, toy_tasks), shared_mask(m)
+    w = weighting(name)
+    params = [p for p in m.parameters() if p.requires_grad]
+    w.backward(losses_of(m, toy_tasks), None, m.shared_parameters(), params, rng_key=7)
+    # the aggregation of the shared coordinates' Jacobian, computed here from the per-task gradients
+    shared = m.shared_parameters()
+    J = torch.cat([torch.stack([(g[id(p)] if rows is None else g[id(p)][rows]).flatten() for g in grads])
+                   for p, rows in shared], dim=1)
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        expected = w.impl(J)
+    got = torch.cat([(p.grad if rows is None else p.grad[rows]).flatten() for p, rows in shared])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    if name != "pcgrad":  # PCGrad is the sum where no two task gradients conflict
+        assert not torch.allclose(expected, J.sum(0), rtol=1e-3), "the aggregation is not the plain sum here"
+    for p in params:
+        own = sum(g[id(p)] for g in grads)  # outside the shared coordinates: one task's gradient
+        keep = ~masks[id(p)]
+        torch.testing.assert_close(p.grad[keep], own[keep], rtol=1e-5, atol=1e-7)
+
+
+def test_a_task_specific_parameter_never_receives_another_tasks_gradient(toy_tasks):
+    """Changing task 2's labels changes no gradient of task 0's own parameters (head, stem)."""
+    m = model("hard_sharing", toy_tasks)
+    w = weighting("upgrad")
+    params = [p for p in m.parameters() if p.requires_grad]
+    w.backward(losses_of(m, toy_tasks), None, m.shared_parameters(), params)
+    before = {id(p): p.grad.clone() for p in m.parameters()}
+    m.zero_grad(set_to_none=True)
+    toy_tasks[2].y["train"][:6] = (toy_tasks[2].y["train"][:6] + 1) % 3
+    w.backward(losses_of(m, toy_tasks), None, m.shared_parameters(), params)
+    own = list(m.stems[0].parameters()) + list(m.heads[0].parameters())
+    for p in own:
+        torch.testing.assert_close(p.grad, before[id(p)], rtol=0, atol=0)
+    assert any(not torch.equal(p.grad, before[id(p)]) for p, _ in m.shared_parameters())
+
+
+# ----------------------------------------------------------- defining properties
+
+def test_equal_weighting_reproduces_the_plain_sum_bit_for_bit(toy_tasks):
+    m = model("hard_sharing", toy_tasks)
+    params = [p for p in m.parameters() if p.requires_grad]
+
+    def regulariser():
+        return 5e-4 * sum(w.pow(2).sum() for t in range(3) for w in m.task_weights(t))
+
+    (losses_of(m, toy_tasks).sum() + regulariser()).backward()
+    plain = [p.grad.clone() for p in params]
+    m.zero_grad(set_to_none=True)
+    weighting("equal").backward(losses_of(m, toy_tasks), regulariser(), [], params)
+    for a, p in zip(plain, params):
+        assert torch.equal(a, p.grad)
+
+
+def test_pcgrad_leaves_orthogonal_task_gradients_unchanged():
+    w = torch.zeros(3, requires_grad=True)
+    losses = torch.stack([3 * w[0], 5 * w[1], -2 * w[2]])  # orthogonal gradients: e0, e1, e2 scaled
+    weighting("pcgrad").backward(losses, None, [(w, None)], [w])
+    torch.testing.assert_close(w.grad, torch.tensor([3.0, 5.0, -2.0]))
+    conflicting = torch.zeros(2, requires_grad=True)
+    losses = torch.stack([conflicting[0], -conflicting[0] + conflicting[1]])  # g1 . g2 < 0: projected
+    weighting("pcgrad", 2).backward(losses, None, [(conflicting, None)], [conflicting])
+    assert not torch.allclose(conflicting.grad, torch.tensor([0.0, 1.0]))
+
+
+def test_mgda_returns_the_minimal_norm_point_of_the_convex_hull():
+    w = torch.zeros(2, requires_grad=True)
+    g1, g2 = torch.tensor([4.0, 1.0]), torch.tensor([-1.0, 2.0])
+    losses = torch.stack([g1 @ w, g2 @ w])
+    weighting("mgda", 2).backward(losses, None, [(w, None)], [w])
+    hull = torch.stack([a * g1 + (1 - a) * g2 for a in torch.linspace(0, 1, 2001)])
+    best = hull[hull.norm(dim=1).argmin()]
+    torch.testing.assert_close(w.grad, best, atol=2e-3, rtol=0)
+    assert w.grad.norm() < min(g1.norm(), g2.norm())
+
+
+def test_uncertainty_weights_learn_and_follow_their_formula(toy_tasks):
+    m = model("hard_sharing", toy_tasks)
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, momentum=0.9, l2_lambda=5e-4, nan_check_every=1, seed=0,
+                      weighting="uncertainty")
+    out = fit(m, toy_tasks, cfg, torch.device("cpu"), progress=False)
+    weights = [out["history"][-1][f"task_weight/{d.name}"] for d in toy_tasks]
+    assert len(set(weights)) == 3 and all(w != 0.5 for w in weights)  # exp(0) / 2 at the start
+    w = weighting("uncertainty")
+    with torch.no_grad():
+        w.impl.log_var.copy_(torch.tensor([0.3, -0.2, 0.1]))
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    w.backward(losses, None, [], [])
+    s = w.impl.log_var.detach()
+    torch.testing.assert_close(w.impl.log_var.grad, -0.5 * torch.exp(-s) * losses + 0.5)
+
+
+def test_single_task_networks_are_never_weighted(toy_tasks):
+    single = METHODS["single_task"](infos(toy_tasks), SPEC, {"init": "scratch"}, 0)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=0, nan_check_every=1, seed=0,
+                      weighting="uncertainty")
+    assert make_weighting(single, cfg, 3).name == "equal"
+    assert make_weighting(model("hard_sharing", toy_tasks), cfg, 3).name == "uncertainty"
+
+
+def test_dwa_weights_by_the_ratio_of_the_last_two_epoch_losses():
+    w = weighting("dwa", 2)
+    for epoch_losses in ([4.0, 2.0], [2.0, 2.0]):  # task 0 halved, task 1 flat
+        w.backward(torch.tensor(epoch_losses, requires_grad=True), None, [], [])
+        w.end_epoch()
+    losses = torch.tensor([1.0, 1.0], requires_grad=True)
+    w.backward(losses, None, [], [])
+    rates = torch.tensor([0.5, 1.0]) / 2.0  # temperature 2
+    torch.testing.assert_close(losses.grad, 2 * torch.softmax(rates, 0))
+
+
+@pytest.mark.parametrize("name", ["rlw", "random"])
+def test_random_weightings_draw_per_step_and_repeat_with_the_seed(name):
+    draws = []
+    for key in (1, 2, 1):
+        w = torch.zeros(2, requires_grad=True)
+        weighting(name, 2).backward(torch.stack([w[0], w[1]]), None, [(w, None)], [w], rng_key=key)
+        draws.append(w.grad.clone())
+    assert torch.equal(draws[0], draws[2]) and not torch.equal(draws[0], draws[1])
+    torch.testing.assert_close(draws[0].sum(), torch.tensor(1.0))  # a convex combination
+
+
+@pytest.mark.parametrize("name", ["dwa", "gradvac", "uncertainty"])
+def test_a_resumed_run_continues_the_weightings_state(name, toy_tasks):
+    """Two epochs straight = one epoch, a checkpoint, then the second (DWA's
+    average losses, GradVac's EMA, the learned log-variances are carried)."""
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=5e-4, nan_check_every=1, seed=0,
+                      weighting=name, weighting_params=tuple(sorted(P["weightings"][name].items())))
+    torch.use_deterministic_algorithms(True)
+    straight = fit(model("hard_sharing", toy_tasks), toy_tasks, cfg, torch.device("cpu"), progress=False)
+    saved = {}
+
+    def keep(epoch, metrics, state):
+        if epoch == 2:
+            saved.update(torch.load(_roundtrip(state), weights_only=False))
+
+    fit(model("hard_sharing", toy_tasks), toy_tasks, cfg, torch.device("cpu"), progress=False, on_epoch=keep)
+    resumed = fit(model("hard_sharing", toy_tasks), toy_tasks, cfg, torch.device("cpu"), progress=False,
+                  state=saved)
+    assert resumed["test"] == straight["test"]
+    assert resumed["history"][-1]["train_loss/g1"] == straight["history"][-1]["train_loss/g1"]
+
+
+def _roundtrip(state):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return buf
