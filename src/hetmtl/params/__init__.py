@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from hetmtl import paths
 from hetmtl.errors import UserError
 from hetmtl.runs import RunId
 
@@ -100,6 +101,16 @@ class Params:
         return [RunId(suite, group, sw["setting"], sw["method"], seed, name, value)
                 for name, sw in self.data["sweeps"].items() for group in self.data["groups"]
                 for value in scale[name]["values"] for seed in scale[name]["seeds"]]
+
+    def sweep_value(self, suite: str, sweep: str, text: str) -> float | str:
+        """The declared value of a sweep that ``text`` spells (a CLI argument, a
+        Snakemake wildcard): ``0.10`` -> 0.1, ``pcgrad`` -> "pcgrad"."""
+        values = self.suite(suite)["sweeps"][sweep]["values"]
+        for value in values:
+            if paths.value_text(value) == text or (not isinstance(value, str) and _float(text) == value):
+                return value
+        raise ParamsError(f"{self.files[f'suites.{suite}']}: suite.sweeps.{sweep}.values: no value {text!r} "
+                          f"(declared: {', '.join(paths.value_text(v) for v in values)})")
 
     def table_methods(self, setting: str) -> list[tuple[str, str]]:
         """(run setting, method) of every row of a setting's table, shared rows first."""
@@ -185,6 +196,13 @@ class Params:
         """A short hash of the given top-level sections (recorded with runs)."""
         blob = json.dumps({k: self.data[k] for k in keys}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _hash(obj) -> str:
@@ -342,8 +360,10 @@ def _semantic_checks(d: dict, files: dict) -> None:
     for name, sw in d["sweeps"].items():
         if sw["setting"] not in d["settings"] or sw["method"] not in d["settings"][sw["setting"]]["methods"]:
             fail("sweeps", f"sweeps.{name}", f"method {sw['method']!r} is not in setting {sw['setting']!r}")
-        if sw["parameter"] not in d["methods"].get(sw["method"], {}):
-            fail("sweeps", f"sweeps.{name}.parameter", f"{sw['method']} has no parameter {sw['parameter']!r}")
+        # `weighting`: every joint method's (params/weightings.yaml), not a key of its entry
+        if sw["parameter"] != "weighting" and sw["parameter"] not in d["methods"].get(sw["method"], {}):
+            fail("sweeps", f"sweeps.{name}.parameter",
+                 f"{sw['method']} has no parameter {sw['parameter']!r} (nor is it `weighting`)")
     for group, matrix in d["relations"]["given"].items():
         if group not in d["groups"]:
             fail("relations", f"relations.given.{group}", "unknown group")
