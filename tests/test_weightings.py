@@ -88,8 +88,12 @@ def test_shared_parameters_are_exactly_those_two_tasks_use(method, toy_tasks):
         assert not (reached[~masks[id(p)]] >= 2).any(), (method, p.shape)
     for p, rows in m.shared_parameters():
         reached = torch.stack([g[id(p)] != 0 for g in grads])
-        by_task = reached.flatten(1).any(1) if rows is None else reached[:, rows].flatten(1).any(1)
-        assert int(by_task.sum()) >= 2, (method, p.shape)
+        if rows is None:  # the parameter as a whole serves two tasks or more
+            assert int(reached.flatten(1).any(1).sum()) >= 2, (method, p.shape)
+        else:  # every shared row (MTAL's slot) does
+            part = reached[:, rows]
+            by_row = part.reshape(part.shape[0], part.shape[1], -1).any(2).sum(0)
+            assert bool((by_row >= 2).all()), (method, p.shape, by_row.tolist())
     if method == "soft_sharing":
         assert m.shared_parameters() == []  # a penalty couples the tasks, no parameter does
     else:
@@ -152,6 +156,31 @@ def test_equal_weighting_reproduces_the_plain_sum_bit_for_bit(toy_tasks):
     weighting("equal").backward(losses_of(m, toy_tasks), regulariser(), [], params)
     for a, p in zip(plain, params):
         assert torch.equal(a, p.grad)
+
+
+def test_an_aggregator_adds_the_regulariser_to_every_coordinate():
+    w, own = torch.tensor([1.0, -2.0], requires_grad=True), torch.tensor([3.0], requires_grad=True)
+    losses = torch.stack([w @ torch.tensor([1.0, 0.0]), w @ torch.tensor([0.0, 1.0]) + own[0]])
+    regulariser = 0.1 * (w.pow(2).sum() + own.pow(2).sum())
+    upgrad = weighting("upgrad", 2)
+    upgrad.backward(losses, regulariser, [(w, None)], [w, own])
+    torch.testing.assert_close(w.grad, upgrad.impl(torch.eye(2)) + 0.2 * w.detach())  # UPGrad: the mean here
+    torch.testing.assert_close(own.grad, torch.tensor([1.0]) + 0.2 * own.detach())
+
+
+def test_every_weighting_changes_training_and_equal_is_the_plain_loop(toy_tasks):
+    """Through the loop (3 epochs: DWA's weights move from the third): no weighting
+    is a silent no-op, each gives other numbers than equal weighting."""
+    torch.use_deterministic_algorithms(True)
+    results = {}
+    for name in P["weightings"]:
+        cfg = TrainConfig(epochs=3, batch_size=8, lr=0.02, momentum=0.9, l2_lambda=5e-4, nan_check_every=1,
+                          seed=0, weighting=name, weighting_params=tuple(sorted(P["weightings"][name].items())))
+        out = fit(model("hard_sharing", toy_tasks), toy_tasks, cfg, torch.device("cpu"), progress=False)
+        results[name] = [h[f"train_loss/{d.name}"] for h in out["history"] for d in toy_tasks]
+        assert out["weighting"] == name and out["train_step_s"] > 0
+    same = [n for n in results if n != "equal" and results[n] == results["equal"]]
+    assert same == []
 
 
 def test_pcgrad_leaves_orthogonal_task_gradients_unchanged():
@@ -250,3 +279,25 @@ def _roundtrip(state):
     torch.save(state, buf)
     buf.seek(0)
     return buf
+
+
+def test_table7_reports_accuracy_and_the_step_time_relative_to_equal():
+    import pandas as pd
+
+    from hetmtl.reporting.tables import weighting_cells, weighting_table
+
+    rows = []
+    for w, acc, step in (("equal", [0.5, 0.7], 0.010), ("pcgrad", [0.6, 0.8], 0.025)):
+        for seed, a in enumerate(acc):
+            rows += [{"group": "g", "sweep": "s", "sweep_value": w, "seed": seed, "metric": "test_acc/mean",
+                      "value": a},
+                     {"group": "g", "sweep": "s", "sweep_value": w, "seed": seed, "metric": "time/train_step_s",
+                      "value": step * (1 + seed)}]
+    table = weighting_table(pd.DataFrame(rows), [("s", "g", "g: HS")], ["equal", "pcgrad"])
+    assert table.loc["pcgrad", ("g: HS", "mean")] == pytest.approx(0.7)
+    assert table.loc["pcgrad", ("s step time", "ratio")] == pytest.approx(2.5)
+    assert table.loc["equal", ("s step time", "ratio")] == pytest.approx(1.0)
+    assert table.loc["equal", ("g: HS", "ci")] == pytest.approx(12.706 * 0.1, rel=1e-3)  # t(1) x std / sqrt(2)
+    text, bold = weighting_cells(table, {})
+    assert text.iloc[1, 1] == "70.0 ± 127.1" and bool(bold.iloc[1, 1]) and not bool(bold.iloc[0, 1])
+    assert text.iloc[1, 2] == "2.50×"

@@ -148,7 +148,7 @@ def stages(p: Params, suite: str) -> dict:
             "outs": [paths.run_dir(suite, group, setting, method, 0).parent.as_posix()],
         }
     for name, sw in p["sweeps"].items():
-        for group in p["groups"]:
+        for group in p.sweep_groups(suite, name):
             for value in s["sweeps"][name]["values"]:
                 key = dict(group=group, setting=sw["setting"], method=sw["method"])
                 deps = [*_prepared(suite, p.tasks_of(group)), marker]

@@ -99,8 +99,12 @@ class Params:
         setting and method, its name and value)."""
         scale = self.suite(suite)["sweeps"]
         return [RunId(suite, group, sw["setting"], sw["method"], seed, name, value)
-                for name, sw in self.data["sweeps"].items() for group in self.data["groups"]
+                for name, sw in self.data["sweeps"].items() for group in self.sweep_groups(suite, name)
                 for value in scale[name]["values"] for seed in scale[name]["seeds"]]
+
+    def sweep_groups(self, suite: str, sweep: str) -> list[str]:
+        """The groups a sweep runs on at a suite's scale: its ``groups``, or every group."""
+        return list(self.suite(suite)["sweeps"][sweep].get("groups", self.data["groups"]))
 
     def sweep_value(self, suite: str, sweep: str, text: str) -> float | str:
         """The declared value of a sweep that ``text`` spells (a CLI argument, a
@@ -357,6 +361,9 @@ def _semantic_checks(d: dict, files: dict) -> None:
         for name in d["sweeps"]:
             if name not in suite["sweeps"]:
                 fail(f"suites.{suite_name}", f"suite.sweeps.{name}", "missing: the suite's scale of this sweep")
+            for group in suite["sweeps"][name].get("groups", []):
+                if group not in d["groups"]:
+                    fail(f"suites.{suite_name}", f"suite.sweeps.{name}.groups", f"unknown group {group!r}")
     for name, sw in d["sweeps"].items():
         if sw["setting"] not in d["settings"] or sw["method"] not in d["settings"][sw["setting"]]["methods"]:
             fail("sweeps", f"sweeps.{name}", f"method {sw['method']!r} is not in setting {sw['setting']!r}")

@@ -232,7 +232,7 @@ def table7_weightings(params, suite: str, root: Path, name: str, records: pd.Dat
     records = records[records.sweep.isin(list(sweeps))]
     scale = params.suite(suite)["sweeps"]
     columns = [(n, g, f"{g}: {display.get(sw['method'], sw['method'])}") for g in params["groups"]
-               for n, sw in sweeps.items()]
+               for n, sw in sweeps.items() if g in params.sweep_groups(suite, n)]
     values = list(dict.fromkeys(v for n in sweeps for v in scale[n]["values"]))
     table = weighting_table(records, columns, values)
     names = {f"{n} step time": f"{display.get(sw['method'], sw['method'])}: step time vs equal"
