@@ -123,6 +123,10 @@ def test_an_aggregator_acts_on_shared_coordinates_and_leaves_every_task_its_own(
         own = sum(g[id(p)] for g in grads)  # outside the shared coordinates: one task's gradient
         keep = ~masks[id(p)]
         torch.testing.assert_close(p.grad[keep], own[keep], rtol=1e-5, atol=1e-7)
+    heads = m.heads if method == "hard_sharing" else [net.head for net in m.nets]
+    for t, head in enumerate(heads):  # whatever the declaration: a head has its own task's gradient
+        for p in head.parameters():
+            torch.testing.assert_close(p.grad, grads[t][id(p)], rtol=1e-5, atol=1e-7)
 
 
 def test_a_task_specific_parameter_never_receives_another_tasks_gradient(toy_tasks):
