@@ -209,6 +209,64 @@ def test_mgda_returns_the_minimal_norm_point_of_the_convex_hull():
     assert w.grad.norm() < min(g1.norm(), g2.norm())
 
 
+def aggregate(name: str, J: torch.Tensor, key: int = 0) -> torch.Tensor:
+    """The gradient ``name`` writes for one shared vector whose task gradients are J's rows."""
+    w = torch.zeros(J.shape[1], requires_grad=True)
+    weighting(name, J.shape[0]).backward(J @ w, None, [(w, None)], [w], rng_key=key)
+    return w.grad
+
+
+CONFLICTING = torch.tensor([[4.0, 1.0, 0.0], [-2.0, 3.0, 1.0], [0.5, -1.0, 2.0]])
+ORTHOGONAL = torch.tensor([[2.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 0.5]])  # norms 2, 5, 0.5
+
+
+def test_upgrad_never_conflicts_with_a_task():
+    J = torch.tensor([[2.0, 0.5, 0.0], [-3.0, 2.0, 1.0], [0.0, -1.0, 2.0]])  # the sum goes against task 0
+    d = aggregate("upgrad", J)
+    assert (J @ d >= -1e-5).all() and (J @ J.sum(0) < 0).any()
+
+
+def test_imtl_g_projects_equally_on_every_task_gradient():
+    d = aggregate("imtl_g", CONFLICTING)
+    projections = (CONFLICTING / CONFLICTING.norm(dim=1, keepdim=True)) @ d
+    torch.testing.assert_close(projections, projections[0].expand(3), rtol=1e-4, atol=1e-5)
+
+
+def test_cagrad_with_c_zero_is_the_mean_and_its_c_reaches_it():
+    w = build("cagrad", {"c": 0.0}, 3)
+    x = torch.zeros(3, requires_grad=True)
+    w.backward(CONFLICTING @ x, None, [(x, None)], [x])
+    torch.testing.assert_close(x.grad, CONFLICTING.mean(0), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(aggregate("cagrad", CONFLICTING), CONFLICTING.mean(0), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["nash_mtl", "fairgrad", "aligned_mtl"])
+def test_balancing_aggregators_equalise_orthogonal_tasks(name):
+    """Nash-MTL and FairGrad (alpha 1) solve (G G^T) w = 1/w, Aligned-MTL equalises the
+    singular values: with orthogonal task gradients of norms 2, 5 and 0.5 each task
+    moves equally, the direction of the sum of the unit gradients (the plain sum's is not)."""
+    d = aggregate(name, ORTHOGONAL)
+    balanced = torch.ones(3) / 3 ** 0.5
+    torch.testing.assert_close(d / d.norm(), balanced, atol=2e-3, rtol=0)
+    plain = ORTHOGONAL.sum(0)
+    assert not torch.allclose(plain / plain.norm(), balanced, atol=0.1)
+
+
+def test_gradvac_keeps_orthogonal_gradients_at_first_and_raises_conflicting_ones():
+    torch.testing.assert_close(aggregate("gradvac", ORTHOGONAL), ORTHOGONAL.sum(0))  # cosines 0 >= the targets 0
+    d = aggregate("gradvac", CONFLICTING)
+    assert not torch.allclose(d, CONFLICTING.sum(0), atol=1e-3)
+
+
+def test_pcgrad_draws_its_order_from_the_steps_seed():
+    from hetmtl.training.loop import step_key
+
+    draws = {key: aggregate("pcgrad", CONFLICTING, key) for key in range(8)}
+    assert torch.equal(aggregate("pcgrad", CONFLICTING, 3), draws[3])
+    assert len({tuple(v.tolist()) for v in draws.values()}) > 1  # the order matters for these three
+    assert len({step_key(s, e, k) for s in range(3) for e in range(1, 4) for k in range(50)}) == 3 * 3 * 50
+
+
 def test_uncertainty_weights_learn_and_follow_their_formula(toy_tasks):
     m = model("hard_sharing", toy_tasks)
     cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, momentum=0.9, l2_lambda=5e-4, nan_check_every=1, seed=0,
@@ -255,7 +313,7 @@ def test_random_weightings_draw_per_step_and_repeat_with_the_seed(name):
     torch.testing.assert_close(draws[0].sum(), torch.tensor(1.0))  # a convex combination
 
 
-@pytest.mark.parametrize("name", ["dwa", "gradvac", "uncertainty"])
+@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
 def test_a_resumed_run_continues_the_weightings_state(name, toy_tasks):
     """Two epochs straight = one epoch, a checkpoint, then the second (DWA's
     average losses, GradVac's EMA, the learned log-variances are carried)."""
@@ -291,17 +349,24 @@ def test_table7_reports_accuracy_and_the_step_time_relative_to_equal():
     from hetmtl.reporting.tables import weighting_cells, weighting_table
 
     rows = []
-    for w, acc, step in (("equal", [0.5, 0.7], 0.010), ("pcgrad", [0.6, 0.8], 0.025)):
-        for seed, a in enumerate(acc):
-            rows += [{"group": "g", "sweep": "s", "sweep_value": w, "seed": seed, "metric": "test_acc/mean",
-                      "value": a},
-                     {"group": "g", "sweep": "s", "sweep_value": w, "seed": seed, "metric": "time/train_step_s",
-                      "value": step * (1 + seed)}]
-    table = weighting_table(pd.DataFrame(rows), [("s", "g", "g: HS")], ["equal", "pcgrad"])
+    # seconds per step by (weighting, group): per seed, the first and the second
+    times = {("equal", "g"): [0.010, 0.030], ("pcgrad", "g"): [0.025, 0.035],
+             ("equal", "h"): [0.010, 0.010], ("pcgrad", "h"): [0.040, 0.040]}
+    for w, acc in (("equal", [0.5, 0.7]), ("pcgrad", [0.6, 0.8])):
+        for group in ("g", "h"):
+            for seed, a in enumerate(acc):
+                rows += [{"group": group, "sweep": "s", "sweep_value": w, "seed": seed,
+                          "metric": "test_acc/mean", "value": a},
+                         {"group": group, "sweep": "s", "sweep_value": w, "seed": seed,
+                          "metric": "time/train_step_s", "value": times[(w, group)][seed]}]
+    table = weighting_table(pd.DataFrame(rows), [("s", "g", "g: HS"), ("s", "h", "h: HS")], ["equal", "pcgrad"])
     assert table.loc["pcgrad", ("g: HS", "mean")] == pytest.approx(0.7)
-    assert table.loc["pcgrad", ("s step time", "ratio")] == pytest.approx(2.5)
+    # per group the ratio of the seed means (0.030 / 0.020 = 1.5, 0.040 / 0.010 = 4), averaged over groups
+    assert table.loc["pcgrad", ("s step time", "ratio")] == pytest.approx((1.5 + 4.0) / 2)
     assert table.loc["equal", ("s step time", "ratio")] == pytest.approx(1.0)
     assert table.loc["equal", ("g: HS", "ci")] == pytest.approx(12.706 * 0.1, rel=1e-3)  # t(1) x std / sqrt(2)
     text, bold = weighting_cells(table, {})
     assert text.iloc[1, 1] == "70.0 ± 127.1" and bool(bold.iloc[1, 1]) and not bool(bold.iloc[0, 1])
-    assert text.iloc[1, 2] == "2.50×"
+    assert text.iloc[1, 3] == "2.75×"
+    with pytest.raises(ValueError, match="equal"):
+        weighting_table(pd.DataFrame(rows)[lambda r: r.sweep_value != "equal"], [("s", "g", "g: HS")], ["pcgrad"])

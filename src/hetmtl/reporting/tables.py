@@ -317,6 +317,9 @@ def weighting_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], 
     step-time ratio: mean ``time/train_step_s`` of the weighting over that of
     ``reference``, per group and seed-averaged, then averaged over the groups.
     ``records``: collect_sweeps' long records."""
+    if reference not in weightings:
+        raise ValueError(f"Table 7's step times are relative to {reference!r}, which the sweeps do not run: "
+                         "add it to their values (params/suites/<suite>.yaml suite.sweeps)")
     out = {}
     for w in weightings:
         row = {}

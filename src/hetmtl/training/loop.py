@@ -133,7 +133,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
     if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        weighting.restore(state["weighting_snapshot"])  # first: it sets buffers a fresh one holds as None
+        # first: it sets buffers a fresh one holds as None
+        weighting.restore(state["weighting_snapshot"], device)
         weighting.load_state_dict(state["weighting"])
         history, start, steps_done = list(state["history"]), int(state["epoch"]), int(state["steps_done"])
     steps = steps_per_epoch(data, cfg.batch_size)
@@ -182,6 +183,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
             recalibrate_batchnorm(method, data, cfg.batch_size, cfg.input_norm)
         check_epoch(method, data, epoch, [metrics[f"train_loss/{n}"] for n in names], cfg.divergence_factor)
         metrics.update({f"task_weight/{names[int(t)]}": w for t, w in weighting.weights().items()})
+        if weighting.kind == "gradient":  # 0: nothing shared (soft sharing, MTAL before a merge): the plain sum
+            metrics["weighting/shared_coordinates"] = float(weighting.shared_count(method.shared_parameters()))
         for t, d in enumerate(data):
             metrics[f"val_acc/{d.name}"] = accuracy(method, t, d, "val", norm=cfg.input_norm)
         metrics["val_acc/mean"] = sum(metrics[f"val_acc/{n}"] for n in names) / len(names)

@@ -111,11 +111,32 @@ class Weighting(nn.Module):
             out[path] = values
         return out
 
-    def restore(self, snapshot: dict) -> None:
+    def restore(self, snapshot: dict, device: torch.device | None = None) -> None:
+        """Set what :meth:`snapshot` saved (a checkpoint is loaded on the CPU: the
+        attributes' tensors go to ``device``, buffers stay where TorchJD keeps
+        them); a solver's problem (Nash-MTL's cvxpy problem) is rebuilt."""
         modules = dict(self.impl.named_modules())
         for path, values in snapshot.items():
+            module = modules[path]
             for k, v in values.items():
-                setattr(modules[path], k.removeprefix("buffer:"), v)
+                if not k.startswith("buffer:") and device is not None:
+                    v = _to(v, device)
+                setattr(module, k.removeprefix("buffer:"), v)
+            rebuild = getattr(module, "_init_optim_problem", None)  # TorchJD builds it at step 0 only
+            if callable(rebuild) and getattr(module, "step", 0):
+                rebuild()
+
+    def shared_count(self, shared: Shared) -> int:
+        """How many coordinates the aggregator acts on (0: it is the plain sum)."""
+        return sum(p.numel() if rows is None else int(p[rows].numel()) for p, rows in shared if p.requires_grad)
+
+
+def _to(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
+    return value
 
 
 @contextlib.contextmanager

@@ -2,8 +2,9 @@
 
 No torch here (the params loader reads the names); :func:`build` imports
 TorchJD when a job builds one. A weighting's parameters are the keyword
-arguments of its TorchJD class, given in ``params/weightings.yaml`` (every one
-required there: no default in code).
+arguments of its TorchJD class given in ``params/weightings.yaml`` (every
+registered weighting has an entry there; a keyword it leaves out takes TorchJD's
+default; the number of tasks is filled in here).
 """
 
 from __future__ import annotations
