@@ -263,6 +263,13 @@ MECHANISMS = [
   ("table7: ratio to itself", "src/hetmtl/reporting/tables.py", "ratios.append(step_time(w) / step_time(reference))", "ratios.append(step_time(w) / step_time(w))", f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
   ("table7: CI dropped", "src/hetmtl/reporting/tables.py", '            row[(label, "ci")] = ci_halfwidth(acc.to_numpy())', '            row[(label, "ci")] = 0.0', f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
   ("sweep: value text misread", "src/hetmtl/params/__init__.py", "(not isinstance(value, str) and _float(text) == value)", "(not isinstance(value, str) and _float(text) == round(value))", "tests/test_params.py::test_a_sweep_value_is_read_back_from_its_text"),
+  ("weighting: Nash-MTL solver not rebuilt on resume", W_APPLY, 'if callable(rebuild) and getattr(module, "step", 0):', "if False:", f"{T_W}::test_a_resumed_run_continues_the_weightings_state"),
+  ("weighting: step seed ignores the epoch", "src/hetmtl/training/loop.py", "return (seed * 1_000_003 + epoch) * 1_000_003 + step", "return seed * 1_000_003 + step", f"{T_W}::test_pcgrad_draws_its_order_from_the_steps_seed"),
+  ("weighting: PCGrad's order not seeded", W_REG, 'RANDOMISED = frozenset({"rlw", "random", "pcgrad", "gradvac"})', 'RANDOMISED = frozenset({"rlw", "random", "gradvac"})', f"{T_W}::test_pcgrad_draws_its_order_from_the_steps_seed"),
+  ("weighting: CAGrad's c ignored", W_REG, "    kwargs = dict(params)\n", "    kwargs = {k: (0.0 if k == 'c' else v) for k, v in params.items()}\n", f"{T_W}::test_cagrad_with_c_zero_is_the_mean_and_its_c_reaches_it"),
+  ("weighting: IMTL-G mapped to UPGrad", W_REG, '"imtl_g": ("gradient", "torchjd.aggregation:IMTLG")', '"imtl_g": ("gradient", "torchjd.aggregation:UPGrad")', f"{T_W}::test_imtl_g_projects_equally_on_every_task_gradient"),
+  ("weighting: Nash-MTL mapped to MGDA", W_REG, '"nash_mtl": ("gradient", "torchjd.aggregation:NashMTL")', '"nash_mtl": ("gradient", "torchjd.aggregation:MGDA")', f"{T_W}::test_balancing_aggregators_equalise_orthogonal_tasks"),
+  ("table7: ratio of pooled means", "src/hetmtl/reporting/tables.py", "            row[(f\"{sweep} step time\", \"ratio\")] = float(np.mean(ratios))", "            row[(f\"{sweep} step time\", \"ratio\")] = float(np.max(ratios))", f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 
