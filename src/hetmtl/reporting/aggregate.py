@@ -245,7 +245,8 @@ def table7_weightings(params, suite: str, root: Path, name: str, records: pd.Dat
            f"%, mean ± 95% CI half-width over {'/'.join(map(str, seeds))} seed(s) (no ± with one seed), "
            f"{'/'.join(map(str, epochs))} epochs; best per column bold. Step time: seconds per optimiser "
            "step (validation left out) over equal weighting's, same method and group, each in its own job "
-           "(on a cluster possibly another node), averaged over groups. Loss weightings (uncertainty, dwa, rlw) reweight the task losses; gradient "
+           "(on a cluster possibly another node), averaged over groups. Loss weightings (uncertainty, dwa, rlw) "
+           "reweight the task losses; gradient "
            "aggregators replace the gradient of the parameters two tasks use (hard sharing: the trunk; "
            "MTAL: the kernel-bank slots tasks share, few with independent starts), every task-specific "
            "parameter keeping its own task's gradient. " + scale_note(params, suite))
