@@ -324,3 +324,6 @@ def tune_project(proj: Path, trials: int = 2) -> Path:
     report["report"]["sharing"] = ["mtal"]
     report_path.write_text(yaml.safe_dump(report, sort_keys=False))
     return proj
+def outcome(result: dict) -> dict:
+    """A fit's result without its wall time (``train_step_s``): what two runs of one seed share."""
+    return {k: v for k, v in result.items() if k != "train_step_s"}

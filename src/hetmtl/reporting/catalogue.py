@@ -62,6 +62,10 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("table", "table6", f"{_AGG}:sharing_table_files",
           caption="Reproduces the paper's Table 6: the kernel sharing ratio per conv layer of the methods "
                   "params/report.yaml `sharing` names."),
+    Entry("table", "table7_weightings", f"{_AGG}:table7_weightings",
+          caption="Table 7 (ours): every weighting of params/weightings.yaml (loss weightings and TorchJD's "
+                  "gradient aggregators) on hard sharing and MTAL, both groups: test accuracy and step time "
+                  "relative to equal weighting."),
     Entry("figure", "fig08_overall", f"{_AGG}:fig08_overall",
           caption="Reproduces the paper's Fig. 8: average test accuracy of every method in every table "
                   "(params/report.yaml `highlight`: the methods in their own colour; baselines blue)."),
