@@ -62,6 +62,10 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("table", "table6", f"{_AGG}:sharing_table_files",
           caption="Reproduces the paper's Table 6: the kernel sharing ratio per conv layer of the methods "
                   "params/report.yaml `sharing` names."),
+    Entry("table", "claims", "hetmtl.reporting.claims:claims_table",
+          caption="The paper's claims (section 4, params/claims.yaml), each with its verdict on this suite's runs: "
+                  "supported, contradicted or inconclusive at this number of seeds (the rule is in the table's "
+                  "caption)."),
     Entry("figure", "fig08_overall", f"{_AGG}:fig08_overall",
           caption="Reproduces the paper's Fig. 8: average test accuracy of every method in every table "
                   "(params/report.yaml `highlight`: the methods in their own colour; baselines blue)."),
