@@ -27,6 +27,7 @@ T_RERUN = "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_
 T_LOST = "tests/test_pipeline.py::test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical"
 T_CRASH = "tests/test_pipeline.py::test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint"
 PF = "src/hetmtl/preflight.py"
+CLAIMS, T_CLAIMS = "src/hetmtl/reporting/claims.py", "tests/test_claims.py"
 # (name, file, exact old text (occurs once), new text, test that must fail)
 DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
   ("links", "src/hetmtl/data/archives.py", "if info.issym() or info.islnk():", "if False:", "tests/test_data.py::test_links_are_refused"),
@@ -246,6 +247,17 @@ MECHANISMS = [
   ("runs: a receipt without its model listed as done", "src/hetmtl/cli.py", "        if path.exists() and (p.root / run.model).exists():", "        if path.exists():", "tests/test_resolve.py::test_hetmtl_runs_lists_each_runs_state_and_command"),
   ("relations: frozen blocks not frozen", "src/hetmtl/training/relations.py", "        method.freeze_blocks(freeze_blocks)", "        pass", "tests/test_relations.py::test_the_relations_runs_freeze_what_training_freezes"),
   ("relations: freeze_blocks not passed", "src/hetmtl/training/relations.py", "rel.method_params, list(rel.seeds), rel.freeze_blocks)", "rel.method_params, list(rel.seeds), 0)", "tests/test_relations.py::test_the_relations_job_freezes_the_resolved_blocks"),
+  # the paper's claims, checked (issue 14)
+  ("claims: holm dropped", CLAIMS, "    adjusted = holm({i: c.p for i, c in enumerate(comparisons)})", "    adjusted = {i: c.p for i, c in enumerate(comparisons)}", f"{T_CLAIMS}::test_holm_corrects_within_a_claim"),
+  ("claims: direction ignored", CLAIMS, "        return 1 if self.effect > 0 else -1", "        return 1", f"{T_CLAIMS}::test_a_verdict_flips_from_supported_to_contradicted_when_the_logged_metrics_change"),
+  ("claims: most read as any", CLAIMS, '    "most": lambda n: n // 2 + 1,', '    "most": lambda n: 1,', f"{T_CLAIMS}::test_most_means_more_than_half_of_the_comparisons"),
+  ("claims: most read as half", CLAIMS, '    "most": lambda n: n // 2 + 1,', '    "most": lambda n: n // 2,', f"{T_CLAIMS}::test_most_means_more_than_half_of_the_comparisons"),
+  ("claims: all read as most", CLAIMS, '    "all": lambda n: n,', '    "all": lambda n: n // 2 + 1,', f"{T_CLAIMS}::test_all_needs_every_comparison_and_one_significant_loss_contradicts"),
+  ("claims: inconclusive branch removed", CLAIMS, "        if pd.isna(self.p_adj) or self.p_adj >= alpha or self.effect == 0:", "        if pd.isna(self.p_adj) or self.effect == 0:", f"{T_CLAIMS}::test_a_verdict_is_inconclusive_when_the_ci_spans_zero"),
+  ("claims: the strongest comparison decides", CLAIMS, "    deciding = ordered[need - 1]", "    deciding = ordered[0]", f"{T_CLAIMS}::test_most_means_more_than_half_of_the_comparisons"),
+  ("claims: readings ignored", CLAIMS, "            ctx = Context(params, suite, records, sweeps, histories, reading)", "            ctx = Context(params, suite, records, sweeps, histories, {})", f"{T_CLAIMS}::test_each_mtal_reading_gets_its_own_row_and_its_own_runs"),
+  ("claims: short runs count as converged", CLAIMS, "                    at = math.ceil(claim[\"steps\"] / spe[seed])", "                    at = min(math.ceil(claim[\"steps\"] / spe[seed]), epochs[-1])", f"{T_CLAIMS}::test_sweep_loss_and_compression_claims"),
+  ("claims: params unchecked", "src/hetmtl/params/__init__.py", "    _claims_checks(merged, files)\n", "", f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

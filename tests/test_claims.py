@@ -133,6 +133,25 @@ def test_most_means_more_than_half_of_the_comparisons(params):
     assert _row(beating(1), "C1", "independent").verdict == claims.INCONCLUSIVE  # 2 of 12
 
 
+def test_all_needs_every_comparison_and_one_significant_loss_contradicts(params):
+    """C2: MTAL against the 6 other rows of Tables 3 and 5 (12 comparisons)."""
+    p = _params(params, items=["C2"])
+
+    def table(nddr):  # MTAL clearly above every row but NDDR-CNN, which is ``nddr`` from MTAL
+        def acc(g, s, m, seed):
+            best = 0.7 + NOISE[seed] + NOISE[seed] / 3
+            if m.startswith("mtal"):
+                return best
+            return best + nddr[seed] if m == "nddr_cnn" else 0.5 + NOISE[seed]
+        return _row(claims.evaluate(p, "tiny", _records(p, acc)), "C2", "independent")
+
+    row = table({0: 0.02, 1: -0.02, 2: 0.0})
+    assert (row.verdict, row.comparisons, row.better, row.worse) == (claims.INCONCLUSIVE, 12, 10, 0)
+    assert "nddr_cnn" in row.deciding
+    row = table({0: 0.1, 1: 0.11, 2: 0.12})
+    assert (row.verdict, row.worse) == (claims.CONTRADICTED, 2)
+
+
 def test_each_mtal_reading_gets_its_own_row_and_its_own_runs(params):
     p = _params(params)
 
@@ -194,3 +213,25 @@ def test_the_claims_table_is_written_in_every_format_and_says_standin(params, tm
     assert sorted(f.suffix for f in written) == sorted(f".{e}" for e in catalogue.TABLE_FORMATS)
     md = written[0].read_text()
     assert "NOT the paper's data" in md and "| C2 |" in md and "supported" in md
+
+
+def test_a_claim_params_cannot_read_is_one_line_naming_file_and_key(project):
+    from hetmtl.params import ParamsError, load_params
+
+    path = project / "params" / "claims.yaml"
+    text = path.read_text()
+    for old, new, says in [
+        ("tables: [table2, table4]\n      better: [mtal_prior]", "tables: [table2, table9]\n      better: [mtal_prior]",
+         r"params/claims.yaml: claims.items.C1.tables: no table 'table9'"),
+        ("better: [mtal]\n", "better: [mtal_x]\n", r"params/claims.yaml: claims.items.C2.better: no such method"),
+        ("quantifier: all\n    C3", "quantifier: every\n    C3", r"params/claims.yaml: claims.items.C2.quantifier: "),
+        ("      sweep: rho\n", "      sweep: lr\n", r"params/claims.yaml: claims.items.C8.sweep: no sweep 'lr'"),
+        ("kind: below\n", "kind: above\n", r"params/claims.yaml: claims.items.C9.kind: "),
+    ]:
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+        with pytest.raises(ParamsError, match=says) as err:
+            load_params(project)
+        assert "\n" not in str(err.value)
+    path.write_text(text)
+    load_params(project)

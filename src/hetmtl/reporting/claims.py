@@ -422,10 +422,11 @@ def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             deciding += " (one seed: no test)"
         rows.append([row.claim, row.reading, f"“{row.statement}”", row.rests_on, str(row.runs),
                      f"{row.comparisons} (need {row.needed}; +{row.better}, −{row.worse})", deciding,
-                     effect, ci, p, row.verdict])
+                     effect, ci, p, row.verdict if row.verdict != INCONCLUSIVE else
+                     f"{INCONCLUSIVE} ({row.n} seed{'' if row.n == 1 else 's'})"])
     text = pd.DataFrame(rows, columns=COLUMNS)
     bold = pd.DataFrame(False, index=text.index, columns=text.columns)
-    bold["Verdict"] = text["Verdict"] != INCONCLUSIVE
+    bold["Verdict"] = (table.verdict != INCONCLUSIVE).to_numpy()
     return text, bold
 
 
