@@ -400,11 +400,13 @@ def caption(params, suite: str, note: str) -> str:
 
 
 def _fmt(row) -> tuple[str, str, str]:
+    """Effect, CI (x100: pp or %) and p as text; one decimal, more for an effect below 1 (two digits)."""
     if pd.isna(row.effect):
         return "–", "–", "n/a"
-    scale = 100.0
-    effect = f"{scale * row.effect:+.1f} {row.unit}"
-    ci = "–" if pd.isna(row.ci) else f"[{scale * (row.effect - row.ci):+.1f}, {scale * (row.effect + row.ci):+.1f}]"
+    e = 100.0 * row.effect
+    digits = 1 if abs(e) >= 1 or e == 0 else min(4, 1 - math.floor(math.log10(abs(e))))
+    effect = f"{e:+.{digits}f} {row.unit}"
+    ci = "–" if pd.isna(row.ci) else f"[{e - 100 * row.ci:+.{digits}f}, {e + 100 * row.ci:+.{digits}f}]"
     p = "n/a" if pd.isna(row.p_holm) else f"{row.p_holm:.3f}"
     return effect, ci, p
 
@@ -423,7 +425,8 @@ def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows.append([row.claim, row.reading, f"“{row.statement}”", row.rests_on, str(row.runs),
                      f"{row.comparisons} (need {row.needed}; +{row.better}, −{row.worse})", deciding,
                      effect, ci, p, row.verdict if row.verdict != INCONCLUSIVE else
-                     f"{INCONCLUSIVE} ({row.n} seed{'' if row.n == 1 else 's'})"])
+                     f"{INCONCLUSIVE} ({row.n} seed{'' if row.n == 1 else 's'})" if row.n else
+                     f"{INCONCLUSIVE} (no test)"])
     text = pd.DataFrame(rows, columns=COLUMNS)
     bold = pd.DataFrame(False, index=text.index, columns=text.columns)
     bold["Verdict"] = (table.verdict != INCONCLUSIVE).to_numpy()
