@@ -9,10 +9,6 @@ if any(S["sweeps"][n]["seeds"] != SWEEP_SEEDS for n in P["sweeps"]):
 STANDIN = " The data are GENERATED STAND-INS, not the paper's data sets." if S["data"] == "standin" else ""
 REPORT_FILES = [str(f) for kind in catalogue.KINDS for name in catalogue.names(P, kind)
                 for f in catalogue.files(P, SUITE, kind, name)]
-# the params sections an item reads (report.yaml's display names and roles; the claims
-# table also claims.yaml): a rerun trigger of its job
-def report_digest(kind):
-    return lambda wc: P.digest(*catalogue.sections(P, kind, getattr(wc, kind)))
 
 rule sweep:
     input:
