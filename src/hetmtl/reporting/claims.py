@@ -233,6 +233,11 @@ def task_gain(claim: dict, ctx: Context):
     return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "pp"
 
 
+def _value(v) -> str:
+    """A swept value as text (a number as %g; a name as it is)."""
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
 def sweep_best_differs(claim: dict, ctx: Context):
     """The best swept value (mean accuracy over the sweep's seeds) differs between two groups.
 
@@ -251,15 +256,15 @@ def sweep_best_differs(claim: dict, ctx: Context):
             return [], 1, "pp"
         series[g] = {v: (s.set_index("seed")["value"], set(s.run_id)) for v, s in sel.groupby("sweep_value")}
         best[g] = max(series[g], key=lambda v: series[g][v][0].mean())
-        ctx.note(f"Fig. 9 {g}[{claim['sweep']} = {', '.join(f'{v:g}' for v in series[g])}]")
+        ctx.note(f"Fig. 9 {g}[{claim['sweep']} = {', '.join(_value(v) for v in series[g])}]")
     # the sweep's runs are its method's default reading only: no reading stands in here
     name = claim["sweep"]
     if best[g1] != best[g2]:
-        comps = [_paired(f"{g}: {name} {best[g]:g} − {best[o]:g}", series[g][best[g]], series[g][best[o]])
+        comps = [_paired(f"{g}: {name} {_value(best[g])} − {_value(best[o])}", series[g][best[g]], series[g][best[o]])
                  for g, o in ((g1, g2), (g2, g1))]
         return comps, len(comps), "pp"
     v = best[g1]
-    comps = [_paired(f"{g}: {name} {w:g} − {v:g} (best in both)", series[g][w], series[g][v])
+    comps = [_paired(f"{g}: {name} {_value(w)} − {_value(v)} (best in both)", series[g][w], series[g][v])
              for g in (g1, g2) for w in series[g] if w != v]
     return comps, 1, "pp"
 
