@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parents[1])
 SCRATCH = tempfile.mkdtemp(prefix="hetmtl-mutants-")
 T_MTAL, T_METHODS, T_TRAIN = "tests/test_mtal.py", "tests/test_methods.py", "tests/test_training.py"
+W_APPLY, W_REG, T_W = "src/hetmtl/weightings/apply.py", "src/hetmtl/weightings/registry.py", "tests/test_weightings.py"
 MTAL, JOB = "src/hetmtl/methods/mtal.py", "src/hetmtl/training/job.py"
 BASE = "src/hetmtl/models/base.py"
 MTDA, T_MTDA = "src/hetmtl/methods/mtda.py", "tests/test_mtda.py"
@@ -115,8 +116,8 @@ MECHANISMS = [
   ("soft: penalty scaled by half", "src/hetmtl/methods/soft_sharing.py", "        return self.gamma * total", "        return 0.5 * self.gamma * total", f"{T_METHODS}::test_soft_sharing_penalises_backbone_convolutions_only"),
   ("soft: prior weights ignored", "src/hetmtl/methods/soft_sharing.py", "total = total + self.pair_weights[i, j] * (a - b).pow(2).sum()", "total = total + 1.0 * (a - b).pow(2).sum()", f"{T_METHODS}::test_soft_sharing_weighs_each_pair_by_the_prior"),
   ("hard: prior clusters ignored", "src/hetmtl/methods/hard_sharing.py", "    if relations is None:\n        return [0] * T", "    if True:\n        return [0] * T", f"{T_METHODS}::test_hard_sharing_prior_builds_one_trunk_per_cluster"),
-  ("weighting: single task weighted", "src/hetmtl/methods/base.py", "if self.joint and cfg.get(", "if cfg.get(", f"{T_METHODS}::test_task_weighting_applies_to_joint_methods_only"),
-  ("weighting: uncertainty detached", "src/hetmtl/methods/base.py", "torch.exp(-self.log_vars) * task_losses", "torch.exp(-self.log_vars.detach()) * task_losses", f"{T_METHODS}::test_uncertainty_weights_receive_their_gradient"),
+  ("weighting: single task weighted", "src/hetmtl/training/loop.py", "    if not method.joint:\n", "    if False:\n", f"{T_W}::test_single_task_networks_are_never_weighted"),
+  ("weighting: uncertainty not optimised", "src/hetmtl/training/loop.py", 'extra = [{"params": list(weighting.parameters())}] if weighting is not None else []', "extra = []", f"{T_W}::test_uncertainty_weights_learn_and_follow_their_formula"),
   ("loop: L2 penalty dropped", "src/hetmtl/training/loop.py", "            if cfg.l2_lambda:", "            if False:", f"{T_TRAIN}::test_l2_penalty_shrinks_the_weights"),
   ("loop: frozen blocks move", "src/hetmtl/methods/base.py", "                p.requires_grad_(False)", "                pass", f"{T_METHODS}::test_frozen_blocks_are_bit_identical_after_training"),
   # augmentation and ImageNet initialisation (the paper suite)
@@ -247,6 +248,29 @@ MECHANISMS = [
   ("runs: a receipt without its model listed as done", "src/hetmtl/cli.py", "        if path.exists() and (p.root / run.model).exists():", "        if path.exists():", "tests/test_resolve.py::test_hetmtl_runs_lists_each_runs_state_and_command"),
   ("relations: frozen blocks not frozen", "src/hetmtl/training/relations.py", "        method.freeze_blocks(freeze_blocks)", "        pass", "tests/test_relations.py::test_the_relations_runs_freeze_what_training_freezes"),
   ("relations: freeze_blocks not passed", "src/hetmtl/training/relations.py", "rel.method_params, list(rel.seeds), rel.freeze_blocks)", "rel.method_params, list(rel.seeds), 0)", "tests/test_relations.py::test_the_relations_job_freezes_the_resolved_blocks"),
+  ("weighting: aggregation not written", W_APPLY, "grad = aggregated[offset:offset + n].view_as(grad)", "grad = grad", f"{T_W}::test_an_aggregator_acts_on_shared_coordinates_and_leaves_every_task_its_own"),
+  ("weighting: aggregation scaled", W_APPLY, "grad[rows] = aggregated[offset:offset + n].view_as(grad[rows])", "grad[rows] = 2 * aggregated[offset:offset + n].view_as(grad[rows])", f"{T_W}::test_an_aggregator_acts_on_shared_coordinates_and_leaves_every_task_its_own"),
+  ("weighting: task-specific gradients dropped", W_APPLY, "        if others:\n", "        if False:\n", f"{T_W}::test_an_aggregator_acts_on_shared_coordinates_and_leaves_every_task_its_own"),
+  ("weighting: regulariser dropped by aggregators", W_APPLY, "        if regulariser is not None:\n            regulariser.backward()", "        if False:\n            regulariser.backward()", f"{T_W}::test_an_aggregator_adds_the_regulariser_to_every_coordinate"),
+  ("weighting: draws not seeded", W_APPLY, "if self.randomised else contextlib.nullcontext()", "if False else contextlib.nullcontext()", f"{T_W}::test_random_weightings_draw_per_step_and_repeat_with_the_seed"),
+  ("weighting: resume loses its state", "src/hetmtl/training/loop.py", '        weighting.restore(state["weighting_snapshot"], device)', "        pass", f"{T_W}::test_a_resumed_run_continues_the_weightings_state"),
+  ("weighting: epoch history not rolled", "src/hetmtl/training/loop.py", "        weighting.end_epoch()\n", "", f"{T_W}::test_every_weighting_changes_training_and_equal_is_the_plain_loop"),
+  ("weighting: loop ignores it", "src/hetmtl/training/loop.py", "    return build_weighting(cfg.weighting, dict(cfg.weighting_params), num_tasks)", '    return build_weighting("equal", {}, num_tasks)', f"{T_W}::test_every_weighting_changes_training_and_equal_is_the_plain_loop"),
+  ("weighting: equal is the mean", W_REG, '"equal": ("loss", "torchjd.scalarization:Sum")', '"equal": ("loss", "torchjd.scalarization:Mean")', f"{T_W}::test_equal_weighting_reproduces_the_plain_sum_bit_for_bit"),
+  ("weighting: MTAL shares every used slot", "src/hetmtl/methods/mtal.py", "rows = counts >= 2  # no slot", "rows = counts >= 1  # no slot", f"{T_W}::test_shared_parameters_are_exactly_those_two_tasks_use"),
+  ("weighting: trunk BatchNorms shared", "src/hetmtl/methods/hard_sharing.py", "for p in outside_per_task(trunk)]", "for p in trunk.parameters()]", f"{T_W}::test_shared_parameters_are_exactly_those_two_tasks_use"),
+  ("weighting: last unit shared", "src/hetmtl/methods/columns.py", "return [p for net in self.nets for p in net.head.parameters()] + self.stage_unit_parameters(", "return [p for net in self.nets for p in net.head.parameters()] + 0 * self.stage_unit_parameters(", f"{T_W}::test_shared_parameters_are_exactly_those_two_tasks_use"),
+  ("weighting: heads aggregated", "src/hetmtl/methods/columns.py", "        return [(p, None) for p in outside_per_task(self) if id(p) not in own]", "        return [(p, None) for p in self.parameters()]", f"{T_W}::test_an_aggregator_acts_on_shared_coordinates_and_leaves_every_task_its_own"),
+  ("table7: ratio to itself", "src/hetmtl/reporting/tables.py", "ratios.append(step_time(w) / step_time(reference))", "ratios.append(step_time(w) / step_time(w))", f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
+  ("table7: CI dropped", "src/hetmtl/reporting/tables.py", '            row[(label, "ci")] = ci_halfwidth(acc.to_numpy())', '            row[(label, "ci")] = 0.0', f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
+  ("sweep: value text misread", "src/hetmtl/params/__init__.py", "(not isinstance(value, str) and _float(text) == value)", "(not isinstance(value, str) and _float(text) == round(value))", "tests/test_params.py::test_a_sweep_value_is_read_back_from_its_text"),
+  ("weighting: Nash-MTL solver not rebuilt on resume", W_APPLY, 'if callable(rebuild) and getattr(module, "step", 0):', "if False:", f"{T_W}::test_a_resumed_run_continues_the_weightings_state"),
+  ("weighting: step seed ignores the epoch", "src/hetmtl/training/loop.py", "return (seed * 1_000_003 + epoch) * 1_000_003 + step", "return seed * 1_000_003 + step", f"{T_W}::test_pcgrad_draws_its_order_from_the_steps_seed"),
+  ("weighting: PCGrad's order not seeded", W_REG, 'RANDOMISED = frozenset({"rlw", "random", "pcgrad", "gradvac"})', 'RANDOMISED = frozenset({"rlw", "random", "gradvac"})', f"{T_W}::test_pcgrad_draws_its_order_from_the_steps_seed"),
+  ("weighting: CAGrad's c ignored", W_REG, "    kwargs = dict(params)\n", "    kwargs = {k: (0.0 if k == 'c' else v) for k, v in params.items()}\n", f"{T_W}::test_cagrad_with_c_zero_is_the_mean_and_its_c_reaches_it"),
+  ("weighting: IMTL-G mapped to UPGrad", W_REG, '"imtl_g": ("gradient", "torchjd.aggregation:IMTLG")', '"imtl_g": ("gradient", "torchjd.aggregation:UPGrad")', f"{T_W}::test_imtl_g_projects_equally_on_every_task_gradient"),
+  ("weighting: Nash-MTL mapped to MGDA", W_REG, '"nash_mtl": ("gradient", "torchjd.aggregation:NashMTL")', '"nash_mtl": ("gradient", "torchjd.aggregation:MGDA")', f"{T_W}::test_balancing_aggregators_equalise_orthogonal_tasks"),
+  ("table7: ratio of pooled means", "src/hetmtl/reporting/tables.py", "            row[(f\"{sweep} step time\", \"ratio\")] = float(np.mean(ratios))", "            row[(f\"{sweep} step time\", \"ratio\")] = float(np.max(ratios))", f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
   # the paper's claims, checked (issue 14)
   ("claims: holm dropped", CLAIMS, "    adjusted = holm({i: c.p for i, c in enumerate(comparisons)})", "    adjusted = {i: c.p for i, c in enumerate(comparisons)}", f"{T_CLAIMS}::test_holm_corrects_within_a_claim"),
   ("claims: direction ignored", CLAIMS, "        return 1 if self.effect > 0 else -1", "        return 1", f"{T_CLAIMS}::test_a_verdict_flips_from_supported_to_contradicted_when_the_logged_metrics_change"),

@@ -269,3 +269,8 @@ def fake_task(name: str, channels: int, classes: int, n: int = 24, size: int = 1
 @pytest.fixture()
 def toy_tasks():
     return [fake_task("g1", 1, 3, seed=1), fake_task("c1", 3, 4, seed=2), fake_task("g2", 1, 3, seed=3)]
+
+
+def outcome(result: dict) -> dict:
+    """A fit's result without its wall time (``train_step_s``): what two runs of one seed share."""
+    return {k: v for k, v in result.items() if k != "train_step_s"}

@@ -19,7 +19,7 @@ def test_training_stages_have_a_file_per_group_and_setting(project):
     assert not [n for n in root["stages"] if n.startswith(("train-", "sweep-"))]
     assert "plots" in root and "wdir" not in str(root["stages"])
     cells = {(k["group"], k["setting"]) for k in p.runs("tiny")}
-    sweeps = {(g, f"sweep-{n}") for n in p["sweeps"] for g in p["groups"]}
+    sweeps = {(g, f"sweep-{n}") for n in p["sweeps"] for g in p.sweep_groups("tiny", n)}
     assert {path.parent.relative_to(dvc_yaml.TRAIN_DIR).parts for path in files} == cells | sweeps
     for path, doc in files.items():
         group, setting = path.parent.relative_to(dvc_yaml.TRAIN_DIR).parts

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from contract_cases import BACKBONE_NAMES, EPOCHS, case
 
-from conftest import fake_task
+from conftest import fake_task, outcome
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.methods.columns import adapt_channels, mixing_init
 from hetmtl.methods.hard_sharing import clusters
@@ -121,7 +121,7 @@ def test_soft_sharing_gamma_zero_equals_single_task(backbone, toy_tasks):
     spec, tasks = case(backbone, toy_tasks)
     a = run(METHODS["single_task"](infos(tasks), spec, {}, 0), tasks, epochs=EPOCHS[backbone])
     b = run(METHODS["soft_sharing"](infos(tasks), spec, {"gamma": 0.0}, 0), tasks, epochs=EPOCHS[backbone])
-    assert a == b
+    assert outcome(a) == outcome(b)
 
 
 @pytest.mark.parametrize("backbone", BACKBONE_NAMES)
@@ -130,7 +130,7 @@ def test_hard_sharing_of_one_task_is_single_task(backbone, toy_tasks):
     spec, tasks = case(backbone, toy_tasks)
     a = run(METHODS["single_task"](infos(tasks[:1]), spec, {}, 0), tasks[:1], epochs=EPOCHS[backbone])
     b = run(METHODS["hard_sharing"](infos(tasks[:1]), spec, HS_CFG, 0), tasks[:1], epochs=EPOCHS[backbone])
-    assert a == b
+    assert outcome(a) == outcome(b)
 
 
 @pytest.mark.parametrize("backbone", BACKBONE_NAMES)
@@ -195,18 +195,6 @@ def test_frozen_blocks_are_bit_identical_after_training(toy_tasks):
         assert any(not torch.equal(after[n], v) for n, v in moving.items()), name
 
 
-def test_uncertainty_weighting_learns_task_weights(toy_tasks):
-    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {**HS_CFG, "task_weighting": "uncertainty"}, 0)
-    out = run(m, toy_tasks, lr=0.05)
-    assert m.log_vars is not None and not torch.equal(m.log_vars.detach(), torch.zeros(3))
-    assert "task_weight/g1" in out["history"][-1]
-    losses = torch.tensor([1.0, 2.0, 3.0])
-    with torch.no_grad():
-        m.log_vars.copy_(torch.tensor([0.0, 1.0, -1.0]))
-    expected = (losses * torch.exp(-m.log_vars) + 0.5 * m.log_vars).sum()
-    torch.testing.assert_close(m.combine(losses), expected)
-
-
 def test_imagenet_init_loads_weights_from_the_torch_hub_cache(tmp_path, monkeypatch):
     """A weights file made here and put into the cache is used: no network."""
     import torchvision
@@ -259,23 +247,6 @@ def test_soft_sharing_penalises_backbone_convolutions_only(toy_tasks):
             assert p.grad is None or p.grad.abs().sum() == 0, n
     expected = sum((a - b).pow(2).sum() for a, b in zip(m.coupled_parameters(0), m.coupled_parameters(1)))
     torch.testing.assert_close(m.extra_loss(), expected)
-
-
-def test_task_weighting_applies_to_joint_methods_only(toy_tasks):
-    single = METHODS["single_task"](infos(toy_tasks), SPEC, {"task_weighting": "uncertainty"}, 0)
-    assert single.log_vars is None
-    for name in ("hard_sharing", "soft_sharing"):
-        cfg = {"task_weighting": "uncertainty", **({"gamma": 0.0} if name == "soft_sharing" else HS_CFG)}
-        assert METHODS[name](infos(toy_tasks), SPEC, cfg, 0).log_vars is not None, name
-
-
-def test_uncertainty_weights_receive_their_gradient(toy_tasks):
-    m = METHODS["hard_sharing"](infos(toy_tasks), SPEC, {**HS_CFG, "task_weighting": "uncertainty"}, 0)
-    with torch.no_grad():
-        m.log_vars.copy_(torch.tensor([0.3, -0.2, 0.1]))
-    losses = torch.tensor([1.0, 2.0, 3.0])
-    m.combine(losses).backward()
-    torch.testing.assert_close(m.log_vars.grad, -torch.exp(-m.log_vars.detach()) * losses + 0.5)
 
 
 def test_nddr_unit_batchnorm_learns_at_its_own_rate(toy_tasks):
@@ -397,7 +368,7 @@ def test_column_methods_resume_in_either_phase(toy_tasks):
         _, saved = run_(stop=stop)
         assert saved["phase"] == ("pretrain" if stop == 2 else "joint")
         resumed, _ = run_(state=saved)
-        assert resumed == full, stop
+        assert outcome(resumed) == outcome(full), stop
 
 
 def test_soft_sharing_weighs_each_pair_by_the_prior(toy_tasks):

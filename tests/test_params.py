@@ -279,3 +279,11 @@ def test_mtal_and_mtal_prior_declare_their_common_keys_alike():
     assert common == {"alpha", "beta", "warmup", "share_every", "start"}
     assert {k: mtal.PARAMS[k] for k in common} == {k: mtal_prior.PARAMS[k] for k in common}
     assert mtal_prior.PARAMS["rho_related"] == mtal_prior.PARAMS["rho_unrelated"] == mtal.PARAMS["rho"]
+
+
+def test_a_sweep_value_is_read_back_from_its_text():
+    p = load_params()
+    assert p.sweep_value("tiny", "rho", "0.10") == 0.1 and isinstance(p.sweep_value("tiny", "rho", "0.1"), float)
+    assert p.sweep_value("tiny", "weighting_mtal", "pcgrad") == "pcgrad"
+    with pytest.raises(ParamsError, match="suite.sweeps.weighting_mtal.values: no value 'sgd'"):
+        p.sweep_value("tiny", "weighting_mtal", "sgd")

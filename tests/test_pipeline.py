@@ -74,6 +74,27 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
     print(f"tiny DAG: {seconds:.1f} s")
 
 
+def test_the_tiny_dag_runs_every_weighting_on_hard_sharing_and_mtal(tiny_run):
+    """Table 7: every weighting of params/weightings.yaml, on both methods, with its
+    accuracy and its measured step time relative to equal weighting."""
+    proj, _, _ = tiny_run
+    params = load_params(proj)
+    csv = pd.read_csv(proj / paths.table_file("tiny", "table7_weightings", "csv"), index_col="weighting")
+    assert list(csv.index) == list(params["weightings"])
+    methods = {sw["method"] for sw in params["sweeps"].values() if sw["parameter"] == "weighting"}
+    assert methods == {"hard_sharing", "mtal"}
+    accuracy = [c for c in csv.columns if c.endswith("/mean")]
+    assert len(accuracy) == 2 and csv[accuracy].notna().all().all() and csv[accuracy].stack().between(0, 1).all()
+    ratios = csv[[c for c in csv.columns if c.endswith("step time/ratio")]]
+    assert ratios.shape[1] == 2 and (ratios.loc["equal"] == 1).all() and (ratios > 0).all().all()
+    for run in params.sweep_runs("tiny"):
+        if run.sweep.startswith("weighting"):
+            receipt = json.loads((proj / run.receipt).read_text())
+            assert receipt["time/train_step_s"] > 0, run
+            assert receipt["record"]["params"]["method.weighting"] == run.value, run
+    assert "TorchJD" in (proj / paths.table_file("tiny", "table7_weightings", "md")).read_text()
+
+
 def test_every_deep_method_of_a_table_gets_the_same_budget(tiny_run):
     """Steps per task are equal within each table (single-task pre-training of
     cross-stitch and NDDR-CNN included), the caption states them, and every

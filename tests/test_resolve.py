@@ -133,10 +133,10 @@ def test_the_relations_job_freezes_the_resolved_blocks(project, monkeypatch):
         pass
 
     def fake_estimate(data, spec, cfg, temperature, method_cfg, seeds, freeze_blocks=0):
-        asked.update(freeze_blocks=freeze_blocks, method_cfg=method_cfg)
+        asked.update(freeze_blocks=freeze_blocks, method_cfg=method_cfg, train=cfg)
         raise Stop
 
     monkeypatch.setattr(relations, "estimate", fake_estimate)
     with pytest.raises(Stop):
         relations.relations_job(rel, device_name="cpu")
-    assert asked["freeze_blocks"] == 1 and asked["method_cfg"]["task_weighting"] == "equal"
+    assert asked["freeze_blocks"] == 1 and asked["train"].weighting == "equal"

@@ -133,7 +133,8 @@ def cmd_sweep(args) -> int:
         raise ParamsError(f"{p.files['sweeps']}: sweeps: no sweep {args.sweep!r}")
     sw = p["sweeps"][args.sweep]
     seeds = args.seed if args.seed else p.suite(args.suite)["sweeps"][args.sweep]["seeds"]
-    return _run(p, [RunId(args.suite, args.group, sw["setting"], sw["method"], s, args.sweep, args.value)
+    value = p.sweep_value(args.suite, args.sweep, args.value)
+    return _run(p, [RunId(args.suite, args.group, sw["setting"], sw["method"], s, args.sweep, value)
                     for s in seeds], args)
 
 
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("sweep", cmd_sweep, "train one point of a parameter sweep (paper Fig. 9)")
     sp.add_argument("--sweep", required=True, help="sweep of params/grid.yaml (e.g. rho)")
     sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
-    sp.add_argument("--value", type=float, required=True, help="the swept parameter's value")
+    sp.add_argument("--value", required=True, help="the swept parameter's value (a number, or a weighting's name)")
     sp.add_argument("--seed", type=int, nargs="+", help="only these seeds (default: the sweep's seeds)")
     device_flags(sp, progress=True)
     sp = add("relations", cmd_relations, "estimate the task-relationship matrix R of a group")

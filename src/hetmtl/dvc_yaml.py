@@ -53,8 +53,9 @@ def _params(inputs: dict[str, list[str]]) -> list[dict]:
     return [{f: sorted(set(keys))} for f, keys in inputs.items() if keys]
 
 
-def _job_params(p: Params, suite: str, key: dict, sweep: tuple[str, str] | None = None) -> list[dict]:
-    """The DVC spelling of :meth:`Params.job_inputs`."""
+def _job_params(p: Params, suite: str, key: dict, sweep: tuple[str, str] | None = None,
+                weighting: str | None = None) -> list[dict]:
+    """The DVC spelling of :meth:`Params.job_inputs` (``weighting``: the run's, when not training.weighting)."""
     tasks = p.tasks_of(key["group"])
     if sweep is None:
         method = [f"methods.{key['method']}"]
@@ -69,6 +70,7 @@ def _job_params(p: Params, suite: str, key: dict, sweep: tuple[str, str] | None 
     return _params({
         "params/methods.yaml": method,
         "params/training.yaml": ["training"],
+        "params/weightings.yaml": [f"weightings.{weighting or p['training']['weighting']}"],
         _suite_file(suite): scale,
         "params/grid.yaml": grid,
         "params/datasets.yaml": [f"tasks.{t}" for t in tasks] + ["split", "selection_seed"],
@@ -146,18 +148,20 @@ def stages(p: Params, suite: str) -> dict:
             "outs": [paths.run_dir(suite, group, setting, method, 0).parent.as_posix()],
         }
     for name, sw in p["sweeps"].items():
-        for group in p["groups"]:
+        for group in p.sweep_groups(suite, name):
             for value in s["sweeps"][name]["values"]:
                 key = dict(group=group, setting=sw["setting"], method=sw["method"])
                 deps = [*_prepared(suite, p.tasks_of(group)), marker]
                 if sw["setting"] == "prior":
                     deps.append(paths.relations_csv(suite, group).as_posix())
-                out[f"sweep-{name}-{group}-{value:g}"] = {
+                text = paths.value_text(value)
+                out[f"sweep-{name}-{group}-{text}"] = {
                     "group": group, "setting": f"sweep-{name}",
-                    "cmd": f"hetmtl sweep --suite {suite} --sweep {name} --group {group} --value {value:g} "
+                    "cmd": f"hetmtl sweep --suite {suite} --sweep {name} --group {group} --value {text} "
                            "--no-progress",
                     "deps": deps + code_paths(p.root, p.base_method(sw["method"])),
-                    "params": _job_params(p, suite, key, sweep=(name, sw["parameter"])),
+                    "params": _job_params(p, suite, key, sweep=(name, sw["parameter"]),
+                                          weighting=value if sw["parameter"] == "weighting" else None),
                     "outs": [paths.sweep_dir(suite, name, group, value, 0).parent.as_posix()],
                 }
     # The report stage: every item of the catalogue (hetmtl/reporting/catalogue.py), one command.

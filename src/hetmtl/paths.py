@@ -61,13 +61,14 @@ def checkpoint(suite: str, group: str, setting: str, method: str, seed: int) -> 
     return Path("results") / suite / "checkpoints" / group / setting / method / f"seed{seed}.pt"
 
 
-def _value(value: float | str) -> str:
-    """A swept value as a folder name (``{value}``: a wildcard of the Snakefile's patterns)."""
+def value_text(value: float | str) -> str:
+    """A swept value as text: a folder name (``{value}``: a wildcard of the Snakefile's
+    patterns), a run name, a tag, a CLI argument: ``0.5``, ``1e-05``, or a name (``pcgrad``)."""
     return value if isinstance(value, str) else f"{value:g}"
 
 
 def sweep_dir(suite: str, sweep: str, group: str, value: float | str, seed: int) -> Path:
-    return Path("results") / suite / "sweeps" / sweep / group / _value(value) / f"seed{seed}"
+    return Path("results") / suite / "sweeps" / sweep / group / value_text(value) / f"seed{seed}"
 
 
 def sweep_receipt(suite: str, sweep: str, group: str, value: float | str, seed: int) -> Path:
@@ -75,7 +76,7 @@ def sweep_receipt(suite: str, sweep: str, group: str, value: float | str, seed: 
 
 
 def sweep_checkpoint(suite: str, sweep: str, group: str, value: float | str, seed: int) -> Path:
-    return Path("results") / suite / "checkpoints" / "sweeps" / sweep / group / _value(value) / f"seed{seed}.pt"
+    return Path("results") / suite / "checkpoints" / "sweeps" / sweep / group / value_text(value) / f"seed{seed}.pt"
 
 
 def figure(suite: str, name: str) -> Path:

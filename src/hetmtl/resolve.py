@@ -31,7 +31,7 @@ class ResolvedRun:
 
     Paths are absolute (under the checkout's root). ``method_params`` holds
     the method's parameters as the method receives them (its ``cfg``), with
-    ``init`` and ``task_weighting``; ``relations`` is R (rows in the group's
+    ``init`` and ``weighting``; ``relations`` is R (rows in the group's
     task order) for a prior-setting run, None otherwise."""
     run: RunId
     root: Path  # the checkout: the MLflow store and the prepared data are found from here
@@ -94,9 +94,12 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: int | None = None) -> TrainConfig:
+def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: int | None = None,
+                 weighting: str | None = None) -> TrainConfig:
     """The training configuration of a suite for a group's tasks (the learning
-    rate of its init: ``finetune_lr`` from ImageNet weights)."""
+    rate of its init: ``finetune_lr`` from ImageNet weights; the weighting:
+    ``training.weighting`` unless given, with its params/weightings.yaml entry)."""
+    weighting = weighting or params["training"]["weighting"]
     suite, tr = params.suite(suite_name), params["training"]
     imagenet = suite["init"] == "imagenet"
     return TrainConfig(epochs=epochs or suite["epochs"], batch_size=suite["batch_size"], seed=seed,
@@ -104,7 +107,8 @@ def train_config(params, suite_name: str, seed: int, tasks: list[str], epochs: i
                        momentum=tr["momentum"], l2_lambda=tr["l2_lambda"], nan_check_every=tr["nan_check_every"],
                        divergence_factor=tr["divergence_factor"],
                        input_norm="imagenet" if imagenet else "symmetric", crop_pad=suite["augment"]["crop_pad"],
-                       flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks))
+                       flip=tuple(suite["augment"]["flip"] and params["tasks"][t]["flip"] for t in tasks),
+                       weighting=weighting, weighting_params=tuple(sorted(params["weightings"][weighting].items())))
 
 
 def method_params(params, name: str) -> dict:
@@ -150,13 +154,13 @@ def resolve(params, run: RunId) -> ResolvedRun:
                           f"params/suites/{run.suite}.yaml")
     root, suite = params.root, params.suite(run.suite)
     tasks = params.tasks_of(run.group)
-    mcfg = {**method_params(params, run.method), "init": suite["init"],
-            "task_weighting": params["training"]["task_weighting"]}
+    # ``weighting``: the run's (a sweep of it puts its value here), read into its TrainConfig
+    mcfg = {**method_params(params, run.method), "init": suite["init"], "weighting": params["training"]["weighting"]}
     epochs = None
     if run.sweep:
         mcfg[params["sweeps"][run.sweep]["parameter"]] = run.value
         epochs = suite["sweeps"][run.sweep]["epochs"]
-    cfg = train_config(params, run.suite, run.seed, tasks, epochs=epochs)
+    cfg = train_config(params, run.suite, run.seed, tasks, epochs=epochs, weighting=mcfg["weighting"])
     relations, relations_file = None, None
     if run.setting == "prior":
         relations_file = files.require(root / paths.relations_csv(run.suite, run.group),
@@ -164,6 +168,7 @@ def resolve(params, run: RunId) -> ResolvedRun:
         relations = read_relations(relations_file, tasks)
     data_md5 = _data_md5(params, run.suite, tasks)
     run_params = {"method": dict(mcfg), "training": params["training"], "suite": suite, "tasks": tasks,
+                  "weighting": {mcfg["weighting"]: params["weightings"][mcfg["weighting"]]},
                   "epochs": cfg.epochs, "flip": list(cfg.flip)}
     tags = {"paper_group": str(params["groups"][run.group]["paper_group"]), "data": suite["data"],
             "shared_between_settings": str(run.setting == "shared"),
@@ -192,9 +197,9 @@ def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
         suite=suite_name, group=group, root=root, tasks=tuple(tasks), split=params["split"],
         given=None if given is None else tuple(tuple(float(v) for v in row) for row in given),
         epochs=scale["epochs"], seeds=tuple(scale["seeds"]), temperature=params["relations"]["temperature"],
-        train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"]),
-        # ours: R compares plain joint training with training alone, whatever the runs' task weighting
-        method_params={**method_params(params, "hard_sharing"), "init": suite["init"], "task_weighting": "equal"},
+        # ours: R compares plain joint training with training alone, whatever the runs' weighting
+        train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"], weighting="equal"),
+        method_params={**method_params(params, "hard_sharing"), "init": suite["init"]},
         freeze_blocks=params["training"]["freeze_blocks"],
         backbone=suite["backbone"], csv=root / paths.relations_csv(suite_name, group),
         png=root / paths.relations_png(suite_name, group), detail=root / paths.relations_detail(suite_name, group),

@@ -31,6 +31,8 @@ class TrainConfig:
     input_norm: str = "symmetric"  # hetmtl.data to_input: symmetric (scratch) or imagenet
     crop_pad: int = 0  # augmentation: random crop of the image padded by this much (0: none)
     flip: tuple[bool, ...] = ()  # augmentation: horizontal flip, per task (where meaningful)
+    weighting: str = "equal"  # hetmtl.weightings: how the task losses become one update (joint methods)
+    weighting_params: tuple[tuple[str, object], ...] = ()  # its parameters (params/weightings.yaml)
 
 
 @dataclass(frozen=True, order=True)
@@ -44,7 +46,7 @@ class RunId:
     method: str
     seed: int
     sweep: str | None = None
-    value: float | None = None
+    value: float | str | None = None  # a number, or a name (a sweep of the weighting)
 
     def __getitem__(self, name: str):
         return getattr(self, name)
@@ -78,7 +80,7 @@ class RunId:
     @property
     def run_name(self) -> str:
         if self.sweep:
-            return f"{self.method}/{self.sweep}={self.value:g}/seed{self.seed}"
+            return f"{self.method}/{self.sweep}={paths.value_text(self.value)}/seed{self.seed}"
         return f"{self.method}/seed{self.seed}"
 
     @property
@@ -86,7 +88,7 @@ class RunId:
         """The tags that say which run this is: what collection checks a receipt's run against."""
         out = {k: str(v) for k, v in self.key.items()}
         if self.sweep:
-            out.update({"sweep": self.sweep, "sweep_value": f"{self.value:g}"})
+            out.update({"sweep": self.sweep, "sweep_value": paths.value_text(self.value)})
         return out
 
     @property
@@ -94,6 +96,6 @@ class RunId:
         """The command that trains this run alone."""
         if self.sweep:
             return (f"hetmtl sweep --suite {self.suite} --sweep {self.sweep} --group {self.group} "
-                    f"--value {self.value:g} --seed {self.seed}")
+                    f"--value {paths.value_text(self.value)} --seed {self.seed}")
         return (f"hetmtl train --suite {self.suite} --group {self.group} --setting {self.setting} "
                 f"--method {self.method} --seed {self.seed}")

@@ -19,7 +19,7 @@ rule sweep:
         # rerun trigger: the parameters and code this job reads (snakemake's default "params" trigger)
         digest=lambda wc: P.job_digest(RunId(SUITE, wc.group, P["sweeps"][wc.sweep]["setting"],
                                              P["sweeps"][wc.sweep]["method"], SWEEP_SEEDS[0], wc.sweep,
-                                             float(wc.value))),
+                                             P.sweep_value(SUITE, wc.sweep, wc.value))),
     output:  # the sweep's seeds, one after the other in one job
         receipts=[str(replace(SWEEP_POINT, seed=seed).receipt) for seed in SWEEP_SEEDS],
         models=[str(replace(SWEEP_POINT, seed=seed).model) for seed in SWEEP_SEEDS],

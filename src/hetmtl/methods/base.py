@@ -29,7 +29,7 @@ class Method(nn.Module):
     name: str = ""
     uses_prior: bool = False  # takes the relationship matrix R (SPEC 4)
     deep: bool = True  # trained by the joint SGD loop; False: ``fit_closed_form(data)``
-    joint: bool = True  # tasks interact; False: independent networks (task weighting has no meaning)
+    joint: bool = True  # tasks interact; False: independent networks (a weighting has no meaning: equal)
     # Set by a method whose weights changed outside the optimiser (MTAL's merge):
     # the loop then re-estimates every BatchNorm's statistics on the training split.
     needs_bn_recalibration: bool = False
@@ -40,12 +40,6 @@ class Method(nn.Module):
         self.spec = spec
         self.cfg = dict(cfg)
         self.seed = seed
-        # Uncertainty-based task weighting (Kendall, Gal & Cipolla 2018): one
-        # learned log-variance s_t per task; loss = sum exp(-s_t) L_t + s_t / 2.
-        # Applies to joint methods only: for independent networks a task's weight
-        # only rescales its own learning rate.
-        self.log_vars = (nn.Parameter(torch.zeros(len(tasks)))
-                         if self.joint and cfg.get("task_weighting", "equal") == "uncertainty" else None)
 
     def task_nets(self, start: str = "independent") -> list:
         """Every task's network, each from its own seed (and ImageNet weights if
@@ -57,11 +51,15 @@ class Method(nn.Module):
         return [build_task_net(self.spec, task.channels, task.num_classes, self.seed, t, init, start)
                 for t, task in enumerate(self.tasks)]
 
-    def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
-        """The tasks' losses into one objective (plain sum, or uncertainty-weighted)."""
-        if self.log_vars is None:
-            return task_losses.sum()
-        return (torch.exp(-self.log_vars) * task_losses + 0.5 * self.log_vars).sum()
+    def shared_parameters(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The parameters that more than one task's loss uses, for a gradient
+        aggregator (:mod:`hetmtl.weightings`): (parameter, None) for all of it,
+        or (parameter, a boolean mask of its rows) when only those rows are
+        shared (MTAL's kernel bank). Every other parameter is task-specific: its
+        gradient is its one task's (a test checks both directions per method).
+        None here: independent networks (single-task) and soft sharing, whose
+        coupling is a penalty, not a parameter two tasks use."""
+        return []
 
     @property
     def num_tasks(self) -> int:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from hetmtl.methods.base import Method
-from hetmtl.models.base import PerTask, TaskRouter, module_paths, set_module, weights_for
+from hetmtl.models.base import PerTask, TaskRouter, module_paths, outside_per_task, set_module, weights_for
 
 
 def adapt_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -140,6 +140,21 @@ class Columns(Method):
 
     def task_weights(self, t: int) -> list[torch.Tensor]:
         return weights_for(self.nets[t], t)
+
+    def shared_parameters(self):
+        """Every sample goes through every column: each column's parameters and
+        the units serve every task, but for what serves one task only
+        (:meth:`one_task_parameters`) and the per-task BatchNorms."""
+        own = {id(p) for p in self.one_task_parameters()}
+        return [(p, None) for p in outside_per_task(self) if id(p) not in own]
+
+    def one_task_parameters(self) -> list[nn.Parameter]:
+        """The heads, and the last unit: its output for column t reaches task t's head only."""
+        return [p for net in self.nets for p in net.head.parameters()] + self.stage_unit_parameters(
+            self.num_blocks - 1)
+
+    def stage_unit_parameters(self, b: int) -> list[nn.Parameter]:  # pragma: no cover
+        raise NotImplementedError
 
     def param_groups(self) -> list[dict]:
         units = {id(p) for p in self.unit_parameters()}

@@ -43,3 +43,6 @@ class CrossStitch(Columns):
 
     def unit_parameters(self):
         return list(self.alpha)
+
+    def stage_unit_parameters(self, b):
+        return [self.alpha[b]]

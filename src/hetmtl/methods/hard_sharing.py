@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from hetmtl.methods.base import Method, weights_of
-from hetmtl.models.base import PerTask, TaskRouter, module_paths, set_module, weights_for
+from hetmtl.models.base import PerTask, TaskRouter, module_paths, outside_per_task, set_module, weights_for
 
 # The parameters this method reads from params/methods.yaml, each required (no
 # default in code): JSON Schema of each key, read by hetmtl.params without
@@ -69,3 +69,8 @@ class HardSharing(Method):
 
     def task_weights(self, t: int) -> list[torch.Tensor]:
         return weights_of(self.stems[t]) + weights_for(self.trunks[self.cluster[t]], t) + weights_of(self.heads[t])
+
+    def shared_parameters(self):
+        """A trunk's parameters but its per-task BatchNorms, for a trunk of two or more tasks."""
+        return [(p, None) for c, trunk in enumerate(self.trunks) if self.cluster.count(c) >= 2
+                for p in outside_per_task(trunk)]

@@ -240,6 +240,22 @@ class MTAL(Method):
             handle.remove()
         return out["y"]
 
+    def shared_parameters(self):
+        """The kernel banks' slots that kernels of two or more tasks use (weights
+        and biases); every other slot, and all else, is one task's."""
+        out = []
+        for layer in range(self.num_layers):
+            idx = self.index(layer)
+            for bank_id, members in self.banks[layer]:
+                counts = torch.bincount(idx[members].flatten(), minlength=self.bank_w[bank_id].shape[0])
+                rows = counts >= 2  # no slot holds two kernels of one task (within-task rule)
+                if not rows.any():
+                    continue
+                out.append((self.bank_w[bank_id], rows))
+                if self.bias_bank(bank_id) is not None:
+                    out.append((self.bias_bank(bank_id), rows))
+        return out
+
     def task_weights(self, t: int) -> list[torch.Tensor]:
         """In the order of the task network's own parameters (as single_task)."""
         return weights_for(self.nets[t], t)

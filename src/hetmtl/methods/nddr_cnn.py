@@ -65,6 +65,13 @@ class NDDRCNN(Columns):
     def unit_parameters(self):
         return list(self.reduce.parameters())
 
+    def stage_unit_parameters(self, b):
+        return list(self.reduce[b].parameters()) + list(self.norms[b].parameters())
+
+    def one_task_parameters(self):
+        """Also every unit BatchNorm: norms[b][i][t] normalises task t's samples only."""
+        return super().one_task_parameters() + list(self.norms.parameters())
+
     def param_groups(self) -> list[dict]:
         """The 1x1 reductions at ``unit_lr_mult``; the units' BatchNorm at
         ``unit_bn_lr_mult`` (the base rate by default: Gao et al. raise the rate

@@ -257,6 +257,13 @@ class PerTask(nn.Module):
         return torch.cat([self.copies[t](part) for (t, _), part in zip(segs, x.split([n for _, n in segs]))])
 
 
+def outside_per_task(root: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``root`` not held by a :class:`PerTask` (whose copies
+    each belong to one task): what a shared trunk or column shares."""
+    own = {id(p) for m in root.modules() if isinstance(m, PerTask) for p in m.parameters()}
+    return [p for p in root.parameters() if id(p) not in own]
+
+
 def module_paths(root: nn.Module, kind: type) -> list[str]:
     """Paths of every submodule of type ``kind`` (in module order)."""
     return [path for path, m in root.named_modules() if isinstance(m, kind)]

@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from hetmtl import paths
 from hetmtl.errors import UserError
 from hetmtl.runs import RunId
 
@@ -98,8 +99,22 @@ class Params:
         setting and method, its name and value)."""
         scale = self.suite(suite)["sweeps"]
         return [RunId(suite, group, sw["setting"], sw["method"], seed, name, value)
-                for name, sw in self.data["sweeps"].items() for group in self.data["groups"]
+                for name, sw in self.data["sweeps"].items() for group in self.sweep_groups(suite, name)
                 for value in scale[name]["values"] for seed in scale[name]["seeds"]]
+
+    def sweep_groups(self, suite: str, sweep: str) -> list[str]:
+        """The groups a sweep runs on at a suite's scale: its ``groups``, or every group."""
+        return list(self.suite(suite)["sweeps"][sweep].get("groups", self.data["groups"]))
+
+    def sweep_value(self, suite: str, sweep: str, text: str) -> float | str:
+        """The declared value of a sweep that ``text`` spells (a CLI argument, a
+        Snakemake wildcard): ``0.10`` -> 0.1, ``pcgrad`` -> "pcgrad"."""
+        values = self.suite(suite)["sweeps"][sweep]["values"]
+        for value in values:
+            if paths.value_text(value) == text or (not isinstance(value, str) and _float(text) == value):
+                return value
+        raise ParamsError(f"{self.files[f'suites.{suite}']}: suite.sweeps.{sweep}.values: no value {text!r} "
+                          f"(declared: {', '.join(paths.value_text(v) for v in values)})")
 
     def table_methods(self, setting: str) -> list[tuple[str, str]]:
         """(run setting, method) of every row of a setting's table, shared rows first."""
@@ -124,11 +139,14 @@ class Params:
         s = self.suite(run.suite)
         method = dict(self.method(run.method))
         scale = {k: s[k] for k in self.TRAINING_SUITE_KEYS}
+        method["weighting"] = self.data["training"]["weighting"]
         if run.sweep is not None:
             method[self.data["sweeps"][run.sweep]["parameter"]] = run.value
             scale["epochs"] = s["sweeps"][run.sweep]["epochs"]
+        weighting = {method["weighting"]: self.data["weightings"][method["weighting"]]}
         tasks = self.tasks_of(run.group)
-        return {"method": method, "training": self.data["training"], "suite": scale, "group": tasks,
+        return {"method": method, "training": self.data["training"], "weighting": weighting, "suite": scale,
+                "group": tasks,
                 "tasks": {t: self.data["tasks"][t] for t in tasks}, "split": self.data["split"],
                 "selection_seed": self.data["selection_seed"]}
 
@@ -184,6 +202,13 @@ class Params:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _hash(obj) -> str:
     """The 16-hex digest of a JSON-able value (keys sorted): a rerun trigger."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
@@ -198,7 +223,8 @@ DATA_CODE = {
 }
 SHARED_CODE = ("src/hetmtl/models", "src/hetmtl/training", "src/hetmtl/methods/base.py",
                "src/hetmtl/methods/__init__.py", "src/hetmtl/methods/build.py", "src/hetmtl/resolve.py",
-               "src/hetmtl/runs.py", "src/hetmtl/data/splits.py", "src/hetmtl/data/tasks.py", "src/hetmtl/paths.py")
+               "src/hetmtl/runs.py", "src/hetmtl/data/splits.py", "src/hetmtl/data/tasks.py", "src/hetmtl/paths.py",
+               "src/hetmtl/weightings")
 
 
 def _method_modules(root: Path, name: str, seen: set[str] | None = None) -> set[str]:
@@ -278,6 +304,18 @@ def _semantic_checks(d: dict, files: dict) -> None:
         for name, source in d[top].items():
             for key, reason in source_problems(source):
                 fail(top, f"{top}.{name}.{key}", reason)
+    from hetmtl.weightings import WEIGHTINGS  # the weighting registry (no torch)
+
+    for name in d["weightings"]:
+        if name not in WEIGHTINGS:
+            fail("weightings", f"weightings.{name}", f"unknown weighting (known: {', '.join(WEIGHTINGS)})")
+    for name in WEIGHTINGS:
+        if name not in d["weightings"]:
+            fail("weightings", f"weightings.{name}",
+                 "missing: every registered weighting has an entry ({} for TorchJD's defaults)")
+    if d["training"]["weighting"] not in d["weightings"]:
+        fail("training", "training.weighting",
+             f"unknown weighting {d['training']['weighting']!r} (known: {', '.join(d['weightings'])})")
     for name, task in d["tasks"].items():
         if task["source"] not in d["sources"]:
             fail("tasks", f"tasks.{name}.source", f"unknown source {task['source']!r}")
@@ -323,11 +361,16 @@ def _semantic_checks(d: dict, files: dict) -> None:
         for name in d["sweeps"]:
             if name not in suite["sweeps"]:
                 fail(f"suites.{suite_name}", f"suite.sweeps.{name}", "missing: the suite's scale of this sweep")
+            for group in suite["sweeps"][name].get("groups", []):
+                if group not in d["groups"]:
+                    fail(f"suites.{suite_name}", f"suite.sweeps.{name}.groups", f"unknown group {group!r}")
     for name, sw in d["sweeps"].items():
         if sw["setting"] not in d["settings"] or sw["method"] not in d["settings"][sw["setting"]]["methods"]:
             fail("sweeps", f"sweeps.{name}", f"method {sw['method']!r} is not in setting {sw['setting']!r}")
-        if sw["parameter"] not in d["methods"].get(sw["method"], {}):
-            fail("sweeps", f"sweeps.{name}.parameter", f"{sw['method']} has no parameter {sw['parameter']!r}")
+        # `weighting`: every joint method's (params/weightings.yaml), not a key of its entry
+        if sw["parameter"] != "weighting" and sw["parameter"] not in d["methods"].get(sw["method"], {}):
+            fail("sweeps", f"sweeps.{name}.parameter",
+                 f"{sw['method']} has no parameter {sw['parameter']!r} (nor is it `weighting`)")
     for group, matrix in d["relations"]["given"].items():
         if group not in d["groups"]:
             fail("relations", f"relations.given.{group}", "unknown group")
@@ -537,6 +580,13 @@ def _sweep_checks(d: dict, files: dict, definitions: dict, method_schemas: dict)
     reach the run after validation, by the resolver)."""
     for suite_name, suite in d["suites"].items():
         for name, sw in d["sweeps"].items():
+            if sw["parameter"] == "weighting":  # not a method's parameter: the run's weighting (any joint method)
+                for value in suite["sweeps"][name]["values"]:
+                    if value not in d["weightings"]:
+                        raise ParamsError(f"{files[f'suites.{suite_name}']}: suite.sweeps.{name}.values: {value!r} "
+                                          f"is not a weighting of params/weightings.yaml "
+                                          f"(known: {', '.join(d['weightings'])})")
+                continue
             validator = jsonschema.Draft202012Validator({**definitions, **method_schemas[sw["method"]]})
             for value in suite["sweeps"][name]["values"]:
                 entry = {**d["methods"][sw["method"]], sw["parameter"]: value}

@@ -212,6 +212,48 @@ def sharing_table_files(params, suite: str, root: Path, name: str, records: pd.D
             _write(out["csv"], sharing_csv(sharing)), _write(out["html"], sharing_html(sharing, cap, name))]
 
 
+def weighting_sweeps(params) -> dict[str, dict]:
+    """The sweeps of ``weighting`` (Table 7's columns); every other sweep is a Fig. 9 curve."""
+    return {n: sw for n, sw in params["sweeps"].items() if sw["parameter"] == "weighting"}
+
+
+def table7_weightings(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """Table 7 (ours): every weighting of the sweeps of ``weighting`` (params/grid.yaml) on
+    every group, the test accuracy and each weighting's step time relative to equal."""
+    from hetmtl.reporting.tables import weighting_files, weighting_table
+
+    sweeps = weighting_sweeps(params)
+    out = _table_files(root, suite, name)
+    display = params["report"]["display"]
+    if not sweeps:
+        text = "Table 7: no sweep of `weighting` in params/grid.yaml.\n"
+        return [_write(out[ext], text) for ext in ("md", "tex", "csv", "html")]
+    records = collect_sweeps(params, suite, root)
+    records = records[records.sweep.isin(list(sweeps))]
+    scale = params.suite(suite)["sweeps"]
+    columns = [(n, g, f"{g}: {display.get(sw['method'], sw['method'])}") for g in params["groups"]
+               for n, sw in sweeps.items() if g in params.sweep_groups(suite, n)]
+    values = list(dict.fromkeys(v for n in sweeps for v in scale[n]["values"]))
+    table = weighting_table(records, columns, values)
+    names = {f"{n} step time": f"{display.get(sw['method'], sw['method'])}: step time vs equal"
+             for n, sw in sweeps.items()}
+    epochs = sorted({scale[n]["epochs"] for n in sweeps})
+    seeds = sorted({len(scale[n]["seeds"]) for n in sweeps})
+    cap = ("Table 7 (ours): the weighting axis (params/weightings.yaml, all from TorchJD) on "
+           + " and ".join(display.get(sw["method"], sw["method"]) for sw in sweeps.values())
+           + f", setting {'/'.join(sorted({sw['setting'] for sw in sweeps.values()}))}: average test accuracy, "
+           f"%, mean ± 95% CI half-width over {'/'.join(map(str, seeds))} seed(s) (no ± with one seed), "
+           f"{'/'.join(map(str, epochs))} epochs; best per column bold. Step time: seconds per optimiser "
+           "step (validation left out) over equal weighting's, same method and group, each in its own job "
+           "(on a cluster possibly another node), averaged over groups. Loss weightings (uncertainty, dwa, rlw) "
+           "reweight the task losses; gradient "
+           "aggregators replace the gradient of the parameters two tasks use (hard sharing: the trunk; "
+           "MTAL: the kernel-bank slots tasks share, few with independent starts), every task-specific "
+           "parameter keeping its own task's gradient. " + scale_note(params, suite))
+    files = weighting_files(table, names, cap, name)
+    return [_write(out[ext], files[ext]) for ext in ("md", "tex", "csv", "html")]
+
+
 def _note(params, suite: str) -> str:
     return "generated stand-in data, not the paper's" if params.suite(suite)["data"] == "standin" else ""
 
@@ -230,9 +272,10 @@ def fig08_overall(params, suite: str, root: Path, name: str, records: pd.DataFra
 def fig09_threshold_sweep(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
     path = root / paths.figure(suite, name)
     all_sweeps = collect_sweeps(params, suite, root)
-    if not params["sweeps"]:
+    curves = {n: sw for n, sw in params["sweeps"].items() if n not in weighting_sweeps(params)}
+    if not curves:
         figures.empty_figure(path, figure_title(name), "no threshold sweep in this grid")
-    for sweep_name, sw in params["sweeps"].items():
+    for sweep_name, sw in curves.items():
         figures.threshold_sweep(all_sweeps[all_sweeps.sweep == sweep_name], path, sw["parameter"],
                                 _note(params, suite))
     return _figure_files(root, suite, name)

@@ -65,6 +65,10 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("table", "table6", f"{_AGG}:sharing_table_files",
           caption="Reproduces the paper's Table 6: the kernel sharing ratio per conv layer of the methods "
                   "params/report.yaml `sharing` names."),
+    Entry("table", "table7_weightings", f"{_AGG}:table7_weightings",
+          caption="Table 7 (ours): every weighting of params/weightings.yaml (loss weightings and TorchJD's "
+                  "gradient aggregators) on hard sharing and MTAL, both groups: test accuracy and step time "
+                  "relative to equal weighting."),
     Entry("table", "claims", "hetmtl.reporting.claims:claims_table", sections=("report", "claims"),
           caption="The paper's claims (section 4, params/claims.yaml), each with its verdict on this suite's runs: "
                   "supported, contradicted or inconclusive at this number of seeds (the rule is in the table's "

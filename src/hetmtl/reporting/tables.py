@@ -304,3 +304,74 @@ def sharing_csv(table: pd.DataFrame) -> str:
         rows.append(layer + "," + ",".join(f"{table.loc[layer, c][0]:.6f},{table.loc[layer, c][1]:.6f}"
                                            for c in table.columns))
     return "\n".join(rows) + "\n"
+
+
+# ----------------------------------------------------------------- Table 7 (ours)
+# The weighting axis: rows are weightings, columns (group, method) pairs of the
+# sweeps of `weighting`, and per method the step-time ratio to equal weighting.
+
+def weighting_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], weightings: list[str],
+                    reference: str = "equal") -> pd.DataFrame:
+    """Rows: weightings; for each (sweep, group, label) column the mean, 95% CI
+    half-width and n of ``test_acc/mean`` over seeds, and for each sweep the
+    step-time ratio: mean ``time/train_step_s`` of the weighting over that of
+    ``reference``, per group and seed-averaged, then averaged over the groups.
+    ``records``: collect_sweeps' long records."""
+    if reference not in weightings:
+        raise ValueError(f"Table 7's step times are relative to {reference!r}, which the sweeps do not run: "
+                         "add it to their values (params/suites/<suite>.yaml suite.sweeps)")
+    out = {}
+    for w in weightings:
+        row = {}
+        for sweep, group, label in columns:
+            sel = records[(records.sweep == sweep) & (records.group == group) & (records.sweep_value == w)]
+            acc = sel[sel.metric == "test_acc/mean"].sort_values("seed")["value"]
+            if acc.empty:
+                raise ValueError(f"no test_acc/mean for weighting {w} in sweep {sweep}, group {group}")
+            row[(label, "mean")] = acc.mean()
+            row[(label, "ci")] = ci_halfwidth(acc.to_numpy())
+            row[(label, "n")] = len(acc)
+        for sweep in dict.fromkeys(c[0] for c in columns):
+            ratios = []
+            for group in dict.fromkeys(g for s, g, _ in columns if s == sweep):
+                def step_time(value, group=group, sweep=sweep):
+                    sel = records[(records.sweep == sweep) & (records.group == group) & (records.sweep_value == value)
+                                  & (records.metric == "time/train_step_s")]
+                    return sel["value"].mean()
+                ratios.append(step_time(w) / step_time(reference))
+            row[(f"{sweep} step time", "ratio")] = float(np.mean(ratios))
+        out[w] = row
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
+
+
+def weighting_cells(table: pd.DataFrame, names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Display cells: accuracy "mean ± ci" (the best mean per column bold) and
+    the step-time ratio "x.xx×"; ``names``: column label per sweep's step time."""
+    labels = list(dict.fromkeys(c for c, s in table.columns if s == "mean"))
+    timed = list(dict.fromkeys(c for c, s in table.columns if s == "ratio"))
+    head = ["Weighting", *labels, *[names.get(c, c) for c in timed]]
+    rows, bold = [], []
+    best = {c: table[(c, "mean")].max() for c in labels}
+    for w in table.index:
+        row, marks = [w], [False]
+        for c in labels:
+            mean, ci = 100 * table.loc[w, (c, "mean")], 100 * table.loc[w, (c, "ci")]
+            row.append(f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}"))
+            marks.append(bool(table.loc[w, (c, "mean")] == best[c]))
+        for c in timed:
+            row.append(f"{table.loc[w, (c, 'ratio')]:.2f}×")
+            marks.append(False)
+        rows.append(row)
+        bold.append(marks)
+    return pd.DataFrame(rows, columns=head), pd.DataFrame(bold, columns=head)
+
+
+def weighting_files(table: pd.DataFrame, names: dict[str, str], caption: str, uid: str) -> dict[str, str]:
+    text, bold = weighting_cells(table, names)
+    flat = table.copy()
+    flat.columns = [f"{col}/{stat}" for col, stat in flat.columns]
+    flat.index.name = "weighting"
+    return {"md": _markdown(text, bold, caption), "tex": _latex(text, bold, caption),
+            "html": _html(text, bold, caption, uid), "csv": flat.to_csv(float_format="%.6f")}

@@ -141,7 +141,8 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
         final.update(last_epoch)
         budget = {}
         if method.deep:  # the budget: optimisation steps per task, single-task pre-training included
-            budget = {"budget/steps_per_task": result["steps"], "budget/pretrain_epochs": run.pretrain_epochs}
+            budget = {"budget/steps_per_task": result["steps"], "budget/pretrain_epochs": run.pretrain_epochs,
+                      "time/train_step_s": result["train_step_s"]}
         last = {**{k: v for k, v in final.items() if k not in last_epoch}, **budget, "train_seconds": seconds,
                 "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
         logger.log_metrics(last, step=len(result["history"]))
@@ -218,4 +219,4 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
         history, pre_steps = [h for h in state["history"] if h["epoch"] <= P], state.get("pre_steps", 0)
         state = {**state, "history": [h for h in state["history"] if h["epoch"] > P]}
     result = fit(method, data, cfg, device, state=state, on_epoch=on_joint, progress=progress, start_epoch=P)
-    return {"history": history + result["history"], "test": result["test"], "steps": pre_steps + result["steps"]}
+    return {**result, "history": history + result["history"], "steps": pre_steps + result["steps"]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -24,6 +25,8 @@ from hetmtl.errors import UserError
 from hetmtl.methods.base import Method
 from hetmtl.runs import TrainConfig
 from hetmtl.training.augment import epoch_augment
+from hetmtl.weightings import build as build_weighting
+from hetmtl.weightings.apply import Weighting
 
 
 class Diverged(UserError, RuntimeError):
@@ -57,9 +60,11 @@ def check_epoch(method: Method, data: list[TaskData], epoch: int, train_loss: li
                        f"{' and more' if len(bad) > 5 else ''}; {hint}")
 
 
-def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(method: Method, cfg: TrainConfig, weighting: Weighting | None = None) -> torch.optim.Optimizer:
+    """SGD over the method's groups, and the weighting's own parameters (uncertainty's log-variances)."""
+    extra = [{"params": list(weighting.parameters())}] if weighting is not None else []
     groups = []
-    for group in method.param_groups():
+    for group in method.param_groups() + extra:
         group = dict(group)
         group["lr"] = cfg.lr * group.pop("lr_mult", 1.0)
         if group["params"]:
@@ -121,21 +126,28 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
     those epochs' batches.
     """
     method.to(device, memory_format=torch.channels_last).train()
-    optimizer = make_optimizer(method, cfg)
+    weighting = make_weighting(method, cfg, len(data)).to(device)
+    optimizer = make_optimizer(method, cfg, weighting)
     history: list[dict] = []
     start, steps_done = start_epoch, 0  # steps_done: optimiser steps, each one batch of every task
     if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        # first: it sets buffers a fresh one holds as None
+        weighting.restore(state["weighting_snapshot"], device)
+        weighting.load_state_dict(state["weighting"])
         history, start, steps_done = list(state["history"]), int(state["epoch"]), int(state["steps_done"])
     steps = steps_per_epoch(data, cfg.batch_size)
     names = [d.name for d in data]
+    trainable = [p for p in method.parameters() if p.requires_grad] + list(weighting.parameters())
+    train_seconds, first = 0.0, steps_done
     for epoch in range(start + 1, cfg.epochs + 1):
         batches = [epoch_batches(d.size(), cfg.batch_size, steps, cfg.seed, t, epoch).to(device)
                    for t, d in enumerate(data)]
         augments = [epoch_augment(cfg.crop_pad, bool(cfg.flip and cfg.flip[t]), steps, cfg.batch_size, cfg.seed, t,
                                   epoch) for t in range(len(data))]
         loss_sum = torch.zeros(len(data), device=device)
+        started = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         for step in bar:
             optimizer.zero_grad(set_to_none=True)
@@ -146,41 +158,59 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
                 logits = method.forward_all([to_input(x, cfg.input_norm) for x in images])
             task_losses = torch.stack([F.cross_entropy(lg.float(), d.y["train"][i])
                                        for lg, d, i in zip(logits, data, idx)])
-            total = method.combine(task_losses)
-            extra = method.extra_loss()
-            if extra is not None:
-                total = total + extra
+            regulariser = method.extra_loss()
             if cfg.l2_lambda:
-                total = total + cfg.l2_lambda * sum(
-                    w.pow(2).sum() for t in range(len(data)) for w in method.task_weights(t))
+                l2 = cfg.l2_lambda * sum(w.pow(2).sum() for t in range(len(data)) for w in method.task_weights(t))
+                regulariser = l2 if regulariser is None else regulariser + l2
             if (step + 1) % cfg.nan_check_every == 0 or step + 1 == steps:
+                total = task_losses.detach().sum() + (0 if regulariser is None else regulariser.detach())
                 if not torch.isfinite(total).item():
                     bad = [n for n, v in zip(names, task_losses.tolist()) if not math.isfinite(v)]
                     raise NonFiniteLoss(
                         f"non-finite loss at epoch {epoch}, step {step + 1}: "
                         f"tasks {bad or names} (total {total.item()}); lower the learning rate "
                         "or check the data. The last good checkpoint is kept.")
-            total.backward()
+            weighting.backward(task_losses, regulariser, method.shared_parameters() if weighting.kind == "gradient"
+                               else [], trainable, rng_key=step_key(cfg.seed, epoch, step))
             optimizer.step()
             steps_done += 1
             loss_sum += task_losses.detach()
-        metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}
+        metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}  # (syncs the device)
+        train_seconds += time.perf_counter() - started  # the steps only (Table 7's step-time ratio)
+        weighting.end_epoch()
         metrics.update(method.after_epoch(epoch, optimizer, final=epoch == cfg.epochs))
         if method.needs_bn_recalibration:
             recalibrate_batchnorm(method, data, cfg.batch_size, cfg.input_norm)
         check_epoch(method, data, epoch, [metrics[f"train_loss/{n}"] for n in names], cfg.divergence_factor)
-        if method.log_vars is not None:
-            metrics.update({f"task_weight/{n}": w for n, w in zip(names, torch.exp(-method.log_vars).tolist())})
+        metrics.update({f"task_weight/{names[int(t)]}": w for t, w in weighting.weights().items()})
+        if weighting.kind == "gradient":  # 0: nothing shared (soft sharing, MTAL before a merge): the plain sum
+            metrics["weighting/shared_coordinates"] = float(weighting.shared_count(method.shared_parameters()))
         for t, d in enumerate(data):
             metrics[f"val_acc/{d.name}"] = accuracy(method, t, d, "val", norm=cfg.input_norm)
         metrics["val_acc/mean"] = sum(metrics[f"val_acc/{n}"] for n in names) / len(names)
         history.append({"epoch": epoch, **metrics})
         if on_epoch is not None:
             on_epoch(epoch, metrics, {"model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                                      "weighting": weighting.state_dict(), "weighting_snapshot": weighting.snapshot(),
                                       "history": history, "epoch": epoch, "steps_done": steps_done})
     test = {f"test_acc/{d.name}": accuracy(method, t, d, "test", norm=cfg.input_norm) for t, d in enumerate(data)}
     test["test_acc/mean"] = sum(test.values()) / len(data)
-    return {"history": history, "test": test, "steps": steps_done}
+    # train_step_s: wall seconds per optimiser step of this call, validation and checkpoints left out
+    return {"history": history, "test": test, "steps": steps_done, "weighting": weighting.name,
+            "train_step_s": train_seconds / max(1, steps_done - first)}
+
+
+def make_weighting(method: Method, cfg: TrainConfig, num_tasks: int) -> Weighting:
+    """The run's weighting (``cfg.weighting``); equal for independent networks
+    (single-task), where a weight would only rescale a task's own rate."""
+    if not method.joint:
+        return build_weighting("equal", {}, num_tasks)
+    return build_weighting(cfg.weighting, dict(cfg.weighting_params), num_tasks)
+
+
+def step_key(seed: int, epoch: int, step: int) -> int:
+    """The seed of a step's random draws (rlw, random, PCGrad's order): the same on resumption."""
+    return (seed * 1_000_003 + epoch) * 1_000_003 + step
 
 
 def metric_values(metrics: dict, prefix: str) -> str:
