@@ -28,6 +28,7 @@ T_RERUN = "tests/test_pipeline.py::test_snakemake_and_dvc_rerun_exactly_what_an_
 T_LOST = "tests/test_pipeline.py::test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical"
 T_CRASH = "tests/test_pipeline.py::test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint"
 PF = "src/hetmtl/preflight.py"
+CLAIMS, T_CLAIMS = "src/hetmtl/reporting/claims.py", "tests/test_claims.py"
 TUNE, T_TUNE = "src/hetmtl/training/tune.py", "tests/test_tune.py"
 # (name, file, exact old text (occurs once), new text, test that must fail)
 DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
@@ -271,6 +272,17 @@ MECHANISMS = [
   ("weighting: IMTL-G mapped to UPGrad", W_REG, '"imtl_g": ("gradient", "torchjd.aggregation:IMTLG")', '"imtl_g": ("gradient", "torchjd.aggregation:UPGrad")', f"{T_W}::test_imtl_g_projects_equally_on_every_task_gradient"),
   ("weighting: Nash-MTL mapped to MGDA", W_REG, '"nash_mtl": ("gradient", "torchjd.aggregation:NashMTL")', '"nash_mtl": ("gradient", "torchjd.aggregation:MGDA")', f"{T_W}::test_balancing_aggregators_equalise_orthogonal_tasks"),
   ("table7: ratio of pooled means", "src/hetmtl/reporting/tables.py", "            row[(f\"{sweep} step time\", \"ratio\")] = float(np.mean(ratios))", "            row[(f\"{sweep} step time\", \"ratio\")] = float(np.max(ratios))", f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
+  # the paper's claims, checked (issue 14)
+  ("claims: holm dropped", CLAIMS, "    adjusted = holm({i: c.p for i, c in enumerate(comparisons)})", "    adjusted = {i: c.p for i, c in enumerate(comparisons)}", f"{T_CLAIMS}::test_holm_corrects_within_a_claim"),
+  ("claims: direction ignored", CLAIMS, "        return 1 if self.effect > 0 else -1", "        return 1", f"{T_CLAIMS}::test_a_verdict_flips_from_supported_to_contradicted_when_the_logged_metrics_change"),
+  ("claims: most read as any", CLAIMS, '    "most": lambda n: n // 2 + 1,', '    "most": lambda n: 1,', f"{T_CLAIMS}::test_most_means_more_than_half_of_the_comparisons"),
+  ("claims: most read as half", CLAIMS, '    "most": lambda n: n // 2 + 1,', '    "most": lambda n: n // 2,', f"{T_CLAIMS}::test_most_means_more_than_half_of_the_comparisons"),
+  ("claims: all read as most", CLAIMS, '    "all": lambda n: n,', '    "all": lambda n: n // 2 + 1,', f"{T_CLAIMS}::test_all_needs_every_comparison_and_one_significant_loss_contradicts"),
+  ("claims: inconclusive branch removed", CLAIMS, "        if pd.isna(self.p_adj) or self.p_adj >= alpha or self.effect == 0:", "        if pd.isna(self.p_adj) or self.effect == 0:", f"{T_CLAIMS}::test_a_verdict_is_inconclusive_when_the_ci_spans_zero"),
+  ("claims: the strongest comparison decides", CLAIMS, "    deciding = ordered[need - 1]", "    deciding = ordered[0]", f"{T_CLAIMS}::test_most_means_more_than_half_of_the_comparisons"),
+  ("claims: readings ignored", CLAIMS, "            ctx = Context(params, suite, records, sweeps, histories, reading)", "            ctx = Context(params, suite, records, sweeps, histories, {})", f"{T_CLAIMS}::test_each_mtal_reading_gets_its_own_row_and_its_own_runs"),
+  ("claims: short runs count as converged", CLAIMS, "                    at = math.ceil(claim[\"steps\"] / spe[seed])", "                    at = min(math.ceil(claim[\"steps\"] / spe[seed]), epochs[-1])", f"{T_CLAIMS}::test_sweep_loss_and_compression_claims"),
+  ("claims: params unchecked", "src/hetmtl/params/__init__.py", "    _claims_checks(merged, files)\n", "", f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
   # the tuning stage (issue 13): an equal random search per method on the validation split
   ("tune: best by the lowest val acc", TUNE, 'best = max(range(len(trials)), key=lambda k: (trials[k]["score"], -k))', 'best = min(range(len(trials)), key=lambda k: (trials[k]["score"], k))', f"{T_TUNE}::test_the_best_trial_is_the_highest_mean_validation_accuracy_and_a_failed_one_never"),
   ("tune: a failed trial can be the choice", TUNE, '    if not math.isfinite(trials[best]["score"]):', "    if False:", f"{T_TUNE}::test_the_best_trial_is_the_highest_mean_validation_accuracy_and_a_failed_one_never"),

@@ -67,7 +67,8 @@ def test_every_entry_has_its_builder_a_caption_and_known_inputs(params):
             module, function = e.builder.split(":")
             assert callable(getattr(importlib.import_module(module), function)), e.builder
             assert catalogue.caption(params, kind, name) and set(e.reads) <= set(catalogue.READS)
-    assert catalogue.names(params, "table") == [*params["tables"], "table6", "table7_weightings"]
+    assert catalogue.names(params, "table") == [*params["tables"], "table6", "table7_weightings", "claims"]
+    assert catalogue.sections(params, "table", "claims") == ("report", "claims")
     show = params["report"]["showcase"]
     models = catalogue.inputs(params, "tiny", "figure", "fig10_activations_conv1")["models"]
     assert models == [str(run.model) for run in params.runs("tiny")
@@ -92,6 +93,7 @@ def test_every_catalogue_item_is_a_snakemake_job_and_in_the_dvc_report_stage(par
     for f in targets:
         assert any(Path(f).is_relative_to(o) for o in outs), f
     assert {"params/report.yaml": ["report"]} in stage["params"]
+    assert {"params/claims.yaml": ["claims"]} in stage["params"]
     figures = catalogue.names(params, "figure")
     assert doc["plots"] == [catalogue.figure_file("tiny", n, "png").as_posix() for n in figures]
 

@@ -64,9 +64,13 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
     for fig in catalogue.fixed_names("figure"):  # each as PNG and PDF
         assert (proj / catalogue.figure_file("tiny", fig, "png")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
         assert (proj / catalogue.figure_file("tiny", fig, "pdf")).read_bytes()[:5] == b"%PDF-", fig
-    for name in [*params["tables"], "table6"]:  # the report's tables: whole pages, best in bold
+    for name in [*params["tables"], "table6", "claims"]:  # the report's tables: whole pages, best in bold
         html = (proj / paths.table_file("tiny", name, "html")).read_text()
         assert html.startswith("<!DOCTYPE html>") and "NOT the paper" in html, name
+    claims = pd.read_csv(proj / paths.table_file("tiny", "claims", "csv"))  # every claim, a verdict each
+    assert set(claims.claim) == set(params["claims"]["items"])
+    assert set(claims.verdict) == {"inconclusive"}  # one seed: no test
+    assert "NOT the paper's data" in (proj / paths.table_file("tiny", "claims", "md")).read_text()
     print(f"tiny DAG: {seconds:.1f} s")
 
 

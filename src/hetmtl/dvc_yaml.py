@@ -204,7 +204,7 @@ def stages(p: Params, suite: str) -> dict:
         "cmd": f"hetmtl aggregate --suite {suite}",
         "deps": [*runs, *sweeps, "src/hetmtl/reporting"],
         "params": _params({"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"],
-                           "params/report.yaml": ["report"]}),
+                           "params/report.yaml": ["report"]}) + _item_sections(p),
         "outs": [{folder: {"cache": False}} for folder in report_folders(p, suite)],
         "metrics": [{paths.metrics_dir(suite).as_posix(): {"cache": False}}],
     }
@@ -225,6 +225,11 @@ def _file_of(stage: dict) -> Path:
     if "group" not in stage:
         return ROOT_FILE
     return TRAIN_DIR / stage["group"] / stage["setting"] / "dvc.yaml"
+
+
+def _item_sections(p: Params) -> list[dict]:
+    """The params sections some report item reads besides report.yaml's (the claims table: claims.yaml)."""
+    return _params({p.files[s]: [s] for s in catalogue.all_sections() if s != "report"})
 
 
 def report_folders(p: Params, suite: str) -> list[str]:

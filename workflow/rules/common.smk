@@ -75,3 +75,9 @@ def relations_runtime(wc):
     # every pair of the group's tasks, alone and together (2 + 2 task-epochs), per seed
     n = len(P.tasks_of(wc.group))
     return runtime_minutes(n * (n - 1) // 2 * 4 * S["relations"]["epochs"] * len(S["relations"]["seeds"]))
+
+
+def report_digest(kind):
+    """A table's or figure's rerun trigger: the params sections it reads (report.yaml's
+    display names and roles; the claims table also claims.yaml; hetmtl/reporting/catalogue.py)."""
+    return lambda wc: P.digest(*catalogue.sections(P, kind, getattr(wc, kind)))

@@ -9,7 +9,6 @@ if any(S["sweeps"][n]["seeds"] != SWEEP_SEEDS for n in P["sweeps"]):
 STANDIN = " The data are GENERATED STAND-INS, not the paper's data sets." if S["data"] == "standin" else ""
 REPORT_FILES = [str(f) for kind in catalogue.KINDS for name in catalogue.names(P, kind)
                 for f in catalogue.files(P, SUITE, kind, name)]
-REPORT_DIGEST = P.digest("report")  # display names and roles: a rerun trigger of every table and figure
 
 rule sweep:
     input:
@@ -53,7 +52,7 @@ rule table:
     params:
         suite=SUITE,
         caption=lambda wc: f"{catalogue.caption(P, 'table', wc.table)} Suite {SUITE}.{STANDIN}",
-        report=REPORT_DIGEST,
+        report=report_digest("table"),
     log:
         f"logs/{SUITE}/table/{{table}}.log",
     conda:
@@ -72,7 +71,7 @@ rule figure:
     params:
         suite=SUITE,
         caption=lambda wc: f"{catalogue.caption(P, 'figure', wc.figure)}{STANDIN}",
-        report=REPORT_DIGEST,
+        report=report_digest("figure"),
     log:
         f"logs/{SUITE}/figure/{{figure}}.log",
     conda:

@@ -497,6 +497,40 @@ def _report_checks(d: dict, files: dict) -> None:
         fail("showcase", f"{show['method']!r} is not a method of setting {show['setting']!r}")
 
 
+def _claims_checks(d: dict, files: dict) -> None:
+    """params/claims.yaml names tables, methods, tasks, groups and sweeps the grid has."""
+    where = files.get("claims", "params/claims.yaml")
+
+    def fail(key: str, reason: str):
+        raise ParamsError(f"{where}: claims.items.{key}: {reason}")
+
+    def methods(cid: str, key: str, value) -> None:
+        for m in ([] if value == "others" else value if isinstance(value, list) else [value]):
+            if m not in d["methods"]:
+                fail(f"{cid}.{key}", f"no such method {m!r} in methods")
+
+    for cid, c in d["claims"]["items"].items():
+        tables = c.get("tables", [])
+        for t in (x for entry in tables for x in (entry if isinstance(entry, list) else [entry])):
+            if t not in d["tables"]:
+                fail(f"{cid}.tables", f"no table {t!r} in grid.yaml tables (known: {', '.join(d['tables'])})")
+        for key in ("better", "worse", "against", "method", "methods"):
+            if key in c:
+                methods(cid, key, c[key])
+        if c.get("better") == "others" and c.get("worse") == "others":
+            fail(cid, "better and worse cannot both be 'others'")
+        for a, b in c.get("pairs", {}).items():
+            methods(cid, "pairs", [a, b])
+        for t in c.get("tasks", []):
+            if t not in d["tasks"]:
+                fail(f"{cid}.tasks", f"unknown task {t!r}")
+        for g in c.get("groups", []):
+            if g not in d["groups"]:
+                fail(f"{cid}.groups", f"unknown group {g!r}")
+        if "sweep" in c and c["sweep"] not in d["sweeps"]:
+            fail(f"{cid}.sweep", f"no sweep {c['sweep']!r} in grid.yaml sweeps")
+
+
 def _numbers(node, path=()):
     """(path, value) of every float below ``node``."""
     if isinstance(node, dict):
@@ -638,6 +672,7 @@ def load_params(root: Path | str | None = None) -> Params:
     _search_checks(merged, files, {"definitions": schema["definitions"]}, method_schemas,
                    schema["properties"]["training"])
     _report_checks(merged, files)
+    _claims_checks(merged, files)
     return Params(data=merged, files=files, root=root)
 
 

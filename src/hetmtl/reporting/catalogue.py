@@ -42,6 +42,9 @@ class Entry:
     caption: str
     reads: tuple[str, ...] = ("receipts",)
     from_params: str | None = None  # a params section: one item per key of it
+    # the params sections the item reads beyond the grid: a rerun trigger of its job
+    # (report.smk) and params of dvc.yaml's report stage
+    sections: tuple[str, ...] = ("report",)
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -66,6 +69,10 @@ CATALOGUE: tuple[Entry, ...] = (
           caption="Table 7 (ours): every weighting of params/weightings.yaml (loss weightings and TorchJD's "
                   "gradient aggregators) on hard sharing and MTAL, both groups: test accuracy and step time "
                   "relative to equal weighting."),
+    Entry("table", "claims", "hetmtl.reporting.claims:claims_table", sections=("report", "claims"),
+          caption="The paper's claims (section 4, params/claims.yaml), each with its verdict on this suite's runs: "
+                  "supported, contradicted or inconclusive at this number of seeds (the rule is in the table's "
+                  "caption)."),
     Entry("figure", "fig08_overall", f"{_AGG}:fig08_overall",
           caption="Reproduces the paper's Fig. 8: average test accuracy of every method in every table "
                   "(params/report.yaml `highlight`: the methods in their own colour; baselines blue)."),
@@ -132,6 +139,16 @@ def caption(params, kind: str, name: str) -> str:
     return e.caption.format(**params[e.from_params][name]) if e.from_params else e.caption
 
 
+def sections(params, kind: str, name: str) -> tuple[str, ...]:
+    """The params sections one item reads beyond the grid (its job's rerun trigger)."""
+    return entry(params, kind, name).sections
+
+
+def all_sections() -> list[str]:
+    """Every params section some item reads (dvc.yaml's report stage lists them)."""
+    return list(dict.fromkeys(s for e in CATALOGUE for s in e.sections))
+
+
 def showcase_runs(params, suite: str) -> list:
     """The runs of params/report.yaml ``showcase`` (the models Figs. 10-11 load)."""
     show = params["report"]["showcase"]
@@ -150,5 +167,6 @@ def inputs(params, suite: str, kind: str, name: str) -> dict[str, list[str]]:
     return out
 
 
-__all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "caption", "described", "entry",
-           "figure_file", "files", "fixed_names", "inputs", "item_file", "items", "names", "showcase_runs"]
+__all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "all_sections", "caption",
+           "described", "entry", "figure_file", "files", "fixed_names", "inputs", "item_file", "items", "names",
+           "sections", "showcase_runs"]

@@ -1,0 +1,486 @@
+"""The paper's claims, checked: params/claims.yaml -> the ``claims`` table.
+
+Each claim of params/claims.yaml names a kind; each kind is one function here,
+found through the registry :data:`KINDS` (never by the claim's id). A kind turns
+the claim into comparisons: per-seed differences in the claim's direction (a's
+accuracy minus b's; a bound minus a quantity), each tested by a two-sided
+one-sample t-test over seeds (a paired t-test for two methods) with its 95% t
+interval. The p-values of one claim are Holm-adjusted together.
+
+How the quantifier is read (ours, one rule for every kind). The comparisons are
+ordered from the strongest evidence for the claim to the strongest against it
+(significant-looking positive effects first, by adjusted p, then negative ones,
+weakest first). A claim needing ``k`` comparisons (``all``: every one of n;
+``most``: more than half, n // 2 + 1) is decided by the k-th of that order:
+
+* supported when it goes the claim's way with adjusted p < alpha (then so do
+  the k before it: enough comparisons hold significantly);
+* contradicted when it goes the other way with adjusted p < alpha (then so do
+  the n - k + 1 after it: too many fail significantly for the claim to hold);
+* inconclusive otherwise: its interval spans zero (then so does its test), or no
+  test is possible (fewer than two seeds).
+
+A difference that is the same on every seed (a deterministic quantity, e.g. the
+parameters MTAL keeps when it shares every layer) has no spread to test: p = 0
+when it is not zero (its interval is that point), none when it is zero.
+
+Where a claim involves a method with readings (params/grid.yaml ``readings``:
+MTAL's start), it is checked once per reading, the reading's runs standing in
+for the method's.
+
+The table is a pure function of run records (:func:`evaluate`): the final
+metrics of :func:`hetmtl.reporting.collect.collect`, the sweep records of
+``collect_sweeps`` and the loss histories of ``metric_histories``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hetmtl.reporting.tables import _html, _latex, _markdown, ci_halfwidth, holm
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+ACC = "test_acc/mean"
+QUANTIFIERS = {  # how many of n comparisons a claim needs
+    "all": lambda n: n,
+    "most": lambda n: n // 2 + 1,  # more than half
+}
+
+
+@dataclass
+class Comparison:
+    """One comparison of a claim: per-seed differences in the claim's direction."""
+
+    label: str
+    diffs: pd.Series  # indexed by seed
+    runs: set = field(default_factory=set)
+    note: str = ""  # why no test is possible (when diffs is empty)
+    p_adj: float = float("nan")
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def effect(self) -> float:
+        return float(self.diffs.mean()) if self.n else float("nan")
+
+    @property
+    def ci(self) -> float:
+        return ci_halfwidth(self.diffs.to_numpy()) if self.n > 1 else float("nan")
+
+    @property
+    def p(self) -> float:
+        """Two-sided one-sample t-test of the mean difference against zero (NaN: no test)."""
+        from scipy import stats
+
+        d = self.diffs.to_numpy(dtype=float)
+        if len(d) < 2:
+            return float("nan")
+        if np.all(d == d[0]):  # no spread: a point interval
+            return 0.0 if d[0] != 0 else float("nan")
+        return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+    def outcome(self, alpha: float) -> int:
+        """+1: significantly the claim's way; -1: significantly against it; 0: neither."""
+        if pd.isna(self.p_adj) or self.p_adj >= alpha or self.effect == 0:
+            return 0
+        return 1 if self.effect > 0 else -1
+
+
+def order_key(c: Comparison) -> tuple:
+    """Strongest evidence for the claim first, strongest against it last."""
+    p = 1.0 if pd.isna(c.p_adj) else c.p_adj
+    if pd.isna(c.effect):
+        return (1, 0.0)
+    return (0, p) if c.effect > 0 else (2, -p) if c.effect < 0 else (1, 0.0)
+
+
+def decide(comparisons: list[Comparison], need: int, alpha: float) -> tuple[str, Comparison | None]:
+    """Holm-adjust the claim's comparisons and give its verdict and its deciding comparison."""
+    if not comparisons:
+        return INCONCLUSIVE, None
+    adjusted = holm({i: c.p for i, c in enumerate(comparisons)})
+    for i, c in enumerate(comparisons):
+        c.p_adj = adjusted[i]
+    ordered = sorted(comparisons, key=order_key)
+    deciding = ordered[need - 1]
+    verdict = {1: SUPPORTED, -1: CONTRADICTED, 0: INCONCLUSIVE}[deciding.outcome(alpha)]
+    return verdict, deciding
+
+
+# ----------------------------------------------------------------- the run records a claim reads
+
+@dataclass
+class Context:
+    """What a claim reads: the grid, the records, and the reading (method -> the run standing in)."""
+
+    params: object
+    suite: str
+    records: pd.DataFrame
+    sweeps: pd.DataFrame | None = None
+    histories: pd.DataFrame | None = None  # group, setting, method, seed, task, epoch, value (train loss)
+    reading: dict = field(default_factory=dict)
+    used: set = field(default_factory=set)  # the methods the claim read (before the reading)
+    cells: list = field(default_factory=list)  # "where[what: which]" of what it read
+
+    def run_of(self, table: str, method: str) -> tuple[str, str, str]:
+        """(group, run setting, method run) of a table's row, the reading's run in its place."""
+        spec = self.params["tables"][table]
+        setting = "shared" if method in self.params["shared_methods"] else spec["setting"]
+        self.used.add(method)
+        return spec["group"], setting, self.reading.get(method, method)
+
+    def rows(self, table: str) -> list[str]:
+        return [m for _, m in self.params.table_methods(self.params["tables"][table]["setting"])]
+
+    def values(self, group: str, setting: str | None, method: str, metric: str) -> tuple[pd.Series, set]:
+        r = self.records
+        sel = r[(r.group == group) & (r.method == method) & (r.metric == metric)]
+        if setting is not None:
+            sel = sel[sel.setting == setting]
+        return sel.groupby("seed")["value"].mean(), set(sel.run_id)
+
+    def cell(self, table: str, method: str, metric: str = ACC) -> tuple[pd.Series, set]:
+        return self.values(*self.run_of(table, method), metric)
+
+    def note(self, text: str) -> None:
+        if text not in self.cells:
+            self.cells.append(text)
+
+
+def _methods(ctx: Context, table: str, chosen, exclude: list[str]) -> list[str]:
+    """A claim's side of a table: the methods named that the table has, or ``others``."""
+    rows = ctx.rows(table)
+    if chosen == "others":
+        return [m for m in rows if m not in exclude]
+    return [m for m in chosen if m in rows]
+
+
+def _paired(label: str, a: tuple[pd.Series, set], b: tuple[pd.Series, set]) -> Comparison:
+    common = a[0].index.intersection(b[0].index)
+    return Comparison(label, (a[0][common] - b[0][common]).sort_index(), a[1] | b[1])
+
+
+def _display(ctx: Context, method: str) -> str:
+    return ctx.reading.get(method, method)
+
+
+# ----------------------------------------------------------------- the kinds
+# Each: (claim, ctx) -> (comparisons, how many it needs, unit of the effect).
+
+def beats(claim: dict, ctx: Context):
+    """``better`` beat ``worse`` in each table (``pool``: on the mean over the tables, per seed)."""
+    pairs = []  # (table, a, b)
+    for t in claim["tables"]:
+        fixed = claim["worse"] if claim["better"] == "others" else claim["better"]
+        better = _methods(ctx, t, claim["better"], fixed if claim["better"] == "others" else [])
+        worse = _methods(ctx, t, claim["worse"], better if claim["worse"] == "others" else [])
+        pairs += [(t, a, b) for a in better for b in worse if a != b]
+        ctx.note(f"{t}[Average: {', '.join(_display(ctx, m) for m in dict.fromkeys(better + worse))}]")
+    if not claim.get("pool"):
+        comps = [_paired(f"{t}: {_display(ctx, a)} − {b}", ctx.cell(t, a), ctx.cell(t, b)) for t, a, b in pairs]
+        return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "pp"
+    # pooled: per seed, the mean over the tables of each side (Fig. 8's overall view)
+    comps = []
+    side = "worse" if claim["better"] != "others" else "better"
+    for other in dict.fromkeys(x for _, a, b in pairs for x in ([b] if side == "worse" else [a])):
+        mine = [(t, a, b) for t, a, b in pairs if (b if side == "worse" else a) == other]
+        if len(mine) != len(claim["tables"]):
+            continue  # a method not in every table has no pooled mean
+        a_vals = [ctx.cell(t, a) for t, a, _ in mine]
+        b_vals = [ctx.cell(t, b) for t, _, b in mine]
+        a_mean = pd.concat([v for v, _ in a_vals], axis=1).mean(axis=1, skipna=False).dropna()
+        b_mean = pd.concat([v for v, _ in b_vals], axis=1).mean(axis=1, skipna=False).dropna()
+        runs = set().union(*(r for _, r in a_vals + b_vals))
+        left = "/".join(dict.fromkeys(_display(ctx, a) for _, a, _ in mine))
+        right = "/".join(dict.fromkeys(b for _, _, b in mine))
+        comps.append(_paired(f"mean of {', '.join(claim['tables'])}: {left} − {right}", (a_mean, runs),
+                             (b_mean, set())))
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "pp"
+
+
+def prior_gain(claim: dict, ctx: Context):
+    """Each method with the prior beats its counterpart without it, table against table."""
+    comps = []
+    for with_prior, without in claim["tables"]:
+        rows_p, rows_n = ctx.rows(with_prior), ctx.rows(without)
+        pairs = [(a, b) for a, b in claim["pairs"].items() if a in rows_p and b in rows_n]
+        for a, b in pairs:
+            comps.append(_paired(f"{with_prior} {_display(ctx, a)} − {without} {_display(ctx, b)}",
+                                 ctx.cell(with_prior, a), ctx.cell(without, b)))
+        ctx.note(f"{with_prior}[Average: {', '.join(_display(ctx, a) for a, _ in pairs)}]")
+        ctx.note(f"{without}[Average: {', '.join(_display(ctx, b) for _, b in pairs)}]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "pp"
+
+
+def task_gain(claim: dict, ctx: Context):
+    """``method`` beats ``against`` on each named task of each table whose group has it."""
+    comps = []
+    for t in claim["tables"]:
+        tasks = [k for k in claim["tasks"] if k in ctx.params.tasks_of(ctx.params["tables"][t]["group"])]
+        others = _methods(ctx, t, claim["against"], [claim["method"]])
+        for task in tasks:
+            metric = f"test_acc/{task}"
+            comps += [_paired(f"{t} {task}: {_display(ctx, claim['method'])} − {b}",
+                              ctx.cell(t, claim["method"], metric), ctx.cell(t, b, metric)) for b in others]
+        if tasks:
+            ctx.note(f"{t}[{', '.join(tasks)}: {', '.join(_display(ctx, m) for m in [claim['method'], *others])}]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "pp"
+
+
+def _value(v) -> str:
+    """A swept value as text (a number as %g; a name as it is)."""
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def sweep_best_differs(claim: dict, ctx: Context):
+    """The best swept value (mean accuracy over the sweep's seeds) differs between two groups.
+
+    Different best values: in each group its best beats the other group's best
+    (both needed). The same best value v: the claim fails only if v beats every
+    other value in both groups, so any one comparison (another value - v) going
+    the claim's way would do, and all of them significantly against it contradict it.
+    """
+    sw = ctx.sweeps
+    sw = sw[(sw.sweep == claim["sweep"]) & (sw.metric == ACC)] if sw is not None else pd.DataFrame()
+    g1, g2 = claim["groups"]
+    series, best = {}, {}
+    for g in (g1, g2):
+        sel = sw[sw.group == g] if len(sw) else sw
+        if not len(sel):
+            return [], 1, "pp"
+        series[g] = {v: (s.set_index("seed")["value"], set(s.run_id)) for v, s in sel.groupby("sweep_value")}
+        best[g] = max(series[g], key=lambda v: series[g][v][0].mean())
+        ctx.note(f"Fig. 9 {g}[{claim['sweep']} = {', '.join(_value(v) for v in series[g])}]")
+    # the sweep's runs are its method's default reading only: no reading stands in here
+    name = claim["sweep"]
+    if best[g1] != best[g2]:
+        comps = [_paired(f"{g}: {name} {_value(best[g])} − {_value(best[o])}", series[g][best[g]], series[g][best[o]])
+                 for g, o in ((g1, g2), (g2, g1))]
+        return comps, len(comps), "pp"
+    v = best[g1]
+    comps = [_paired(f"{g}: {name} {_value(w)} − {_value(v)} (best in both)", series[g][w], series[g][v])
+             for g in (g1, g2) for w in series[g] if w != v]
+    return comps, 1, "pp"
+
+
+def below(claim: dict, ctx: Context):
+    """``metric`` of each named method's runs, every group, lies below ``bound`` (effect: bound - value)."""
+    comps = []
+    for m in claim["methods"]:
+        run = ctx.reading.get(m, m)
+        ctx.used.add(m)
+        for g in ctx.params["groups"]:
+            values, runs = ctx.values(g, None, run, claim["metric"])
+            if len(values):
+                comps.append(Comparison(f"{g} {run}: {claim['bound']:g} − {claim['metric']}",
+                                        (claim["bound"] - values).sort_index(), runs))
+        ctx.note(f"Table 6[{claim['metric']}: {run}, {', '.join(ctx.params['groups'])}]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
+
+
+def converged_within(claim: dict, ctx: Context):
+    """Each task's training loss of each named method has converged by ``steps`` steps.
+
+    Per seed: r = (loss after the first epoch ending at or after ``steps`` -
+    last loss) / (first epoch's loss - last loss), the share of the logged
+    decrease still to come; effect: ``tolerance`` - r. A run shorter than
+    ``steps`` gives no test.
+    """
+    comps = []
+    h = ctx.histories if ctx.histories is not None else pd.DataFrame(
+        columns=["group", "setting", "method", "seed", "task", "epoch", "value"])
+    for m in claim["methods"]:
+        run = ctx.reading.get(m, m)
+        ctx.used.add(m)
+        for g in ctx.params["groups"]:
+            spe, runs = ctx.values(g, None, run, "steps_per_epoch")
+            sel = h[(h.group == g) & (h.method == run)]
+            for task in ctx.params.tasks_of(g):
+                diffs, short = {}, []
+                for seed, curve in sel[sel.task == task].groupby("seed"):
+                    curve = curve.sort_values("epoch")
+                    if seed not in spe.index or not len(curve):
+                        continue
+                    epochs, loss = curve.epoch.to_numpy(), curve.value.to_numpy(dtype=float)
+                    at = math.ceil(claim["steps"] / spe[seed])
+                    if at > epochs[-1]:
+                        short.append(int(epochs[-1] * spe[seed]))
+                        continue
+                    drop = loss[0] - loss[-1]
+                    r = (loss[epochs >= at][0] - loss[-1]) / (drop if abs(drop) > 1e-12 else 1e-12)
+                    diffs[seed] = claim["tolerance"] - r
+                note = f"runs of {max(short)} steps < {claim['steps']}" if short else ""
+                comps.append(Comparison(f"{g} {run} {task}: {claim['tolerance']:g} − share of the loss drop "
+                                        f"after {claim['steps']} steps", pd.Series(diffs, dtype=float).sort_index(),
+                                        runs, note))
+        ctx.note(f"Fig. 12[train_loss per task: {run}, {', '.join(ctx.params['groups'])}]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
+
+
+KINDS = {
+    "beats": beats,
+    "prior_gain": prior_gain,
+    "task_gain": task_gain,
+    "sweep_best_differs": sweep_best_differs,
+    "below": below,
+    "converged_within": converged_within,
+}
+
+
+# ----------------------------------------------------------------- readings and the table
+
+def readings(params, suite: str) -> list[tuple[str, dict]]:
+    """(label, method -> the run standing in for it) of the default and each reading
+    (grid.yaml ``readings``, grouped by what they change: MTAL's start)."""
+    groups: dict[str, dict] = {}
+    default: dict[str, str] = {}
+    for r in params.readings(suite):
+        variant, base = r["method"], params.base_method(r["method"])
+        mine, theirs = params.method(variant), params.method(base)
+        changed = {k: v for k, v in mine.items() if k != "variant_of" and theirs.get(k) != v}
+        label = ", ".join(f"{k}: {v}" for k, v in sorted(changed.items()))
+        groups.setdefault(label, {})[base] = variant
+        default.update({k: theirs[k] for k in changed})
+    first = ", ".join(f"{k}: {v}" for k, v in sorted(default.items())) or "default"
+    return [(first, {}), *groups.items()]
+
+
+def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | None = None,
+             histories: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim (per reading where the claim reads a method that has readings)."""
+    cfg = params["claims"]
+    rows = []
+    all_readings = readings(params, suite)
+    for cid, claim in cfg["items"].items():
+        for k, (label, reading) in enumerate(all_readings):
+            ctx = Context(params, suite, records, sweeps, histories, reading)
+            comps, need, unit = KINDS[claim["kind"]](claim, ctx)
+            if k and not (ctx.used & set(reading)):
+                continue  # the reading changes nothing this claim reads
+            verdict, deciding = decide(comps, need, cfg["alpha"])
+            involved = any(ctx.used & set(r) for _, r in all_readings[1:])
+            runs = set().union(*(c.runs for c in comps)) if comps else set()
+            tested = [c for c in comps if not pd.isna(c.p_adj)]
+            rows.append({
+                "claim": cid, "reading": label if involved else "–", "statement": claim["statement"],
+                "rests_on": "; ".join(ctx.cells), "runs": len(runs),
+                "comparisons": len(comps), "needed": need,
+                "better": sum(c.outcome(cfg["alpha"]) > 0 for c in comps),
+                "worse": sum(c.outcome(cfg["alpha"]) < 0 for c in comps),
+                "tested": len(tested),
+                "deciding": deciding.label if deciding else "none",
+                "effect": deciding.effect if deciding else float("nan"),
+                "ci": deciding.ci if deciding else float("nan"),
+                "n": deciding.n if deciding else 0,
+                "p_holm": deciding.p_adj if deciding else float("nan"),
+                "note": (deciding.note if deciding else "nothing to compare in this grid"),
+                "unit": unit, "verdict": verdict,
+            })
+    return pd.DataFrame(rows)
+
+
+def caption(params, suite: str, note: str) -> str:
+    alpha = params["claims"]["alpha"]
+    return (
+        "The paper's claims (section 4; params/claims.yaml: each claim's sentence, the tables or figures it rests "
+        "on and how it is read), checked on this suite's runs. Each claim is broken into comparisons, each a "
+        "per-seed difference in the claim's direction with a two-sided t-test over seeds (paired for two "
+        f"methods) and its 95% t interval; a claim's p-values are Holm-adjusted together. `all` needs every "
+        "comparison, `most` more than half. Verdict: supported when enough comparisons go the claim's way with "
+        f"Holm-adjusted p < {alpha:g}; contradicted when so many go significantly the other way that the claim "
+        "cannot hold (all: one; most: at least half); inconclusive otherwise, at this number of seeds (the "
+        "interval spans zero, or one seed gives no test). The row shows the deciding comparison: with the "
+        "comparisons ordered from the strongest for the claim to the strongest against, the one the claim "
+        "needs last (all: the n-th; most: the (n//2+1)-th); its effect (pp: accuracy points; %: of the bound or "
+        "of the loss drop) with its unadjusted 95% CI, and its Holm-adjusted p. A difference equal on every seed "
+        "has p = 0 (none when zero). Comparisons: their number, and those significantly for (+) and against (−). "
+        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + note
+    )
+
+
+def _fmt(row) -> tuple[str, str, str]:
+    """Effect, CI (x100: pp or %) and p as text; one decimal, more for an effect below 1 (two digits)."""
+    if pd.isna(row.effect):
+        return "–", "–", "n/a"
+    e = 100.0 * row.effect
+    digits = 1 if abs(e) >= 1 or e == 0 else min(4, 1 - math.floor(math.log10(abs(e))))
+    effect = f"{e:+.{digits}f} {row.unit}"
+    ci = "–" if pd.isna(row.ci) else f"[{e - 100 * row.ci:+.{digits}f}, {e + 100 * row.ci:+.{digits}f}]"
+    p = "n/a" if pd.isna(row.p_holm) else f"{row.p_holm:.3f}"
+    return effect, ci, p
+
+
+COLUMNS = ["Claim", "Reading", "Statement (paper)", "Rests on", "Runs", "Comparisons", "Deciding comparison",
+           "Effect", "95% CI", "p (Holm)", "Verdict"]
+
+
+def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = []
+    for row in table.itertuples():
+        effect, ci, p = _fmt(row)
+        deciding = row.deciding + (f" ({row.note})" if row.note else "")
+        if row.n == 1:
+            deciding += " (one seed: no test)"
+        rows.append([row.claim, row.reading, f"“{row.statement}”", row.rests_on, str(row.runs),
+                     f"{row.comparisons} (need {row.needed}; +{row.better}, −{row.worse})", deciding,
+                     effect, ci, p, row.verdict if row.verdict != INCONCLUSIVE else
+                     f"{INCONCLUSIVE} ({row.n} seed{'' if row.n == 1 else 's'})" if row.n else
+                     f"{INCONCLUSIVE} (no test)"])
+    text = pd.DataFrame(rows, columns=COLUMNS)
+    bold = pd.DataFrame(False, index=text.index, columns=text.columns)
+    bold["Verdict"] = (table.verdict != INCONCLUSIVE).to_numpy()
+    return text, bold
+
+
+def to_markdown(table: pd.DataFrame, cap: str) -> str:
+    text, bold = cells(table)
+    return _markdown(text.map(lambda s: s.replace("|", "\\|")), bold, cap)
+
+
+def to_latex(table: pd.DataFrame, cap: str) -> str:
+    return _latex(*cells(table), cap)
+
+
+def to_html(table: pd.DataFrame, cap: str, uid: str = "claims") -> str:
+    return _html(*cells(table), cap, uid)
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    out = table.copy()
+    out["ci_low"], out["ci_high"] = out.effect - out.ci, out.effect + out.ci
+    return out.drop(columns=["ci"]).to_csv(index=False, float_format="%.6f")
+
+
+# ----------------------------------------------------------------- the catalogue's builder
+
+def loss_histories(params, suite: str, root) -> pd.DataFrame:
+    """The training-loss histories of the methods ``converged_within`` claims read (and their readings)."""
+    from hetmtl.reporting.collect import metric_histories
+
+    named = {m for c in params["claims"]["items"].values() if c["kind"] == "converged_within" for m in c["methods"]}
+    named |= {r[m] for _, r in readings(params, suite) for m in named if m in r}
+    frames = []
+    for method, setting in sorted({(run.method, run.setting) for run in params.runs(suite) if run.method in named}):
+        h = metric_histories(params, suite, root, method, setting, "train_loss/")
+        frames.append(h.assign(method=method, setting=setting))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def claims_table(params, suite: str, root, name: str, records: pd.DataFrame) -> list:
+    """The ``claims`` item: every claim of params/claims.yaml with its verdict, in every table format."""
+    from hetmtl import files, paths
+    from hetmtl.reporting import catalogue
+    from hetmtl.reporting.aggregate import scale_note
+    from hetmtl.reporting.collect import collect_sweeps
+
+    table = evaluate(params, suite, records, collect_sweeps(params, suite, root), loss_histories(params, suite, root))
+    cap = caption(params, suite, scale_note(params, suite))
+    out = {ext: root / paths.table_file(suite, name, ext) for ext in catalogue.TABLE_FORMATS}
+    return [files.write_text(out["md"], to_markdown(table, cap)), files.write_text(out["tex"], to_latex(table, cap)),
+            files.write_text(out["csv"], to_csv(table)), files.write_text(out["html"], to_html(table, cap, name))]

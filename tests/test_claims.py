@@ -1,0 +1,237 @@
+"""The paper's claims, checked (hetmtl/reporting/claims.py, params/claims.yaml):
+verdicts are a function of the run records, and they move when the records do."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from hetmtl.reporting import claims
+
+SEEDS = [0, 1, 2]
+NOISE = {0: 0.0, 1: 0.01, 2: -0.01}  # per seed, shared by every run: differences stay steady
+
+
+def _params(params, seeds=SEEDS, items=None):
+    """The project's params with the tiny suite at ``seeds`` (and the claims ``items`` kept)."""
+    data = copy.deepcopy(params.data)
+    data["suites"]["tiny"]["seeds"] = list(seeds)
+    data["suites"]["tiny"]["sweeps"]["rho"]["seeds"] = list(seeds)
+    if items is not None:
+        data["claims"]["items"] = {k: v for k, v in data["claims"]["items"].items() if k in items}
+    return dataclasses.replace(params, data=data)
+
+
+def _records(params, acc=None, suite="tiny"):
+    """In-memory records of every run of the suite's grid, as collect() gives them.
+    ``acc(group, setting, method, seed)``: the run's average accuracy (default 0.5 + noise)."""
+    acc = acc or (lambda g, s, m, seed: 0.5 + NOISE.get(seed, 0.0))
+    rows = []
+    for run in params.runs(suite):
+        mean = acc(run.group, run.setting, run.method, run.seed)
+        metrics = {f"test_acc/{t}": mean for t in params.tasks_of(run.group)}
+        metrics.update({"test_acc/mean": mean, "budget/steps_per_task": 200, "steps_per_epoch": 100})
+        if run.method.startswith("mtal"):
+            metrics["compression_params"] = 0.9 + NOISE.get(run.seed, 0.0)
+        rows += [dict(run.key, run_id=f"{run.group}/{run.setting}/{run.method}/{run.seed}", metric=k, value=float(v))
+                 for k, v in metrics.items()]
+    return pd.DataFrame(rows)
+
+
+def _row(table, claim, reading=None):
+    sel = table[table.claim == claim]
+    if reading is not None:
+        sel = sel[sel.reading.str.contains(reading)]
+    assert len(sel) == 1, sel
+    return sel.iloc[0]
+
+
+def _mtal_by(delta):
+    """MTAL (every reading) ``delta`` above the other methods, which are all alike."""
+    def acc(g, s, m, seed):
+        return 0.5 + NOISE[seed] + (delta(seed) if m.startswith("mtal") else 0.0)
+    return acc
+
+
+def test_the_schema_kinds_are_the_registrys(params):
+    import yaml
+
+    from hetmtl.params import SCHEMA_PATH
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["claims"]
+    kinds = schema["properties"]["items"]["additionalProperties"]["properties"]["kind"]["enum"]
+    assert set(kinds) == set(claims.KINDS)
+    assert sorted(params["claims"]["items"], key=lambda c: int(c[1:])) == [f"C{i}" for i in range(1, 11)]
+
+
+def test_a_verdict_flips_from_supported_to_contradicted_when_the_logged_metrics_change(params):
+    p = _params(params)
+    up = claims.evaluate(p, "tiny", _records(p, _mtal_by(lambda seed: 0.1 + NOISE[seed] / 2)))
+    row = _row(up, "C2", "independent")
+    assert row.verdict == claims.SUPPORTED and row.effect == pytest.approx(0.1, abs=0.01)
+    assert row.p_holm < 0.05 and row.effect - row.ci > 0
+    down = claims.evaluate(p, "tiny", _records(p, _mtal_by(lambda seed: -0.1 + NOISE[seed] / 2)))
+    row = _row(down, "C2", "independent")
+    assert row.verdict == claims.CONTRADICTED and row.effect < 0 and row.p_holm < 0.05
+    # the tables' other direction: most MTL methods are better than single-task (C3) is not
+    # supported when only MTAL is (2 of 12 comparisons)
+    assert _row(up, "C3", "independent").verdict == claims.INCONCLUSIVE
+
+
+def test_a_verdict_is_inconclusive_when_the_ci_spans_zero(params):
+    p = _params(params)
+    spread = {0: 0.08, 1: -0.06, 2: 0.01}
+    table = claims.evaluate(p, "tiny", _records(p, _mtal_by(lambda seed: spread[seed])))
+    row = _row(table, "C2", "independent")
+    assert row.effect - row.ci < 0 < row.effect + row.ci
+    assert row.verdict == claims.INCONCLUSIVE
+
+
+def test_one_seed_gives_no_test_and_every_claim_a_verdict(params):
+    p = _params(params, seeds=[0])
+    table = claims.evaluate(p, "tiny", _records(p, _mtal_by(lambda seed: 0.2)))
+    assert set(table.claim) == set(params["claims"]["items"])
+    assert (table.verdict == claims.INCONCLUSIVE).all()
+    assert "one seed" in claims.to_markdown(table, "cap")
+
+
+def test_holm_corrects_within_a_claim(params):
+    """Six comparisons each with p near 0.009: supported alone, not after Holm (x6 = 0.054)."""
+    p = _params(params, items=["C4"])  # all methods of Table 2 beat single-task
+    gain = {0: 0.10, 1: 0.12, 2: 0.14}
+
+    def acc(g, s, m, seed):
+        return 0.5 + (0.0 if m == "single_task" else gain[seed])
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C4", "independent")
+    assert row.comparisons == 6
+    assert row.p_holm == pytest.approx(0.054, abs=0.003)
+    assert row.verdict == claims.INCONCLUSIVE
+
+
+def test_most_means_more_than_half_of_the_comparisons(params):
+    """C1: MTAL with prior against the 6 other rows of Tables 2 and 4 (12 comparisons)."""
+    p = _params(params, items=["C1"])
+    rows2 = [m for _, m in params.table_methods("prior") if m != "mtal_prior"]
+
+    def beating(k):  # MTAL with prior clearly better than the first k rows of Table 2 (and 4), equal to the rest
+        beaten = set(rows2[:k])
+
+        def acc(g, s, m, seed):
+            base = 0.5 + NOISE[seed]
+            best = base + 0.2 + NOISE[seed] / 3
+            if m.startswith("mtal_prior"):
+                return best
+            return base if m in beaten else best + {0: 0.02, 1: -0.02, 2: 0.0}[seed]
+        return claims.evaluate(p, "tiny", _records(p, acc))
+
+    assert _row(beating(4), "C1", "independent").verdict == claims.SUPPORTED  # 8 of 12
+    assert _row(beating(3), "C1", "independent").verdict == claims.INCONCLUSIVE  # 6 of 12: half is not most
+    assert _row(beating(1), "C1", "independent").verdict == claims.INCONCLUSIVE  # 2 of 12
+
+
+def test_all_needs_every_comparison_and_one_significant_loss_contradicts(params):
+    """C2: MTAL against the 6 other rows of Tables 3 and 5 (12 comparisons)."""
+    p = _params(params, items=["C2"])
+
+    def table(nddr):  # MTAL clearly above every row but NDDR-CNN, which is ``nddr`` from MTAL
+        def acc(g, s, m, seed):
+            best = 0.7 + NOISE[seed] + NOISE[seed] / 3
+            if m.startswith("mtal"):
+                return best
+            return best + nddr[seed] if m == "nddr_cnn" else 0.5 + NOISE[seed]
+        return _row(claims.evaluate(p, "tiny", _records(p, acc)), "C2", "independent")
+
+    row = table({0: 0.02, 1: -0.02, 2: 0.0})
+    assert (row.verdict, row.comparisons, row.better, row.worse) == (claims.INCONCLUSIVE, 12, 10, 0)
+    assert "nddr_cnn" in row.deciding
+    row = table({0: 0.1, 1: 0.11, 2: 0.12})
+    assert (row.verdict, row.worse) == (claims.CONTRADICTED, 2)
+
+
+def test_each_mtal_reading_gets_its_own_row_and_its_own_runs(params):
+    p = _params(params)
+
+    def acc(g, s, m, seed):  # the independent start beats everything, the common start loses to it
+        return 0.5 + NOISE[seed] + {"mtal": 0.1, "mtal_prior": 0.1, "mtal_common": -0.1,
+                                    "mtal_prior_common": -0.1}.get(m, 0.0) + (NOISE[seed] / 2 if "mtal" in m else 0)
+
+    table = claims.evaluate(p, "tiny", _records(p, acc))
+    assert _row(table, "C2", "independent").verdict == claims.SUPPORTED
+    assert _row(table, "C2", "common").verdict == claims.CONTRADICTED
+    assert "mtal_common" in _row(table, "C2", "common").rests_on
+    assert len(table[table.claim == "C4"]) == 2  # Table 2's rows include MTAL with prior
+    # C8 reads the sweep of mtal (independent start) only: one row, no reading
+    assert len(table[table.claim == "C8"]) == 1 and table[table.claim == "C8"].reading.iloc[0] == "–"
+
+
+def test_sweep_loss_and_compression_claims(params):
+    p = _params(params, items=["C8", "C9", "C10"])
+    sweeps = []
+    for g, best in (("related", 0.1), ("unrelated", 0.9)):
+        for v in (0.1, 0.9):
+            for seed in SEEDS:
+                sweeps.append(dict(group=g, sweep="rho", sweep_value=v, seed=seed, run_id=f"{g}{v}{seed}",
+                                   metric="test_acc/mean",
+                                   value=0.5 + NOISE[seed] + (0.2 + NOISE[seed] / 2 if v == best else 0.0)))
+    hist = []
+    for run in p.runs("tiny"):
+        if run.method in ("mtal", "mtal_common"):
+            for t in p.tasks_of(run.group):
+                n = NOISE[run.seed]
+                for epoch, loss in enumerate([2.0, 0.52 + n, 0.51 + n, 0.5 + n], start=1):
+                    hist.append(dict(group=run.group, seed=run.seed, task=t, epoch=epoch, value=loss,
+                                     method=run.method, setting=run.setting))
+    records = _records(p)
+    table = claims.evaluate(p, "tiny", records, pd.DataFrame(sweeps), pd.DataFrame(hist))
+    assert _row(table, "C8").verdict == claims.SUPPORTED
+    assert _row(table, "C9", "independent").verdict == claims.SUPPORTED
+    assert _row(table, "C9", "independent").effect == pytest.approx(0.1)
+    # 100 steps per epoch: step 150 is reached after epoch 2, where 2% of the drop remains (< 10%)
+    assert _row(table, "C10", "independent").verdict == claims.SUPPORTED
+    same = pd.DataFrame(sweeps).assign(value=lambda d: d.value.where(d.group != "unrelated", 1 - d.value))
+    assert _row(claims.evaluate(p, "tiny", records, same, pd.DataFrame(hist)), "C8").verdict == claims.CONTRADICTED
+    # runs shorter than the claim's steps: no test
+    short = records.assign(value=records.value.where(records.metric != "steps_per_epoch", 10.0))
+    row = _row(claims.evaluate(p, "tiny", short, pd.DataFrame(sweeps), pd.DataFrame(hist)), "C10", "independent")
+    assert row.verdict == claims.INCONCLUSIVE and "< 150" in row.note
+
+
+def test_the_claims_table_is_written_in_every_format_and_says_standin(params, tmp_path, monkeypatch):
+    from hetmtl.reporting import catalogue
+
+    p = _params(params)
+    monkeypatch.setattr(claims, "loss_histories", lambda *a: None)
+    import hetmtl.reporting.collect as collect
+
+    monkeypatch.setattr(collect, "collect_sweeps", lambda *a: None)
+    written = catalogue.entry(p, "table", "claims").build(p, "tiny", tmp_path, "claims",
+                                                          _records(p, _mtal_by(lambda s: 0.1 + NOISE[s] / 2)))
+    assert sorted(f.suffix for f in written) == sorted(f".{e}" for e in catalogue.TABLE_FORMATS)
+    md = written[0].read_text()
+    assert "NOT the paper's data" in md and "| C2 |" in md and "supported" in md
+
+
+def test_a_claim_params_cannot_read_is_one_line_naming_file_and_key(project):
+    from hetmtl.params import ParamsError, load_params
+
+    path = project / "params" / "claims.yaml"
+    text = path.read_text()
+    for old, new, says in [
+        ("tables: [table2, table4]\n      better: [mtal_prior]", "tables: [table2, table9]\n      better: [mtal_prior]",
+         r"params/claims.yaml: claims.items.C1.tables: no table 'table9'"),
+        ("better: [mtal]\n", "better: [mtal_x]\n", r"params/claims.yaml: claims.items.C2.better: no such method"),
+        ("quantifier: all\n    C3", "quantifier: every\n    C3", r"params/claims.yaml: claims.items.C2.quantifier: "),
+        ("      sweep: rho\n", "      sweep: lr\n", r"params/claims.yaml: claims.items.C8.sweep: no sweep 'lr'"),
+        ("kind: below\n", "kind: above\n", r"params/claims.yaml: claims.items.C9.kind: "),
+    ]:
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+        with pytest.raises(ParamsError, match=says) as err:
+            load_params(project)
+        assert "\n" not in str(err.value)
+    path.write_text(text)
+    load_params(project)
