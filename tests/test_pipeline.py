@@ -288,7 +288,8 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
            "-n"]
     params = load_params(smk_proj)
     cells = {(k["group"], k["setting"], k["method"]) for k in params.runs("tiny")}
-    sweeps = {(w["group"], f"{w['value']:g}") for w in params.sweep_runs("tiny")}
+    sweeps = {(w.group, paths.value_text(w.value)) for w in params.sweep_runs("tiny")}
+    rho = {(w.group, paths.value_text(w.value)) for w in params.sweep_runs("tiny") if w.sweep == "rho"}
 
     def train(pred):
         return {("train", *c) for c in cells if pred(*c)}
@@ -300,8 +301,8 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
     edits = [  # (file, old, new, the jobs that read it)
         ("params/methods.yaml", "gamma: 0.001", "gamma: 0.002", train(lambda g, s, m: m == "soft_sharing")),
         ("params/training.yaml", "l2_lambda: 0.0005", "l2_lambda: 0.001", every_job),
-        ("params/suites/tiny.yaml", "seeds: [0], epochs: 2}", "seeds: [0], epochs: 3}",
-         {("sweep", *w) for w in sweeps}),
+        ("params/suites/tiny.yaml", "seeds: [0], epochs: 2}", "seeds: [0], epochs: 3}",  # rho's (the first)
+         {("sweep", *w) for w in rho}),
         ("params/datasets.yaml", "classes: {pool: source, draw: 10}\n\n", "classes: {pool: source, draw: 9}\n\n",
          unrelated | {("prepare", "Amazon")}),
         ("src/hetmtl/methods/columns.py", '"""', '"""An edit. ',

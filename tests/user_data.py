@@ -77,6 +77,9 @@ def user_params(proj: Path, zip_md5: str) -> None:
         data = yaml.safe_load(suite.read_text())
         data["suite"]["sweeps"] = {}
         suite.write_text(yaml.safe_dump(data, sort_keys=False))
+    from conftest import one_claim
+
+    one_claim(proj, "table_user")
 
 
 
