@@ -25,17 +25,21 @@ def _params(params, seeds=SEEDS, items=None):
     return dataclasses.replace(params, data=data)
 
 
-def _records(params, acc=None, suite="tiny"):
+def _records(params, acc=None, suite="tiny", task_acc=None, spe=100, compression=None):
     """In-memory records of every run of the suite's grid, as collect() gives them.
-    ``acc(group, setting, method, seed)``: the run's average accuracy (default 0.5 + noise)."""
+    ``acc(group, setting, method, seed)``: the run's average accuracy (default 0.5 + noise);
+    ``task_acc(group, setting, method, seed, task)``: a task's accuracy (default: the average)."""
     acc = acc or (lambda g, s, m, seed: 0.5 + NOISE.get(seed, 0.0))
+    task_acc = task_acc or (lambda g, s, m, seed, task: acc(g, s, m, seed))
+    compression = compression or (lambda seed: 0.9 + NOISE.get(seed, 0.0))
     rows = []
     for run in params.runs(suite):
         mean = acc(run.group, run.setting, run.method, run.seed)
-        metrics = {f"test_acc/{t}": mean for t in params.tasks_of(run.group)}
-        metrics.update({"test_acc/mean": mean, "budget/steps_per_task": 200, "steps_per_epoch": 100})
+        metrics = {f"test_acc/{t}": task_acc(run.group, run.setting, run.method, run.seed, t)
+                   for t in params.tasks_of(run.group)}
+        metrics.update({"test_acc/mean": mean, "budget/steps_per_task": 200, "steps_per_epoch": spe})
         if run.method.startswith("mtal"):
-            metrics["compression_params"] = 0.9 + NOISE.get(run.seed, 0.0)
+            metrics["compression_params"] = compression(run.seed)
         rows += [dict(run.key, run_id=f"{run.group}/{run.setting}/{run.method}/{run.seed}", metric=k, value=float(v))
                  for k, v in metrics.items()]
     return pd.DataFrame(rows)
@@ -235,3 +239,149 @@ def test_a_claim_params_cannot_read_is_one_line_naming_file_and_key(project):
         assert "\n" not in str(err.value)
     path.write_text(text)
     load_params(project)
+
+
+# ----------------------------------------------------------------- C10: the epoch that holds the claim's step
+
+def _histories(params, curve, methods=("mtal", "mtal_common")):
+    """Training-loss histories of ``methods``: ``curve(seed)`` the per-epoch loss of every task."""
+    hist = []
+    for run in params.runs("tiny"):
+        if run.method in methods:
+            for t in params.tasks_of(run.group):
+                for epoch, loss in enumerate(curve(run.seed), start=1):
+                    hist.append(dict(group=run.group, seed=run.seed, task=t, epoch=epoch, value=loss,
+                                     method=run.method, setting=run.setting))
+    return pd.DataFrame(hist)
+
+
+def test_converged_within_reads_the_epoch_that_ends_at_or_after_the_step(params):
+    """100 steps per epoch: step 150 ends with epoch 2. Epoch 2 still holds ~47% of the drop
+    (not converged: contradicted); epoch 3 would hold none, epoch 1 is the reference itself."""
+    p = _params(params, items=["C10"])
+    hist = _histories(p, lambda seed: [2.0, 1.2 + NOISE[seed], 0.5 + NOISE[seed], 0.5 + NOISE[seed], 0.5 + NOISE[seed]])
+    row = _row(claims.evaluate(p, "tiny", _records(p), None, hist), "C10", "independent")
+    assert row.verdict == claims.CONTRADICTED and row.n == 3
+    assert row.effect == pytest.approx(0.1 - 0.7 / 1.5, abs=0.01)
+
+
+def test_converged_within_gives_no_test_when_an_epoch_exceeds_the_step_or_the_curve_is_flat(params):
+    p = _params(params, items=["C10"])
+    hist = _histories(p, lambda seed: [2.0, 0.52 + NOISE[seed], 0.51 + NOISE[seed], 0.5 + NOISE[seed]])
+    for spe in (150, 191):  # the paper suite's epochs are ~191 steps: step 150 is inside the first
+        row = _row(claims.evaluate(p, "tiny", _records(p, spe=spe), None, hist), "C10", "independent")
+        assert row.verdict == claims.INCONCLUSIVE and row.n == 0
+        assert f"an epoch of {spe} steps exceeds 150" in row.note
+    flat = _histories(p, lambda seed: [0.5, 0.5, 0.5, 0.5])
+    row = _row(claims.evaluate(p, "tiny", _records(p), None, flat), "C10", "independent")
+    assert row.verdict == claims.INCONCLUSIVE and row.n == 0 and "flat" in row.note
+
+
+# ----------------------------------------------------------------- zero spread, NaN seeds, the Holm family
+
+def test_zero_spread_uses_the_sign_flip_test_unless_the_claim_declares_it_deterministic(params):
+    steady = claims.Comparison("x", pd.Series([0.1, 0.1, 0.1], index=SEEDS))
+    assert steady.p == pytest.approx(0.25)  # 2^(1-3): all three differences of one sign
+    assert claims.Comparison("x", pd.Series([0.1] * 3, index=SEEDS), deterministic=True).p == 0.0
+    assert claims.Comparison("x", pd.Series([0.0] * 3, index=SEEDS)).p == 1.0
+    assert claims.Comparison("x", pd.Series([0.0] * 3, index=SEEDS), deterministic=True).p == 1.0
+    p = _params(params, items=["C2", "C9"])
+
+    def acc(g, s, m, seed):  # MTAL exactly 0.1 above every row on every seed: no spread
+        return 0.6 if m.startswith("mtal") else 0.5
+
+    table = claims.evaluate(p, "tiny", _records(p, acc, compression=lambda seed: 0.9))
+    row = _row(table, "C2", "independent")  # 12 comparisons at p = 0.25 each: not significant
+    assert row.verdict == claims.INCONCLUSIVE and row.p_holm == 1.0
+    row = _row(table, "C9", "independent")  # a parameter count (claims.yaml: deterministic)
+    assert row.verdict == claims.SUPPORTED and row.p_holm == 0.0
+
+
+def test_a_diverged_seed_is_dropped_with_a_note_and_untested_comparisons_count_in_holm(params):
+    p = _params(params, items=["C2"])
+
+    def acc(g, s, m, seed):
+        if m == "mtal" and seed == 1:
+            return float("nan")  # a diverged run
+        return 0.5 + NOISE[seed] + (0.1 + NOISE[seed] / 2 if m.startswith("mtal") else 0.0)
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C2", "independent")
+    assert row.n == 2 and "seed 1 dropped" in row.note
+    tested = claims.Comparison("a", pd.Series([0.1, 0.11, 0.12], index=SEEDS))
+    untested = claims.Comparison("b", pd.Series([0.1], index=[0]))  # one seed: no test
+    claims.decide([tested, untested], 2, 0.05)
+    assert tested.p_adj == pytest.approx(2 * tested.p) and pd.isna(untested.p_adj)
+
+
+# ----------------------------------------------------------------- each kind reads what its claim says
+
+def test_prior_gain_reads_the_prior_table_minus_the_no_prior_table(params):
+    p = _params(params, items=["C5"])
+
+    def gain(sign):
+        def acc(g, s, m, seed):
+            return 0.5 + NOISE[seed] + (sign * (0.1 + NOISE[seed] / 2) if s == "prior" else 0.0)
+        return _row(claims.evaluate(p, "tiny", _records(p, acc)), "C5", "independent")
+
+    assert gain(+1).verdict == claims.SUPPORTED and gain(+1).effect > 0
+    assert gain(-1).verdict == claims.CONTRADICTED
+
+
+def test_task_gain_reads_each_named_tasks_accuracy(params):
+    """MTAL better on HD and Amazon, worse on the average: C6 is supported."""
+    p = _params(params, items=["C6"])
+
+    def acc(g, s, m, seed):
+        return 0.5 + NOISE[seed] - (0.1 + NOISE[seed] / 2 if m.startswith("mtal") else 0.0)
+
+    def task_acc(g, s, m, seed, task):
+        up = m.startswith("mtal") and task in ("HD", "Amazon")
+        return 0.5 + NOISE[seed] + (0.1 + NOISE[seed] / 2 if up else 0.0)
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc, task_acc=task_acc)), "C6", "independent")
+    assert row.verdict == claims.SUPPORTED and row.effect > 0 and ("HD:" in row.deciding or "Amazon:" in row.deciding)
+
+
+def test_pool_compares_the_mean_over_the_tables_per_seed(params):
+    """C7: MTAL +0.1 in Tables 2 and 3, -0.05 in Tables 4 and 5: +0.025 on the mean of the four."""
+    p = _params(params, items=["C7"])
+
+    def acc(g, s, m, seed):
+        if not m.startswith("mtal"):
+            return 0.5 + NOISE[seed]
+        return 0.5 + NOISE[seed] + (0.1 if g == "related" else -0.05) + NOISE[seed] / 4
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C7", "independent")
+    assert row.comparisons == len([m for _, m in params.table_methods("prior") if not m.startswith("mtal")])
+    assert row.verdict == claims.SUPPORTED and row.effect == pytest.approx(0.025, abs=1e-6)
+    assert "mean of table2, table3, table4, table5" in row.deciding
+
+
+def test_the_test_is_paired_and_the_interval_a_student_t_interval(params):
+    """A large per-seed effect shared by both sides (±0.1) and a small steady gain (0.02 ± 0.002):
+    the paired test sees the gain; an unpaired one would drown it in the shared effect."""
+    from scipy import stats
+
+    seeds = [0, 1, 2, 3, 4]
+    shared = {0: 0.1, 1: -0.1, 2: 0.05, 3: -0.05, 4: 0.0}
+    gain = {0: 0.02, 1: 0.022, 2: 0.018, 3: 0.021, 4: 0.019}
+    p = _params(params, seeds=seeds, items=["C4"])
+
+    def acc(g, s, m, seed):
+        return 0.5 + shared[seed] + (0.0 if m == "single_task" else gain[seed])
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C4", "independent")
+    assert row.verdict == claims.SUPPORTED and row.n == 5
+    d = pd.Series(gain).to_numpy()
+    assert row.effect == pytest.approx(d.mean(), abs=1e-9)
+    assert row.ci == pytest.approx(stats.t.ppf(0.975, 4) * d.std(ddof=1) / len(d) ** 0.5, rel=1e-6)
+
+
+def test_most_is_contradicted_when_at_least_half_fail_significantly(params):
+    p = _params(params, items=["C1"])
+
+    def acc(g, s, m, seed):  # MTAL with prior clearly below every other row
+        return 0.5 + NOISE[seed] - (0.1 + NOISE[seed] / 2 if m.startswith("mtal_prior") else 0.0)
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C1", "independent")
+    assert row.verdict == claims.CONTRADICTED and row.effect < 0

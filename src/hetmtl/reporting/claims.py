@@ -20,9 +20,14 @@ weakest first). A claim needing ``k`` comparisons (``all``: every one of n;
 * inconclusive otherwise: its interval spans zero (then so does its test), or no
   test is possible (fewer than two seeds).
 
-A difference that is the same on every seed (a deterministic quantity, e.g. the
-parameters MTAL keeps when it shares every layer) has no spread to test: p = 0
-when it is not zero (its interval is that point), none when it is zero.
+A difference that is the same on every seed has no spread for a t-test. Where
+the claim declares its quantity deterministic (``deterministic: true``, e.g. the
+parameters MTAL keeps, C9) p = 0 (its interval is that point); otherwise the
+exact sign-flip test gives p = 2^(1-n) (all n differences of one sign). An
+all-zero difference has p = 1. A seed whose difference is not finite (a
+diverged run's NaN accuracy) is dropped, with a note; n counts finite pairs
+only. A comparison with no test (fewer than two seeds) stays in its claim's
+Holm family with p = 1.
 
 Where a claim involves a method with readings (params/grid.yaml ``readings``:
 MTAL's start), it is checked once per reading, the reading's runs standing in
@@ -58,8 +63,17 @@ class Comparison:
     label: str
     diffs: pd.Series  # indexed by seed
     runs: set = field(default_factory=set)
-    note: str = ""  # why no test is possible (when diffs is empty)
+    note: str = ""  # why no test is possible (when diffs is empty); seeds dropped
+    deterministic: bool = False  # the kind declares the quantity the same on every seed (no test needed)
     p_adj: float = float("nan")
+
+    def __post_init__(self):
+        d = self.diffs.astype(float)
+        bad = d.index[~np.isfinite(d.to_numpy())]
+        if len(bad):  # a diverged run (NaN accuracy): its seed drops out, n counts finite pairs only
+            self.diffs = d[np.isfinite(d.to_numpy())]
+            dropped = f"seed{'s' if len(bad) > 1 else ''} {', '.join(str(s) for s in bad)} dropped: not finite"
+            self.note = f"{self.note}; {dropped}" if self.note else dropped
 
     @property
     def n(self) -> int:
@@ -81,8 +95,12 @@ class Comparison:
         d = self.diffs.to_numpy(dtype=float)
         if len(d) < 2:
             return float("nan")
-        if np.all(d == d[0]):  # no spread: a point interval
-            return 0.0 if d[0] != 0 else float("nan")
+        if np.all(d == d[0]):  # no spread
+            if d[0] == 0:
+                return 1.0  # no difference at all
+            if self.deterministic:
+                return 0.0  # a deterministic quantity: its interval is that point
+            return 2.0 ** (1 - len(d))  # exact sign-flip test: all n differences of one sign
         return float(stats.ttest_1samp(d, 0.0).pvalue)
 
     def outcome(self, alpha: float) -> int:
@@ -104,9 +122,10 @@ def decide(comparisons: list[Comparison], need: int, alpha: float) -> tuple[str,
     """Holm-adjust the claim's comparisons and give its verdict and its deciding comparison."""
     if not comparisons:
         return INCONCLUSIVE, None
-    adjusted = holm({i: c.p for i, c in enumerate(comparisons)})
+    # a comparison without a test stays in the family with p = 1 (more conservative than leaving it out)
+    adjusted = holm({i: 1.0 if pd.isna(c.p) else c.p for i, c in enumerate(comparisons)})
     for i, c in enumerate(comparisons):
-        c.p_adj = adjusted[i]
+        c.p_adj = float("nan") if pd.isna(c.p) else adjusted[i]
     ordered = sorted(comparisons, key=order_key)
     deciding = ordered[need - 1]
     verdict = {1: SUPPORTED, -1: CONTRADICTED, 0: INCONCLUSIVE}[deciding.outcome(alpha)]
@@ -279,7 +298,8 @@ def below(claim: dict, ctx: Context):
             values, runs = ctx.values(g, None, run, claim["metric"])
             if len(values):
                 comps.append(Comparison(f"{g} {run}: {claim['bound']:g} − {claim['metric']}",
-                                        (claim["bound"] - values).sort_index(), runs))
+                                        (claim["bound"] - values).sort_index(), runs,
+                                        deterministic=bool(claim.get("deterministic"))))
         ctx.note(f"Table 6[{claim['metric']}: {run}, {', '.join(ctx.params['groups'])}]")
     return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
 
@@ -289,8 +309,10 @@ def converged_within(claim: dict, ctx: Context):
 
     Per seed: r = (loss after the first epoch ending at or after ``steps`` -
     last loss) / (first epoch's loss - last loss), the share of the logged
-    decrease still to come; effect: ``tolerance`` - r. A run shorter than
-    ``steps`` gives no test.
+    decrease still to come; effect: ``tolerance`` - r. No test for a seed whose
+    run is shorter than ``steps``, whose first logged epoch already reaches
+    ``steps`` (the per-epoch loss cannot place the step: the paper suite's
+    epochs are ~191 steps), or whose curve is flat (no decrease to share).
     """
     comps = []
     h = ctx.histories if ctx.histories is not None else pd.DataFrame(
@@ -302,20 +324,34 @@ def converged_within(claim: dict, ctx: Context):
             spe, runs = ctx.values(g, None, run, "steps_per_epoch")
             sel = h[(h.group == g) & (h.method == run)]
             for task in ctx.params.tasks_of(g):
-                diffs, short = {}, []
+                diffs, short, long_epoch, flat = {}, [], [], 0
                 for seed, curve in sel[sel.task == task].groupby("seed"):
                     curve = curve.sort_values("epoch")
                     if seed not in spe.index or not len(curve):
                         continue
                     epochs, loss = curve.epoch.to_numpy(), curve.value.to_numpy(dtype=float)
-                    at = math.ceil(claim["steps"] / spe[seed])
+                    at = math.ceil(claim["steps"] / spe[seed])  # the first epoch ending at or after the step
                     if at > epochs[-1]:
                         short.append(int(epochs[-1] * spe[seed]))
                         continue
+                    if at <= epochs[0]:  # the step falls in the first logged epoch: the reference itself
+                        long_epoch.append(int(spe[seed]))
+                        continue
                     drop = loss[0] - loss[-1]
-                    r = (loss[epochs >= at][0] - loss[-1]) / (drop if abs(drop) > 1e-12 else 1e-12)
+                    if not abs(drop) > 1e-12:  # a flat curve: no logged decrease to take a share of
+                        flat += 1
+                        continue
+                    r = (loss[epochs >= at][0] - loss[-1]) / drop
                     diffs[seed] = claim["tolerance"] - r
-                note = f"runs of {max(short)} steps < {claim['steps']}" if short else ""
+                notes = []
+                if short:
+                    notes.append(f"runs of {max(short)} steps < {claim['steps']}")
+                if long_epoch:
+                    notes.append(f"an epoch of {max(long_epoch)} steps exceeds {claim['steps']}: the per-epoch loss "
+                                 f"cannot place step {claim['steps']}")
+                if flat:
+                    notes.append(f"{flat} flat curve{'s' if flat > 1 else ''}: no logged decrease")
+                note = "; ".join(notes)
                 comps.append(Comparison(f"{g} {run} {task}: {claim['tolerance']:g} − share of the loss drop "
                                         f"after {claim['steps']} steps", pd.Series(diffs, dtype=float).sort_index(),
                                         runs, note))
@@ -399,7 +435,10 @@ def caption(params, suite: str, note: str) -> str:
         "comparisons ordered from the strongest for the claim to the strongest against, the one the claim "
         "needs last (all: the n-th; most: the (n//2+1)-th); its effect (pp: accuracy points; %: of the bound or "
         "of the loss drop) with its unadjusted 95% CI, and its Holm-adjusted p. A difference equal on every seed "
-        "has p = 0 (none when zero). Comparisons: their number, and those significantly for (+) and against (−). "
+        "has p = 2^(1-n) (exact sign-flip test; p = 0 only for a quantity the claim declares deterministic; 1 "
+        "when zero); a seed with a non-finite difference (a diverged run) is dropped, with a note; a comparison "
+        "without a test counts in the Holm family with p = 1. "
+        "Comparisons: their number, and those significantly for (+) and against (−). "
         "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + note
     )
 
