@@ -15,9 +15,12 @@ SEEDS = [0, 1, 2]
 NOISE = {0: 0.0, 1: 0.01, 2: -0.01}  # per seed, shared by every run: differences stay steady
 
 
-def _params(params, seeds=SEEDS, items=None):
-    """The project's params with the tiny suite at ``seeds`` (and the claims ``items`` kept)."""
+def _params(params, seeds=SEEDS, items=None, exclude=None):
+    """The project's params with the tiny suite at ``seeds`` (and the claims ``items`` kept;
+    ``exclude``: the claims' excluded rows, instead of claims.yaml's)."""
     data = copy.deepcopy(params.data)
+    if exclude is not None:
+        data["claims"]["exclude"] = list(exclude)
     data["suites"]["tiny"]["seeds"] = list(seeds)
     data["suites"]["tiny"]["sweeps"]["rho"]["seeds"] = list(seeds)
     if items is not None:
@@ -104,7 +107,7 @@ def test_one_seed_gives_no_test_and_every_claim_a_verdict(params):
 
 def test_holm_corrects_within_a_claim(params):
     """Six comparisons each with p near 0.009: supported alone, not after Holm (x6 = 0.054)."""
-    p = _params(params, items=["C4"])  # all methods of Table 2 beat single-task
+    p = _params(params, items=["C4"], exclude=[])  # all methods of Table 2 beat single-task
     gain = {0: 0.10, 1: 0.12, 2: 0.14}
 
     def acc(g, s, m, seed):
@@ -117,8 +120,8 @@ def test_holm_corrects_within_a_claim(params):
 
 
 def test_most_means_more_than_half_of_the_comparisons(params):
-    """C1: MTAL with prior against the 6 other rows of Tables 2 and 4 (12 comparisons)."""
-    p = _params(params, items=["C1"])
+    """C1: MTAL with prior against the 6 other rows of Tables 2 and 4 (12 comparisons, nothing excluded)."""
+    p = _params(params, items=["C1"], exclude=[])
     rows2 = [m for _, m in params.table_methods("prior") if m != "mtal_prior"]
 
     def beating(k):  # MTAL with prior clearly better than the first k rows of Table 2 (and 4), equal to the rest
@@ -138,8 +141,8 @@ def test_most_means_more_than_half_of_the_comparisons(params):
 
 
 def test_all_needs_every_comparison_and_one_significant_loss_contradicts(params):
-    """C2: MTAL against the 6 other rows of Tables 3 and 5 (12 comparisons)."""
-    p = _params(params, items=["C2"])
+    """C2: MTAL against the 6 other rows of Tables 3 and 5 (12 comparisons, nothing excluded)."""
+    p = _params(params, items=["C2"], exclude=[])
 
     def table(nddr):  # MTAL clearly above every row but NDDR-CNN, which is ``nddr`` from MTAL
         def acc(g, s, m, seed):
@@ -352,7 +355,8 @@ def test_pool_compares_the_mean_over_the_tables_per_seed(params):
         return 0.5 + NOISE[seed] + (0.1 if g == "related" else -0.05) + NOISE[seed] / 4
 
     row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C7", "independent")
-    assert row.comparisons == len([m for _, m in params.table_methods("prior") if not m.startswith("mtal")])
+    others = [m for _, m in params.table_methods("prior") if not m.startswith("mtal") and m != "soft_sharing"]
+    assert row.comparisons == len(others)
     assert row.verdict == claims.SUPPORTED and row.effect == pytest.approx(0.025, abs=1e-6)
     assert "mean of table2, table3, table4, table5" in row.deciding
 
@@ -385,3 +389,20 @@ def test_most_is_contradicted_when_at_least_half_fail_significantly(params):
 
     row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C1", "independent")
     assert row.verdict == claims.CONTRADICTED and row.effect < 0
+
+
+def test_other_methods_are_the_papers_rows_only(params):
+    """claims.yaml ``exclude``: soft sharing (SPEC 5, not in the paper) is in no claim's ``others``
+    nor C5's pairs, and the caption says so."""
+    assert params["claims"]["exclude"] == ["soft_sharing"]
+    p = _params(params, items=["C2", "C4", "C5"])
+    table = claims.evaluate(p, "tiny", _records(p, _mtal_by(lambda s: 0.1 + NOISE[s] / 2)))
+    assert "soft_sharing" not in " ".join(table.rests_on)
+    assert _row(table, "C2", "independent").comparisons == 10  # 5 other rows of Tables 3 and 5
+    assert _row(table, "C4", "independent").comparisons == 5
+    assert _row(table, "C5", "independent").comparisons == 8  # 4 pairs, 2 table pairs
+    assert "soft_sharing" in claims.caption(p, "tiny", "")
+    everything = _params(params, items=["C2"], exclude=[])
+    row = _row(claims.evaluate(everything, "tiny", _records(everything)), "C2", "independent")
+    assert row.comparisons == 12 and "soft_sharing" in row.rests_on
+    assert "soft_sharing" not in claims.caption(everything, "tiny", "")

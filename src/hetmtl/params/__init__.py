@@ -429,6 +429,9 @@ def _claims_checks(d: dict, files: dict) -> None:
             if m not in d["methods"]:
                 fail(f"{cid}.{key}", f"no such method {m!r} in methods")
 
+    for m in d["claims"].get("exclude", []):
+        if m not in d["methods"]:
+            raise ParamsError(f"{where}: claims.exclude: no such method {m!r} in methods")
     for cid, c in d["claims"]["items"].items():
         tables = c.get("tables", [])
         for t in (x for entry in tables for x in (entry if isinstance(entry, list) else [entry])):

@@ -175,8 +175,8 @@ class Context:
 def _methods(ctx: Context, table: str, chosen, exclude: list[str]) -> list[str]:
     """A claim's side of a table: the methods named that the table has, or ``others``."""
     rows = ctx.rows(table)
-    if chosen == "others":
-        return [m for m in rows if m not in exclude]
+    if chosen == "others":  # the table's rows the paper has (claims.yaml ``exclude``: rows it never compared)
+        return [m for m in rows if m not in exclude and m not in ctx.params["claims"].get("exclude", [])]
     return [m for m in chosen if m in rows]
 
 
@@ -228,7 +228,9 @@ def prior_gain(claim: dict, ctx: Context):
     comps = []
     for with_prior, without in claim["tables"]:
         rows_p, rows_n = ctx.rows(with_prior), ctx.rows(without)
-        pairs = [(a, b) for a, b in claim["pairs"].items() if a in rows_p and b in rows_n]
+        gone = set(ctx.params["claims"].get("exclude", []))  # rows the paper never compared
+        pairs = [(a, b) for a, b in claim["pairs"].items()
+                 if a in rows_p and b in rows_n and a not in gone and b not in gone]
         for a, b in pairs:
             comps.append(_paired(f"{with_prior} {_display(ctx, a)} − {without} {_display(ctx, b)}",
                                  ctx.cell(with_prior, a), ctx.cell(without, b)))
@@ -423,6 +425,9 @@ def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | N
 
 def caption(params, suite: str, note: str) -> str:
     alpha = params["claims"]["alpha"]
+    gone = params["claims"].get("exclude", [])
+    excluded = (f"\"Other methods\" and C5's pairs are the paper's rows only: {', '.join(gone)} (not in the paper's "
+                "tables; params/claims.yaml exclude) is left out. ") if gone else ""
     return (
         "The paper's claims (section 4; params/claims.yaml: each claim's sentence, the tables or figures it rests "
         "on and how it is read), checked on this suite's runs. Each claim is broken into comparisons, each a "
@@ -439,7 +444,7 @@ def caption(params, suite: str, note: str) -> str:
         "when zero); a seed with a non-finite difference (a diverged run) is dropped, with a note; a comparison "
         "without a test counts in the Holm family with p = 1. "
         "Comparisons: their number, and those significantly for (+) and against (−). "
-        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + note
+        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + excluded + note
     )
 
 
