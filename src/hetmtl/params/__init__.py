@@ -447,9 +447,9 @@ def _claims_checks(d: dict, files: dict) -> None:
         for t in c.get("tasks", []):
             if t not in d["tasks"]:
                 fail(f"{cid}.tasks", f"unknown task {t!r}")
-        for g in c.get("groups", []):
+        for g in c.get("prefers", {}):
             if g not in d["groups"]:
-                fail(f"{cid}.groups", f"unknown group {g!r}")
+                fail(f"{cid}.prefers", f"unknown group {g!r}")
         if "sweep" in c and c["sweep"] not in d["sweeps"]:
             fail(f"{cid}.sweep", f"no sweep {c['sweep']!r} in grid.yaml sweeps")
 
