@@ -252,6 +252,15 @@ def test_a_claim_params_cannot_read_is_one_line_naming_file_and_key(project):
         ("quantifier: all\n    C3", "quantifier: every\n    C3", r"params/claims.yaml: claims.items.C2.quantifier: "),
         ("      sweep: rho\n", "      sweep: lr\n", r"params/claims.yaml: claims.items.C8.sweep: no sweep 'lr'"),
         ("kind: below\n", "kind: above\n", r"params/claims.yaml: claims.items.C9.kind: "),
+        ("metric: compression_params\n", "metric: compresion_params\n",
+         r"params/claims.yaml: claims.items.C9.metric: unknown metric 'compresion_params'"),
+        ("tables: [[table2, table3], [table4, table5]]", "tables: [[table3, table2], [table4, table5]]",
+         r"params/claims.yaml: claims.items.C5.tables: \[table3, table2\] is not \(a prior table"),
+        ("tables: [[table2, table3], [table4, table5]]", "tables: [[table2, table5], [table4, table5]]",
+         r"params/claims.yaml: claims.items.C5.tables: \[table2, table5\] is not"),
+        ("tables: [table3, table5]\n      tasks: [HD, Amazon]", "tables: [table3]\n      tasks: [Amazon]",
+         r"params/claims.yaml: claims.items.C6: gives no comparison under this grid"),
+        ("exclude: [soft_sharing]", "exclude: [soft_shareing]", r"params/claims.yaml: claims.exclude: no such method"),
     ]:
         assert old in text, old
         path.write_text(text.replace(old, new, 1))
