@@ -429,6 +429,9 @@ def test_other_methods_are_the_papers_rows_only(params):
     assert _row(table, "C4", "independent").comparisons == 5
     assert _row(table, "C5", "independent").comparisons == 8  # 4 pairs, 2 table pairs
     assert "soft_sharing" in claims.caption(p, "tiny", "")
+    cap = claims.caption(params, "tiny", "")  # the caveats of claims.yaml
+    assert "C9: any saving supports it" in cap and "magnitude of the saving is not checked" in cap
+    assert "C6: only the gain on HD and Amazon" in cap
     everything = _params(params, items=["C2"], exclude=[])
     row = _row(claims.evaluate(everything, "tiny", _records(everything)), "C2", "independent")
     assert row.comparisons == 12 and "soft_sharing" in row.rests_on

@@ -446,6 +446,7 @@ def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | N
 def caption(params, suite: str, note: str) -> str:
     alpha = params["claims"]["alpha"]
     gone = params["claims"].get("exclude", [])
+    caveats = "".join(f"{cid}: {c['caveat']} " for cid, c in params["claims"]["items"].items() if c.get("caveat"))
     excluded = (f"\"Other methods\" and C5's pairs are the paper's rows only: {', '.join(gone)} (not in the paper's "
                 "tables; params/claims.yaml exclude) is left out. ") if gone else ""
     return (
@@ -464,7 +465,7 @@ def caption(params, suite: str, note: str) -> str:
         "when zero); a seed with a non-finite difference (a diverged run) is dropped, with a note; a comparison "
         "without a test counts in the Holm family with p = 1. "
         "Comparisons: their number, and those significantly for (+) and against (−). "
-        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + excluded + note
+        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + excluded + caveats + note
     )
 
 
