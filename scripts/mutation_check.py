@@ -293,6 +293,13 @@ MECHANISMS = [
   ('claims: NaN seeds kept', CLAIMS, '        if len(bad):', '        if False:', f"{T_CLAIMS}::test_a_diverged_seed_is_dropped_with_a_note_and_untested_comparisons_count_in_holm"),
   ('claims: untested comparisons left out of Holm', CLAIMS, '    adjusted = holm({i: 1.0 if pd.isna(c.p) else c.p for i, c in enumerate(comparisons)})', '    adjusted = holm({i: c.p for i, c in enumerate(comparisons)})', f"{T_CLAIMS}::test_a_diverged_seed_is_dropped_with_a_note_and_untested_comparisons_count_in_holm"),
   ('claims: most never contradicted', CLAIMS, '    verdict = {1: SUPPORTED, -1: CONTRADICTED, 0: INCONCLUSIVE}[deciding.outcome(alpha)]', '    verdict = {1: SUPPORTED, -1: INCONCLUSIVE if need < len(comparisons) else CONTRADICTED, 0: INCONCLUSIVE}[deciding.outcome(alpha)]', f"{T_CLAIMS}::test_most_is_contradicted_when_at_least_half_fail_significantly"),
+  ('claims: exclude ignored', CLAIMS, '        return [m for m in rows if m not in exclude and m not in ctx.params["claims"].get("exclude", [])]', '        return [m for m in rows if m not in exclude]', f"{T_CLAIMS}::test_other_methods_are_the_papers_rows_only"),
+  ('claims: C8 values swapped', CLAIMS, '    for g, (v, w) in claim["prefers"].items():', '    for g, (w, v) in claim["prefers"].items():', f"{T_CLAIMS}::test_sweep_loss_and_compression_claims"),
+  ('claims: C8 missing value tested anyway', CLAIMS, '        if missing:\n', '        if False:\n', f"{T_CLAIMS}::test_sweep_loss_and_compression_claims"),
+  ('claims: histories never loaded', CLAIMS, '    "converged_within": Kind(converged_within, frozenset({"histories"})),', '    "converged_within": Kind(converged_within),', f"{T_CLAIMS}::test_the_loss_histories_are_loaded_for_the_kinds_that_read_them"),
+  ('claims: below metric unchecked', 'src/hetmtl/params/__init__.py', '            if c["metric"] not in known:', '            if False:', f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
+  ('claims: prior_gain tables unchecked', 'src/hetmtl/params/__init__.py', '                if (tp["setting"], tn["setting"]) != ("prior", "no_prior") or tp["group"] != tn["group"]:', '                if False:', f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
+  ('claims: zero comparisons pass', 'src/hetmtl/params/__init__.py', '        if _claim_comparisons(d, c) == 0:', '        if False:', f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

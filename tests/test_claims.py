@@ -436,3 +436,17 @@ def test_other_methods_are_the_papers_rows_only(params):
     row = _row(claims.evaluate(everything, "tiny", _records(everything)), "C2", "independent")
     assert row.comparisons == 12 and "soft_sharing" in row.rests_on
     assert "soft_sharing" not in claims.caption(everything, "tiny", "")
+
+
+def test_the_loss_histories_are_loaded_for_the_kinds_that_read_them(params, monkeypatch):
+    """KINDS declares what each kind reads: loss_histories loads the methods of the claims whose
+    kind reads ``histories`` (C10: mtal and its readings), and nothing when none does."""
+    import hetmtl.reporting.collect as collect
+
+    asked = []
+    monkeypatch.setattr(collect, "metric_histories", lambda p, s, root, method, setting, prefix: (
+        asked.append(method), pd.DataFrame(columns=["group", "seed", "task", "epoch", "value"]))[1])
+    claims.loss_histories(_params(params), "tiny", None)
+    assert set(asked) == {"mtal", "mtal_common"}
+    asked.clear()
+    assert claims.loss_histories(_params(params, items=["C2"]), "tiny", None) is None and asked == []
