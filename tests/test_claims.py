@@ -15,27 +15,36 @@ SEEDS = [0, 1, 2]
 NOISE = {0: 0.0, 1: 0.01, 2: -0.01}  # per seed, shared by every run: differences stay steady
 
 
-def _params(params, seeds=SEEDS, items=None):
-    """The project's params with the tiny suite at ``seeds`` (and the claims ``items`` kept)."""
+def _params(params, seeds=SEEDS, items=None, exclude=None, rho=None):
+    """The project's params with the tiny suite at ``seeds`` (and the claims ``items`` kept;
+    ``exclude``: the claims' excluded rows, instead of claims.yaml's)."""
     data = copy.deepcopy(params.data)
+    if exclude is not None:
+        data["claims"]["exclude"] = list(exclude)
     data["suites"]["tiny"]["seeds"] = list(seeds)
     data["suites"]["tiny"]["sweeps"]["rho"]["seeds"] = list(seeds)
+    if rho is not None:
+        data["suites"]["tiny"]["sweeps"]["rho"]["values"] = list(rho)
     if items is not None:
         data["claims"]["items"] = {k: v for k, v in data["claims"]["items"].items() if k in items}
     return dataclasses.replace(params, data=data)
 
 
-def _records(params, acc=None, suite="tiny"):
+def _records(params, acc=None, suite="tiny", task_acc=None, spe=100, compression=None):
     """In-memory records of every run of the suite's grid, as collect() gives them.
-    ``acc(group, setting, method, seed)``: the run's average accuracy (default 0.5 + noise)."""
+    ``acc(group, setting, method, seed)``: the run's average accuracy (default 0.5 + noise);
+    ``task_acc(group, setting, method, seed, task)``: a task's accuracy (default: the average)."""
     acc = acc or (lambda g, s, m, seed: 0.5 + NOISE.get(seed, 0.0))
+    task_acc = task_acc or (lambda g, s, m, seed, task: acc(g, s, m, seed))
+    compression = compression or (lambda seed: 0.9 + NOISE.get(seed, 0.0))
     rows = []
     for run in params.runs(suite):
         mean = acc(run.group, run.setting, run.method, run.seed)
-        metrics = {f"test_acc/{t}": mean for t in params.tasks_of(run.group)}
-        metrics.update({"test_acc/mean": mean, "budget/steps_per_task": 200, "steps_per_epoch": 100})
+        metrics = {f"test_acc/{t}": task_acc(run.group, run.setting, run.method, run.seed, t)
+                   for t in params.tasks_of(run.group)}
+        metrics.update({"test_acc/mean": mean, "budget/steps_per_task": 200, "steps_per_epoch": spe})
         if run.method.startswith("mtal"):
-            metrics["compression_params"] = 0.9 + NOISE.get(run.seed, 0.0)
+            metrics["compression_params"] = compression(run.seed)
         rows += [dict(run.key, run_id=f"{run.group}/{run.setting}/{run.method}/{run.seed}", metric=k, value=float(v))
                  for k, v in metrics.items()]
     return pd.DataFrame(rows)
@@ -100,7 +109,7 @@ def test_one_seed_gives_no_test_and_every_claim_a_verdict(params):
 
 def test_holm_corrects_within_a_claim(params):
     """Six comparisons each with p near 0.009: supported alone, not after Holm (x6 = 0.054)."""
-    p = _params(params, items=["C4"])  # all methods of Table 2 beat single-task
+    p = _params(params, items=["C4"], exclude=[])  # all methods of Table 2 beat single-task
     gain = {0: 0.10, 1: 0.12, 2: 0.14}
 
     def acc(g, s, m, seed):
@@ -113,8 +122,8 @@ def test_holm_corrects_within_a_claim(params):
 
 
 def test_most_means_more_than_half_of_the_comparisons(params):
-    """C1: MTAL with prior against the 6 other rows of Tables 2 and 4 (12 comparisons)."""
-    p = _params(params, items=["C1"])
+    """C1: MTAL with prior against the 6 other rows of Tables 2 and 4 (12 comparisons, nothing excluded)."""
+    p = _params(params, items=["C1"], exclude=[])
     rows2 = [m for _, m in params.table_methods("prior") if m != "mtal_prior"]
 
     def beating(k):  # MTAL with prior clearly better than the first k rows of Table 2 (and 4), equal to the rest
@@ -134,8 +143,8 @@ def test_most_means_more_than_half_of_the_comparisons(params):
 
 
 def test_all_needs_every_comparison_and_one_significant_loss_contradicts(params):
-    """C2: MTAL against the 6 other rows of Tables 3 and 5 (12 comparisons)."""
-    p = _params(params, items=["C2"])
+    """C2: MTAL against the 6 other rows of Tables 3 and 5 (12 comparisons, nothing excluded)."""
+    p = _params(params, items=["C2"], exclude=[])
 
     def table(nddr):  # MTAL clearly above every row but NDDR-CNN, which is ``nddr`` from MTAL
         def acc(g, s, m, seed):
@@ -169,10 +178,10 @@ def test_each_mtal_reading_gets_its_own_row_and_its_own_runs(params):
 
 
 def test_sweep_loss_and_compression_claims(params):
-    p = _params(params, items=["C8", "C9", "C10"])
+    p = _params(params, items=["C8", "C9", "C10"], rho=[0.1, 0.4, 0.55, 0.9])
     sweeps = []
-    for g, best in (("related", 0.1), ("unrelated", 0.9)):
-        for v in (0.1, 0.9):
+    for g, best in (("related", 0.4), ("unrelated", 0.55)):  # the paper's values
+        for v in (0.1, 0.4, 0.55, 0.9):
             for seed in SEEDS:
                 sweeps.append(dict(group=g, sweep="rho", sweep_value=v, seed=seed, run_id=f"{g}{v}{seed}",
                                    metric="test_acc/mean",
@@ -192,8 +201,24 @@ def test_sweep_loss_and_compression_claims(params):
     assert _row(table, "C9", "independent").effect == pytest.approx(0.1)
     # 100 steps per epoch: step 150 is reached after epoch 2, where 2% of the drop remains (< 10%)
     assert _row(table, "C10", "independent").verdict == claims.SUPPORTED
-    same = pd.DataFrame(sweeps).assign(value=lambda d: d.value.where(d.group != "unrelated", 1 - d.value))
-    assert _row(claims.evaluate(p, "tiny", records, same, pd.DataFrame(hist)), "C8").verdict == claims.CONTRADICTED
+    assert "Fig. 9 related[rho = 0.4, 0.55]" in _row(table, "C8").rests_on
+    assert "Table 6[" in _row(table, "C9", "independent").rests_on
+    assert "Fig. 12[" in _row(table, "C10", "independent").rests_on
+    # 0.4 best in both groups: the unrelated group's 0.55 - 0.4 goes against the claim
+    same = pd.DataFrame(sweeps).assign(value=lambda d: d.value.where(
+        d.group != "unrelated", d.value.where(~d.sweep_value.isin([0.4, 0.55]), 1.2 - d.value)))
+    row = _row(claims.evaluate(p, "tiny", records, same, pd.DataFrame(hist)), "C8")
+    assert row.verdict == claims.CONTRADICTED and row.deciding.startswith("unrelated: rho 0.55 − 0.4")
+    # the best of the same data is not what is tested: 0.9 best everywhere leaves 0.4 vs 0.55 as stated
+    better_elsewhere = pd.DataFrame(sweeps).assign(value=lambda d: d.value + 0.5 * (d.sweep_value == 0.9))
+    assert _row(claims.evaluate(p, "tiny", records, better_elsewhere, pd.DataFrame(hist)), "C8").verdict \
+        == claims.SUPPORTED
+    # a value the suite does not sweep (tiny: 0.1, 0.9): no test, the note names it
+    tiny = _params(params, items=["C8"])
+    row = _row(claims.evaluate(tiny, "tiny", records, pd.DataFrame(sweeps)), "C8")
+    assert row.verdict == claims.INCONCLUSIVE and row.n == 0
+    assert row.note in ("rho = 0.4, 0.55 not in this suite's sweep (0.1, 0.9)",
+                        "rho = 0.55, 0.4 not in this suite's sweep (0.1, 0.9)")
     # runs shorter than the claim's steps: no test
     short = records.assign(value=records.value.where(records.metric != "steps_per_epoch", 10.0))
     row = _row(claims.evaluate(p, "tiny", short, pd.DataFrame(sweeps), pd.DataFrame(hist)), "C10", "independent")
@@ -227,6 +252,15 @@ def test_a_claim_params_cannot_read_is_one_line_naming_file_and_key(project):
         ("quantifier: all\n    C3", "quantifier: every\n    C3", r"params/claims.yaml: claims.items.C2.quantifier: "),
         ("      sweep: rho\n", "      sweep: lr\n", r"params/claims.yaml: claims.items.C8.sweep: no sweep 'lr'"),
         ("kind: below\n", "kind: above\n", r"params/claims.yaml: claims.items.C9.kind: "),
+        ("metric: compression_params\n", "metric: compresion_params\n",
+         r"params/claims.yaml: claims.items.C9.metric: unknown metric 'compresion_params'"),
+        ("tables: [[table2, table3], [table4, table5]]", "tables: [[table3, table2], [table4, table5]]",
+         r"params/claims.yaml: claims.items.C5.tables: \[table3, table2\] is not \(a prior table"),
+        ("tables: [[table2, table3], [table4, table5]]", "tables: [[table2, table5], [table4, table5]]",
+         r"params/claims.yaml: claims.items.C5.tables: \[table2, table5\] is not"),
+        ("tables: [table3, table5]\n      tasks: [HD, Amazon]", "tables: [table3]\n      tasks: [Amazon]",
+         r"params/claims.yaml: claims.items.C6: gives no comparison under this grid"),
+        ("exclude: [soft_sharing]", "exclude: [soft_shareing]", r"params/claims.yaml: claims.exclude: no such method"),
     ]:
         assert old in text, old
         path.write_text(text.replace(old, new, 1))
@@ -235,3 +269,184 @@ def test_a_claim_params_cannot_read_is_one_line_naming_file_and_key(project):
         assert "\n" not in str(err.value)
     path.write_text(text)
     load_params(project)
+
+
+# ----------------------------------------------------------------- C10: the epoch that holds the claim's step
+
+def _histories(params, curve, methods=("mtal", "mtal_common")):
+    """Training-loss histories of ``methods``: ``curve(seed)`` the per-epoch loss of every task."""
+    hist = []
+    for run in params.runs("tiny"):
+        if run.method in methods:
+            for t in params.tasks_of(run.group):
+                for epoch, loss in enumerate(curve(run.seed), start=1):
+                    hist.append(dict(group=run.group, seed=run.seed, task=t, epoch=epoch, value=loss,
+                                     method=run.method, setting=run.setting))
+    return pd.DataFrame(hist)
+
+
+def test_converged_within_reads_the_epoch_that_ends_at_or_after_the_step(params):
+    """100 steps per epoch: step 150 ends with epoch 2. Epoch 2 still holds ~47% of the drop
+    (not converged: contradicted); epoch 3 would hold none, epoch 1 is the reference itself."""
+    p = _params(params, items=["C10"])
+    hist = _histories(p, lambda seed: [2.0, 1.2 + NOISE[seed], 0.5 + NOISE[seed], 0.5 + NOISE[seed], 0.5 + NOISE[seed]])
+    row = _row(claims.evaluate(p, "tiny", _records(p), None, hist), "C10", "independent")
+    assert row.verdict == claims.CONTRADICTED and row.n == 3
+    assert row.effect == pytest.approx(0.1 - 0.7 / 1.5, abs=0.01)
+
+
+def test_converged_within_gives_no_test_when_an_epoch_exceeds_the_step_or_the_curve_is_flat(params):
+    p = _params(params, items=["C10"])
+    hist = _histories(p, lambda seed: [2.0, 0.52 + NOISE[seed], 0.51 + NOISE[seed], 0.5 + NOISE[seed]])
+    for spe in (150, 191):  # the paper suite's epochs are ~191 steps: step 150 is inside the first
+        row = _row(claims.evaluate(p, "tiny", _records(p, spe=spe), None, hist), "C10", "independent")
+        assert row.verdict == claims.INCONCLUSIVE and row.n == 0
+        assert f"an epoch of {spe} steps exceeds 150" in row.note
+    flat = _histories(p, lambda seed: [0.5, 0.5, 0.5, 0.5])
+    row = _row(claims.evaluate(p, "tiny", _records(p), None, flat), "C10", "independent")
+    assert row.verdict == claims.INCONCLUSIVE and row.n == 0 and "flat" in row.note
+
+
+# ----------------------------------------------------------------- zero spread, NaN seeds, the Holm family
+
+def test_zero_spread_uses_the_sign_flip_test_unless_the_claim_declares_it_deterministic(params):
+    steady = claims.Comparison("x", pd.Series([0.1, 0.1, 0.1], index=SEEDS))
+    assert steady.p == pytest.approx(0.25)  # 2^(1-3): all three differences of one sign
+    assert claims.Comparison("x", pd.Series([0.1] * 3, index=SEEDS), deterministic=True).p == 0.0
+    assert claims.Comparison("x", pd.Series([0.0] * 3, index=SEEDS)).p == 1.0
+    assert claims.Comparison("x", pd.Series([0.0] * 3, index=SEEDS), deterministic=True).p == 1.0
+    p = _params(params, items=["C2", "C9"])
+
+    def acc(g, s, m, seed):  # MTAL exactly 0.1 above every row on every seed: no spread
+        return 0.6 if m.startswith("mtal") else 0.5
+
+    table = claims.evaluate(p, "tiny", _records(p, acc, compression=lambda seed: 0.9))
+    row = _row(table, "C2", "independent")  # 12 comparisons at p = 0.25 each: not significant
+    assert row.verdict == claims.INCONCLUSIVE and row.p_holm == 1.0
+    row = _row(table, "C9", "independent")  # a parameter count (claims.yaml: deterministic)
+    assert row.verdict == claims.SUPPORTED and row.p_holm == 0.0
+
+
+def test_a_diverged_seed_is_dropped_with_a_note_and_untested_comparisons_count_in_holm(params):
+    p = _params(params, items=["C2"])
+
+    def acc(g, s, m, seed):
+        if m == "mtal" and seed == 1:
+            return float("nan")  # a diverged run
+        return 0.5 + NOISE[seed] + (0.1 + NOISE[seed] / 2 if m.startswith("mtal") else 0.0)
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C2", "independent")
+    assert row.n == 2 and "seed 1 dropped" in row.note
+    tested = claims.Comparison("a", pd.Series([0.1, 0.11, 0.12], index=SEEDS))
+    untested = claims.Comparison("b", pd.Series([0.1], index=[0]))  # one seed: no test
+    claims.decide([tested, untested], 2, 0.05)
+    assert tested.p_adj == pytest.approx(2 * tested.p) and pd.isna(untested.p_adj)
+
+
+# ----------------------------------------------------------------- each kind reads what its claim says
+
+def test_prior_gain_reads_the_prior_table_minus_the_no_prior_table(params):
+    p = _params(params, items=["C5"])
+
+    def gain(sign):
+        def acc(g, s, m, seed):
+            return 0.5 + NOISE[seed] + (sign * (0.1 + NOISE[seed] / 2) if s == "prior" else 0.0)
+        return _row(claims.evaluate(p, "tiny", _records(p, acc)), "C5", "independent")
+
+    assert gain(+1).verdict == claims.SUPPORTED and gain(+1).effect > 0
+    assert gain(-1).verdict == claims.CONTRADICTED
+
+
+def test_task_gain_reads_each_named_tasks_accuracy(params):
+    """MTAL better on HD and Amazon, worse on the average: C6 is supported."""
+    p = _params(params, items=["C6"])
+
+    def acc(g, s, m, seed):
+        return 0.5 + NOISE[seed] - (0.1 + NOISE[seed] / 2 if m.startswith("mtal") else 0.0)
+
+    def task_acc(g, s, m, seed, task):
+        up = m.startswith("mtal") and task in ("HD", "Amazon")
+        return 0.5 + NOISE[seed] + (0.1 + NOISE[seed] / 2 if up else 0.0)
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc, task_acc=task_acc)), "C6", "independent")
+    assert row.verdict == claims.SUPPORTED and row.effect > 0 and ("HD:" in row.deciding or "Amazon:" in row.deciding)
+
+
+def test_pool_compares_the_mean_over_the_tables_per_seed(params):
+    """C7: MTAL +0.1 in Tables 2 and 3, -0.05 in Tables 4 and 5: +0.025 on the mean of the four."""
+    p = _params(params, items=["C7"])
+
+    def acc(g, s, m, seed):
+        if not m.startswith("mtal"):
+            return 0.5 + NOISE[seed]
+        return 0.5 + NOISE[seed] + (0.1 if g == "related" else -0.05) + NOISE[seed] / 4
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C7", "independent")
+    others = [m for _, m in params.table_methods("prior") if not m.startswith("mtal") and m != "soft_sharing"]
+    assert row.comparisons == len(others)
+    assert row.verdict == claims.SUPPORTED and row.effect == pytest.approx(0.025, abs=1e-6)
+    assert "mean of table2, table3, table4, table5" in row.deciding
+
+
+def test_the_test_is_paired_and_the_interval_a_student_t_interval(params):
+    """A large per-seed effect shared by both sides (±0.1) and a small steady gain (0.02 ± 0.002):
+    the paired test sees the gain; an unpaired one would drown it in the shared effect."""
+    from scipy import stats
+
+    seeds = [0, 1, 2, 3, 4]
+    shared = {0: 0.1, 1: -0.1, 2: 0.05, 3: -0.05, 4: 0.0}
+    gain = {0: 0.02, 1: 0.022, 2: 0.018, 3: 0.021, 4: 0.019}
+    p = _params(params, seeds=seeds, items=["C4"])
+
+    def acc(g, s, m, seed):
+        return 0.5 + shared[seed] + (0.0 if m == "single_task" else gain[seed])
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C4", "independent")
+    assert row.verdict == claims.SUPPORTED and row.n == 5
+    d = pd.Series(gain).to_numpy()
+    assert row.effect == pytest.approx(d.mean(), abs=1e-9)
+    assert row.ci == pytest.approx(stats.t.ppf(0.975, 4) * d.std(ddof=1) / len(d) ** 0.5, rel=1e-6)
+
+
+def test_most_is_contradicted_when_at_least_half_fail_significantly(params):
+    p = _params(params, items=["C1"])
+
+    def acc(g, s, m, seed):  # MTAL with prior clearly below every other row
+        return 0.5 + NOISE[seed] - (0.1 + NOISE[seed] / 2 if m.startswith("mtal_prior") else 0.0)
+
+    row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C1", "independent")
+    assert row.verdict == claims.CONTRADICTED and row.effect < 0
+
+
+def test_other_methods_are_the_papers_rows_only(params):
+    """claims.yaml ``exclude``: soft sharing (SPEC 5, not in the paper) is in no claim's ``others``
+    nor C5's pairs, and the caption says so."""
+    assert params["claims"]["exclude"] == ["soft_sharing"]
+    p = _params(params, items=["C2", "C4", "C5"])
+    table = claims.evaluate(p, "tiny", _records(p, _mtal_by(lambda s: 0.1 + NOISE[s] / 2)))
+    assert "soft_sharing" not in " ".join(table.rests_on)
+    assert _row(table, "C2", "independent").comparisons == 10  # 5 other rows of Tables 3 and 5
+    assert _row(table, "C4", "independent").comparisons == 5
+    assert _row(table, "C5", "independent").comparisons == 8  # 4 pairs, 2 table pairs
+    assert "soft_sharing" in claims.caption(p, "tiny", "")
+    cap = claims.caption(params, "tiny", "")  # the caveats of claims.yaml
+    assert "C9: any saving supports it" in cap and "magnitude of the saving is not checked" in cap
+    assert "C6: only the gain on HD and Amazon" in cap
+    everything = _params(params, items=["C2"], exclude=[])
+    row = _row(claims.evaluate(everything, "tiny", _records(everything)), "C2", "independent")
+    assert row.comparisons == 12 and "soft_sharing" in row.rests_on
+    assert "soft_sharing" not in claims.caption(everything, "tiny", "")
+
+
+def test_the_loss_histories_are_loaded_for_the_kinds_that_read_them(params, monkeypatch):
+    """KINDS declares what each kind reads: loss_histories loads the methods of the claims whose
+    kind reads ``histories`` (C10: mtal and its readings), and nothing when none does."""
+    import hetmtl.reporting.collect as collect
+
+    asked = []
+    monkeypatch.setattr(collect, "metric_histories", lambda p, s, root, method, setting, prefix: (
+        asked.append(method), pd.DataFrame(columns=["group", "seed", "task", "epoch", "value"]))[1])
+    claims.loss_histories(_params(params), "tiny", None)
+    assert set(asked) == {"mtal", "mtal_common"}
+    asked.clear()
+    assert claims.loss_histories(_params(params, items=["C2"]), "tiny", None) is None and asked == []

@@ -20,9 +20,14 @@ weakest first). A claim needing ``k`` comparisons (``all``: every one of n;
 * inconclusive otherwise: its interval spans zero (then so does its test), or no
   test is possible (fewer than two seeds).
 
-A difference that is the same on every seed (a deterministic quantity, e.g. the
-parameters MTAL keeps when it shares every layer) has no spread to test: p = 0
-when it is not zero (its interval is that point), none when it is zero.
+A difference that is the same on every seed has no spread for a t-test. Where
+the claim declares its quantity deterministic (``deterministic: true``, e.g. the
+parameters MTAL keeps, C9) p = 0 (its interval is that point); otherwise the
+exact sign-flip test gives p = 2^(1-n) (all n differences of one sign). An
+all-zero difference has p = 1. A seed whose difference is not finite (a
+diverged run's NaN accuracy) is dropped, with a note; n counts finite pairs
+only. A comparison with no test (fewer than two seeds) stays in its claim's
+Holm family with p = 1.
 
 Where a claim involves a method with readings (params/grid.yaml ``readings``:
 MTAL's start), it is checked once per reading, the reading's runs standing in
@@ -58,8 +63,17 @@ class Comparison:
     label: str
     diffs: pd.Series  # indexed by seed
     runs: set = field(default_factory=set)
-    note: str = ""  # why no test is possible (when diffs is empty)
+    note: str = ""  # why no test is possible (when diffs is empty); seeds dropped
+    deterministic: bool = False  # the kind declares the quantity the same on every seed (no test needed)
     p_adj: float = float("nan")
+
+    def __post_init__(self):
+        d = self.diffs.astype(float)
+        bad = d.index[~np.isfinite(d.to_numpy())]
+        if len(bad):  # a diverged run (NaN accuracy): its seed drops out, n counts finite pairs only
+            self.diffs = d[np.isfinite(d.to_numpy())]
+            dropped = f"seed{'s' if len(bad) > 1 else ''} {', '.join(str(s) for s in bad)} dropped: not finite"
+            self.note = f"{self.note}; {dropped}" if self.note else dropped
 
     @property
     def n(self) -> int:
@@ -81,8 +95,12 @@ class Comparison:
         d = self.diffs.to_numpy(dtype=float)
         if len(d) < 2:
             return float("nan")
-        if np.all(d == d[0]):  # no spread: a point interval
-            return 0.0 if d[0] != 0 else float("nan")
+        if np.all(d == d[0]):  # no spread
+            if d[0] == 0:
+                return 1.0  # no difference at all
+            if self.deterministic:
+                return 0.0  # a deterministic quantity: its interval is that point
+            return 2.0 ** (1 - len(d))  # exact sign-flip test: all n differences of one sign
         return float(stats.ttest_1samp(d, 0.0).pvalue)
 
     def outcome(self, alpha: float) -> int:
@@ -104,9 +122,10 @@ def decide(comparisons: list[Comparison], need: int, alpha: float) -> tuple[str,
     """Holm-adjust the claim's comparisons and give its verdict and its deciding comparison."""
     if not comparisons:
         return INCONCLUSIVE, None
-    adjusted = holm({i: c.p for i, c in enumerate(comparisons)})
+    # a comparison without a test stays in the family with p = 1 (more conservative than leaving it out)
+    adjusted = holm({i: 1.0 if pd.isna(c.p) else c.p for i, c in enumerate(comparisons)})
     for i, c in enumerate(comparisons):
-        c.p_adj = adjusted[i]
+        c.p_adj = float("nan") if pd.isna(c.p) else adjusted[i]
     ordered = sorted(comparisons, key=order_key)
     deciding = ordered[need - 1]
     verdict = {1: SUPPORTED, -1: CONTRADICTED, 0: INCONCLUSIVE}[deciding.outcome(alpha)]
@@ -156,8 +175,8 @@ class Context:
 def _methods(ctx: Context, table: str, chosen, exclude: list[str]) -> list[str]:
     """A claim's side of a table: the methods named that the table has, or ``others``."""
     rows = ctx.rows(table)
-    if chosen == "others":
-        return [m for m in rows if m not in exclude]
+    if chosen == "others":  # the table's rows the paper has (claims.yaml ``exclude``: rows it never compared)
+        return [m for m in rows if m not in exclude and m not in ctx.params["claims"].get("exclude", [])]
     return [m for m in chosen if m in rows]
 
 
@@ -209,7 +228,9 @@ def prior_gain(claim: dict, ctx: Context):
     comps = []
     for with_prior, without in claim["tables"]:
         rows_p, rows_n = ctx.rows(with_prior), ctx.rows(without)
-        pairs = [(a, b) for a, b in claim["pairs"].items() if a in rows_p and b in rows_n]
+        gone = set(ctx.params["claims"].get("exclude", []))  # rows the paper never compared
+        pairs = [(a, b) for a, b in claim["pairs"].items()
+                 if a in rows_p and b in rows_n and a not in gone and b not in gone]
         for a, b in pairs:
             comps.append(_paired(f"{with_prior} {_display(ctx, a)} − {without} {_display(ctx, b)}",
                                  ctx.cell(with_prior, a), ctx.cell(without, b)))
@@ -238,35 +259,46 @@ def _value(v) -> str:
     return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
-def sweep_best_differs(claim: dict, ctx: Context):
-    """The best swept value (mean accuracy over the sweep's seeds) differs between two groups.
+def _shown_in(claim: dict) -> str:
+    """The paper's figure or table a claim rests on (claims.yaml ``shown_in``), as a prefix."""
+    return f"{claim['shown_in']} " if claim.get("shown_in") else ""
 
-    Different best values: in each group its best beats the other group's best
-    (both needed). The same best value v: the claim fails only if v beats every
-    other value in both groups, so any one comparison (another value - v) going
-    the claim's way would do, and all of them significantly against it contradict it.
+
+def sweep_prefers(claim: dict, ctx: Context):
+    """In each group, the paper's stated value of the sweep beats the other stated value.
+
+    ``prefers``: group -> [the value the paper states for it, the value it is
+    compared with] (C8: related 0.4 against 0.55, unrelated 0.55 against 0.4),
+    each a paired difference over the sweep's seeds; the values are the paper's,
+    stated before our runs, not the best of the same data. A value the suite does
+    not sweep gives that comparison no test, with a note naming it.
     """
     sw = ctx.sweeps
-    sw = sw[(sw.sweep == claim["sweep"]) & (sw.metric == ACC)] if sw is not None else pd.DataFrame()
-    g1, g2 = claim["groups"]
-    series, best = {}, {}
-    for g in (g1, g2):
-        sel = sw[sw.group == g] if len(sw) else sw
-        if not len(sel):
-            return [], 1, "pp"
-        series[g] = {v: (s.set_index("seed")["value"], set(s.run_id)) for v, s in sel.groupby("sweep_value")}
-        best[g] = max(series[g], key=lambda v: series[g][v][0].mean())
-        ctx.note(f"Fig. 9 {g}[{claim['sweep']} = {', '.join(_value(v) for v in series[g])}]")
-    # the sweep's runs are its method's default reading only: no reading stands in here
     name = claim["sweep"]
-    if best[g1] != best[g2]:
-        comps = [_paired(f"{g}: {name} {_value(best[g])} − {_value(best[o])}", series[g][best[g]], series[g][best[o]])
-                 for g, o in ((g1, g2), (g2, g1))]
-        return comps, len(comps), "pp"
-    v = best[g1]
-    comps = [_paired(f"{g}: {name} {_value(w)} − {_value(v)} (best in both)", series[g][w], series[g][v])
-             for g in (g1, g2) for w in series[g] if w != v]
-    return comps, 1, "pp"
+    sw = sw[(sw.sweep == name) & (sw.metric == ACC)] if sw is not None else pd.DataFrame(
+        columns=["group", "sweep", "sweep_value", "seed", "run_id", "metric", "value"])
+    swept = ctx.params.suite(ctx.suite)["sweeps"].get(name, {}).get("values", [])
+
+    def find(values, v):
+        return next((x for x in values if x == v or (isinstance(x, (int, float)) and isinstance(v, (int, float))
+                                                      and math.isclose(x, v))), None)
+
+    comps = []
+    for g, (v, w) in claim["prefers"].items():
+        label = f"{g}: {name} {_value(v)} − {_value(w)}"
+        missing = [_value(x) for x in (v, w) if find(swept, x) is None]
+        ctx.note(f"{_shown_in(claim)}{g}[{name} = {_value(v)}, {_value(w)}]")
+        if missing:
+            comps.append(Comparison(label, pd.Series(dtype=float), note=(
+                f"{name} = {', '.join(missing)} not in this suite's sweep ({', '.join(_value(x) for x in swept)})")))
+            continue
+        sel = sw[sw.group == g]
+        series = {x: (s.set_index("seed")["value"], set(s.run_id)) for x, s in sel.groupby("sweep_value")}
+        a, b = find(series, v), find(series, w)
+        empty = (pd.Series(dtype=float), set())
+        comps.append(_paired(label, series[a] if a is not None else empty, series[b] if b is not None else empty))
+    # the sweep's runs are its method's default reading only: no reading stands in here
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "pp"
 
 
 def below(claim: dict, ctx: Context):
@@ -279,8 +311,9 @@ def below(claim: dict, ctx: Context):
             values, runs = ctx.values(g, None, run, claim["metric"])
             if len(values):
                 comps.append(Comparison(f"{g} {run}: {claim['bound']:g} − {claim['metric']}",
-                                        (claim["bound"] - values).sort_index(), runs))
-        ctx.note(f"Table 6[{claim['metric']}: {run}, {', '.join(ctx.params['groups'])}]")
+                                        (claim["bound"] - values).sort_index(), runs,
+                                        deterministic=bool(claim.get("deterministic"))))
+        ctx.note(f"{claim.get('shown_in', '')}[{claim['metric']}: {run}, {', '.join(ctx.params['groups'])}]")
     return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
 
 
@@ -289,8 +322,10 @@ def converged_within(claim: dict, ctx: Context):
 
     Per seed: r = (loss after the first epoch ending at or after ``steps`` -
     last loss) / (first epoch's loss - last loss), the share of the logged
-    decrease still to come; effect: ``tolerance`` - r. A run shorter than
-    ``steps`` gives no test.
+    decrease still to come; effect: ``tolerance`` - r. No test for a seed whose
+    run is shorter than ``steps``, whose first logged epoch already reaches
+    ``steps`` (the per-epoch loss cannot place the step: the paper suite's
+    epochs are ~191 steps), or whose curve is flat (no decrease to share).
     """
     comps = []
     h = ctx.histories if ctx.histories is not None else pd.DataFrame(
@@ -302,34 +337,57 @@ def converged_within(claim: dict, ctx: Context):
             spe, runs = ctx.values(g, None, run, "steps_per_epoch")
             sel = h[(h.group == g) & (h.method == run)]
             for task in ctx.params.tasks_of(g):
-                diffs, short = {}, []
+                diffs, short, long_epoch, flat = {}, [], [], 0
                 for seed, curve in sel[sel.task == task].groupby("seed"):
                     curve = curve.sort_values("epoch")
                     if seed not in spe.index or not len(curve):
                         continue
                     epochs, loss = curve.epoch.to_numpy(), curve.value.to_numpy(dtype=float)
-                    at = math.ceil(claim["steps"] / spe[seed])
+                    at = math.ceil(claim["steps"] / spe[seed])  # the first epoch ending at or after the step
                     if at > epochs[-1]:
                         short.append(int(epochs[-1] * spe[seed]))
                         continue
+                    if at <= epochs[0]:  # the step falls in the first logged epoch: the reference itself
+                        long_epoch.append(int(spe[seed]))
+                        continue
                     drop = loss[0] - loss[-1]
-                    r = (loss[epochs >= at][0] - loss[-1]) / (drop if abs(drop) > 1e-12 else 1e-12)
+                    if not abs(drop) > 1e-12:  # a flat curve: no logged decrease to take a share of
+                        flat += 1
+                        continue
+                    r = (loss[epochs >= at][0] - loss[-1]) / drop
                     diffs[seed] = claim["tolerance"] - r
-                note = f"runs of {max(short)} steps < {claim['steps']}" if short else ""
+                notes = []
+                if short:
+                    notes.append(f"runs of {max(short)} steps < {claim['steps']}")
+                if long_epoch:
+                    notes.append(f"an epoch of {max(long_epoch)} steps exceeds {claim['steps']}: the per-epoch loss "
+                                 f"cannot place step {claim['steps']}")
+                if flat:
+                    notes.append(f"{flat} flat curve{'s' if flat > 1 else ''}: no logged decrease")
+                note = "; ".join(notes)
                 comps.append(Comparison(f"{g} {run} {task}: {claim['tolerance']:g} − share of the loss drop "
                                         f"after {claim['steps']} steps", pd.Series(diffs, dtype=float).sort_index(),
                                         runs, note))
-        ctx.note(f"Fig. 12[train_loss per task: {run}, {', '.join(ctx.params['groups'])}]")
+        ctx.note(f"{claim.get('shown_in', '')}[train_loss per task: {run}, {', '.join(ctx.params['groups'])}]")
     return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
 
 
+@dataclass(frozen=True)
+class Kind:
+    """A kind of claim: its function and the run records it reads (besides the final metrics:
+    ``sweeps``, collect_sweeps; ``histories``, the training-loss histories)."""
+
+    run: object
+    inputs: frozenset = frozenset()
+
+
 KINDS = {
-    "beats": beats,
-    "prior_gain": prior_gain,
-    "task_gain": task_gain,
-    "sweep_best_differs": sweep_best_differs,
-    "below": below,
-    "converged_within": converged_within,
+    "beats": Kind(beats),
+    "prior_gain": Kind(prior_gain),
+    "task_gain": Kind(task_gain),
+    "sweep_prefers": Kind(sweep_prefers, frozenset({"sweeps"})),
+    "below": Kind(below),
+    "converged_within": Kind(converged_within, frozenset({"histories"})),
 }
 
 
@@ -360,7 +418,7 @@ def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | N
     for cid, claim in cfg["items"].items():
         for k, (label, reading) in enumerate(all_readings):
             ctx = Context(params, suite, records, sweeps, histories, reading)
-            comps, need, unit = KINDS[claim["kind"]](claim, ctx)
+            comps, need, unit = KINDS[claim["kind"]].run(claim, ctx)
             if k and not (ctx.used & set(reading)):
                 continue  # the reading changes nothing this claim reads
             verdict, deciding = decide(comps, need, cfg["alpha"])
@@ -387,6 +445,10 @@ def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | N
 
 def caption(params, suite: str, note: str) -> str:
     alpha = params["claims"]["alpha"]
+    gone = params["claims"].get("exclude", [])
+    caveats = "".join(f"{cid}: {c['caveat']} " for cid, c in params["claims"]["items"].items() if c.get("caveat"))
+    excluded = (f"\"Other methods\" and C5's pairs are the paper's rows only: {', '.join(gone)} (not in the paper's "
+                "tables; params/claims.yaml exclude) is left out. ") if gone else ""
     return (
         "The paper's claims (section 4; params/claims.yaml: each claim's sentence, the tables or figures it rests "
         "on and how it is read), checked on this suite's runs. Each claim is broken into comparisons, each a "
@@ -399,8 +461,11 @@ def caption(params, suite: str, note: str) -> str:
         "comparisons ordered from the strongest for the claim to the strongest against, the one the claim "
         "needs last (all: the n-th; most: the (n//2+1)-th); its effect (pp: accuracy points; %: of the bound or "
         "of the loss drop) with its unadjusted 95% CI, and its Holm-adjusted p. A difference equal on every seed "
-        "has p = 0 (none when zero). Comparisons: their number, and those significantly for (+) and against (−). "
-        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + note
+        "has p = 2^(1-n) (exact sign-flip test; p = 0 only for a quantity the claim declares deterministic; 1 "
+        "when zero); a seed with a non-finite difference (a diverged run) is dropped, with a note; a comparison "
+        "without a test counts in the Holm family with p = 1. "
+        "Comparisons: their number, and those significantly for (+) and against (−). "
+        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + excluded + caveats + note
     )
 
 
@@ -460,10 +525,11 @@ def to_csv(table: pd.DataFrame) -> str:
 # ----------------------------------------------------------------- the catalogue's builder
 
 def loss_histories(params, suite: str, root) -> pd.DataFrame:
-    """The training-loss histories of the methods ``converged_within`` claims read (and their readings)."""
+    """The training-loss histories of the methods read by claims whose kind needs ``histories`` (and their readings)."""
     from hetmtl.reporting.collect import metric_histories
 
-    named = {m for c in params["claims"]["items"].values() if c["kind"] == "converged_within" for m in c["methods"]}
+    named = {m for c in params["claims"]["items"].values() if "histories" in KINDS[c["kind"]].inputs
+             for m in c["methods"]}
     named |= {r[m] for _, r in readings(params, suite) for m in named if m in r}
     frames = []
     for method, setting in sorted({(run.method, run.setting) for run in params.runs(suite) if run.method in named}):
