@@ -331,8 +331,10 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
     assert "Nothing to be done" in planned.stdout + planned.stderr
     assert json.loads(stale.stdout) == {}
 
-    # A variant inherits its base's parameters (YAML anchor): editing the base reruns both.
-    expected = train(lambda g, s, m: m in ("mtal", "mtal_common"))
+    # A variant inherits its base's parameters (YAML anchor): editing the base reruns both,
+    # and MTAL's points of Table 7's weighting sweep (they train MTAL with its rho)
+    expected = train(lambda g, s, m: m in ("mtal", "mtal_common")) | {
+        ("sweep", w.group, paths.value_text(w.value)) for w in params.sweep_runs("tiny") if w.sweep == "weighting_mtal"}
     texts = {}
     for proj in (smk_proj, dvc_proj):
         methods = proj / "params" / "methods.yaml"
@@ -453,7 +455,9 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(dvc_r
     data["methods"]["mtal"]["rho"] = 0.55  # safe_dump expands the anchor: mtal_common keeps its rho
     methods.write_text(yaml.safe_dump(data))
     params = load_params(proj)
-    expected = {f"train-{g}-no_prior-mtal" for g in params["groups"]}
+    expected = {f"train-{g}-no_prior-mtal" for g in params["groups"]} | {  # and Table 7's MTAL points
+        f"sweep-{w.sweep}-{w.group}-{paths.value_text(w.value)}" for w in params.sweep_runs("tiny")
+        if w.sweep == "weighting_mtal"}
     out = run([dvc, "repro"], proj).stdout
     ran = _ran(out)
     assert ran == expected | {"aggregate"}
