@@ -148,6 +148,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         augments = [epoch_augment(cfg.crop_pad, bool(cfg.flip and cfg.flip[t]), steps, cfg.batch_size, cfg.seed, t,
                                   epoch) for t in range(len(data))]
         loss_sum = torch.zeros(len(data), device=device)
+        # what two tasks use changes only between epochs (MTAL's merges): listed once per epoch
+        shared = method.shared_parameters() if weighting.kind == "gradient" else []
         started = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         for step in bar:
@@ -171,8 +173,7 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
                         f"non-finite loss at epoch {epoch}, step {step + 1}: "
                         f"tasks {bad or names} (total {total.item()}); lower the learning rate "
                         "or check the data. The last good checkpoint is kept.")
-            weighting.backward(task_losses, regulariser, method.shared_parameters() if weighting.kind == "gradient"
-                               else [], trainable, rng_key=step_key(cfg.seed, epoch, step))
+            weighting.backward(task_losses, regulariser, shared, trainable, rng_key=step_key(cfg.seed, epoch, step))
             optimizer.step()
             steps_done += 1
             loss_sum += task_losses.detach()
