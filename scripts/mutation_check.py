@@ -119,7 +119,7 @@ MECHANISMS = [
   ("hard: prior clusters ignored", "src/hetmtl/methods/hard_sharing.py", "    if relations is None:\n        return [0] * T", "    if True:\n        return [0] * T", f"{T_METHODS}::test_hard_sharing_prior_builds_one_trunk_per_cluster"),
   ("weighting: single task weighted", "src/hetmtl/training/loop.py", "    if not method.joint:\n", "    if False:\n", f"{T_W}::test_single_task_networks_are_never_weighted"),
   ("weighting: uncertainty not optimised", "src/hetmtl/training/loop.py", 'extra = [{"params": list(weighting.parameters())}] if weighting is not None else []', "extra = []", f"{T_W}::test_uncertainty_weights_learn_and_follow_their_formula"),
-  ("loop: L2 penalty dropped", "src/hetmtl/training/loop.py", "            if cfg.l2_lambda:", "            if False:", f"{T_TRAIN}::test_l2_penalty_shrinks_the_weights"),
+  ("loop: L2 penalty dropped", "src/hetmtl/training/step.py", "        if cfg.l2_lambda:", "        if False:", f"{T_TRAIN}::test_l2_penalty_shrinks_the_weights"),
   ("loop: frozen blocks move", "src/hetmtl/methods/base.py", "                p.requires_grad_(False)", "                pass", f"{T_METHODS}::test_frozen_blocks_are_bit_identical_after_training"),
   # augmentation and ImageNet initialisation (the paper suite)
   ("augment: flip dropped", "src/hetmtl/training/augment.py", "            x = torch.where(flips[:, None, None, None], x.flip(-1), x)", "            pass", f"{T_TRAIN}::test_augmentation_crops_and_flips_on_the_uint8_batch"),
@@ -266,7 +266,7 @@ MECHANISMS = [
   ("table7: CI dropped", "src/hetmtl/reporting/tables.py", '            row[(label, "ci")] = ci_halfwidth(acc.to_numpy())', '            row[(label, "ci")] = 0.0', f"{T_W}::test_table7_reports_accuracy_and_the_step_time_relative_to_equal"),
   ("sweep: value text misread", "src/hetmtl/params/__init__.py", "(not isinstance(value, str) and _float(text) == value)", "(not isinstance(value, str) and _float(text) == round(value))", "tests/test_params.py::test_a_sweep_value_is_read_back_from_its_text"),
   ("weighting: Nash-MTL solver not rebuilt on resume", W_APPLY, 'if callable(rebuild) and getattr(module, "step", 0):', "if False:", f"{T_W}::test_a_resumed_run_continues_the_weightings_state"),
-  ("weighting: step seed ignores the epoch", "src/hetmtl/training/loop.py", "return (seed * 1_000_003 + epoch) * 1_000_003 + step", "return seed * 1_000_003 + step", f"{T_W}::test_pcgrad_draws_its_order_from_the_steps_seed"),
+  ("weighting: step seed ignores the epoch", "src/hetmtl/training/step.py", "return (seed * 1_000_003 + epoch) * 1_000_003 + step", "return seed * 1_000_003 + step", f"{T_W}::test_pcgrad_draws_its_order_from_the_steps_seed"),
   ("weighting: PCGrad's order not seeded", W_REG, 'RANDOMISED = frozenset({"rlw", "random", "pcgrad", "gradvac"})', 'RANDOMISED = frozenset({"rlw", "random", "gradvac"})', f"{T_W}::test_pcgrad_draws_its_order_from_the_steps_seed"),
   ("weighting: CAGrad's c ignored", W_REG, "    kwargs = dict(params)\n", "    kwargs = {k: (0.0 if k == 'c' else v) for k, v in params.items()}\n", f"{T_W}::test_cagrad_with_c_zero_is_the_mean_and_its_c_reaches_it"),
   ("weighting: IMTL-G mapped to UPGrad", W_REG, '"imtl_g": ("gradient", "torchjd.aggregation:IMTLG")', '"imtl_g": ("gradient", "torchjd.aggregation:UPGrad")', f"{T_W}::test_imtl_g_projects_equally_on_every_task_gradient"),

@@ -221,6 +221,21 @@ def cmd_figure(args) -> int:
     return _report_item(args, draw_figure, args.figure)
 
 
+def cmd_bench(args) -> int:
+    from hetmtl.bench.run import bench, markdown, write
+
+    p = _params(args)
+    p.suite(args.suite)
+    record = bench(p, args.suite, methods=args.method, group=args.group, device_name=args.device,
+                   threads=args.threads, warmup=args.warmup, steps=args.steps, epochs=args.epochs,
+                   count_only=args.count_only, compile_forward=args.compile, peak=args.peak_tflops, gpu=args.gpu,
+                   mfu=tuple(args.mfu))
+    print(markdown(record), end="")
+    for path in write(record, p.root):
+        print(path)
+    return 0
+
+
 def cmd_dvc_yaml(args) -> int:
     from hetmtl import dvc_yaml
 
@@ -318,6 +333,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("tracking", cmd_tracking, "check the MLflow store against the receipts, or rebuild it from them")
     sp.add_argument("action", choices=["check", "rebuild"],
                     help="check: the store holds every run on disk; rebuild: log again the runs it lacks, then check")
+    sp = add("bench", cmd_bench, "time every deep method's training step, count its FLOPs, and estimate the "
+                                 "suite grid's cost (table, and JSON under reports/<suite>/bench/)")
+    sp.add_argument("--method", nargs="+", help="only these methods (default: every deep method of the grid)")
+    sp.add_argument("--group", help="the task group whose cells are timed (default: the first of params/grid.yaml)")
+    sp.add_argument("--warmup", type=int, default=3, help="untimed steps before each timing")
+    sp.add_argument("--steps", type=int, default=20, help="timed steps per timing")
+    sp.add_argument("--epochs", type=int, default=2, help="epochs of `fit` timed for the harness ratio")
+    sp.add_argument("--count-only", action="store_true",
+                    help="count FLOPs and estimate GPU-hours only (no timing, no data needed)")
+    sp.add_argument("--compile", action="store_true", help="also time the step with the forward under torch.compile")
+    sp.add_argument("--peak-tflops", type=float, help="this GPU's bf16 peak for MFU (default: hetmtl/bench/peaks.py)")
+    sp.add_argument("--gpu", default="H100", help="the GPU of the GPU-hours estimate (hetmtl/bench/peaks.py)")
+    sp.add_argument("--mfu", type=float, nargs="+", default=[0.4, 0.6],
+                    help="the MFUs assumed for the GPU-hours estimate")
+    device_flags(sp, progress=False)
     what = "write dvc.yaml from params/ for a suite (default: params/dvc_suite.yaml's)"
     sp = sub.add_parser("dvc-yaml", help=what, description=what)
     sp.add_argument("--suite", help="write it for this suite and record the choice in params/dvc_suite.yaml")

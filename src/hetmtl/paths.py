@@ -134,3 +134,8 @@ def store_lock() -> Path:
 def checkout_id() -> Path:
     """This checkout's random id (``hetmtl.checkout`` tag of its runs)."""
     return Path("results") / ".hetmtl-checkout"
+
+
+def bench_file(suite: str, device: str, ext: str) -> Path:
+    """``hetmtl bench``'s table (md) and record (json) of a suite on a device type."""
+    return Path("reports") / suite / "bench" / f"bench_{device}.{ext}"

@@ -162,14 +162,17 @@ def tune_command(suite: str, group: str, setting: str, method: str) -> str:
     return f"hetmtl tune --suite {suite} --group {group} --setting {setting} --method {method}"
 
 
-def resolve(params, run: RunId, tune: bool = True) -> ResolvedRun:
+def resolve(params, run: RunId, tune: bool = True, inputs: bool = True) -> ResolvedRun:
     """The one resolver of a training run: params and ``run`` -> a frozen record.
 
     Refuses a run that is not in the suite's grid or sweeps (one line naming
     the file to edit). Reads the prepared data's manifests (their MD5s enter
     ``params_digest``), for the prior setting R from the relations stage and,
     when the suite tunes, the values its tune stage chose (``tune=False``: the
-    defaults, what the tune stage's trials start from)."""
+    defaults, what the tune stage's trials start from). ``inputs=False`` (``hetmtl
+    bench``: the shape of a run, before its inputs exist): missing prepared data
+    leave ``data_md5`` without them and a missing R leaves ``relations`` None
+    (a uniform R, the cost of the same networks); such a record is never trained."""
     if run not in (params.sweep_runs(run.suite) if run.sweep else params.runs(run.suite)):
         where = "sweeps" if run.sweep else "grid"
         raise ParamsError(f"{json.dumps(run.__dict__)} is not in the {where} of params/grid.yaml and "
@@ -184,11 +187,12 @@ def resolve(params, run: RunId, tune: bool = True) -> ResolvedRun:
         epochs = suite["sweeps"][run.sweep]["epochs"]
     cfg = train_config(params, run.suite, run.seed, tasks, epochs=epochs, weighting=mcfg["weighting"])
     relations, relations_file = None, None
-    if run.setting == "prior":
+    if run.setting == "prior" and (inputs or (root / paths.relations_csv(run.suite, run.group)).exists()):
         relations_file = files.require(root / paths.relations_csv(run.suite, run.group),
                                        f"hetmtl relations --suite {run.suite} --group {run.group}")
         relations = read_relations(relations_file, tasks)
-    data_md5 = _data_md5(params, run.suite, tasks)
+    data_md5 = _data_md5(params, run.suite, tasks if inputs else
+                         [t for t in tasks if (root / paths.prepared_manifest(run.suite, t)).exists()])
     tuned, tune_file = None, None
     if tune and run.sweep is None and params.tunes(run.suite):  # the tune stage's choice, read once here
         tune_file, tuned = read_tune(params, run)

@@ -11,7 +11,7 @@ batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,13 @@ class EpochAugment:
     offsets: torch.Tensor  # (steps, batch, 2) crop offsets in [0, 2 * pad]
     flips: torch.Tensor  # (steps, batch) bool
     pad: int
+    # per step: does any image of the batch flip? Held on the host, so that a step on
+    # CUDA does not wait for the device to answer it
+    any_flip: tuple[bool, ...] = field(default=())
+
+    def to(self, device) -> EpochAugment:
+        """The epoch's draws on ``device`` (moved once per epoch, not per step)."""
+        return replace(self, offsets=self.offsets.to(device), flips=self.flips.to(device))
 
     def apply(self, x: torch.Tensor, step: int) -> torch.Tensor:
         """Augment batch ``step`` (uint8 N x C x H x W) on its device."""
@@ -35,7 +42,7 @@ class EpochAugment:
             c = torch.arange(C, device=x.device)[None, :, None, None]
             x = padded[n, c, rows, cols]
         flips = self.flips[step, :x.shape[0]].to(x.device)
-        if bool(flips.any()):
+        if self.any_flip[step] if self.any_flip else bool(flips.any()):
             x = torch.where(flips[:, None, None, None], x.flip(-1), x)
         return x
 
@@ -48,4 +55,4 @@ def epoch_augment(crop_pad: int, flip: bool, steps: int, batch_size: int, seed: 
     g = torch.Generator().manual_seed(((seed * 7919 + task_index) * 104729 + epoch) % (2**63) + 1)
     offsets = torch.randint(0, 2 * crop_pad + 1, (steps, batch_size, 2), generator=g)
     flips = (torch.rand(steps, batch_size, generator=g) < 0.5) & flip
-    return EpochAugment(offsets, flips, crop_pad)
+    return EpochAugment(offsets, flips, crop_pad, tuple(flips.any(1).tolist()))

@@ -10,32 +10,23 @@ bf16 autocast; on the CPU in float32 with deterministic algorithms.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from hetmtl.data.tasks import TaskData, epoch_batches, steps_per_epoch, to_input
-from hetmtl.errors import UserError
+from hetmtl.data.tasks import TaskData, to_input
 from hetmtl.methods.base import Method
 from hetmtl.runs import TrainConfig
-from hetmtl.training.augment import epoch_augment
+from hetmtl.training.step import Diverged, NonFiniteLoss, TrainStep, autocast, step_key
 from hetmtl.weightings import build as build_weighting
 from hetmtl.weightings.apply import Weighting
 
-
-class Diverged(UserError, RuntimeError):
-    """Training left the range where its numbers mean anything: the run stops
-    (FAILED, no receipt, the last good checkpoint kept)."""
-
-
-class NonFiniteLoss(Diverged):
-    """The loss became NaN or infinite."""
+__all__ = ["Diverged", "NonFiniteLoss", "accuracy", "check_epoch", "fit", "make_optimizer", "make_weighting",
+           "recalibrate_batchnorm", "step_key"]
 
 
 def check_epoch(method: Method, data: list[TaskData], epoch: int, train_loss: list[float], factor: float) -> None:
@@ -72,10 +63,7 @@ def make_optimizer(method: Method, cfg: TrainConfig, weighting: Weighting | None
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+_autocast = autocast  # the name the evaluation code uses
 
 
 @torch.no_grad()
@@ -138,45 +126,17 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         weighting.restore(state["weighting_snapshot"], device)
         weighting.load_state_dict(state["weighting"])
         history, start, steps_done = list(state["history"]), int(state["epoch"]), int(state["steps_done"])
-    steps = steps_per_epoch(data, cfg.batch_size)
-    names = [d.name for d in data]
-    trainable = [p for p in method.parameters() if p.requires_grad] + list(weighting.parameters())
+    runner = TrainStep(method, data, cfg, device, weighting, optimizer)
+    steps, names = runner.steps, runner.names
     train_seconds, first = 0.0, steps_done
     for epoch in range(start + 1, cfg.epochs + 1):
-        batches = [epoch_batches(d.size(), cfg.batch_size, steps, cfg.seed, t, epoch).to(device)
-                   for t, d in enumerate(data)]
-        augments = [epoch_augment(cfg.crop_pad, bool(cfg.flip and cfg.flip[t]), steps, cfg.batch_size, cfg.seed, t,
-                                  epoch) for t in range(len(data))]
+        runner.begin_epoch(epoch)
         loss_sum = torch.zeros(len(data), device=device)
-        # what two tasks use changes only between epochs (MTAL's merges): listed once per epoch
-        shared = method.shared_parameters() if weighting.kind == "gradient" else []
         started = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         for step in bar:
-            optimizer.zero_grad(set_to_none=True)
-            idx = [batches[t][step] for t in range(len(data))]
-            images = [d.x["train"][i] for d, i in zip(data, idx)]
-            images = [x if a is None else a.apply(x, step) for x, a in zip(images, augments)]
-            with _autocast(device):
-                logits = method.forward_all([to_input(x, cfg.input_norm) for x in images])
-            task_losses = torch.stack([F.cross_entropy(lg.float(), d.y["train"][i])
-                                       for lg, d, i in zip(logits, data, idx)])
-            regulariser = method.extra_loss()
-            if cfg.l2_lambda:
-                l2 = cfg.l2_lambda * sum(w.pow(2).sum() for t in range(len(data)) for w in method.task_weights(t))
-                regulariser = l2 if regulariser is None else regulariser + l2
-            if (step + 1) % cfg.nan_check_every == 0 or step + 1 == steps:
-                total = task_losses.detach().sum() + (0 if regulariser is None else regulariser.detach())
-                if not torch.isfinite(total).item():
-                    bad = [n for n, v in zip(names, task_losses.tolist()) if not math.isfinite(v)]
-                    raise NonFiniteLoss(
-                        f"non-finite loss at epoch {epoch}, step {step + 1}: "
-                        f"tasks {bad or names} (total {total.item()}); lower the learning rate "
-                        "or check the data. The last good checkpoint is kept.")
-            weighting.backward(task_losses, regulariser, shared, trainable, rng_key=step_key(cfg.seed, epoch, step))
-            optimizer.step()
+            loss_sum += runner.step(step)
             steps_done += 1
-            loss_sum += task_losses.detach()
         metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}  # (syncs the device)
         train_seconds += time.perf_counter() - started  # the steps only (Table 7's step-time ratio)
         weighting.end_epoch()
@@ -211,11 +171,6 @@ def make_weighting(method: Method, cfg: TrainConfig, num_tasks: int) -> Weightin
     if not method.joint:
         return build_weighting("equal", {}, num_tasks)
     return build_weighting(cfg.weighting, dict(cfg.weighting_params), num_tasks)
-
-
-def step_key(seed: int, epoch: int, step: int) -> int:
-    """The seed of a step's random draws (rlw, random, PCGrad's order): the same on resumption."""
-    return (seed * 1_000_003 + epoch) * 1_000_003 + step
 
 
 def metric_values(metrics: dict, prefix: str) -> str:
