@@ -136,6 +136,7 @@ def checkout_id() -> Path:
     return Path("results") / ".hetmtl-checkout"
 
 
-def bench_file(suite: str, device: str, ext: str) -> Path:
-    """``hetmtl bench``'s table (md) and record (json) of a suite on a device type."""
-    return Path("reports") / suite / "bench" / f"bench_{device}.{ext}"
+def bench_file(suite: str, name: str, ext: str) -> Path:
+    """``hetmtl bench``'s table (md) and record (json) of a suite: ``name`` the
+    device type it was timed on, or ``estimate`` (``--count-only``)."""
+    return Path("reports") / suite / "bench" / f"bench_{name}.{ext}"

@@ -45,6 +45,11 @@ class JobCost:
     def flops(self) -> int:
         return self.train_flops + self.eval_flops
 
+    @property
+    def part(self) -> str:
+        """Where the job belongs: the grid (Tables 2-6), or a sweep."""
+        return "grid" if self.run.sweep is None else f"sweep {self.run.sweep}"
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -121,10 +126,16 @@ def estimate(costs: list[JobCost], rates: dict[str, float]) -> dict:
     """Seconds of the jobs at ``rates`` (FLOP/s per grid method name): per method
     and in total. A method without a rate is left out and listed."""
     per_method: dict[str, dict] = {}
+    per_part: dict[str, dict] = {}
     for c in costs:
         m = per_method.setdefault(c.method, {"jobs": 0, "flops": 0, "seconds": None})
         m["jobs"] += 1
         m["flops"] += c.flops
+        part = per_part.setdefault(c.part, {"jobs": 0, "flops": 0, "seconds": 0.0})
+        part["jobs"] += 1
+        part["flops"] += c.flops
+        if rates.get(c.method):
+            part["seconds"] += c.flops / rates[c.method]
     missing = sorted(m for m in per_method if not rates.get(m))
     for name, m in per_method.items():
         if rates.get(name):
@@ -132,4 +143,5 @@ def estimate(costs: list[JobCost], rates: dict[str, float]) -> dict:
     seconds = sum(m["seconds"] for m in per_method.values() if m["seconds"] is not None)
     return {"jobs": len(costs), "flops": sum(c.flops for c in costs),
             "train_flops": sum(c.train_flops for c in costs), "eval_flops": sum(c.eval_flops for c in costs),
-            "seconds": seconds, "hours": seconds / 3600, "per_method": per_method, "without_rate": missing}
+            "seconds": seconds, "hours": seconds / 3600, "per_method": per_method, "per_part": per_part,
+            "without_rate": missing}

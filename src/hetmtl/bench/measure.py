@@ -5,7 +5,8 @@ batches and dtype:
   object ``fit`` repeats;
 - ``bare``: a plain PyTorch loop written for the same step (the same batches and
   augmentation, forward under the same autocast, the cross-entropies, the L2
-  penalty as a per-tensor sum, ``backward``, ``SGD.step``) and nothing else; and
+  penalty as a per-tensor sum, ``backward``, ``SGD.step`` over the method's
+  parameter groups) and nothing else; and
   the same loop doing what the protocol evaluates (the validation split after
   every epoch, SPEC's per-epoch ``val_acc``, and the test split once): the
   reference the harness is held to;
@@ -98,7 +99,7 @@ def _bare_step(method, data, cfg, device):
     """A plain loop's step on the same batches (see the module's docstring);
     returns (begin_epoch, step, steps per epoch, optimiser)."""
     method = prepare(method, cfg, device)
-    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum)
+    opt = make_optimizer(method, cfg)  # SGD over the method's groups and their rates (cross-stitch's units)
     runner = TrainStep(method, data, cfg, device, make_weighting(method, cfg, len(data)), opt)
 
     def step(i: int) -> None:

@@ -195,6 +195,20 @@ def markdown(record: dict) -> str:
         lines.append(f"- on one {g['gpu']} (bf16 peak {g['peak_tflops']:g} TFLOP/s) at an assumed MFU of "
                      f"{float(m):.0%}: {e['flops'] / 1e18:.3g} EFLOP, {e['hours']:.3g} GPU-hours (an estimate "
                      "from FLOPs, not a measurement)")
+    mfus = list(g["at_mfu"])
+    head = ["part", "jobs", "PFLOP"] + (["hours (measured rates)"] if measured else []) \
+        + [f"{g['gpu']}-hours at MFU {float(m):.0%}" for m in mfus]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    first = g["at_mfu"][mfus[0]]["per_part"]
+    for part, e in first.items():
+        cells = [part, str(e["jobs"]), f"{e['flops'] / 1e15:.4g}"]
+        if measured:
+            cells.append(f"{record['estimate_measured']['per_part'][part]['seconds'] / 3600:.3g}")
+        cells += [f"{g['at_mfu'][m]['per_part'][part]['seconds'] / 3600:.3g}" for m in mfus]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "A job: its training steps (a gradient aggregator's step with one backward per task) and its "
+              "evaluation (validation every epoch, test once); the relations stage, tune trials, MTAL's matching "
+              "and checkpoints are not counted (hetmtl/bench/estimate.py)."]
     return "\n".join(lines) + "\n"
 
 
@@ -202,7 +216,8 @@ def write(record: dict, root) -> list:
     """The record's JSON and Markdown under reports/<suite>/bench/."""
     out = []
     for ext, text in (("json", json.dumps(record, indent=2) + "\n"), ("md", markdown(record))):
-        path = root / paths.bench_file(record["suite"], record["device_type"], ext)
+        name = "estimate" if record["count_only"] else record["device_type"]
+        path = root / paths.bench_file(record["suite"], name, ext)
         files.write_text(path, text)
         out.append(path)
     return out
