@@ -30,6 +30,7 @@ T_CRASH = "tests/test_pipeline.py::test_crashed_job_leaves_no_receipt_and_resume
 PF = "src/hetmtl/preflight.py"
 CLAIMS, T_CLAIMS = "src/hetmtl/reporting/claims.py", "tests/test_claims.py"
 TUNE, T_TUNE = "src/hetmtl/training/tune.py", "tests/test_tune.py"
+EST, T_BENCH = "src/hetmtl/bench/estimate.py", "tests/test_bench.py"
 # (name, file, exact old text (occurs once), new text, test that must fail)
 DATA = [  ("unsafe names", "src/hetmtl/data/archives.py", "    p = PurePosixPath(name)\n", "    return\n    p = PurePosixPath(name)\n", "tests/test_data.py::test_unsafe_members_are_refused"),
   ("links", "src/hetmtl/data/archives.py", "if info.issym() or info.islnk():", "if False:", "tests/test_data.py::test_links_are_refused"),
@@ -315,6 +316,23 @@ MECHANISMS = [
   ('claims: below metric unchecked', 'src/hetmtl/params/__init__.py', '            if c["metric"] not in known:', '            if False:', f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
   ('claims: prior_gain tables unchecked', 'src/hetmtl/params/__init__.py', '                if (tp["setting"], tn["setting"]) != ("prior", "no_prior") or tp["group"] != tn["group"]:', '                if False:', f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
   ('claims: zero comparisons pass', 'src/hetmtl/params/__init__.py', '        if _claim_comparisons(d, c) == 0:', '        if False:', f"{T_CLAIMS}::test_a_claim_params_cannot_read_is_one_line_naming_file_and_key"),
+  # hetmtl bench (issue 15): the cost model, the counts, the timed and the bare step
+  ("bench: an aggregator's step has one backward", EST, "    joint_step = shape.joint.step_with(T, gradient)", "    joint_step = shape.joint.step_with(1, gradient)", f"{T_BENCH}::test_a_job_costs_its_largest_tasks_steps_its_pretraining_its_aggregator_and_its_evaluation"),
+  ("bench: every weighting costed as an aggregator", EST, '    gradient = METHODS[resolved.method_class].joint and WEIGHTINGS[cfg.weighting][0] == "gradient"', "    gradient = METHODS[resolved.method_class].joint", f"{T_BENCH}::test_a_job_costs_its_largest_tasks_steps_its_pretraining_its_aggregator_and_its_evaluation"),
+  ("bench: pre-training costed at the joint step", EST, "    pre_step = shape.pretrain.step if shape.pretrain is not None else 0", "    pre_step = shape.joint.step", f"{T_BENCH}::test_a_job_costs_its_largest_tasks_steps_its_pretraining_its_aggregator_and_its_evaluation"),
+  ("bench: the epoch set by the smallest task", EST, "    S = max(math.ceil(", "    S = min(math.ceil(", f"{T_BENCH}::test_a_job_costs_its_largest_tasks_steps_its_pretraining_its_aggregator_and_its_evaluation"),
+  ("bench: test evaluated every epoch", EST, '        + evaluation(shape.joint, "test")', '        + E * evaluation(shape.joint, "test")', f"{T_BENCH}::test_the_estimate_scales_linearly_with_epochs_and_seeds"),
+  ("bench: validation not costed", EST, '(E - P) * evaluation(shape.joint, "val")', '0 * evaluation(shape.joint, "val")', f"{T_BENCH}::test_a_job_costs_its_largest_tasks_steps_its_pretraining_its_aggregator_and_its_evaluation"),
+  ("bench: a method's jobs at another's rate", EST, '            m["seconds"] = m["flops"] / rates[name]', '            m["seconds"] = m["flops"] / max(rates.values())', f"{T_BENCH}::test_the_estimate_divides_each_jobs_flops_by_its_methods_rate"),
+  ("bench: backward not counted", "src/hetmtl/bench/flops.py", '    bwd = counted(lambda: box["loss"].backward())', "    bwd = 0", f"{T_BENCH}::test_a_vgg16_image_counts_what_torchvision_documents"),
+  ("bench: eval counted at the batch", "src/hetmtl/bench/flops.py", "            x = torch.empty(1, s.channels", "            x = torch.empty(2, s.channels", f"{T_BENCH}::test_a_vgg16_image_counts_what_torchvision_documents"),
+  ("bench: bare loop without the L2 penalty", "src/hetmtl/bench/measure.py", "        if cfg.l2_lambda:\n            loss = loss + cfg.l2_lambda", "        if False:\n            loss = loss + cfg.l2_lambda", f"{T_BENCH}::test_the_timed_step_is_fits_step_and_the_bare_step_computes_the_same"),
+  ("bench: bare loop ignores the method's rates", "src/hetmtl/bench/measure.py", "    opt = make_optimizer(method, cfg)  # SGD", "    opt = torch.optim.SGD(method.parameters(), lr=cfg.lr, momentum=cfg.momentum)  # SGD", f"{T_BENCH}::test_the_timed_step_is_fits_step_and_the_bare_step_computes_the_same"),
+  ("bench: prepared tasks ignored", "src/hetmtl/bench/measure.py", "    if all(s.exact for s in shapes):", "    if False:", f"{T_BENCH}::test_the_bench_reads_the_prepared_tasks"),
+  ("bench: H100 PCIe read as SXM", "src/hetmtl/bench/peaks.py", '    "H100 PCIe": 756.5,\n', "", f"{T_BENCH}::test_known_peaks_and_their_override"),
+  ("bench: resolve skips R although asked for inputs", "src/hetmtl/resolve.py", "(inputs or (root / paths.relations_csv(run.suite, run.group)).exists())", "(root / paths.relations_csv(run.suite, run.group)).exists()", f"{T_BENCH}::test_a_run_resolves_for_the_bench_before_its_inputs_exist"),
+  ("step: NaN never checked", "src/hetmtl/training/step.py", "        if (step + 1) % cfg.nan_check_every == 0 or step + 1 == self.steps:", "        if False:", f"{T_TRAIN}::test_nan_loss_stops_the_run_with_a_message"),
+  ("augment: host flag says no flip", "src/hetmtl/training/augment.py", "    return EpochAugment(offsets, flips, crop_pad, tuple(flips.any(1).tolist()))", "    return EpochAugment(offsets, flips, crop_pad, tuple([False] * steps))", f"{T_TRAIN}::test_augmentation_crops_and_flips_on_the_uint8_batch"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

@@ -246,3 +246,20 @@ def test_count_shape_is_what_a_method_builds(params):
     T = len(shapes)
     assert stitch.pretrain.step == single.step
     assert (T - 0.5) * single.step < stitch.joint.step < (T + 1.5) * single.step
+
+
+def test_the_estimate_divides_each_jobs_flops_by_its_methods_rate():
+    from hetmtl.bench.estimate import JobCost, estimate
+    from hetmtl.runs import RunId
+
+    def job(method, flops, sweep=None):
+        return JobCost(RunId("s", "g", "no_prior", method, 0, sweep, 1 if sweep else None), method, "equal", 1, 0, 1,
+                       flops, 0)
+
+    costs = [job("a", 6e12), job("a", 2e12, "rho"), job("b", 9e12)]
+    e = estimate(costs, {"a": 2e12, "b": 3e12})
+    assert e["seconds"] == pytest.approx(4 + 3) and e["hours"] == pytest.approx(7 / 3600)
+    assert e["per_part"]["grid"]["seconds"] == pytest.approx(3 + 3)
+    assert e["per_part"]["sweep rho"] == {"jobs": 1, "flops": 2e12, "seconds": pytest.approx(1)}
+    partial = estimate(costs, {"a": 2e12})
+    assert partial["without_rate"] == ["b"] and partial["seconds"] == pytest.approx(4)
