@@ -333,6 +333,8 @@ MECHANISMS = [
   ("bench: resolve skips R although asked for inputs", "src/hetmtl/resolve.py", "(inputs or (root / paths.relations_csv(run.suite, run.group)).exists())", "(root / paths.relations_csv(run.suite, run.group)).exists()", f"{T_BENCH}::test_a_run_resolves_for_the_bench_before_its_inputs_exist"),
   ("step: NaN never checked", "src/hetmtl/training/step.py", "        if (step + 1) % cfg.nan_check_every == 0 or step + 1 == self.steps:", "        if False:", f"{T_TRAIN}::test_nan_loss_stops_the_run_with_a_message"),
   ("augment: host flag says no flip", "src/hetmtl/training/augment.py", "    return EpochAugment(offsets, flips, crop_pad, tuple(flips.any(1).tolist()))", "    return EpochAugment(offsets, flips, crop_pad, tuple([False] * steps))", f"{T_TRAIN}::test_augmentation_crops_and_flips_on_the_uint8_batch"),
+  ("step: the flip decided on the device", "src/hetmtl/training/augment.py", "        if self.any_flip[step] if self.any_flip else bool(flips.any()):", "        if bool(flips.any()):", f"{T_BENCH}::test_a_step_between_nan_checks_never_waits_for_the_device"),
+  ("step: NaN checked every step", "src/hetmtl/training/step.py", "        if (step + 1) % cfg.nan_check_every == 0 or step + 1 == self.steps:", "        if True:", f"{T_BENCH}::test_a_step_between_nan_checks_never_waits_for_the_device"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

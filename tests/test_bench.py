@@ -263,3 +263,47 @@ def test_the_estimate_divides_each_jobs_flops_by_its_methods_rate():
     assert e["per_part"]["sweep rho"] == {"jobs": 1, "flops": 2e12, "seconds": pytest.approx(1)}
     partial = estimate(costs, {"a": 2e12})
     assert partial["without_rate"] == ["b"] and partial["seconds"] == pytest.approx(4)
+
+
+class _Syncs(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the operators that make a CUDA host wait for the device: a value
+    read to the host (``.item()``, ``bool()``) or an output shaped by the data."""
+
+    WAITS = ("_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_consecutive", "is_nonzero",
+             "equal")
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.WAITS:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ["single_task", "hard_sharing", "soft_sharing", "cross_stitch", "nddr_cnn", "mtal"])
+def test_a_step_between_nan_checks_never_waits_for_the_device(name, toy_tasks, params):
+    """On CUDA a step must queue its work and return: no value read back to the
+    host and no shape that depends on data, except the NaN check every
+    ``nan_check_every`` steps (checked here on the CPU, by the operators called)."""
+    from hetmtl.methods import TaskInfo
+    from hetmtl.resolve import method_params
+
+    method = METHODS[name]([TaskInfo(d.name, d.channels, d.num_classes) for d in toy_tasks], SPEC,
+                           {**method_params(params, name), "init": "scratch"}, 0)
+    config = cfg(epochs=1, nan_check_every=100, crop_pad=2, flip=(True, True, True))
+    device = torch.device("cpu")
+    method = method.to(device, memory_format=torch.channels_last).train()
+    weighting = make_weighting(method, config, len(toy_tasks))
+    runner = TrainStep(method, toy_tasks, config, device, weighting, make_optimizer(method, config, weighting))
+    runner.begin_epoch(1)
+    assert runner.steps > 2
+    runner.step(0)  # the optimiser's state is made at its first step
+    with _Syncs() as mode:
+        runner.step(1)
+    assert mode.seen == []
+    with _Syncs() as mode:
+        runner.step(runner.steps - 1)  # the epoch's last step checks the loss: one read
+    assert mode.seen == ["_local_scalar_dense"]

@@ -32,6 +32,7 @@ FLOORS = (
     # training: the loop, jobs, relations; reporting: records -> tables and figures (reads
     # receipts, rebuilds trained models from resolved runs): neither needs the other
     ("hetmtl.training", "hetmtl.reporting"),
+    ("hetmtl.bench",),  # what a suite costs: the training step timed, FLOPs counted, the grid costed
     ("hetmtl.cli", "hetmtl.dvc_yaml", "hetmtl.preflight", "hetmtl.forkserver"),  # entry points
 )
 OPEN = {0, len(FLOORS) - 1}
