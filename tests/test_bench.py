@@ -307,3 +307,25 @@ def test_a_step_between_nan_checks_never_waits_for_the_device(name, toy_tasks, p
     with _Syncs() as mode:
         runner.step(runner.steps - 1)  # the epoch's last step checks the loss: one read
     assert mode.seen == ["_local_scalar_dense"]
+
+
+def test_checkpoints_take_at_most_their_share_of_a_job(monkeypatch, tmp_path):
+    """The first epoch writes one; then one is written only when the training
+    since the last took 1 / share times as long as that write (fake clock)."""
+    from hetmtl.training import checkpoint
+
+    now = {"t": 100.0}
+    written = []
+
+    def write(path, state):
+        written.append(state["epoch"])
+        now["t"] += 2.0  # every write takes 2 s
+
+    monkeypatch.setattr(checkpoint.time, "perf_counter", lambda: now["t"])
+    monkeypatch.setattr(checkpoint, "save", write)
+    cadence = checkpoint.Cadence(share=0.05)  # at most 5%: 2 s of writing per 40 s of training
+    for epoch, seconds in enumerate([1, 10, 10, 10, 10, 1, 38, 1], start=1):
+        now["t"] += seconds
+        cadence.save(tmp_path / "c.pt", {"epoch": epoch})
+    assert written == [1, 5, 8]
+    assert checkpoint.SHARE == 0.05

@@ -11,7 +11,7 @@ batches and dtype:
   every epoch, SPEC's per-epoch ``val_acc``, and the test split once): the
   reference the harness is held to;
 - ``harness``: ``fit`` itself for some epochs (validation, the epoch's checks,
-  the method's epoch work, a checkpoint written every epoch as a job does) plus the test
+  the method's epoch work, checkpoints as a job writes them) plus the test
   evaluation a job runs once, its share spread over the suite's epochs.
 
 The harness's own cost is then its time over the bare job's: checkpoints,
@@ -173,15 +173,15 @@ def time_bare_job(method, data, cfg, device, epochs: int, suite_epochs: int) -> 
 
 
 def time_harness(method, data, cfg, device, epochs: int, suite_epochs: int) -> dict:
-    """``fit`` for ``epochs`` epochs with a checkpoint per epoch, then the test
+    """``fit`` for ``epochs`` epochs with a job's checkpoints, then the test
     evaluation as a job runs it: seconds per step (the test's share spread over
     ``suite_epochs``), and of the steps alone."""
     cfg = replace(cfg, epochs=epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "checkpoint.pt"
+        path, cadence = Path(tmp) / "checkpoint.pt", checkpoint.Cadence()
 
-        def on_epoch(epoch, metrics, state):
-            checkpoint.save(path, {**state, "key": {"bench": True}})
+        def on_epoch(epoch, metrics, state):  # as a job: a checkpoint when due (training/checkpoint.py)
+            cadence.save(path, {**state, "key": {"bench": True}})
 
         _sync(device)
         started = time.perf_counter()

@@ -159,9 +159,9 @@ def markdown(record: dict) -> str:
     if measured:
         head += ["ms/step", "images/s", "TFLOP/s", "MFU", "peak MiB", "bare ms/step", "step/bare", "harness/bare",
                  "evaluation"]
-    lines = [f"hetmtl bench: suite {record['suite']} on {record['device']}"
-             + ("" if not measured else f", {record['steps']} timed steps after {record['warmup']}, "
-                f"harness {record['harness_epochs']} epoch(s)"), "",
+    lines = [(f"hetmtl bench: suite {record['suite']} on {record['device']}, {record['steps']} timed steps after "
+              f"{record['warmup']}, harness {record['harness_epochs']} epoch(s)") if measured else
+             f"hetmtl bench --count-only: suite {record['suite']}, FLOPs counted on the meta device, nothing timed", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["method"], _f(r["gflop_per_step"], ".2f")]
@@ -178,8 +178,9 @@ def markdown(record: dict) -> str:
         lines.append(f"Data: {', '.join(sorted({r['data'] for r in rows}))}; forward dtype "
                      f"{', '.join(sorted({r['forward_dtype'] for r in rows}))}.")
         lines.append("step/bare: the loop's step over a plain PyTorch step on the same batches. harness/bare: a job "
-                     "as `fit` runs it (validation every epoch, divergence checks, a checkpoint every epoch, the test "
-                     "split once, spread over the suite's epochs) over the same protocol written as a plain loop; "
+                     "as `fit` runs it (validation every epoch, divergence checks, checkpoints as a job writes them, "
+                     "the test split once, spread over the suite's epochs) over the same protocol written as a plain "
+                     "loop; "
                      "evaluation: the protocol's validation and test share of that plain job. peak MiB: "
                      + ("the device's peak allocation." if record["device_type"] == "cuda"
                         else "the process's peak resident memory so far (a CPU has no per-run figure)."))

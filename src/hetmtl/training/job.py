@@ -113,13 +113,14 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
              f"{cfg.epochs} epochs on {device.type}, MLflow run {logger.run_id}"
              + (f", resumed after epoch {state['epoch']} ({ckpt_path})" if state else ""))
     clock = {"last": time.time()}
+    cadence = checkpoint.Cadence()  # a checkpoint when due: at most 5% of the job's time (checkpoint.py)
 
     def on_epoch(epoch: int, metrics: dict, train_state: dict) -> None:
         logger.log_metrics(metrics, step=epoch)
         now = time.time()  # the line before the checkpoint: a crash in between loses no epoch's line
         log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock["last"]))
         clock["last"] = now
-        checkpoint.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})
+        cadence.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})
 
     started = time.time()
     try:  # anything that fails before the receipt is written leaves the run FAILED
