@@ -120,7 +120,7 @@ MECHANISMS = [
   ("hard: prior clusters ignored", "src/hetmtl/methods/hard_sharing.py", "    if relations is None:\n        return [0] * T", "    if True:\n        return [0] * T", f"{T_METHODS}::test_hard_sharing_prior_builds_one_trunk_per_cluster"),
   ("weighting: single task weighted", "src/hetmtl/training/loop.py", "    if not method.joint:\n", "    if False:\n", f"{T_W}::test_single_task_networks_are_never_weighted"),
   ("weighting: uncertainty not optimised", "src/hetmtl/training/loop.py", 'extra = [{"params": list(weighting.parameters())}] if weighting is not None else []', "extra = []", f"{T_W}::test_uncertainty_weights_learn_and_follow_their_formula"),
-  ("loop: L2 penalty dropped", "src/hetmtl/training/step.py", "        if cfg.l2_lambda:", "        if False:", f"{T_TRAIN}::test_l2_penalty_shrinks_the_weights"),
+  ("loop: L2 penalty dropped", "src/hetmtl/training/step.py", "            self.l2.add_to_gradients()", "            pass", f"{T_TRAIN}::test_l2_penalty_shrinks_the_weights"),
   ("loop: frozen blocks move", "src/hetmtl/methods/base.py", "                p.requires_grad_(False)", "                pass", f"{T_METHODS}::test_frozen_blocks_are_bit_identical_after_training"),
   # augmentation and ImageNet initialisation (the paper suite)
   ("augment: flip dropped", "src/hetmtl/training/augment.py", "            x = torch.where(flips[:, None, None, None], x.flip(-1), x)", "            pass", f"{T_TRAIN}::test_augmentation_crops_and_flips_on_the_uint8_batch"),
@@ -338,6 +338,11 @@ MECHANISMS = [
   ("checkpoint: written every epoch", "src/hetmtl/training/checkpoint.py", "        if started - self.since < self.write_s / self.share:", "        if False:", f"{T_BENCH}::test_checkpoints_take_at_most_their_share_of_a_job"),
   ("checkpoint: the write's time not measured", "src/hetmtl/training/checkpoint.py", "        self.write_s = self.since - started", "        self.write_s = 0.0", f"{T_BENCH}::test_checkpoints_take_at_most_their_share_of_a_job"),
   ("checkpoint: the job skips the cadence", "src/hetmtl/training/job.py", '        cadence.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})', '        pass', "tests/test_pipeline.py::test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint"),
+  ("L2: every count read as one", "src/hetmtl/training/step.py", "                self.scaled.setdefault(float(hi), []).append(p)", "                self.scaled.setdefault(1.0, []).append(p)", f"{T_TRAIN}::test_the_closed_form_l2_gradient_is_the_penaltys_gradient"),
+  ("L2: MTAL's per-row counts dropped", "src/hetmtl/training/step.py", "                self.rows.append((p, n.detach()))", "                pass", f"{T_TRAIN}::test_the_closed_form_l2_gradient_is_the_penaltys_gradient"),
+  ("L2: gradient scaled by lambda, not 2 lambda", "src/hetmtl/training/step.py", "        twice = 2.0 * self.l2_lambda", "        twice = self.l2_lambda", f"{T_TRAIN}::test_the_closed_form_l2_gradient_is_the_penaltys_gradient"),
+  ("L2: frozen weights penalised", "src/hetmtl/training/step.py", "        leaves = [p for p in self.method.parameters() if p.requires_grad]", "        leaves = [p for p in self.method.parameters()]", f"{T_TRAIN}::test_the_closed_form_l2_gradient_is_the_penaltys_gradient"),
+  ("L2: not recounted after a merge", "src/hetmtl/training/step.py", "            self.l2.refresh()", "            pass", f"{T_TRAIN}::test_the_l2_counts_follow_mtals_merges"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 

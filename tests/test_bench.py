@@ -122,7 +122,7 @@ def test_a_run_resolves_for_the_bench_before_its_inputs_exist(params, tmp_path):
     from hetmtl.runs import RunId
 
     run = RunId("tiny", "related", "prior", "mtal_prior", 0)
-    with pytest.raises(MissingInput):
+    with pytest.raises(MissingInput, match="relations"):  # R first: the prepared data are missing too
         resolve(params, run, tune=False)
     shape_only = resolve(params, run, tune=False, inputs=False)
     assert shape_only.relations is None and shape_only.data_md5 == {}

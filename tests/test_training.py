@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import fake_task, outcome
+from conftest import ROOT, fake_task, outcome
 from hetmtl.data.tasks import epoch_batches
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.models import BACKBONES
@@ -135,6 +135,49 @@ def test_l2_penalty_shrinks_the_weights(toy_tasks):
     assert norm(penalised) < 0.9 * norm(plain)
 
 
+def _l2_cases(toy_tasks):
+    from hetmtl.methods.mtal import MTAL
+    from hetmtl.params import load_params
+    from hetmtl.resolve import method_params
+
+    params = load_params(ROOT)
+    infos = [TaskInfo(d.name, d.channels, d.num_classes) for d in toy_tasks]
+    for name in ("single_task", "hard_sharing", "soft_sharing", "cross_stitch", "nddr_cnn"):
+        yield name, METHODS[name](infos, SPEC, {**method_params(params, name), "init": "scratch"}, 0)
+    merged = MTAL(infos, SPEC, {**method_params(params, "mtal"), "rho": -1.01, "start": "common", "init": "scratch"},
+                  0)
+    merged.share()  # every comparable kernel merged: bank rows two tasks' kernels use
+    assert merged.sharing_metrics()["sharing/total"] > 0
+    yield "mtal (merged)", merged
+
+
+def test_the_closed_form_l2_gradient_is_the_penaltys_gradient(toy_tasks):
+    """The step adds 2 x lambda x n x w after the backward pass (n: how many task
+    weights an entry is); back-propagating the penalty gives the same gradient,
+    for every method: a trunk two tasks use, MTAL's shared bank rows, frozen blocks."""
+    from hetmtl.training.step import L2, l2_penalty
+
+    for name, method in _l2_cases(toy_tasks):
+        # its value (the NaN check's): the penalty's; a frozen weight's term is a constant left out
+        assert L2(method, len(toy_tasks), 0.3).value().item() == pytest.approx(
+            l2_penalty(method, len(toy_tasks), 0.3).item(), rel=1e-5), name
+        method.freeze_blocks(1)
+        trainable = [p for p in method.parameters() if p.requires_grad]
+        penalty = l2_penalty(method, len(toy_tasks), 0.3)
+        expected = torch.autograd.grad(penalty, trainable, allow_unused=True)
+        for p in trainable:
+            p.grad = None
+        l2 = L2(method, len(toy_tasks), 0.3)
+        l2.add_to_gradients()
+        if name.startswith("mtal"):
+            assert l2.rows  # counts per bank row: shared rows 2, the others 1 or 0
+        for p, e in zip(trainable, expected):
+            e = torch.zeros_like(p) if e is None else e
+            got = torch.zeros_like(p) if p.grad is None else p.grad  # no weight of a task: untouched (biases)
+            assert torch.allclose(got, e, rtol=1e-6, atol=1e-9), name
+        assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in trainable), name
+
+
 def test_augmentation_crops_and_flips_on_the_uint8_batch():
     from hetmtl.training.augment import epoch_augment
 
@@ -158,6 +201,15 @@ def test_augmentation_crops_and_flips_on_the_uint8_batch():
     assert torch.equal(flip_all.apply(x, 0), x.flip(-1))
     no_flip = epoch_augment(2, False, 50, 8, seed=0, task_index=0, epoch=1)
     assert not no_flip.flips.any() and aug.offsets.max() <= 4
+    # every step of an epoch: exactly the images drawn to flip are flipped (the step's
+    # host-side flag decides whether to look at all)
+    flips_only = epoch_augment(0, True, 4, 8, seed=0, task_index=0, epoch=1)
+    batch = torch.randint(0, 255, (8, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert flips_only.flips.any()
+    for step in range(4):
+        out = flips_only.apply(batch, step)
+        for n in range(8):
+            assert torch.equal(out[n], batch[n].flip(-1) if bool(flips_only.flips[step, n]) else batch[n])
 
 
 def test_augmentation_changes_training_but_never_evaluation(toy_tasks):
@@ -189,3 +241,24 @@ def test_flip_only_where_meaningful_and_imagenet_inputs(params):
     torch.testing.assert_close(to_input(x, "imagenet"), expected)
     gray = to_input(x[:, :1], "imagenet")
     torch.testing.assert_close(gray, (x[:, :1].float() / 255 - 0.449) / 0.226, atol=1e-3, rtol=1e-3)
+
+
+def test_the_l2_counts_follow_mtals_merges(toy_tasks):
+    """What two tasks use changes at MTAL's merges (between epochs): the step
+    counts the task weights again at the next epoch."""
+    from hetmtl.methods.mtal import MTAL
+    from hetmtl.training.loop import make_optimizer, make_weighting
+    from hetmtl.training.step import L2, TrainStep
+
+    infos = [TaskInfo(d.name, d.channels, d.num_classes) for d in toy_tasks]
+    m = MTAL(infos, SPEC, {"rho": -1.01, "alpha": 0.5, "beta": 0.5, "warmup": 1, "share_every": 1,
+                           "start": "common", "init": "scratch"}, 0)
+    config = cfg(epochs=2)
+    weighting = make_weighting(m, config, len(toy_tasks))
+    runner = TrainStep(m, toy_tasks, config, torch.device("cpu"), weighting, make_optimizer(m, config, weighting))
+    runner.begin_epoch(1)
+    assert not runner.l2.rows  # before a merge every used row is one task's kernel
+    m.share()
+    runner.begin_epoch(2)
+    fresh = L2(m, len(toy_tasks), config.l2_lambda)
+    assert runner.l2.rows and [n.tolist() for _, n in runner.l2.rows] == [n.tolist() for _, n in fresh.rows]
