@@ -63,10 +63,15 @@ def _scaled(params, suite: str, epochs: float = 1, seeds: int = 1):
     for sweep in s["sweeps"].values():
         sweep["epochs"] = int(sweep["epochs"] * epochs)
         sweep["seeds"] = [k for k in range(len(sweep["seeds"]) * seeds)]
+    for method in data["methods"].values():  # MTAL's schedule in epochs scales with them
+        if "warmup" in method:
+            method["warmup"] = int(method["warmup"] * epochs)
     return replace(params, data=data)
 
 
 def test_the_estimate_scales_linearly_with_epochs_and_seeds(params):
+    """Every job's training FLOPs double with its epochs (and MTAL's warm-up,
+    counted in epochs); evaluation is validation per epoch plus one test."""
     counts, methods = {}, ["single_task", "cross_stitch", "mtal"]  # with pre-training, sweeps and aggregators
     base = job_costs(params, "tiny", methods, counts=counts)
     assert base and all(c.train_flops > 0 and c.eval_flops > 0 for c in base)
@@ -220,9 +225,12 @@ def test_bad_bench_arguments_get_one_line(clone, monkeypatch, capsys):
     assert main(["bench", "--suite", "tiny", "--method", "nope", "--count-only"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--method nope" in err[0] and "params/grid.yaml" in err[0]
+    assert main(["bench", "--suite", "tiny", "--method", "mtda", "--count-only"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--method mtda" in err[0] and "closed-form" in err[0]
     assert main(["bench", "--suite", "tiny", "--method", "mtal", "--count-only", "--gpu", "K80"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--gpu K80" in err[0] and "--peak-tflops" in err[0]
+    assert len(err) == 1 and "--gpu K80" in err[0] and "--gpu-peak-tflops" in err[0]
 
 
 def test_known_peaks_and_their_override():
@@ -231,6 +239,8 @@ def test_known_peaks_and_their_override():
     assert peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
     assert peak_tflops("Tesla K80") is None
     assert peak_tflops("Tesla K80", 8.7) == 8.7
+    assert peak_tflops("NVIDIA L4") == 121.0 and peak_tflops("NVIDIA L40") is None  # L4 is not L40
+    assert peak_tflops("NVIDIA H100 NVL") is None  # another part: no guess
 
 
 def test_count_shape_is_what_a_method_builds(params):
@@ -252,17 +262,34 @@ def test_the_estimate_divides_each_jobs_flops_by_its_methods_rate():
     from hetmtl.bench.estimate import JobCost, estimate
     from hetmtl.runs import RunId
 
-    def job(method, flops, sweep=None):
+    def job(method, flops, sweep=None, gradient=False):
         return JobCost(RunId("s", "g", "no_prior", method, 0, sweep, 1 if sweep else None), method, "equal", 1, 0, 1,
-                       flops, 0)
+                       flops, 0, gradient)
 
-    costs = [job("a", 6e12), job("a", 2e12, "rho"), job("b", 9e12)]
-    e = estimate(costs, {"a": 2e12, "b": 3e12})
-    assert e["seconds"] == pytest.approx(4 + 3) and e["hours"] == pytest.approx(7 / 3600)
+    costs = [job("a", 6e12), job("a", 2e12, "rho"), job("b", 9e12), job("a", 5e12, "weighting", gradient=True)]
+    e = estimate(costs, {"a": 2e12, "b": 3e12}, gradient_rate=1e12)
+    assert e["seconds"] == pytest.approx(3 + 1 + 3 + 5) and e["hours"] == pytest.approx(12 / 3600)
     assert e["per_part"]["grid"]["seconds"] == pytest.approx(3 + 3)
     assert e["per_part"]["sweep rho"] == {"jobs": 1, "flops": 2e12, "seconds": pytest.approx(1)}
+    assert e["per_part"]["sweep weighting"]["seconds"] == pytest.approx(5)  # at the aggregator's rate
+    assert estimate(costs, {"a": 2e12, "b": 3e12})["seconds"] == pytest.approx(3 + 1 + 3 + 2.5)
     partial = estimate(costs, {"a": 2e12})
-    assert partial["without_rate"] == ["b"] and partial["seconds"] == pytest.approx(4)
+    assert partial["without_rate"] == ["b"] and partial["seconds"] == pytest.approx(3 + 1 + 2.5)
+
+
+def test_mtals_aggregator_jobs_cost_the_plain_step_before_its_first_matching(params):
+    """MTAL shares nothing before epoch ``warmup``'s matching: an aggregator has
+    no shared coordinate then, and its step is the plain sum's."""
+    counts = {}
+    costs = job_costs(params, "tiny", ["mtal"], counts=counts)
+    by = {(c.run.sweep, c.run.value): c for c in costs if c.run.group == "related"}
+    equal, upgrad = by[("weighting_mtal", "equal")], by[("weighting_mtal", "upgrad")]
+    shape = next(v for k, v in counts.items() if k[1] == "no_prior")
+    W = params.method("mtal")["warmup"]
+    T, S, E = len(shape.shapes), upgrad.steps_per_epoch, upgrad.epochs
+    assert 0 < W < E and upgrad.gradient and not equal.gradient
+    assert equal.train_flops == S * E * shape.joint.step
+    assert upgrad.train_flops == S * (W * shape.joint.step + (E - W) * shape.joint.step_with(T, True))
 
 
 class _Syncs(torch.utils._python_dispatch.TorchDispatchMode):
@@ -283,8 +310,10 @@ class _Syncs(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("name", ["single_task", "hard_sharing", "soft_sharing", "cross_stitch", "nddr_cnn", "mtal"])
-def test_a_step_between_nan_checks_never_waits_for_the_device(name, toy_tasks, params):
+@pytest.mark.parametrize("name,weighting", [(m, "equal") for m in ["single_task", "hard_sharing", "soft_sharing",
+                                                                    "cross_stitch", "nddr_cnn", "mtal"]]
+                         + [("hard_sharing", w) for w in ["uncertainty", "dwa", "rlw"]])
+def test_a_step_between_nan_checks_never_waits_for_the_device(name, weighting, toy_tasks, params):
     """On CUDA a step must queue its work and return: no value read back to the
     host and no shape that depends on data, except the NaN check every
     ``nan_check_every`` steps (checked here on the CPU, by the operators called)."""
@@ -293,7 +322,8 @@ def test_a_step_between_nan_checks_never_waits_for_the_device(name, toy_tasks, p
 
     method = METHODS[name]([TaskInfo(d.name, d.channels, d.num_classes) for d in toy_tasks], SPEC,
                            {**method_params(params, name), "init": "scratch"}, 0)
-    config = cfg(epochs=1, nan_check_every=100, crop_pad=2, flip=(True, True, True))
+    config = cfg(epochs=1, nan_check_every=100, crop_pad=2, flip=(True, True, True), weighting=weighting,
+                 weighting_params=tuple(sorted(params["weightings"][weighting].items())))
     device = torch.device("cpu")
     method = method.to(device, memory_format=torch.channels_last).train()
     weighting = make_weighting(method, config, len(toy_tasks))

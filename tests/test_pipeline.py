@@ -347,6 +347,46 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
         (proj / "params" / "methods.yaml").write_text(texts[proj])
 
 
+def test_epochs_trained_again_after_an_older_checkpoint_are_logged_once(tiny_run, monkeypatch, tmp_path):
+    """Checkpoints are written when due (training/checkpoint.py): a crash can
+    come after epochs that were logged but not checkpointed. The resumed job
+    trains them again; its log and its MLflow run hold each epoch once."""
+    from mlflow.tracking import MlflowClient
+
+    from hetmtl.training import checkpoint, job
+
+    proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
+    monkeypatch.chdir(proj)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = load_params(proj)
+    key = dict(suite="tiny", group="related", setting="no_prior", method="hard_sharing", seed=0)
+    done = json.loads((proj / paths.receipt(**key)).read_text())
+    (proj / paths.receipt(**key)).unlink()
+    real = checkpoint.Cadence.save
+
+    def skip_then_crash(self, path, state):  # epoch 1 written; epoch 2 not due, then the node is lost
+        if state["epoch"] == 1:
+            return real(self, path, state)
+        raise RuntimeError("node lost")
+
+    monkeypatch.setattr(checkpoint.Cadence, "save", skip_then_crash)
+    with pytest.raises(RuntimeError, match="node lost"):
+        job.run_job(resolve(params, RunId(**key)), device_name="cpu", threads=1, progress=False)
+    log = proj / paths.receipt(**key).parent / "train.log"
+    assert job.last_logged_epoch(log) == 2
+    monkeypatch.setattr(checkpoint.Cadence, "save", real)
+    again = job.run_job(resolve(params, RunId(**key)), device_name="cpu", threads=1, progress=False)
+    assert again["metrics"] == done["metrics"]
+    lines = log.read_text().splitlines()
+    epochs = [line.split(" | ")[0] for line in lines if line.startswith("epoch ")]
+    assert epochs == ["epoch 1/2", "epoch 2/2"], lines
+    text = "\n".join(lines)
+    assert "resumed after epoch 1" in text and "epoch 2 is trained again, logged once" in text
+    c = MlflowClient(f"sqlite:///{proj / 'mlflow.db'}")
+    history = c.get_metric_history(again["run_id"], "val_acc/mean")
+    assert sorted(m.step for m in history) == [1, 2]
+
+
 def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run, monkeypatch, tmp_path):
     from hetmtl.training import checkpoint, job
 

@@ -176,6 +176,7 @@ def test_the_closed_form_l2_gradient_is_the_penaltys_gradient(toy_tasks):
             got = torch.zeros_like(p) if p.grad is None else p.grad  # no weight of a task: untouched (biases)
             assert torch.allclose(got, e, rtol=1e-6, atol=1e-9), name
         assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in trainable), name
+        assert all(p.grad is None for p in method.parameters() if not p.requires_grad), name  # frozen: untouched
 
 
 def test_augmentation_crops_and_flips_on_the_uint8_batch():

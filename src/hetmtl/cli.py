@@ -229,7 +229,7 @@ def cmd_bench(args) -> int:
     record = bench(p, args.suite, methods=args.method, group=args.group, device_name=args.device,
                    threads=args.threads, warmup=args.warmup, steps=args.steps, epochs=args.epochs,
                    count_only=args.count_only, compile_forward=args.compile, peak=args.peak_tflops, gpu=args.gpu,
-                   mfu=tuple(args.mfu))
+                   mfu=tuple(args.mfu), gpu_peak=args.gpu_peak_tflops)
     print(markdown(record), end="")
     for path in write(record, p.root):
         print(path)
@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="count FLOPs and estimate GPU-hours only (no timing, no data needed)")
     sp.add_argument("--compile", action="store_true", help="also time the step with the forward under torch.compile")
     sp.add_argument("--peak-tflops", type=float, help="this GPU's bf16 peak for MFU (default: hetmtl/bench/peaks.py)")
-    sp.add_argument("--gpu", default="H100", help="the GPU of the GPU-hours estimate (hetmtl/bench/peaks.py)")
+    sp.add_argument("--gpu", default="H100 SXM", help="the GPU of the GPU-hours estimate (hetmtl/bench/peaks.py)")
+    sp.add_argument("--gpu-peak-tflops", type=float, help="that GPU's bf16 peak, when the table has none")
     sp.add_argument("--mfu", type=float, nargs="+", default=[0.4, 0.6],
                     help="the MFUs assumed for the GPU-hours estimate")
     device_flags(sp, progress=False)

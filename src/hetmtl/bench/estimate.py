@@ -8,7 +8,9 @@ A job's FLOPs (ours, the model of the estimate):
 - training: ``steps_per_epoch`` x (P x the single-task step + (E - P) x the
   method's step), with P the single-task epochs inside a cross-stitch or
   NDDR-CNN budget and E the run's epochs; ``steps_per_epoch`` the largest
-  task's batches per epoch (:func:`hetmtl.data.tasks.steps_per_epoch`);
+  task's batches per epoch (:func:`hetmtl.data.tasks.steps_per_epoch`); with a
+  gradient aggregator the method's step is the forward and one backward per
+  task, but for MTAL's first ``warmup`` epochs (nothing shared yet);
 - evaluation: every epoch the validation split of every task, once the test
   split, one forward per image.
 
@@ -40,6 +42,7 @@ class JobCost:
     steps_per_epoch: int
     train_flops: int
     eval_flops: int
+    gradient: bool = False  # trained with a gradient aggregator (hetmtl.weightings, kind "gradient")
 
     @property
     def flops(self) -> int:
@@ -68,7 +71,10 @@ def job_cost(run: RunId, resolved, shape: Shape) -> JobCost:
     gradient = METHODS[resolved.method_class].joint and WEIGHTINGS[cfg.weighting][0] == "gradient"
     joint_step = shape.joint.step_with(T, gradient)
     pre_step = shape.pretrain.step if shape.pretrain is not None else 0  # single-task: never weighted
-    train = S * (P * pre_step + (E - P) * joint_step)
+    # MTAL shares nothing before its first matching (after epoch `warmup`): an aggregator's step is then
+    # the plain sum's; after it, one backward per task (an upper bound: a matching may share nothing)
+    W = min(E - P, int(resolved.method_params.get("warmup", 0))) if gradient else 0
+    train = S * (P * pre_step + W * shape.joint.step + (E - P - W) * joint_step)
 
     def evaluation(flops: StepFlops, split: str) -> int:
         return sum(f * s.split[split] for f, s in zip(flops.eval_per_image, shape.shapes))
@@ -76,7 +82,7 @@ def job_cost(run: RunId, resolved, shape: Shape) -> JobCost:
     pre_eval = shape.pretrain or shape.joint
     evals = P * evaluation(pre_eval, "val") + (E - P) * evaluation(shape.joint, "val") \
         + evaluation(shape.joint, "test")
-    return JobCost(run, run.method, cfg.weighting, E, P, S, int(train), int(evals))
+    return JobCost(run, run.method, cfg.weighting, E, P, S, int(train), int(evals), gradient)
 
 
 def job_costs(params, suite: str, methods: list[str] | None = None, counts: dict | None = None) -> list[JobCost]:
@@ -122,24 +128,30 @@ def count_shape(resolved, shapes: tuple[TaskShape, ...]) -> Shape:
     return Shape(shapes, joint, pretrain, cfg.batch_size)
 
 
-def estimate(costs: list[JobCost], rates: dict[str, float]) -> dict:
+def estimate(costs: list[JobCost], rates: dict[str, float], gradient_rate: float | None = None) -> dict:
     """Seconds of the jobs at ``rates`` (FLOP/s per grid method name): per method
-    and in total. A method without a rate is left out and listed."""
+    and in total; a job trained with a gradient aggregator at ``gradient_rate``
+    when given (its step's rate differs: a Jacobian, a solver). A method
+    without a rate is left out and listed."""
     per_method: dict[str, dict] = {}
     per_part: dict[str, dict] = {}
+
+    def rate(c: JobCost) -> float | None:
+        if not rates.get(c.method):
+            return None
+        return gradient_rate if c.gradient and gradient_rate else rates[c.method]
+
     for c in costs:
-        m = per_method.setdefault(c.method, {"jobs": 0, "flops": 0, "seconds": None})
-        m["jobs"] += 1
-        m["flops"] += c.flops
+        m = per_method.setdefault(c.method, {"jobs": 0, "flops": 0, "seconds": 0.0})
         part = per_part.setdefault(c.part, {"jobs": 0, "flops": 0, "seconds": 0.0})
-        part["jobs"] += 1
-        part["flops"] += c.flops
-        if rates.get(c.method):
-            part["seconds"] += c.flops / rates[c.method]
+        for entry in (m, part):
+            entry["jobs"] += 1
+            entry["flops"] += c.flops
+            if rate(c):
+                entry["seconds"] += c.flops / rate(c)
     missing = sorted(m for m in per_method if not rates.get(m))
-    for name, m in per_method.items():
-        if rates.get(name):
-            m["seconds"] = m["flops"] / rates[name]
+    for name in missing:
+        per_method[name]["seconds"] = None
     seconds = sum(m["seconds"] for m in per_method.values() if m["seconds"] is not None)
     return {"jobs": len(costs), "flops": sum(c.flops for c in costs),
             "train_flops": sum(c.train_flops for c in costs), "eval_flops": sum(c.eval_flops for c in costs),

@@ -4,23 +4,28 @@ MFU unless ``hetmtl bench --peak-tflops`` gives its peak."""
 
 from __future__ import annotations
 
-# matched against torch.cuda.get_device_name() (case-insensitive), first match wins
+import re
+
+# a pattern (regular expression, case-insensitive) of torch.cuda.get_device_name() -> the part's peak;
+# the first match wins; a variant not listed (H100 NVL, L40 without S, ...) has no MFU without --peak-tflops
 PEAKS_BF16: dict[str, float] = {
-    "H200": 989.4,        # H200 SXM
-    "H100 PCIe": 756.5,
-    "H100": 989.4,        # H100 SXM
-    "A100": 312.0,
-    "L40S": 362.05,
-    "L4": 121.0,
+    r"\bH200\b": 989.4,                 # H200 SXM
+    r"\bH100 PCIe\b": 756.5,
+    r"\bH100 (80GB HBM3|SXM)": 989.4,   # H100 SXM ("NVIDIA H100 80GB HBM3")
+    r"\bA100\b": 312.0,                 # SXM and PCIe
+    r"\bL40S\b": 362.05,
+    r"\bL4\b": 121.0,
 }
+
+
+KNOWN = "H200, H100 PCIe, H100 SXM (80GB HBM3), A100, L40S, L4"
 
 
 def peak_tflops(device_name: str, override: float | None = None) -> float | None:
     """The peak of ``device_name`` (``override`` first), None when unknown."""
     if override is not None:
         return float(override)
-    name = device_name.lower()
-    for key, value in PEAKS_BF16.items():
-        if key.lower() in name:
+    for pattern, value in PEAKS_BF16.items():
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
             return value
     return None

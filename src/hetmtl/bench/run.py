@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from dataclasses import replace
 
 import torch
 
@@ -28,7 +29,7 @@ from hetmtl import files, paths
 from hetmtl.bench import measure
 from hetmtl.bench.estimate import estimate, job_costs
 from hetmtl.bench.flops import build_meta, step_flops
-from hetmtl.bench.peaks import PEAKS_BF16, peak_tflops
+from hetmtl.bench.peaks import KNOWN, peak_tflops
 from hetmtl.bench.shapes import task_shape
 from hetmtl.data.tasks import to_input
 from hetmtl.errors import UserError
@@ -37,6 +38,7 @@ from hetmtl.methods.build import build_method
 from hetmtl.resolve import resolve
 from hetmtl.training.device import pick_device, set_determinism
 from hetmtl.training.step import autocast
+from hetmtl.weightings.registry import WEIGHTINGS
 
 
 def bench_runs(params, suite: str, methods: list[str] | None, group: str | None) -> list:
@@ -61,6 +63,8 @@ def bench_runs(params, suite: str, methods: list[str] | None, group: str | None)
         resolved = resolve(params, run, tune=False, inputs=False)
         if METHODS[resolved.method_class].deep:
             out.append(resolved)
+        elif methods is not None:
+            raise UserError(f"--method {run.method}: a closed-form method (no training step to time, no GPU time)")
     return out
 
 
@@ -78,9 +82,14 @@ def bench_method(params, resolved, device: torch.device, warmup: int, steps: int
     shapes = [task_shape(params, suite, t) for t in resolved.tasks]
     cfg = resolved.train
     flops = step_flops(build_meta(resolved, shapes), shapes, cfg.batch_size, cfg.l2_lambda)
+    gradient = METHODS[resolved.method_class].joint and WEIGHTINGS[cfg.weighting][0] == "gradient"
+    step = flops.step_with(len(shapes), gradient)  # an aggregator's step: one backward per task
     row = {"method": resolved.run.method, "group": resolved.run.group, "setting": resolved.run.setting,
+           "weighting": cfg.weighting if METHODS[resolved.method_class].joint else "equal",
+           "relations": "estimated" if resolved.relations is not None else
+           ("uniform (R not estimated yet)" if resolved.run.setting == "prior" else "none"),
            "tasks": len(shapes), "batch_size": cfg.batch_size, "image_size": shapes[0].image_size,
-           "gflop_per_step": flops.step / 1e9, "forward_gflop": flops.forward / 1e9,
+           "gflop_per_step": step / 1e9, "forward_gflop": flops.forward / 1e9,
            "backward_gflop": flops.backward / 1e9}
     if count_only:
         return row
@@ -94,13 +103,14 @@ def bench_method(params, resolved, device: torch.device, warmup: int, steps: int
     memory = _peak_memory(device)
     bare_s = measure.time_bare(measure.fresh(built), data, cfg, device, warmup, steps)
     # each job timing twice on fresh copies, the faster kept (the first pays allocations and caches)
-    harness = min((measure.time_harness(measure.fresh(built), data, cfg, device, epochs, cfg.epochs)
+    scratch = params.root / paths.bench_file(suite, "scratch", "d").parent  # a job's file system, not /tmp
+    harness = min((measure.time_harness(measure.fresh(built), data, cfg, device, epochs, cfg.epochs, scratch)
                    for _ in range(repeats)), key=lambda h: h["per_step_s"])
     bare_job = min((measure.time_bare_job(measure.fresh(built), data, cfg, device, epochs, cfg.epochs)
                     for _ in range(repeats)), key=lambda h: h["per_step_s"])
     with torch.no_grad(), autocast(device):
         probe = measure.prepare(measure.fresh(built), cfg, device)(0, to_input(data[0].x["val"][:2], cfg.input_norm))
-    tflops = flops.step / step_s / 1e12
+    tflops = step / step_s / 1e12
     row.update({
         "data": source, "steps_per_epoch": harness["steps"] // epochs, "ms_per_step": step_s * 1e3,
         "images_per_s": len(data) * cfg.batch_size / step_s, "tflop_per_s": tflops,
@@ -117,10 +127,33 @@ def bench_method(params, resolved, device: torch.device, warmup: int, steps: int
     return row
 
 
+AGGREGATOR = "upgrad"  # the aggregator timed for the grid's aggregator jobs (Table 7's sweeps)
+
+
+def bench_aggregator(params, suite: str, rows: list[dict], device: torch.device, warmup: int, steps: int) -> dict:
+    """The step of a gradient aggregator (:data:`AGGREGATOR`) on hard sharing
+    (every trunk coordinate shared: the whole Jacobian), when the grid trains
+    some jobs with one: their rate in the measured estimate."""
+    name = "hard_sharing" if any(r["method"] == "hard_sharing" for r in rows) else rows[0]["method"]
+    resolved = bench_runs(params, suite, [name], rows[0]["group"])[0]
+    cfg = replace(resolved.train, weighting=AGGREGATOR,
+                  weighting_params=tuple(sorted(params["weightings"][AGGREGATOR].items())))
+    shapes = [task_shape(params, suite, t) for t in resolved.tasks]
+    flops = step_flops(build_meta(resolved, shapes), shapes, cfg.batch_size, cfg.l2_lambda)
+    data, _ = measure.bench_data(resolved, shapes, device)
+    tasks = [TaskInfo(d.name, d.channels, d.num_classes) for d in data]
+    built = build_method(resolved, tasks, overrides={"init": "scratch"} if resolved.init == "imagenet" else None)
+    step_s = measure.time_step(built, data, cfg, device, warmup, steps)
+    step = flops.step_with(len(shapes), True)
+    return {"method": name, "weighting": AGGREGATOR, "ms_per_step": step_s * 1e3, "gflop_per_step": step / 1e9,
+            "tflop_per_s": step / step_s / 1e12}
+
+
 def bench(params, suite: str, methods: list[str] | None = None, group: str | None = None,
           device_name: str = "auto", threads: int = 1, warmup: int = 3, steps: int = 20, epochs: int = 1,
           count_only: bool = False, compile_forward: bool = False, peak: float | None = None,
-          gpu: str = "H100", mfu: tuple[float, ...] = (0.4, 0.6), progress=print) -> dict:
+          gpu: str = "H100 SXM", mfu: tuple[float, ...] = (0.4, 0.6), gpu_peak: float | None = None,
+          progress=print) -> dict:
     device = pick_device(device_name)
     set_determinism(device, threads)
     device_label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({threads} threads)"
@@ -131,12 +164,18 @@ def bench(params, suite: str, methods: list[str] | None = None, group: str | Non
         rows.append(bench_method(params, resolved, device, warmup, steps, epochs, count_only, compile_forward, peak))
         progress(f"[bench] {resolved.run.method}: {time.perf_counter() - started:.1f} s")
     costs = job_costs(params, suite, [r["method"] for r in rows])
-    gpu_peak = peak_tflops(gpu)
+    aggregator = None
+    if not count_only and any(c.gradient for c in costs):
+        aggregator = bench_aggregator(params, suite, rows, device, warmup, steps)
+        progress(f"[bench] {aggregator['method']} with {aggregator['weighting']}: {aggregator['ms_per_step']:.1f} ms")
+    gpu_peak = peak_tflops(gpu, gpu_peak)
     if gpu_peak is None:
-        raise UserError(f"--gpu {gpu}: no known bf16 peak (known: {', '.join(PEAKS_BF16)}); give --peak-tflops")
+        raise UserError(f"--gpu {gpu}: no known bf16 peak (known: {KNOWN}; hetmtl/bench/peaks.py); "
+                        "give it with --gpu-peak-tflops")
     record = {
         "suite": suite, "device": device_label, "device_type": device.type, "peak_tflops": peak,
         "count_only": count_only, "warmup": warmup, "steps": steps, "harness_epochs": epochs, "rows": rows,
+        "aggregator": aggregator,
         "grid": {"jobs": len(costs), "exact_shapes": all(task_shape(params, suite, t).exact
                                                          for g in params["groups"] for t in params.tasks_of(g))},
         "estimate_gpu": {"gpu": gpu, "peak_tflops": gpu_peak,
@@ -144,7 +183,8 @@ def bench(params, suite: str, methods: list[str] | None = None, group: str | Non
                                     for m in mfu}},
     }
     if not count_only:
-        record["estimate_measured"] = estimate(costs, {r["method"]: r["tflop_per_s"] * 1e12 for r in rows})
+        record["estimate_measured"] = estimate(costs, {r["method"]: r["tflop_per_s"] * 1e12 for r in rows},
+                                               aggregator["tflop_per_s"] * 1e12 if aggregator else None)
     return record
 
 
@@ -155,10 +195,13 @@ def _f(value, spec: str) -> str:
 def markdown(record: dict) -> str:
     """The record as the command prints it: the methods' table and the estimate."""
     rows, measured = record["rows"], not record["count_only"]
+    compiled = measured and any("compiled_ms_per_step" in r for r in rows)
     head = ["method", "GFLOP/step"]
     if measured:
         head += ["ms/step", "images/s", "TFLOP/s", "MFU", "peak MiB", "bare ms/step", "step/bare", "harness/bare",
                  "evaluation"]
+    if compiled:
+        head += ["compiled ms/step", "compiled/eager"]
     lines = [(f"hetmtl bench: suite {record['suite']} on {record['device']}, {record['steps']} timed steps after "
               f"{record['warmup']}, harness {record['harness_epochs']} epoch(s)") if measured else
              f"hetmtl bench --count-only: suite {record['suite']}, FLOPs counted on the meta device, nothing timed", "",
@@ -169,6 +212,8 @@ def markdown(record: dict) -> str:
             cells += [_f(r["ms_per_step"], ".1f"), _f(r["images_per_s"], ".0f"), _f(r["tflop_per_s"], ".3f"),
                       _f(r["mfu"], ".1%"), _f(r["peak_memory_mib"], ".0f"), _f(r["bare_ms_per_step"], ".1f"),
                       _f(r["step_vs_bare"], ".3f"), _f(r["harness_vs_bare"], ".3f"), _f(r["evaluation_share"], ".1%")]
+        if compiled:
+            cells += [_f(r.get("compiled_ms_per_step"), ".1f"), _f(r.get("compiled_vs_eager"), ".3f")]
         lines.append("| " + " | ".join(cells) + " |")
     r0 = rows[0] if rows else {}
     lines += ["", f"Group {r0.get('group', '–')}, {r0.get('tasks', '–')} tasks x batch {r0.get('batch_size', '–')} "
@@ -184,6 +229,14 @@ def markdown(record: dict) -> str:
                      "evaluation: the protocol's validation and test share of that plain job. peak MiB: "
                      + ("the device's peak allocation." if record["device_type"] == "cuda"
                         else "the process's peak resident memory so far (a CPU has no per-run figure)."))
+        if compiled:
+            lines.append("compiled: the same step with the forward under torch.compile (its compilation in the "
+                         "warm-up steps, not timed).")
+    if record.get("aggregator"):
+        a = record["aggregator"]
+        lines.append(f"Gradient aggregator ({a['weighting']} on {a['method']}, the rate of the grid's aggregator "
+                     f"jobs): {a['ms_per_step']:.1f} ms/step, {a['gflop_per_step']:.2f} GFLOP/step (one backward "
+                     f"per task), {a['tflop_per_s']:.3f} TFLOP/s.")
     grid = record["grid"]
     lines += ["", f"Suite grid: {grid['jobs']} training jobs and sweep points of these methods"
               + ("" if grid["exact_shapes"] else " (task sizes estimated from params: not all tasks prepared)") + "."]

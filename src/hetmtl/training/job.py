@@ -13,6 +13,7 @@ receipt, which its MLflow run holds as an artifact (with ``model.pt`` when
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import replace
 
@@ -104,6 +105,9 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
                                 "first")
     root = run.root
     tags = {"git_commit": git_commit(root), "params_digest": digest, "device": device.type, **run.tags}
+    # epochs after the checkpoint that the crashed attempt logged already (checkpoints are written when
+    # due, checkpoint.Cadence): trained again, not logged twice. Read before the log is appended to.
+    logged = last_logged_epoch(run.log) if state else 0
     log = JobLog(run.log, resume=state is not None)
     logger = RunLogger(root, rid, tags, run.run_params, run_id=state["run_id"] if state else None)
     if state and not logger.resumed:  # the store lost the run: the new one gets the epochs done so far
@@ -111,14 +115,19 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
             logger.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
     log.line(f"[hetmtl] {logger.run_name} of {key['group']}/{key['setting']} ({key['suite']}): "
              f"{cfg.epochs} epochs on {device.type}, MLflow run {logger.run_id}"
-             + (f", resumed after epoch {state['epoch']} ({ckpt_path})" if state else ""))
+             + (f", resumed after epoch {state['epoch']} ({ckpt_path})" if state else "")
+             + (f"; {again_text(state['epoch'] + 1, logged)} trained again, logged once"
+                if state and logged > state["epoch"] else ""))
     clock = {"last": time.time()}
-    cadence = checkpoint.Cadence()  # a checkpoint when due: at most 5% of the job's time (checkpoint.py)
+    cadence = checkpoint.Cadence()  # a checkpoint when due: about 5% of the job's time (checkpoint.py)
 
     def on_epoch(epoch: int, metrics: dict, train_state: dict) -> None:
-        logger.log_metrics(metrics, step=epoch)
+        again = epoch <= logged  # logged by the crashed attempt (into this MLflow run, when it was resumed)
+        if not (again and logger.resumed):
+            logger.log_metrics(metrics, step=epoch)
         now = time.time()  # the line before the checkpoint: a crash in between loses no epoch's line
-        log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock["last"]))
+        if not again:
+            log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock["last"]))
         clock["last"] = now
         cadence.save(ckpt_path, {**train_state, "key": ckpt_key, "run_id": logger.run_id})
 
@@ -178,6 +187,23 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
         raise
     ckpt_path.unlink(missing_ok=True)
     return receipt
+
+
+def again_text(first: int, last: int) -> str:
+    return f"epoch {first} is" if first == last else f"epochs {first}-{last} are"
+
+
+def last_logged_epoch(path) -> int:
+    """The last epoch whose line a job's log holds (0 when none)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return 0
+    epochs = [int(m.group(1)) for m in map(EPOCH_LINE.match, lines) if m]
+    return max(epochs, default=0)
+
+
+EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ \| ")
 
 
 def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress, tasks, spec,
