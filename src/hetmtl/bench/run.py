@@ -243,14 +243,14 @@ def markdown(record: dict) -> str:
     if measured:
         e = record["estimate_measured"]
         lines.append(f"- at the measured rates on {record['device']}: {e['flops'] / 1e15:.3g} PFLOP, "
-                     f"{e['hours']:.3g} hours")
+                     f"{e['hours']:.3g} job-hours (one job at a time)")
     g = record["estimate_gpu"]
     for m, e in g["at_mfu"].items():
         lines.append(f"- on one {g['gpu']} (bf16 peak {g['peak_tflops']:g} TFLOP/s) at an assumed MFU of "
                      f"{float(m):.0%}: {e['flops'] / 1e18:.3g} EFLOP, {e['hours']:.3g} GPU-hours (an estimate "
                      "from FLOPs, not a measurement)")
     mfus = list(g["at_mfu"])
-    head = ["part", "jobs", "PFLOP"] + (["hours (measured rates)"] if measured else []) \
+    head = ["part", "jobs", "PFLOP"] + (["job-hours (measured rates)"] if measured else []) \
         + [f"{g['gpu']}-hours at MFU {float(m):.0%}" for m in mfus]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     first = g["at_mfu"][mfus[0]]["per_part"]

@@ -5,7 +5,8 @@ How often: :class:`Cadence`. A checkpoint of the paper suite's models is GBs
 an epoch of the small groups takes to train; a checkpoint is therefore written
 after an epoch only when the training time since the last one is at least
 ``1 / share`` times what the last one took to write (ours: share 0.05, so
-checkpoints cost at most 5% of a job; the first epoch always writes one). A
+checkpoints cost about 5% of a job, judged by the last write; the first epoch
+always writes one, whatever it costs). A
 crash then loses at most that much training, and a resumed run still continues
 exactly (every epoch's state is a valid start; which ones are written does not
 change any number).
@@ -20,7 +21,7 @@ import torch
 
 from hetmtl import files
 
-SHARE = 0.05  # the most of a job's time its checkpoints may take (ours)
+SHARE = 0.05  # the share of a job's time its checkpoints aim at (ours)
 
 
 def save(path: Path, state: dict) -> None:
