@@ -347,6 +347,7 @@ MECHANISMS = [
   ("L2: gradient scaled by lambda, not 2 lambda", "src/hetmtl/training/step.py", "        twice = 2.0 * self.l2_lambda", "        twice = self.l2_lambda", f"{T_TRAIN}::test_the_closed_form_l2_gradient_is_the_penaltys_gradient"),
   ("L2: frozen weights penalised", "src/hetmtl/training/step.py", "        leaves = [p for p in self.method.parameters() if p.requires_grad]", "        leaves = [p for p in self.method.parameters()]", f"{T_TRAIN}::test_the_closed_form_l2_gradient_is_the_penaltys_gradient"),
   ("L2: not recounted after a merge", "src/hetmtl/training/step.py", "            self.l2.refresh()", "            pass", f"{T_TRAIN}::test_the_l2_counts_follow_mtals_merges"),
+  ("job: resumed epochs logged twice", JOB, "        again = epoch <= logged  # logged by", "        again = False and epoch <= logged  # logged by", "tests/test_pipeline.py::test_epochs_trained_again_after_an_older_checkpoint_are_logged_once"),
 ]
 SKIP = {".venv", "data", "results", "reports", "logs", "mlruns", "mlflow.db", ".git", ".snakemake"}
 
