@@ -20,7 +20,7 @@ the first ``pretrain_fraction`` of the suite's epochs train them alone (exactly
 the single_task run's first epochs; :func:`hetmtl.training.job.train_deep`),
 the rest trains the stitched model, so cross-stitch and NDDR-CNN get the same
 number of optimisation steps per task as every other method. The units'
-parameters learn at ``unit_lr_mult`` (100x) the base rate.
+parameters learn at ``unit_lr_mult`` times the base rate.
 """
 
 from __future__ import annotations
