@@ -27,7 +27,7 @@ if ! flock --nonblock 9; then
   flock 9
 fi
 if [ ! -f "$venv/.complete" ]; then
-  echo "[setup] creating $venv (one time, about 4 minutes)"
+  echo "[setup] creating $venv (one time, about 2 minutes)"
   rm -rf "$venv"
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
