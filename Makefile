@@ -16,7 +16,7 @@ demo: setup  ## set up, then reproduce the demo suite offline: tables, figures, 
 	snakemake --profile workflow/profiles/default --cores $(CORES) --config suite=demo
 	snakemake --profile workflow/profiles/default --config suite=demo --report reports/demo/report.html 2>&1 | grep -v "Missing metadata"
 
-readme-tables:  ## embed reports/demo/tables/*.md into README.md (between the markers)
+readme-tables:  ## embed reports/demo/tables/*.md into docs/results.md (between the markers)
 	python scripts/readme_tables.py demo
 
 tiny: setup

@@ -1,4 +1,4 @@
-"""Embed a suite's tables in README.md between the demo-tables markers.
+"""Embed a suite's tables in docs/results.md between the demo-tables markers.
 
     python scripts/readme_tables.py demo      (make readme-tables)
 
@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "results.md"  # the README links to it (the README stays a landing page)
 BEGIN, END = "<!-- demo-tables:begin -->", "<!-- demo-tables:end -->"
 
 
 def render(root: Path, suite: str) -> str:
-    """The README block of a suite's tables (committed for the demo: reports/demo/tables/)."""
+    """The docs/results.md block of a suite's tables (committed for the demo: reports/demo/tables/)."""
     folder = root / "reports" / suite / "tables"
     names = sorted(p.stem for p in folder.glob("table*.md"))
     names += ["claims"] if (folder / "claims.md").exists() else []  # the paper's claims, after its tables
@@ -38,16 +39,15 @@ def render(root: Path, suite: str) -> str:
 
 def split(text: str) -> tuple[str, str, str]:
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md lacks the markers {BEGIN} / {END}")
+        raise SystemExit(f"{PAGE.relative_to(ROOT)} lacks the markers {BEGIN} / {END}")
     head, rest = text.split(BEGIN, 1)
     block, tail = rest.split(END, 1)
     return head, block, tail
 
 
 def main(suite: str) -> None:
-    readme = ROOT / "README.md"
-    head, _, tail = split(readme.read_text())
-    readme.write_text(head + BEGIN + "\n" + render(ROOT, suite) + END + tail)
+    head, _, tail = split(PAGE.read_text())
+    PAGE.write_text(head + BEGIN + "\n" + render(ROOT, suite) + END + tail)
 
 
 if __name__ == "__main__":

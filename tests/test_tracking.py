@@ -236,10 +236,10 @@ def _readme_filters() -> tuple[str, str]:
 
     from conftest import ROOT
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "mlflow.md").read_text()
     kind = re.search(r"only the tables' runs:\s*```text\n([^\n]+)\n```", text)
     example = re.search(r"filter_string='([^']+)'", text)
-    assert kind and example, "README: the MLflow section's filters"
+    assert kind and example, "docs/mlflow.md: the filters"
     return kind.group(1), example.group(1)
 
 
