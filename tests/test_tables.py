@@ -167,3 +167,22 @@ def test_latex_and_markdown_bold_the_same_cells_as_html():
     assert best and all(f"**{c}**" in md and r"\textbf{" + c.replace("±", pm) + "}" in tex for c in best)
     n = int(bold.to_numpy().sum())
     assert md.count("**") == 2 * n and tex.count(r"\textbf{") == n
+
+
+@pytest.mark.parametrize(("st", "mt", "bold"), [
+    (0.62504, 0.62496, {"single_task", "mtal"}),  # both shown as 62.5: both best
+    (0.6256, 0.6244, {"single_task"}),           # 62.6 against 62.4
+    (0.6200, 0.6300, {"mtal"}),
+])
+def test_bold_follows_the_value_the_table_shows(st, mt, bold):
+    vals = {("single_task", s): {"A": st, "B": st} for s in (0, 1)} | {("mtal", s): {"A": mt, "B": mt} for s in (0, 1)}
+    t = summarise(records(vals), "g", ROWS, ["A", "B"], DISPLAY)
+    from hetmtl.reporting.tables import cells
+
+    text, marks = cells(t)
+    shown = {m: text.loc[i, "Average"] for i, m in enumerate(t.index)}
+    best = {m for i, m in enumerate(t.index) if marks.loc[i, "Average"]}
+    assert best == bold, shown
+    # bold cells show the same text; no non-bold cell shows the bold text
+    assert len({shown[m].split(" ±")[0] for m in best}) == 1
+    assert all(shown[m].split(" ±")[0] != shown[next(iter(best))].split(" ±")[0] for m in set(t.index) - best)
