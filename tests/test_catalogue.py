@@ -67,7 +67,7 @@ def test_every_entry_has_its_builder_a_caption_and_known_inputs(params):
             module, function = e.builder.split(":")
             assert callable(getattr(importlib.import_module(module), function)), e.builder
             assert catalogue.caption(params, kind, name) and set(e.reads) <= set(catalogue.READS)
-    assert catalogue.names(params, "table") == [*params["tables"], "table6", "table7_weightings", "claims"]
+    assert catalogue.names(params, "table") == [*params["tables"], "table6", "table7_weightings", "claims", "plan"]
     assert catalogue.sections(params, "table", "claims") == ("report", "claims")
     show = params["report"]["showcase"]
     models = catalogue.inputs(params, "tiny", "figure", "fig10_activations_conv1")["models"]

@@ -79,3 +79,12 @@ def test_wildcards_take_only_the_names_params_define():
                 "results/tiny/sweeps/gamma/related/0.1/seed0/receipt.json"):
         proc = plan(bad)
         assert proc.returncode != 0 and "No rule to produce" in proc.stdout + proc.stderr, bad
+
+
+def test_a_config_override_that_is_a_params_key_names_the_params_file_in_one_line():
+    out = subprocess.run(["snakemake", "-n", "--config", "suite=demo", "epochs=3"], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    errors = [line for line in (out.stdout + out.stderr).splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, out.stderr
+    assert errors[0].startswith("error: --config epochs:") and "params/suites/demo.yaml" in errors[0], errors

@@ -17,10 +17,74 @@ from hetmtl.params import ParamsError, find_root, load_params
 
 
 def _params(args):
-    """Load params/ and work from the project root (all paths are relative to it)."""
+    """Load params/ and work from the project root (all paths are relative to it); the names the
+    command was given are checked against params before anything is read from disk."""
     root = find_root(Path(args.root) if args.root else None)
     os.chdir(root)
-    return load_params(root)
+    p = load_params(root)
+    check_names(p, args)
+    return p
+
+
+def unknown(flag: str, value, known, where: str) -> ParamsError:
+    """One line: the wrong value, the closest known one, and every known one."""
+    import difflib
+    import re
+
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(value), known, n=1, cutoff=0.5)
+    if not close:  # a short form: fig8 for fig08_overall, Typo for Typographic
+        def norm(text: str) -> str:
+            return re.sub(r"(?<=\D)0+(?=\d)", "", text.lower()).replace("_", "").replace("-", "")
+
+        close = [k for k in known if norm(str(value)) and norm(k).startswith(norm(str(value)))][:1]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ParamsError(f"{flag} {value!r}: not {where}{hint} (known: {', '.join(known)})")
+
+
+def _listed(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
+def check_names(p, args) -> None:
+    """Every name a command takes (suite, group, setting, method, seed, task, source, sweep, table,
+    figure), checked against params/ and the catalogue: a wrong one is one line, not a traceback."""
+    from hetmtl.reporting import catalogue
+
+    suite = getattr(args, "suite", None)
+    if suite is not None and suite not in p["suites"]:
+        raise unknown("--suite", suite, p["suites"], "a suite of params/suites/")
+    for flag, attr, known, where in (
+            ("--pilot", "pilot", p["suites"], "a suite of params/suites/"),
+            ("--group", "group", p["groups"], "a task group of params/grid.yaml"),
+            ("--task", "task", p["tasks"], "a task of params/datasets.yaml"),
+            ("--source", "source", p["sources"], "a source of params/datasets.yaml"),
+            ("--sweep", "sweep", p["sweeps"], "a sweep of params/grid.yaml"),
+            ("--table", "table", catalogue.names(p, "table"), "a table of the catalogue"),
+            ("--figure", "figure", catalogue.names(p, "figure"), "a figure of the catalogue")):
+        for value in _listed(getattr(args, attr, None)):
+            if value not in known:
+                raise unknown(flag, value, known, where)
+    if args.command in ("train", "tune"):
+        cells = {(r.setting, r.method) for r in p.runs(args.suite) if r.group == args.group}
+        settings = sorted({s for s, _ in cells})
+        if args.setting not in settings:
+            raise unknown("--setting", args.setting, settings, f"a setting of group {args.group}")
+        methods = sorted({m for s, m in cells if s == args.setting})
+        if args.method not in methods:
+            other = sorted(s for s, m in cells if m == args.method)
+            if other:
+                raise ParamsError(f"--method {args.method!r} runs in setting {' or '.join(other)}, not "
+                                  f"{args.setting!r} (params/grid.yaml; `shared`: a method with no use for R)")
+            raise unknown("--method", args.method, methods, f"a method of setting {args.setting} in params/grid.yaml")
+    seeds = None
+    if args.command == "train":
+        seeds = p.suite(args.suite)["seeds"]
+    elif args.command == "sweep":
+        seeds = p.suite(args.suite)["sweeps"][args.sweep]["seeds"]
+    for seed in _listed(getattr(args, "seed", None)) if seeds is not None else []:
+        if seed not in seeds:
+            raise unknown("--seed", seed, seeds, f"a seed of suite {args.suite} (params/suites/{args.suite}.yaml)")
 
 
 def cmd_check_params(args) -> int:
@@ -236,6 +300,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from hetmtl.reporting.plan import plan
+
+    p = _params(args)
+    p.suite(args.suite)
+    if args.pilot:
+        p.suite(args.pilot)
+    for path in plan(p, args.suite, p.root, pilot=args.pilot):
+        print(path.relative_to(p.root))
+    return 0
+
+
 def cmd_dvc_yaml(args) -> int:
     from hetmtl import dvc_yaml
 
@@ -253,9 +329,17 @@ def cmd_dvc_yaml(args) -> int:
     return 0
 
 
+def _device(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: auto, cpu, cuda or cuda:N")
+    return text
+
+
 def device_flags(sp, progress: bool) -> None:
     """The flags of every command that trains: device, CPU threads, progress bars."""
-    sp.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    sp.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda or cuda:N")
     sp.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     if progress:
         sp.add_argument("--no-progress", action="store_true", help="no progress bars (jobs of a workflow)")
@@ -267,10 +351,17 @@ def _one_line(exc: BaseException) -> str:
     return str(exc)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line too (the usage is one `--help` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the flags)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hetmtl import __version__
 
-    parser = argparse.ArgumentParser(prog="hetmtl", description=__doc__)
+    parser = _Parser(prog="hetmtl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hetmtl {__version__}")
     parser.add_argument("--root", help="project root (default: found above the current folder)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -285,16 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("check-params", cmd_check_params, "validate params/ and show the grid size")
     sp = add("fetch", cmd_fetch, "get (or generate) and verify source archives")
-    sp.add_argument("--source", action="append", help="source name (default: every source the grid uses)")
+    sp.add_argument("--source", action="extend", nargs="+",
+                    help="source names (default: every source the grid uses)")
     add("verify", cmd_verify, "check every archive present against the MD5 recorded when it was fetched "
                               "(snakemake does it on every run)")
     sp = add("prepare", cmd_prepare, "decode, select classes, split, save uint8 tensors")
-    sp.add_argument("--task", action="append", required=True,
-                    help="task of params/datasets.yaml (repeat the flag for several)")
+    sp.add_argument("--task", action="extend", nargs="+", required=True,
+                    help="tasks of params/datasets.yaml (several after one flag, or the flag repeated)")
     add("init-tracking", cmd_init_tracking, "create the suite's MLflow experiment and parent runs")
     sp = add("train", cmd_train, "train one (group, setting, method): its seeds, one after the other")
     sp.add_argument("--group", required=True, help="task group of params/grid.yaml (related, unrelated, ...)")
-    sp.add_argument("--setting", required=True, help="no_prior or prior (with the task relationship R)")
+    sp.add_argument("--setting", required=True,
+                    help="no_prior, prior (with the task relationship R) or shared (single_task, mtda)")
     sp.add_argument("--method", required=True, help="method of params/methods.yaml (mtal, cross_stitch, ...)")
     sp.add_argument("--seed", type=int, nargs="+", help="only these seeds (default: the suite's seeds)")
     device_flags(sp, progress=True)
@@ -314,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--group", required=True, help="task group of params/grid.yaml")
     device_flags(sp, progress=False)
     sp = add("runs", cmd_runs, "list the suite's runs (grid and sweeps): state on disk and the command of each")
-    sp.add_argument("--group", action="append", help="only this group's runs (repeat the flag for several)")
+    sp.add_argument("--group", action="extend", nargs="+", help="only these groups' runs")
     sp.add_argument("--resolve", action="store_true",
                     help="print each run's resolved record (method parameters, training configuration, R, paths, "
                          "tags, digests): what its job executes; needs the prepared data")
@@ -349,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mfu", type=float, nargs="+", default=[0.4, 0.6],
                     help="the MFUs assumed for the GPU-hours estimate")
     device_flags(sp, progress=False)
+    sp = add("plan", cmd_plan, "the seeds each claim needs to be decided (80%% power after Holm) and their cost in "
+                               "GPU-hours, from a pilot suite's runs (reports/<suite>/tables/plan.*)")
+    sp.add_argument("--pilot", help="the suite whose runs give effects and spreads (default: --suite itself)")
     what = "write dvc.yaml from params/ for a suite (default: params/dvc_suite.yaml's)"
     sp = sub.add_parser("dvc-yaml", help=what, description=what)
     sp.add_argument("--suite", help="write it for this suite and record the choice in params/dvc_suite.yaml")
@@ -373,6 +469,9 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     mlflow_store.set_source(" ".join(["hetmtl", args.command, *([args.action] if args.command == "tracking" else [])]))
     try:
         return args.fn(args)
+    except BrokenPipeError:  # `hetmtl runs | head`: the reader left; say nothing more, like other commands
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (UserError, OSError) as exc:  # one line naming what failed and what to do (hetmtl/errors.py)
         if args.debug:
             raise

@@ -41,6 +41,26 @@ def find_root(start: Path | None = None) -> Path:
     raise ParamsError(f"no project root (a folder with params/ and workflow/Snakefile) above {here}")
 
 
+def files_with_key(root: Path, key: str) -> list[str]:
+    """The params files (relative to ``root``) where ``key`` is a key at any depth: where a user
+    who typed it somewhere else (``snakemake --config epochs=3``) should set it."""
+    import yaml
+
+    def has(node) -> bool:
+        if isinstance(node, dict):
+            return key in node or any(has(v) for v in node.values())
+        return isinstance(node, list) and any(has(v) for v in node)
+
+    found = []
+    for path in sorted((root / "params").rglob("*.yaml")):
+        try:
+            if has(yaml.safe_load(path.read_text())):
+                found.append(path.relative_to(root).as_posix())
+        except yaml.YAMLError:
+            continue  # a broken file is load_params's to report, with its line
+    return found
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 

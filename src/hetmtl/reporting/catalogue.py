@@ -73,6 +73,9 @@ CATALOGUE: tuple[Entry, ...] = (
           caption="The paper's claims (section 4, params/claims.yaml), each with its verdict on this suite's runs: "
                   "supported, contradicted or inconclusive at this number of seeds (the rule is in the table's "
                   "caption)."),
+    Entry("table", "plan", "hetmtl.reporting.plan:plan_table", sections=("report", "claims"),
+          caption="Plan (ours): the seeds each claim needs to be decided at 80% power after Holm's correction, "
+                  "from this suite's runs (`hetmtl plan --suite paper --pilot demo` adds the paper suite's cost)."),
     Entry("figure", "fig08_overall", f"{_AGG}:fig08_overall",
           caption="Reproduces the paper's Fig. 8: average test accuracy of every method in every table "
                   "(params/report.yaml `highlight`: the methods in their own colour; baselines blue)."),

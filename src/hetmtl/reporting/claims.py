@@ -409,11 +409,25 @@ def readings(params, suite: str) -> list[tuple[str, dict]]:
     return [(first, {}), *groups.items()]
 
 
-def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | None = None,
-             histories: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per claim (per reading where the claim reads a method that has readings)."""
+@dataclass
+class Checked:
+    """One claim checked under one reading: its comparisons, how many it needs, the verdict."""
+
+    claim: str
+    reading: str  # the reading's label, "–" where the claim reads no method with readings
+    rests_on: list
+    comparisons: list[Comparison]
+    need: int
+    unit: str
+    verdict: str
+    deciding: Comparison | None
+
+
+def check(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | None = None,
+          histories: pd.DataFrame | None = None) -> list[Checked]:
+    """Every claim under every reading it reads (the claims table and the plan read this)."""
     cfg = params["claims"]
-    rows = []
+    out = []
     all_readings = readings(params, suite)
     for cid, claim in cfg["items"].items():
         for k, (label, reading) in enumerate(all_readings):
@@ -423,23 +437,36 @@ def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | N
                 continue  # the reading changes nothing this claim reads
             verdict, deciding = decide(comps, need, cfg["alpha"])
             involved = any(ctx.used & set(r) for _, r in all_readings[1:])
-            runs = set().union(*(c.runs for c in comps)) if comps else set()
-            tested = [c for c in comps if not pd.isna(c.p_adj)]
-            rows.append({
-                "claim": cid, "reading": label if involved else "–", "statement": claim["statement"],
-                "rests_on": "; ".join(ctx.cells), "runs": len(runs),
-                "comparisons": len(comps), "needed": need,
-                "better": sum(c.outcome(cfg["alpha"]) > 0 for c in comps),
-                "worse": sum(c.outcome(cfg["alpha"]) < 0 for c in comps),
-                "tested": len(tested),
-                "deciding": deciding.label if deciding else "none",
-                "effect": deciding.effect if deciding else float("nan"),
-                "ci": deciding.ci if deciding else float("nan"),
-                "n": deciding.n if deciding else 0,
-                "p_holm": deciding.p_adj if deciding else float("nan"),
-                "note": (deciding.note if deciding else "nothing to compare in this grid"),
-                "unit": unit, "verdict": verdict,
-            })
+            out.append(Checked(cid, label if involved else "–", list(ctx.cells), comps, need, unit, verdict,
+                               deciding))
+    return out
+
+
+def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | None = None,
+             histories: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim (per reading where the claim reads a method that has readings)."""
+    cfg = params["claims"]
+    rows = []
+    for c in check(params, suite, records, sweeps, histories):
+        claim, comps, need, unit, verdict, deciding = (cfg["items"][c.claim], c.comparisons, c.need, c.unit,
+                                                       c.verdict, c.deciding)
+        runs = set().union(*(x.runs for x in comps)) if comps else set()
+        tested = [x for x in comps if not pd.isna(x.p_adj)]
+        rows.append({
+            "claim": c.claim, "reading": c.reading, "statement": claim["statement"],
+            "rests_on": "; ".join(c.rests_on), "runs": len(runs),
+            "comparisons": len(comps), "needed": need,
+            "better": sum(x.outcome(cfg["alpha"]) > 0 for x in comps),
+            "worse": sum(x.outcome(cfg["alpha"]) < 0 for x in comps),
+            "tested": len(tested),
+            "deciding": deciding.label if deciding else "none",
+            "effect": deciding.effect if deciding else float("nan"),
+            "ci": deciding.ci if deciding else float("nan"),
+            "n": deciding.n if deciding else 0,
+            "p_holm": deciding.p_adj if deciding else float("nan"),
+            "note": (deciding.note if deciding else "nothing to compare in this grid"),
+            "unit": unit, "verdict": verdict,
+        })
     return pd.DataFrame(rows)
 
 
