@@ -153,3 +153,49 @@ def test_a_16_bit_png_decodes_to_the_same_gray():
     assert np.array_equal(a, b) and a.std() > 30  # not clipped white
     # and as the 3 channels of a colour task
     assert np.array_equal(decode(sixteen.getvalue(), 3, 32), np.repeat(a, 3, 0))
+
+
+# --------------------------------------------------------------------------- the Coil-20 choice (ours)
+
+
+def test_every_caption_that_shows_coil20_says_how_it_is_made(params):
+    """The note of params/datasets.yaml's Coil-20 task is in the caption of every
+    table whose group holds Coil-20 (its own caption and the report's), in no
+    other table's, and in every figure's (they show every group)."""
+    from hetmtl.reporting import aggregate, catalogue
+
+    note = params["tasks"]["Coil-20"]["note"]
+    shown = {name: "Coil-20" in params.tasks_of(spec["group"]) for name, spec in params["tables"].items()}
+    assert set(shown.values()) == {True, False}
+    for name, spec in params["tables"].items():
+        assert (note in aggregate.caption(params, "paper", spec)) == shown[name], name
+        assert (note in catalogue.caption(params, "table", name)) == shown[name], name
+    for name in catalogue.names(params, "figure"):
+        assert note in catalogue.caption(params, "figure", name), name
+    assert note in aggregate.scale_note(params, "paper")
+
+
+def test_the_unprocessed_alternative_runs_as_documented(project, monkeypatch):
+    """The alternative of params/datasets.yaml's comment (the unprocessed 5
+    objects): params load, and prepare makes a 5-class, 360-image task."""
+    import yaml
+
+    from conftest import ROOT, small_suite
+    from hetmtl.data.prepare import prepare_task
+    from hetmtl.data.sources import write_standin
+    from hetmtl.params import load_params
+
+    (project / "src").symlink_to(ROOT / "src")
+    path = project / "params" / "datasets.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["sources"]["coil20_unproc"] = data["alternative_sources"].pop("coil20_unproc")
+    data["alternative_sources"]["coil20_proc"] = data["sources"].pop("coil20_proc")
+    data["tasks"]["Coil-20"].update(source="coil20_unproc", classes={"pool": "source", "draw": "all"},
+                                    note="Coil-20 (ours): the unprocessed archive's 5 objects.")
+    path.write_text(yaml.safe_dump(data))
+    params = load_params(project)
+    suite = small_suite(params)
+    monkeypatch.setattr(type(params), "suite", lambda self, name: suite)
+    write_standin("coil20_unproc", project / "raw" / "coil-20-unproc.zip", 1)
+    m = prepare_task(params, "tiny", "Coil-20")
+    assert (m["num_classes"], m["images"], m["per_class"]) == (5, 360, [72] * 5)
