@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from hetmtl.data.archives import ArchiveError
 from hetmtl.data import download
+from hetmtl.data.archives import ArchiveError
 from hetmtl.data.download import HtmlPageError, confirmation_url, http_download
 from hetmtl.data.fetch import fetch
 

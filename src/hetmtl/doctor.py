@@ -149,8 +149,12 @@ def output_bytes(params, suite: str) -> dict[str, int]:
             continue
         draw = spec["classes"]["draw"]
         pool = spec["classes"]["pool"]
-        classes = draw if draw != "all" else (counts["classes"] if pool == "source" else
-                                              len(pool) if isinstance(pool, list) else pool["range"][2] - pool["range"][1] + 1)
+        if draw != "all":
+            classes = draw
+        elif pool == "source":
+            classes = counts["classes"]
+        else:
+            classes = len(pool) if isinstance(pool, list) else pool["range"][2] - pool["range"][1] + 1
         images = counts["images"] * classes // counts["classes"]
         prepared += images * source["channels"] * s["image_size"] ** 2
     return {"prepared": prepared, "models": sum(model_bytes(params, suite).values())}

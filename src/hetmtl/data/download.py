@@ -125,9 +125,11 @@ def http_download(url: str, dest: Path, md5: str, attempts: int = 4, connect_tim
                         continue
                     blocks = r.iter_content(CHUNK)
                     first = next(blocks, b"")
-                    if r.status_code in (401, 403) or (r.ok and looks_like_html(first, r.headers.get("Content-Type", ""))):
+                    kind = r.headers.get("Content-Type", "")
+                    if r.status_code in (401, 403) or (r.ok and looks_like_html(first, kind)):
                         page = (first + b"".join(blocks)).decode("utf-8", "replace") if r.ok else ""
-                        target = confirmation_url(page, r.url, session.cookies.get_dict(), resource_key) if r.ok else None
+                        target = (confirmation_url(page, r.url, session.cookies.get_dict(), resource_key)
+                                  if r.ok else None)
                         if target is None or confirmations >= MAX_CONFIRMATIONS:
                             raise html_page_error(url, r.status_code, dest)
                         confirmations += 1

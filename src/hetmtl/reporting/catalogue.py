@@ -182,6 +182,6 @@ def inputs(params, suite: str, kind: str, name: str) -> dict[str, list[str]]:
     return out
 
 
-__all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "all_sections", "caption", "data_notes",
-           "described", "entry", "figure_file", "files", "fixed_names", "inputs", "item_file", "items", "names",
-           "sections", "showcase_runs"]
+__all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "all_sections", "caption",
+           "data_notes", "described", "entry", "figure_file", "files", "fixed_names", "inputs", "item_file", "items",
+           "names", "sections", "showcase_runs"]
