@@ -259,3 +259,12 @@ def test_fetch_tries_every_mirror_in_order_and_names_each_failure(server, projec
     msg = str(exc.value)
     assert "HTTP 403" in msg and "HTTP 200" in msg and "truncated" in msg
     assert f"place it at {path.resolve()}" in msg
+
+
+def test_an_archive_labelled_text_html_is_still_an_archive():
+    from hetmtl.data.download import looks_like_html
+
+    assert not looks_like_html(b"\x1f\x8b\x08\x00", "text/html; charset=iso-8859-1")
+    assert not looks_like_html(b"PK\x03\x04rest", "text/html")
+    assert looks_like_html(b"  <!DOCTYPE html><html>", "application/octet-stream")
+    assert looks_like_html(b"Access denied", "text/html")

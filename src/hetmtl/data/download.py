@@ -66,7 +66,15 @@ def drive_request(url: str) -> tuple[str, dict]:
     return f"{DRIVE_URL}?{urlencode(query)}", headers
 
 
+# the first bytes of the archives' formats (gzip, zip, bzip2, xz): an archive whatever its Content-Type says
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"PK\x03\x04", b"BZh", b"\xfd7zXZ")
+
+
 def looks_like_html(first: bytes, content_type: str) -> bool:
+    """A web page: its first bytes say so, or its Content-Type does and its
+    first bytes are no archive's (a server may label an archive text/html)."""
+    if first.startswith(_ARCHIVE_MAGIC):
+        return False
     return "text/html" in content_type.lower() or first.lstrip()[:16].lower().startswith(_HTML_START)
 
 
