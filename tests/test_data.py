@@ -59,8 +59,9 @@ def test_standin_layouts_match_the_real_names(standin_dir, params):
         classes = LAYOUTS[source["layout"]].classify(members, task.get("domain"))
         assert classes, name
     hnd = list_members(standin_dir / "EnglishHnd.tgz")
-    assert "English/Hnd/Img/Sample001/img001-001.png" in hnd and len(hnd) == 62 * 6
-    assert "coil-20-unproc/obj10__71.png" in list_members(standin_dir / "coil-20-unproc.zip")
+    assert "./English/Hnd/Img/Sample001/img001-001.png" in hnd  # the ./ of `tar czf x.tgz .`
+    assert sum(map(len, LAYOUTS["chars74k_hnd"].classify(hnd).values())) == 62 * 6
+    assert "coil-20-proc/obj20__71.png" in list_members(standin_dir / "coil-20-proc.zip")
 
 
 def test_class_selection_is_seeded_and_recorded():
@@ -107,7 +108,7 @@ def test_wrong_md5_names_expected_and_actual(tmp_path):
 
 def test_tampered_standin_is_refused_before_prepare(project, standin_dir, params, monkeypatch):
     _use_standins(project, standin_dir, params, monkeypatch)
-    archive = project / "raw" / "coil-20-unproc.zip"
+    archive = project / "raw" / "coil-20-proc.zip"
     archive.write_bytes(archive.read_bytes()[:-100])
     with pytest.raises(ArchiveError, match="MD5 mismatch"):
         prepare_task(params, "tiny", "Coil-20")
@@ -159,7 +160,7 @@ def test_fetch_generates_and_verifies_standins(project, params):
 
 def test_fetch_offline_says_where_to_put_the_archive(project, params):
     suite = dict(params.suite("paper"), raw_dir="raw")
-    source = dict(params["sources"]["coil20_unproc"], urls=["http://127.0.0.1:9/coil-20-unproc.zip"])
+    source = dict(params["alternative_sources"]["coil20_unproc"], urls=["http://127.0.0.1:9/coil-20-unproc.zip"])
     with pytest.raises(ArchiveError) as err:
         fetch(suite, "coil20_unproc", source)
     msg = str(err.value)
@@ -172,7 +173,7 @@ def test_archive_placed_by_hand_is_verified_not_downloaded(project, params, tmp_
     suite = dict(params.suite("paper"), raw_dir="raw")
     (project / "raw").mkdir()
     placed = write_standin("coil20_unproc", project / "raw" / "coil-20-unproc.zip", 1)
-    source = dict(params["sources"]["coil20_unproc"], md5=placed, urls=["http://127.0.0.1:9/never"])
+    source = dict(params["alternative_sources"]["coil20_unproc"], md5=placed, urls=["http://127.0.0.1:9/never"])
     assert fetch(suite, "coil20_unproc", source).resolve() == project / "raw" / "coil-20-unproc.zip"
     source["md5"] = "f" * 32
     with pytest.raises(ArchiveError, match="MD5 mismatch"):
@@ -193,10 +194,10 @@ def test_offline_fetch_reports_every_missing_archive(project, monkeypatch, capsy
     """The paper suite offline: one message per archive, naming URLs and the path, in seconds."""
     import time
 
-    import gdown
     import yaml
 
     from hetmtl.cli import main
+    from hetmtl.data import download
 
     path = project / "params" / "datasets.yaml"
     data = yaml.safe_load(path.read_text())
@@ -204,12 +205,12 @@ def test_offline_fetch_reports_every_missing_archive(project, monkeypatch, capsy
         source["urls"] = [u if u.startswith("gdrive://") else f"http://127.0.0.1:9/{source['archive']}"
                           for u in source["urls"]]
     path.write_text(yaml.safe_dump(data))
-    monkeypatch.setattr(gdown, "download", lambda **kw: None)  # Google Drive unreachable too
+    monkeypatch.setattr(download, "DRIVE_URL", "http://127.0.0.1:9/uc")  # Google Drive unreachable too
     started = time.time()
     assert main(["fetch", "--suite", "paper"]) == 1
     err = capsys.readouterr().err
     assert time.time() - started < 20
-    used = {"EnglishHnd.tgz", "EnglishFnt.tgz", "coil-20-unproc.zip", "OfficeHomeDataset_10072016.zip",
+    used = {"EnglishHnd.tgz", "EnglishFnt.tgz", "coil-20-proc.zip", "OfficeHomeDataset_10072016.zip",
             "domain_adaptation_images.tar.gz"}
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == len(used)
@@ -218,8 +219,9 @@ def test_offline_fetch_reports_every_missing_archive(project, monkeypatch, capsy
     assert not (project / "data" / "raw").exists() or not any((project / "data" / "raw").iterdir())
 
 
-def test_coil20_processed_alternative_has_its_layout(tmp_path, params):
-    source = params["alternative_sources"]["coil20_proc"]
+def test_coil20_unprocessed_alternative_holds_what_the_public_archive_holds(tmp_path, params):
+    """5 objects x 72 poses (the archive with MD5 a04fd3c9...), not the report's 10 x 72."""
+    source = params["alternative_sources"]["coil20_unproc"]
     path = tmp_path / source["archive"]
     write_standin(source["layout"], path, 1)
     by_class = LAYOUTS[source["layout"]].classify(list_members(path))

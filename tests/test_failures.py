@@ -216,12 +216,12 @@ def test_preflight_names_an_archive_flipped_with_size_and_mtime_kept(project, pa
     from hetmtl import preflight
 
     suite = params.suite("tiny")
-    source = params["sources"]["coil20_unproc"]
+    source = params["sources"]["coil20_proc"]
     archive = project / suite["raw_dir"] / source["archive"]
     write_standin(source["layout"], archive, 6)
-    assert preflight.verify_archives(params, "tiny", ["coil20_unproc", "office31"])[0] == []  # office31 absent
+    assert preflight.verify_archives(params, "tiny", ["coil20_proc", "office31"])[0] == []  # office31 absent
     _flip(archive)
-    problems, seconds, size = preflight.verify_archives(params, "tiny", ["coil20_unproc", "office31"])
+    problems, seconds, size = preflight.verify_archives(params, "tiny", ["coil20_proc", "office31"])
     assert size == archive.stat().st_size
     [line] = problems
     assert line.startswith(f"{suite['raw_dir']}/{source['archive']}: MD5 ") and "delete it and its .md5" in line

@@ -512,7 +512,7 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(dvc_r
     assert "fig09_threshold_sweep" in page and "<script" not in page and "http" not in page
 
     # A raw archive that changes on disk is reported (DVC tracks the archives).
-    archive = proj / "data" / "standin" / "tiny" / "coil-20-unproc.zip"
+    archive = proj / "data" / "standin" / "tiny" / "coil-20-proc.zip"
     original = archive.read_bytes()
     archive.write_bytes(original + b"x")
     status = json.loads(run([dvc, "status", "--json"], proj).stdout)

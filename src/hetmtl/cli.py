@@ -312,6 +312,15 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from hetmtl.doctor import report, run_checks
+
+    p = _params(args)
+    text, rc = report(run_checks(p, args.suite, args.profile, cost=not args.no_cost), args.suite)
+    print(text, end="")
+    return rc
+
+
 def cmd_dvc_yaml(args) -> int:
     from hetmtl import dvc_yaml
 
@@ -445,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "the seeds each claim needs to be decided (80%% power after Holm) and their cost in "
                                "GPU-hours, from a pilot suite's runs (reports/<suite>/tables/plan.*)")
     sp.add_argument("--pilot", help="the suite whose runs give effects and spreads (default: --suite itself)")
+    sp = add("doctor", cmd_doctor, "before a long run: is this machine ready for the suite? one line per check "
+                                   "(archives, ImageNet weights, GPU, disk, MLflow, Slurm, cost), each ok / missing "
+                                   "/ blocked with what to do; exit status 1 when something blocks")
+    sp.add_argument("--profile", choices=["default", "slurm"], default="default",
+                    help="the Snakemake profile the run will use (slurm: also check sinfo and the partitions)")
+    sp.add_argument("--no-cost", action="store_true", help="skip the cost estimate (it counts every job's FLOPs)")
     what = "write dvc.yaml from params/ for a suite (default: params/dvc_suite.yaml's)"
     sp = sub.add_parser("dvc-yaml", help=what, description=what)
     sp.add_argument("--suite", help="write it for this suite and record the choice in params/dvc_suite.yaml")

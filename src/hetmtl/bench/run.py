@@ -151,6 +151,19 @@ def bench_aggregator(params, suite: str, rows: list[dict], device: torch.device,
             "tflop_per_s": step / step_s / 1e12}
 
 
+def estimate_gpu(costs: list, methods: list[str], gpu: str = "H100 SXM", mfu: tuple[float, ...] = (0.4, 0.6),
+                 gpu_peak: float | None = None) -> dict:
+    """The grid's time on ``gpu`` at each model-FLOPs utilisation of ``mfu`` (its
+    bf16 peak from :mod:`hetmtl.bench.peaks`, or ``gpu_peak`` TFLOP/s): the
+    estimate `hetmtl bench` prints, and `hetmtl doctor` shows before a run."""
+    peak = peak_tflops(gpu, gpu_peak)
+    if peak is None:
+        raise UserError(f"--gpu {gpu}: no known bf16 peak (known: {KNOWN}; hetmtl/bench/peaks.py); "
+                        "give it with --gpu-peak-tflops")
+    return {"gpu": gpu, "peak_tflops": peak,
+            "at_mfu": {str(m): estimate(costs, {name: peak * 1e12 * m for name in methods}) for m in mfu}}
+
+
 def bench(params, suite: str, methods: list[str] | None = None, group: str | None = None,
           device_name: str = "auto", threads: int = 1, warmup: int = 3, steps: int = 20, epochs: int = 1,
           count_only: bool = False, compile_forward: bool = False, peak: float | None = None,
@@ -170,19 +183,13 @@ def bench(params, suite: str, methods: list[str] | None = None, group: str | Non
     if not count_only and any(c.gradient for c in costs):
         aggregator = bench_aggregator(params, suite, rows, device, warmup, steps)
         progress(f"[bench] {aggregator['method']} with {aggregator['weighting']}: {aggregator['ms_per_step']:.1f} ms")
-    gpu_peak = peak_tflops(gpu, gpu_peak)
-    if gpu_peak is None:
-        raise UserError(f"--gpu {gpu}: no known bf16 peak (known: {KNOWN}; hetmtl/bench/peaks.py); "
-                        "give it with --gpu-peak-tflops")
     record = {
         "suite": suite, "device": device_label, "device_type": device.type, "peak_tflops": peak,
         "count_only": count_only, "warmup": warmup, "steps": steps, "harness_epochs": epochs, "rows": rows,
         "aggregator": aggregator,
         "grid": {"jobs": len(costs), "exact_shapes": all(task_shape(params, suite, t).exact
                                                          for g in params["groups"] for t in params.tasks_of(g))},
-        "estimate_gpu": {"gpu": gpu, "peak_tflops": gpu_peak,
-                         "at_mfu": {str(m): estimate(costs, {r["method"]: gpu_peak * 1e12 * m for r in rows})
-                                    for m in mfu}},
+        "estimate_gpu": estimate_gpu(costs, [r["method"] for r in rows], gpu, mfu, gpu_peak),
     }
     if not count_only:
         record["estimate_measured"] = estimate(costs, {r["method"]: r["tflop_per_s"] * 1e12 for r in rows},

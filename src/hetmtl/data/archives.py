@@ -66,7 +66,7 @@ def write_recorded(dest: Path, write: Callable[[Path], None]) -> str:
 
 def _check_name(archive: Path, name: str) -> None:
     p = PurePosixPath(name)
-    if p.is_absolute() or name.startswith(("/", "\\")) or ".." in p.parts or ":" in p.parts[0]:
+    if p.is_absolute() or name.startswith(("/", "\\")) or ".." in p.parts or (p.parts and ":" in p.parts[0]):
         raise ArchiveError(f"{archive}: unsafe member {name!r} (absolute path or '..'); refusing the archive")
 
 

@@ -11,17 +11,18 @@
   never downloaded again) or download it from the mirrors in params/ in turn:
   HTTP through :mod:`hetmtl.data.download` (progress bar, retries, resume,
   written under a temporary name and moved into place only when its MD5
-  matches), Google Drive through gdown. When every mirror fails the error says
-  which URLs were tried and where to put the file.
+  matches), Google Drive by our own requests (resource key, confirmation
+  page; gdown drops the key), a web page in place of the archive named as such.
+  When every mirror fails the error says which URLs were tried and where to put
+  the file.
 
 Nothing is downloaded at import time or inside a training job.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 from hetmtl.data.archives import (
@@ -52,20 +53,8 @@ def expected_md5(suite: dict, source: dict, path: Path) -> str:
 
 
 def _download(url: str, dest: Path, md5: str) -> None:
-    """Download ``url`` to ``dest`` only if the MD5 matches; raise otherwise."""
-    if url.startswith("gdrive://"):
-        import gdown
-
-        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as tmp:
-            tmp_path = Path(tmp) / dest.name
-            out = gdown.download(id=url[len("gdrive://"):], output=str(tmp_path), quiet=False, resume=True)
-            if out is None:
-                raise ArchiveError(f"{url}: Google Drive refused the download")
-            actual = md5sum(tmp_path)
-            if actual != md5:
-                raise ArchiveError(f"{url}: MD5 mismatch: expected {md5}, actual {actual}")
-            os.replace(tmp_path, dest)
-        return
+    """Download ``url`` (http(s), or ``gdrive://<id>?resourcekey=<key>``) to
+    ``dest`` only if the MD5 matches; raise otherwise."""
     http_download(url, dest, md5)
 
 
@@ -86,7 +75,8 @@ def fetch(suite: dict, source_name: str, source: dict, images_per_class: int | N
         record_md5(path, source["md5"])
         return path
     tried = []
-    for url in source["urls"]:
+    for i, url in enumerate(source["urls"], start=1):
+        print(f"[fetch] {source['archive']}: mirror {i}/{len(source['urls'])}: {url}", file=sys.stderr)
         try:
             _download(url, path, source["md5"])
             record_md5(path, source["md5"])

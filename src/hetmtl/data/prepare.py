@@ -68,8 +68,22 @@ def check_counts(archive: Path, source: dict, suite: dict, by_class: dict) -> No
                            f"{want['classes']} / {want['images']}")
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit (or 32-bit integer) image scaled to 8 bits: PIL's own ``convert``
+    clips such values at 255, which turns a 16-bit scan white. CMYK, palette and
+    the other 8-bit modes are left to ``convert``."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.rint(arr * (255.0 / top)).clip(0, 255).astype(np.uint8), "L")
+    return img
+
+
 def decode(data: bytes, channels: int, size: int) -> np.ndarray:
-    img = Image.open(io.BytesIO(data))
+    """An image's bytes as uint8 C x size x size, converted to the task's channels
+    (``channels``: 1 gray, 3 RGB) from whatever it is stored as (RGB, gray, CMYK,
+    palette, 16-bit)."""
+    img = to_8bit(Image.open(io.BytesIO(data)))
     img = img.convert("L" if channels == 1 else "RGB")
     img = img.resize((size, size), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from hetmtl import files, paths
 from hetmtl.reporting import catalogue, figures
+from hetmtl.reporting.catalogue import data_notes
 from hetmtl.reporting.collect import (
     RecordError,
     check_current,
@@ -43,14 +44,17 @@ def figure_title(name: str) -> str:
     return f"Fig. {int(name[3:5])}"
 
 
-def scale_note(params, suite: str) -> str:
+def scale_note(params, suite: str, tasks: list[str] | None = None) -> str:
+    """The suite's scale, the data choices of ours about ``tasks`` (:func:`data_notes`)
+    and, on stand-ins, that the data is not the paper's."""
     s = params.suite(suite)
     lr = params["training"]["lr"]
     lr = f"tuned per method (default {lr})" if params.tunes(suite) else lr
     note = (f"Suite {suite}: {s['backbone']}, {s['image_size']}x{s['image_size']}, {s['epochs']} epochs, "
             f"batch {s['batch_size']}, SGD lr {lr}, momentum {params['training']['momentum']}, "
             f"L2 lambda {params['training']['l2_lambda']}.")
-    return note + (" " + STANDIN_NOTE if s["data"] == "standin" else "")
+    notes = data_notes(params, tasks)
+    return note + (" " + notes if notes else "") + (" " + STANDIN_NOTE if s["data"] == "standin" else "")
 
 
 def reference_method(params, setting: str) -> tuple[str, str] | None:
@@ -121,7 +125,7 @@ def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = Non
                         "single-task columns)." if budget[1] else "."))
     if tuned:
         parts.append(tuned_note(params, suite, tuned))
-    parts.append(scale_note(params, suite))
+    parts.append(scale_note(params, suite, params.tasks_of(spec["group"])))
     return " ".join(parts)
 
 

@@ -136,10 +136,25 @@ def files(params, suite: str, kind: str, name: str) -> list[Path]:
     return [item_file(suite, kind, name, ext) for ext in entry(params, kind, name).formats]
 
 
+def data_notes(params, tasks: list[str] | None = None) -> str:
+    """The data choices of ours about the shown tasks (params/datasets.yaml
+    ``tasks.<T>.note``, e.g. how Coil-20 is made), in task order; ``tasks``:
+    those of every group."""
+    if tasks is None:
+        tasks = list(dict.fromkeys(t for g in params["groups"] for t in params.tasks_of(g)))
+    return " ".join(params["tasks"][t]["note"] for t in tasks if params["tasks"][t].get("note"))
+
+
 def caption(params, kind: str, name: str) -> str:
-    """The item's caption in the `snakemake --report` (the suite's scale notes come from the rule)."""
+    """The item's caption in the `snakemake --report` (the suite's scale notes come
+    from the rule), with the data choices of ours about the tasks it shows
+    (:func:`data_notes`: a group's table its group's
+    tasks, any other item every group's)."""
     e = entry(params, kind, name)
-    return e.caption.format(**params[e.from_params][name]) if e.from_params else e.caption
+    spec = params[e.from_params][name] if e.from_params else {}
+    text = e.caption.format(**spec) if e.from_params else e.caption
+    notes = data_notes(params, params.tasks_of(spec["group"]) if "group" in spec else None)
+    return f"{text} {notes}" if notes else text
 
 
 def sections(params, kind: str, name: str) -> tuple[str, ...]:
@@ -171,5 +186,5 @@ def inputs(params, suite: str, kind: str, name: str) -> dict[str, list[str]]:
 
 
 __all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "all_sections", "caption",
-           "described", "entry", "figure_file", "files", "fixed_names", "inputs", "item_file", "items", "names",
-           "sections", "showcase_runs"]
+           "data_notes", "described", "entry", "figure_file", "files", "fixed_names", "inputs", "item_file", "items",
+           "names", "sections", "showcase_runs"]

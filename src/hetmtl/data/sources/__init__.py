@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hetmtl.data.sources import chars74k, class_folders, coil20, office31, officehome
-from hetmtl.data.sources.common import Layout, write_archive
+from hetmtl.data.sources.common import Layout, with_junk, write_archive
 from hetmtl.paths import ARCHIVE_SUFFIXES, is_archive  # noqa: F401 (is_archive: read through this module)
 
 LAYOUTS: dict[str, Layout] = {
@@ -62,6 +62,9 @@ def source_problems(spec: dict) -> list[tuple[str, str]]:
 def write_standin(layout: str, path: Path, images_per_class: int, seed: int = 0) -> str:
     """Generate the stand-in archive for ``layout`` at ``path``; return its MD5.
 
+    Like the real archives, it carries junk around the images (AppleDouble
+    ``._`` files, ``__MACOSX/``, ``.DS_Store``, ``./`` prefixes in a tar:
+    :func:`~hetmtl.data.sources.common.with_junk`), which the layouts skip.
     The archive is written under a temporary name and moved into place only
     when complete; its MD5 is recorded in ``<path>.md5`` (:func:`record_md5`) so
     that the fetch step verifies it with the same code as a real archive.
@@ -71,4 +74,5 @@ def write_standin(layout: str, path: Path, images_per_class: int, seed: int = 0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = "zip" if path.name.endswith(".zip") else "tgz"
-    return write_recorded(path, lambda tmp: write_archive(tmp, LAYOUTS[layout].generate(images_per_class, seed), fmt))
+    members = with_junk(LAYOUTS[layout].generate(images_per_class, seed), fmt)
+    return write_recorded(path, lambda tmp: write_archive(tmp, members, fmt))

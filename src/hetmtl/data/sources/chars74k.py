@@ -14,7 +14,7 @@ import string
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from hetmtl.data.sources.common import Layout, Members, font_path, per_class, png, stable_seed
+from hetmtl.data.sources.common import Layout, Members, defect, font_path, per_class, png, png16, stable_seed
 
 CHARS74K_CLASSES = list(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 
@@ -87,13 +87,14 @@ def _chars74k_hnd(n: int, rng_seed: int) -> Members:
 
 
 def _chars74k_fnt(n: int, rng_seed: int) -> Members:
-    """``English/Fnt/SampleNNN/imgNNN-MMMMM.png``: grayscale PNG, square."""
+    """``English/Fnt/SampleNNN/imgNNN-MMMMM.png``: grayscale PNG, square (one in
+    DEFECT_EVERY at 16 bits)."""
     for k, ch in enumerate(CHARS74K_CLASSES, start=1):
         rng = np.random.default_rng(stable_seed("fnt", rng_seed, k))
         for i in range(1, n + 1):
             font = TYPOGRAPHIC_FONTS[int(rng.integers(len(TYPOGRAPHIC_FONTS)))]
             img = _render_char(ch, font, int(rng.integers(36, 48)), rng, handwritten=False)
-            yield f"English/Fnt/Sample{k:03d}/img{k:03d}-{i:05d}.png", png(img)
+            yield f"English/Fnt/Sample{k:03d}/img{k:03d}-{i:05d}.png", png16(img) if defect(i) else png(img)
 
 
 HND = Layout(r"English/Hnd/Img/(?P<cls>Sample\d{3})/img\d{3}-\d{3}\.png",

@@ -28,13 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hetmtl.data.archives import ArchiveError
-from hetmtl.data.sources.common import Layout
+from hetmtl.data.sources.common import Layout, is_junk, plain_name
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def _hidden(name: str) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
 
 
 @dataclass(frozen=True)
@@ -43,8 +39,8 @@ class ClassFolders(Layout):
         """Map class folder -> sorted image names; ``names`` holds files and
         folders (a folder's name ends with ``/``)."""
         del domain  # one domain: the folder itself
-        entries = [n for n in names if n.strip("/") and not _hidden(n)]
-        parts = [n.strip("/").split("/") for n in entries]
+        entries = [n for n in names if plain_name(n).strip("/") and not is_junk(n)]
+        parts = [plain_name(n).strip("/").split("/") for n in entries]
         tops = {p[0] for p in parts}
         # one top folder holding everything, with the class folders inside it
         strip = len(tops) == 1 and any(len(p) >= 3 for p in parts)

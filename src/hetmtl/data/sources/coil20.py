@@ -1,9 +1,19 @@
-"""COIL-20 (SPEC 3): ``coil-20-unproc.zip`` (10 objects, the paper's set) and
-``coil-20-proc.zip`` (20 objects), 72 turntable poses each, grayscale PNGs
-``obj{N}__{pose}.png``.
+"""COIL-20 (SPEC 3): grayscale PNGs ``obj{N}__{pose}.png``, 72 turntable poses
+per object, 5 degrees apart.
+
+* ``coil-20-unproc.zip`` (MD5 a04fd3c9...): what every public loader pinned to
+  this MD5 records (dm_nevis ``coil20.py``: 5 classes; others: "5 objects, 72
+  pictures each", 448x416 px): 5 objects x 72 poses = 360 images, not the 1996
+  report's "720 images of 10 objects" that the paper repeats.
+* ``coil-20-proc.zip``: 20 objects x 72 poses = 1440 images, 128x128, cropped.
+
+Which of them makes the paper's 10-object, 720-image task is a parameter of
+ours (params/datasets.yaml, task ``Coil-20``). The stand-ins hold what the real
+archives hold: the same objects, poses, image sizes and names.
 
 Stand-ins: textured objects (elliptic cross-sections of a turned profile,
-wrapped with a per-object texture) at 72 poses, 5 degrees apart.
+wrapped with a per-object texture) at 72 poses; every DEFECT_EVERY-th image a
+16-bit PNG.
 """
 
 from __future__ import annotations
@@ -11,10 +21,13 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from hetmtl.data.sources.common import Layout, Members, png, stable_seed
+from hetmtl.data.sources.common import Layout, Members, defect, png, png16, stable_seed
 
 COIL_POSES = 72
-COIL_OBJECTS = 10  # the unprocessed set: 10 objects x 72 poses = 720 images
+UNPROC_OBJECTS = 5    # what the public archive holds (not the 1996 report's 10)
+UNPROC_SIZE = (448, 416)  # width x height of its images
+PROC_OBJECTS = 20
+PROC_SIZE = (128, 128)
 
 
 def _coil_object(obj: int, pose: int, size: int = 64) -> np.ndarray:
@@ -59,28 +72,40 @@ def _coil_object(obj: int, pose: int, size: int = 64) -> np.ndarray:
     return (img * 255).clip(0, 255).astype(np.uint8)
 
 
+def _coil_image(obj: int, pose: int, size: tuple[int, int]) -> bytes:
+    """Object ``obj`` at ``pose`` as a PNG of ``size`` (width, height), centred on black."""
+    w, h = size
+    side = min(w, h)
+    canvas = np.zeros((h, w), dtype=np.uint8)
+    top, left = (h - side) // 2, (w - side) // 2
+    # drawn at most 128 px and enlarged (the picture's detail is not the point; its size is)
+    drawn = Image.fromarray(_coil_object(obj, pose, min(side, 128)))
+    canvas[top:top + side, left:left + side] = np.asarray(drawn.resize((side, side), Image.Resampling.BILINEAR))
+    img = Image.fromarray(canvas)
+    return png16(img) if defect(pose) else png(img)
+
+
 def _coil20_unproc(n: int, rng_seed: int) -> Members:
-    """``coil-20-unproc/obj{N}__{pose}.png``: 10 objects x 72 poses, grayscale."""
+    """``coil-20-unproc/obj{N}__{pose}.png``: 5 objects x 72 poses, 448x416, grayscale."""
     del n, rng_seed  # the real set has exactly 72 poses per object
-    for obj in range(1, COIL_OBJECTS + 1):
+    for obj in range(1, UNPROC_OBJECTS + 1):
         for pose in range(COIL_POSES):
-            arr = _coil_object(obj, pose)
-            yield f"coil-20-unproc/obj{obj}__{pose}.png", png(Image.fromarray(arr))
+            yield f"coil-20-unproc/obj{obj}__{pose}.png", _coil_image(obj, pose, UNPROC_SIZE)
 
 
 def _coil20_proc(n: int, rng_seed: int) -> Members:
-    """``coil-20-proc/obj{N}__{pose}.png``: 20 objects x 72 poses, grayscale."""
+    """``coil-20-proc/obj{N}__{pose}.png``: 20 objects x 72 poses, 128x128, grayscale."""
     del n, rng_seed
-    for obj in range(1, 2 * COIL_OBJECTS + 1):
+    for obj in range(1, PROC_OBJECTS + 1):
         for pose in range(COIL_POSES):
-            yield f"coil-20-proc/obj{obj}__{pose}.png", png(Image.fromarray(_coil_object(obj, pose)))
+            yield f"coil-20-proc/obj{obj}__{pose}.png", _coil_image(obj, pose, PROC_SIZE)
 
 
 UNPROC = Layout(r"coil-20-unproc/(?P<cls>obj\d+)__\d+\.png",
-                "COIL-20 unprocessed, 72 poses per object, grayscale PNG",
-                tuple(f"obj{k}" for k in range(1, COIL_OBJECTS + 1)), _coil20_unproc,
-                lambda n: {"classes": COIL_OBJECTS, "images": COIL_OBJECTS * COIL_POSES})
+                "COIL-20 unprocessed, 5 objects x 72 poses, grayscale PNG",
+                tuple(f"obj{k}" for k in range(1, UNPROC_OBJECTS + 1)), _coil20_unproc,
+                lambda n: {"classes": UNPROC_OBJECTS, "images": UNPROC_OBJECTS * COIL_POSES})
 PROC = Layout(r"coil-20-proc/(?P<cls>obj\d+)__\d+\.png",
               "COIL-20 processed, 20 objects x 72 poses, grayscale PNG",
-              tuple(f"obj{k}" for k in range(1, 2 * COIL_OBJECTS + 1)), _coil20_proc,
-              lambda n: {"classes": 2 * COIL_OBJECTS, "images": 2 * COIL_OBJECTS * COIL_POSES})
+              tuple(f"obj{k}" for k in range(1, PROC_OBJECTS + 1)), _coil20_proc,
+              lambda n: {"classes": PROC_OBJECTS, "images": PROC_OBJECTS * COIL_POSES})

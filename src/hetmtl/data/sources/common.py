@@ -52,14 +52,34 @@ class Layout:
         return re.compile(self.pattern.replace("{domain}", re.escape(domain or "")))
 
     def classify(self, names: list[str], domain: str | None = None, where: str = "archive") -> dict[str, list[str]]:
-        """Map class name -> sorted member names (``where`` names the archive in errors)."""
+        """Map class name -> sorted member names (``where`` names the archive in errors).
+
+        Matched on the member's name without its ``./`` prefixes (``tar czf x.tgz .``);
+        junk that real archives carry (:func:`is_junk`: AppleDouble ``._name``
+        files, ``__MACOSX/``, ``.DS_Store``) never matches, whatever the pattern."""
         rx = self.regex(domain)
         out: dict[str, list[str]] = {}
         for name in names:
-            m = rx.fullmatch(name)
+            if is_junk(name):
+                continue
+            m = rx.fullmatch(plain_name(name))
             if m:
                 out.setdefault(m.group("cls"), []).append(name)
         return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def plain_name(name: str) -> str:
+    """A member name without leading ``./`` (tar archives made with ``tar czf x.tgz .``)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def is_junk(name: str) -> bool:
+    """A member that is no image of the data set although its name may look like
+    one: macOS's AppleDouble ``._name`` files (resource forks, beside the image
+    or under ``__MACOSX/``), ``.DS_Store`` and any other hidden file or folder."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in plain_name(name).split("/") if part)
 
 
 def per_class(classes: int, images_per_class: int) -> dict:
@@ -86,10 +106,55 @@ def png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def jpg(img: Image.Image) -> bytes:
+def jpg(img: Image.Image, cmyk: bool = False) -> bytes:
+    """A JPEG; ``cmyk``: stored as CMYK, as some real Office-Home / Office-31 files are."""
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
+    (img.convert("CMYK") if cmyk else img).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
+
+
+def png16(img: Image.Image) -> bytes:
+    """A grayscale image as a 16-bit PNG (value x 257: the same picture at 16 bits),
+    as scanners and some archives store them."""
+    arr = np.asarray(img.convert("L"), dtype=np.uint16) * 257
+    return png(Image.fromarray(arr))
+
+
+# One in DEFECT_EVERY images of a stand-in is stored the odd way (CMYK JPEG, 16-bit PNG).
+DEFECT_EVERY = 7
+
+
+def defect(i: int) -> bool:
+    return i % DEFECT_EVERY == DEFECT_EVERY - 1
+
+
+# --------------------------------------------------------------------------- junk of real archives
+
+# The start of an AppleDouble file (magic, version, "Mac OS X" filler): what
+# macOS writes as ``._<name>`` beside a file copied to a foreign file system.
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(70)
+DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(120)
+JUNK_EVERY = 5
+
+
+def with_junk(members: Members, fmt: str) -> Members:
+    """``members`` with the junk that real archives carry around their images:
+    an AppleDouble ``._<name>`` beside one image in :data:`JUNK_EVERY` (named like
+    an image: a layout pattern must refuse it), a ``.DS_Store`` in every folder,
+    and by format: a zip (made on macOS) its ``__MACOSX/`` copies of the
+    AppleDouble files, a tar (``tar czf x.tgz .``) ``./`` before every name."""
+    prefix = "./" if fmt != "zip" else ""
+    folders: set[str] = set()
+    for i, (name, data) in enumerate(members):
+        yield prefix + name, data
+        folder, _, base = name.rpartition("/")
+        if i % JUNK_EVERY == 0:
+            yield prefix + f"{folder}/._{base}", APPLEDOUBLE
+            if fmt == "zip":
+                yield f"__MACOSX/{folder}/._{base}", APPLEDOUBLE
+        if folder not in folders:
+            folders.add(folder)
+            yield prefix + f"{folder}/.DS_Store", DS_STORE
 
 
 # --------------------------------------------------------------------------- office scenes
@@ -181,10 +246,11 @@ def _draw_scene(name: str, style: str, rng: np.random.Generator, size: int = 96)
 
 def office_scenes(classes: list[str], domain_prefix: str, style: str, file_name: Callable[[int], str],
             n: int, rng_seed: int) -> Iterator[tuple[str, bytes]]:
+    """``n`` JPEGs per class in ``style``; one in :data:`DEFECT_EVERY` stored as CMYK."""
     for cls in classes:
         rng = np.random.default_rng(stable_seed(style, rng_seed, cls))
         for i in range(1, n + 1):
-            yield f"{domain_prefix}/{cls}/{file_name(i)}", jpg(_draw_scene(cls, style, rng))
+            yield f"{domain_prefix}/{cls}/{file_name(i)}", jpg(_draw_scene(cls, style, rng), cmyk=defect(i))
 
 
 # --------------------------------------------------------------------------- archives

@@ -18,10 +18,17 @@ OFFICE31_CLASSES = (
 ).split()
 
 
+DOMAINS = ("amazon", "dslr", "webcam")
+OTHER_DOMAIN_IMAGES = 1
+
+
 def _office31(n: int, rng_seed: int) -> Members:
-    """``amazon/images/<class>/frame_NNNN.jpg`` (the amazon domain only)."""
-    return office_scenes(OFFICE31_CLASSES, "amazon/images", "amazon",
-                   lambda i: f"frame_{i:04d}.jpg", n, rng_seed)
+    """``<domain>/images/<class>/frame_NNNN.jpg`` for the three domains (amazon
+    with ``n`` per class, the others with OTHER_DOMAIN_IMAGES: only amazon is used)."""
+    for domain in DOMAINS:
+        yield from office_scenes(OFFICE31_CLASSES, f"{domain}/images", "amazon",
+                                 lambda i: f"frame_{i:04d}.jpg", n if domain == "amazon" else OTHER_DOMAIN_IMAGES,
+                                 rng_seed)
 
 
 SOURCE = Layout(r"(?:domain_adaptation_images/)?{domain}/images/(?P<cls>[^/]+)/[^/]+\.jpg",
