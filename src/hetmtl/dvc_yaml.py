@@ -172,6 +172,8 @@ def stages(p: Params, suite: str) -> dict:
             deps.append(paths.relations_csv(suite, group).as_posix())
         if (group, setting, method) in tuned:  # the values its tune stage chose
             deps.append(paths.tune_json(suite, group, setting, method).as_posix())
+        if p.follows(method) is not None:  # random_matched: the delta runs it follows (their receipts)
+            deps.append(paths.run_dir(suite, group, setting, p.follows(method), 0).parent.as_posix())
         out[f"train-{group}-{setting}-{method}"] = {
             "group": group, "setting": setting,
             "cmd": f"hetmtl train --suite {suite} --group {group} --setting {setting} --method {method} --no-progress",

@@ -26,6 +26,13 @@ def build_method(run, tasks: list[TaskInfo], overrides: dict | None = None) -> M
     if cls.uses_prior:
         R = None if run.relations is None else torch.tensor(run.relations, dtype=torch.float32)
         method = cls(*args, relations=R)
+    elif "follows" in cfg:  # random_matched: the followed run's sharing counts
+        from hetmtl.methods.mtal_random import read_targets
+
+        if run.followed is None:
+            raise UserError(f"{run.run.command}: needs the receipt of the run it follows "
+                            f"({cfg['follows']}); train that run first")
+        method = cls(*args, targets=read_targets(run.followed))
     else:
         method = cls(*args)
     if run.freeze_blocks and method.deep:

@@ -398,8 +398,11 @@ def readings(params, suite: str) -> list[tuple[str, dict]]:
     (grid.yaml ``readings``, grouped by what they change: MTAL's start)."""
     groups: dict[str, dict] = {}
     default: dict[str, str] = {}
+    rows = {m for spec in params["settings"].values() for m in spec["methods"]}
     for r in params.readings(suite):
         variant, base = r["method"], params.base_method(r["method"])
+        if base == variant or base not in rows:
+            continue  # not a variant of a table's row (the delta reading, its control): claims C11-C14 read them
         mine, theirs = params.method(variant), params.method(base)
         changed = {k: v for k, v in mine.items() if k != "variant_of" and theirs.get(k) != v}
         label = ", ".join(f"{k}: {v}" for k, v in sorted(changed.items()))
