@@ -204,7 +204,7 @@ def stages(p: Params, suite: str) -> dict:
     sweeps = sorted({run.receipt.parent.parent.as_posix() for run in p.sweep_runs(suite)})
     out["aggregate"] = {
         "cmd": f"hetmtl aggregate --suite {suite}",
-        "deps": [*runs, *sweeps, "src/hetmtl/reporting"],
+        "deps": [*runs, *sweeps, *catalogue.relations_files(p, suite), "src/hetmtl/reporting"],
         "params": _params({"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"],
                            "params/report.yaml": ["report"]}) + _item_sections(p),
         "outs": [{folder: {"cache": False}} for folder in report_folders(p, suite)],

@@ -605,6 +605,9 @@ def _claims_checks(d: dict, files: dict) -> None:
         for g in c.get("prefers", {}):
             if g not in d["groups"]:
                 fail(f"{cid}.prefers", f"unknown group {g!r}")
+        for key in ("more", "less"):
+            if key in c and c[key] not in d["groups"]:
+                fail(f"{cid}.{key}", f"unknown group {c[key]!r}")
         if "sweep" in c and c["sweep"] not in d["sweeps"]:
             fail(f"{cid}.sweep", f"no sweep {c['sweep']!r} in grid.yaml sweeps")
         if c["kind"] == "below":

@@ -31,6 +31,7 @@ READS = {  # what an entry may read, beyond params/
     # every item's job first checks that all the suite's receipts are current (collect.check_current)
     "receipts": "the receipts of the suite's training and sweep runs",
     "models": "the model.pt of the runs params/report.yaml `showcase` names",
+    "relations": "R of each group from its relations stage (the groups a prior-setting run reads)",
 }
 
 
@@ -69,7 +70,8 @@ CATALOGUE: tuple[Entry, ...] = (
           caption="Table 7 (ours): every weighting of params/weightings.yaml (loss weightings and TorchJD's "
                   "gradient aggregators) on hard sharing and MTAL, both groups: test accuracy and step time "
                   "relative to equal weighting."),
-    Entry("table", "claims", "hetmtl.reporting.claims:claims_table", sections=("report", "claims"),
+    Entry("table", "claims", "hetmtl.reporting.claims:claims_table", sections=("report", "claims", "relations"),
+          reads=("receipts", "relations"),
           caption="The paper's claims (section 4, params/claims.yaml), each with its verdict on this suite's runs: "
                   "supported, contradicted or inconclusive at this number of seeds (the rule is in the table's "
                   "caption)."),
@@ -164,7 +166,17 @@ def inputs(params, suite: str, kind: str, name: str) -> dict[str, list[str]]:
         out["sweeps"] = [str(run.receipt) for run in params.sweep_runs(suite)]
     if "models" in e.reads:
         out["models"] = [str(run.model) for run in showcase_runs(params, suite)]
+    if "relations" in e.reads:
+        out["relations"] = relations_files(params, suite)
     return out
+
+
+def relations_files(params, suite: str) -> list[str]:
+    """The relations CSVs of the groups whose R a run of the suite reads (a prior-setting run)."""
+    from hetmtl import paths
+
+    groups = dict.fromkeys(r.group for r in params.runs(suite) if r.setting == "prior")
+    return [str(paths.relations_csv(suite, g)) for g in groups]
 
 
 __all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "all_sections", "caption",
