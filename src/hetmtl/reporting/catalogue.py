@@ -66,6 +66,10 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("table", "table6", f"{_AGG}:sharing_table_files",
           caption="Reproduces the paper's Table 6: the kernel sharing ratio per conv layer of the methods "
                   "params/report.yaml `sharing` names."),
+    Entry("table", "table6_pairs", f"{_AGG}:table6_pairs", reads=("receipts", "relations"),
+          sections=("report", "relations"),
+          caption="Table 6 per task pair (ours): each pair's shared fraction beyond the first conv layer, per MTAL "
+                  "reading, beside its R."),
     Entry("table", "table7_weightings", f"{_AGG}:table7_weightings",
           caption="Table 7 (ours): every weighting of params/weightings.yaml (loss weightings and TorchJD's "
                   "gradient aggregators) on hard sharing and MTAL, both groups: test accuracy and step time "
@@ -86,6 +90,10 @@ CATALOGUE: tuple[Entry, ...] = (
           caption="Reproduces the paper's Fig. 11: activation maps of shared kernels, second conv layer " + _SHARED),
     Entry("figure", "fig12_mtal_loss", f"{_AGG}:fig12_mtal_loss",
           caption="Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves (one colour per task)."),
+    Entry("figure", "fig13_pair_sharing", f"{_AGG}:fig13_pair_sharing", reads=("receipts", "relations"),
+          sections=("report", "relations"),
+          caption="Fig. 13 (ours): each task pair's shared fraction beyond the first conv layer against its R, "
+                  "per MTAL reading (6 pairs per group: weak evidence)."),
 )
 KINDS = ("table", "figure")
 
