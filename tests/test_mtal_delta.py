@@ -101,16 +101,17 @@ def test_null_threshold_is_the_layers_off_diagonal_quantile():
     for layer in range(m.num_layers):
         plant(m, layer, {}, {0: 1.0, 1: 0.2 + layer, 2: 3.0}, seed=layer)
     seen = []
-    for layer in range(1, m.num_layers):
-        sims = {(0, 1): m.similarity(layer, 0, 1), (0, 2): m.similarity(layer, 0, 2)}
+    for layer in range(m.num_layers):
+        pairs = [(0, 2)] + ([(0, 1)] if m.comparable(layer, 0, 1) else [])  # task 1 is colour: its own stem
+        sims = {q: m.similarity(layer, *q) for q in pairs}
         thr = m.layer_thresholds(layer, sims)
         for (i, j), s in sims.items():
             K = s.shape[0]
             want = torch.quantile(s[~torch.eye(K, dtype=torch.bool)], 0.9)
             assert float(thr[i, j]) == pytest.approx(float(want), abs=1e-6)
             assert float(thr[j, i]) == float(thr[i, j])
-        seen.append(float(thr[0, 1]))
-    assert len(set(seen)) == len(seen)  # a layer's own null, not another's
+        seen.append(float(thr[0, 2]))
+    assert len(seen) == m.num_layers == 2 and len(set(seen)) == len(seen)  # a layer's own null, not another's
 
 
 def test_index_pairing_shares_the_planted_kernels_and_nothing_by_chance():
