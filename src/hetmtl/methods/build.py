@@ -29,10 +29,9 @@ def build_method(run, tasks: list[TaskInfo], overrides: dict | None = None) -> M
     elif "follows" in cfg:  # random_matched: the followed run's sharing counts
         from hetmtl.methods.mtal_random import read_targets
 
-        if run.followed is None:
-            raise UserError(f"{run.run.command}: needs the receipt of the run it follows "
-                            f"({cfg['follows']}); train that run first")
-        method = cls(*args, targets=read_targets(run.followed))
+        # None only for a record resolved without its inputs (hetmtl bench: the shape of a run, never
+        # trained); a training job's record always has it (resolve requires the receipt)
+        method = cls(*args, targets=None if run.followed is None else read_targets(run.followed))
     else:
         method = cls(*args)
     if run.freeze_blocks and method.deep:
