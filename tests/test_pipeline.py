@@ -334,6 +334,23 @@ def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run,
     assert "Nothing to be done" in planned.stdout + planned.stderr
     assert json.loads(stale.stdout) == {}
 
+    # random_matched follows its delta run (a DAG dependency on its receipts): an edit of the delta
+    # reading reruns both in Snakemake; DVC lists the delta stage (its own input changed), the
+    # control's dependency (the delta run's folder) changes only once that stage has rerun
+    rel, old, new = "params/methods.yaml", "    quantile: 0.999 ", "    quantile: 0.998 "
+    texts = {}
+    for proj in (smk_proj, dvc_proj):
+        texts[proj] = (proj / rel).read_text()
+        assert texts[proj].count(old) == 1
+        (proj / rel).write_text(texts[proj].replace(old, new))
+    planned, stale = both(smk, smk_proj, [str(BIN / "dvc"), "status", "--json"], dvc_proj)
+    delta = train(lambda g, s, m: m == "mtal_delta")
+    assert _planned(planned) == delta | train(lambda g, s, m: m == "mtal_random") | report_items | {
+        ("aggregate",), ("all",)}
+    assert _stale(stale) == delta
+    for proj in (smk_proj, dvc_proj):
+        (proj / rel).write_text(texts[proj])
+
     # A variant inherits its base's parameters (YAML anchor): editing the base reruns both,
     # and MTAL's points of Table 7's weighting sweep (they train MTAL with its rho)
     expected = train(lambda g, s, m: m in ("mtal", "mtal_common")) | {
