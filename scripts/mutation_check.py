@@ -21,6 +21,7 @@ SCRATCH = tempfile.mkdtemp(prefix="hetmtl-mutants-")
 T_MTAL, T_METHODS, T_TRAIN = "tests/test_mtal.py", "tests/test_methods.py", "tests/test_training.py"
 W_APPLY, W_REG, T_W = "src/hetmtl/weightings/apply.py", "src/hetmtl/weightings/registry.py", "tests/test_weightings.py"
 MTAL, JOB = "src/hetmtl/methods/mtal.py", "src/hetmtl/training/job.py"
+DELTA, RANDOM, T_DELTA = "src/hetmtl/methods/mtal_delta.py", "src/hetmtl/methods/mtal_random.py", "tests/test_mtal_delta.py"
 BASE = "src/hetmtl/models/base.py"
 MTDA, T_MTDA = "src/hetmtl/methods/mtda.py", "tests/test_mtda.py"
 FS, T_FS, DVCY = "src/hetmtl/forkserver.py", "tests/test_forkserver.py", "src/hetmtl/dvc_yaml.py"
@@ -69,6 +70,15 @@ MECHANISMS = [
   ("mlflow: no line per epoch", JOB, "        log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock[\"last\"]))", "        pass", "tests/test_tracking.py::test_the_job_log_has_one_line_per_epoch"),
   ("mlflow: rebuild without artifacts", "src/hetmtl/tracking/rebuild.py", "    return [path.parent / name for name in rec.get(\"artifacts\", [])]", "    return []", "tests/test_tracking.py::test_a_rebuilt_run_gets_its_artifacts_and_kind_again"),
   # MTAL (SPEC 6)
+  # MTAL's delta reading and its random_matched control (issue 28)
+  ("delta: w0 not subtracted", DELTA, "d = self.bank_w[bank][idx].detach().flatten(1) - w0", "d = self.bank_w[bank][idx].detach().flatten(1)", f"{T_DELTA}::test_all_copies_start_from_one_w0_and_similarity_is_of_updates"),
+  ("delta: w0's direction kept", DELTA, "        if self.project_w0:\n", "        if False:\n", f"{T_DELTA}::test_w0_direction_is_projected_out_when_asked"),
+  ("delta: null on the wrong layer", DELTA, "                off = sim[~torch.eye(K, dtype=torch.bool, device=sim.device)]", "                prev = self.similarity(max(layer - 1, 0), i, j)\n                off = prev[~torch.eye(prev.shape[0], dtype=torch.bool, device=sim.device)]", f"{T_DELTA}::test_null_threshold_is_the_layers_off_diagonal_quantile"),
+  ("delta: merge on weights, not updates", DELTA, "        for p, ref in pairs:\n            p.data[g] -= ref[g]\n", "        for p, ref in pairs:\n            pass\n", f"{T_DELTA}::test_merge_is_in_update_space"),
+  ("delta: merge on weights (no w0 back)", DELTA, "            p.data[g] += ref[g]", "            pass", f"{T_DELTA}::test_merge_is_in_update_space"),
+  ("delta: merged slot keeps its own w0", DELTA, "            ref[roots_g] = acc[roots_g] / total[roots_g].view(shape)", "            pass", f"{T_DELTA}::test_matched_merge_reference_is_weighted_by_kernel_counts"),
+  ("random: another layer's count", RANDOM, "need = target.get(name, {}).get((i, j), 0)", "need = target.get(self.layer_names[-1], {}).get((i, j), 0)", f"{T_DELTA}::test_random_matched_shares_each_layers_own_count"),
+  ("delta: prior levels ignored", "src/hetmtl/methods/mtal_prior_delta.py", "seed, levels=pair_levels(R, cfg))", "seed)", f"{T_DELTA}::test_prior_levels_come_from_R"),
   ("mtal: within-task rule off", MTAL, "if ra == rb or tasks[ra] & tasks[rb]:", "if ra == rb:", f"{T_MTAL}::test_a_group_never_holds_two_kernels_of_one_task"),
   ("mtal: slots weighted equally", MTAL, "coef = counts / total[labels].clamp_min(1)", "coef = used.to(w.dtype) / size[labels].clamp_min(1).to(w.dtype)", f"{T_MTAL}::test_group_slot_holds_the_mean_weighted_by_kernels"),
   ("mtal: group keeps one member", MTAL, "            t[roots_g] = acc[roots_g]", "            pass", f"{T_MTAL}::test_group_slot_holds_the_mean_weighted_by_kernels"),

@@ -67,8 +67,9 @@ def test_every_entry_has_its_builder_a_caption_and_known_inputs(params):
             module, function = e.builder.split(":")
             assert callable(getattr(importlib.import_module(module), function)), e.builder
             assert catalogue.caption(params, kind, name) and set(e.reads) <= set(catalogue.READS)
-    assert catalogue.names(params, "table") == [*params["tables"], "table6", "table7_weightings", "claims", "plan"]
-    assert catalogue.sections(params, "table", "claims") == ("report", "claims")
+    assert catalogue.names(params, "table") == [*params["tables"], "table6", "table6_pairs", "table7_weightings",
+                                                "claims", "plan"]
+    assert catalogue.sections(params, "table", "claims") == ("report", "claims", "relations")
     show = params["report"]["showcase"]
     models = catalogue.inputs(params, "tiny", "figure", "fig10_activations_conv1")["models"]
     assert models == [str(run.model) for run in params.runs("tiny")
@@ -134,7 +135,10 @@ def test_table6_shows_the_methods_params_name_and_refuses_one_without_sharing(pa
     cells += [(g, r["setting"], r["method"]) for g in params["groups"] for r in params.readings("tiny")]
     records = _records(params, "tiny", cells)
     shown = {c.split(" (")[1].rstrip(")") for c in sharing_of(params, "tiny", records).columns}
-    assert shown == {"mtal", "mtal_prior", "mtal_common", "mtal_prior_common"}  # and their readings
+    assert shown == {"mtal", "mtal_prior", "mtal_common", "mtal_prior_common", "mtal_delta", "mtal_prior_delta",
+                     "mtal_random", "mtal_prior_random"}  # and their readings
+    columns = list(sharing_of(params, "tiny", records).columns)  # side by side per group and setting
+    assert columns[:4] == ["related (mtal)", "related (mtal_common)", "related (mtal_delta)", "related (mtal_random)"]
     only = {c.split(" (")[1].rstrip(")") for c in sharing_of(_with_report(params, sharing=["mtal_prior"]), "tiny",
                                                              records).columns}
     assert only == {"mtal_prior", "mtal_prior_common"}
@@ -178,3 +182,38 @@ def test_fig8_builder_draws_every_table_with_the_display_names_of_params(params,
     assert "NDDR renamed" in seen["labels"] and "NDDR-CNN" not in seen["labels"]
     assert seen["highlight"] == params["report"]["highlight"]
     assert written == aggregate.draw_figure(p, "tiny", tmp_path, "fig08_overall", _records(p, "tiny", cells))
+
+
+def test_the_pair_table_and_figure_read_each_pairs_sharing_beside_its_R(params, tmp_path):
+    """Table 6's pairs and Fig. 13 (ours): pair (i, j) of a group is that group's tasks i and j,
+    with R_ij (not R_ji of another order) and the pair's own shared fraction."""
+    import copy
+    import dataclasses
+
+    from hetmtl.reporting.aggregate import fig13_pair_sharing, pair_sharing_of
+
+    data = copy.deepcopy(params.data)
+    T = {g: len(params.tasks_of(g)) for g in params["groups"]}
+    data["relations"]["given"] = {g: [[1.0 if i == j else round(0.1 * i + 0.01 * j + 0.01 * min(i, j), 3)
+                                       for j in range(T[g])] for i in range(T[g])] for g in params["groups"]}
+    p = dataclasses.replace(params, data=data)
+    rows = []
+    for run in p.runs("tiny"):
+        if run.method != "mtal_delta":
+            continue
+        for i in range(T[run.group]):
+            for j in range(i + 1, T[run.group]):
+                rows.append(dict(run.key, run_id=str(run.seed), metric=f"sharing/pair/{i}-{j}",
+                                 value=0.1 * i + 0.02 * j + 0.001 * run.seed))
+    records = pd.DataFrame(rows)
+    table = pair_sharing_of(p, "tiny", tmp_path, records)
+    g = list(p["groups"])[0]
+    tasks = p.tasks_of(g)
+    row = table[(table.group == g) & (table.pair == f"{tasks[1]}–{tasks[2]}")].iloc[0]
+    assert row.R == pytest.approx(p["relations"]["given"][g][1][2])
+    assert row.R != pytest.approx(p["relations"]["given"][g][2][1])
+    seeds = p.suite("tiny")["seeds"]
+    assert row["mtal_delta"][0] == pytest.approx(0.1 + 0.04 + 0.001 * sum(seeds) / len(seeds))
+    assert len(table[table.group == g]) == T[g] * (T[g] - 1) // 2
+    out = fig13_pair_sharing(p, "tiny", tmp_path, "fig13_pair_sharing", records)
+    assert all(f.exists() for f in out)

@@ -73,7 +73,9 @@ def test_the_schema_kinds_are_the_registrys(params):
     schema = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["claims"]
     kinds = schema["properties"]["items"]["additionalProperties"]["properties"]["kind"]["enum"]
     assert set(kinds) == set(claims.KINDS)
-    assert sorted(params["claims"]["items"], key=lambda c: int(c[1:])) == [f"C{i}" for i in range(1, 11)]
+    assert sorted(params["claims"]["items"], key=lambda c: int(c[1:])) == [f"C{i}" for i in range(1, 15)]
+    ours = [c for c, item in params["claims"]["items"].items() if item.get("ours")]
+    assert ours == ["C11", "C12", "C13", "C14"]  # the criteria of ours (issue 28), marked so
 
 
 def test_a_verdict_flips_from_supported_to_contradicted_when_the_logged_metrics_change(params):
@@ -450,3 +452,107 @@ def test_the_loss_histories_are_loaded_for_the_kinds_that_read_them(params, monk
     assert set(asked) == {"mtal", "mtal_common"}
     asked.clear()
     assert claims.loss_histories(_params(params, items=["C2"]), "tiny", None) is None and asked == []
+
+
+# ------------------------------------------------------------ criteria of ours (issue 28)
+
+def _delta_records(params, share=None, null=None, total=None, pair=None, acc=None):
+    """The grid's records plus the delta reading's sharing metrics: ``share(group, method, layer,
+    seed)``, ``null(...)``, ``total(group, method, seed)``, ``pair(group, method, i, j, seed)``."""
+    from hetmtl.models import BACKBONES, conv_names
+
+    base = _records(params, acc=acc)
+    layers = conv_names(BACKBONES[params.suite("tiny")["backbone"]])
+    rows = []
+    for run in params.runs("tiny"):
+        if "delta" not in run.method and "random" not in run.method:
+            continue
+        m = {}
+        for layer in layers:
+            m[f"sharing/{layer}"] = share(run.group, run.method, layer, run.seed) if share else 0.0
+            m[f"sharing/null/{layer}"] = null(run.group, run.method, layer, run.seed) if null else 0.0
+        m["sharing/total"] = total(run.group, run.method, run.seed) if total else 0.0
+        T = len(params.tasks_of(run.group))
+        for i in range(T):
+            for j in range(i + 1, T):
+                m[f"sharing/pair/{i}-{j}"] = pair(run.group, run.method, i, j, run.seed) if pair else 0.0
+        rows += [dict(run.key, run_id=f"{run.group}/{run.setting}/{run.method}/{run.seed}", metric=k, value=v)
+                 for k, v in m.items()]
+    return pd.concat([base, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_partial_sharing_needs_the_band_and_five_times_the_null_beyond_the_first_layer(params):
+    from hetmtl.models import BACKBONES, conv_names
+
+    p = _params(params, items=["C11"])
+    layers = conv_names(BACKBONES[p.suite("tiny")["backbone"]])
+    noise = lambda s: 0.001 * s  # noqa: E731
+
+    def share(level, first=1.0):
+        return lambda g, m, layer, s: (first if layer == layers[0] else level) + noise(s)
+
+    ok = claims.evaluate(p, "tiny", _delta_records(p, share(0.3), null=lambda *a: 0.01))
+    assert _row(ok, "C11").verdict == "supported"
+    assert _row(ok, "C11").needed == (_row(ok, "C11").comparisons + 1) // 2  # at least half
+    # every kernel shared: above the band
+    hard = claims.evaluate(p, "tiny", _delta_records(p, share(0.99), null=lambda *a: 0.01))
+    assert _row(hard, "C11").verdict == "contradicted"
+    # inside the band but within 5x its null (0.3 < 5 x 0.1)
+    chance = claims.evaluate(p, "tiny", _delta_records(p, share(0.3), null=lambda *a: 0.1))
+    assert _row(chance, "C11").verdict == "contradicted"
+    # the first layer is not read: sharing everything there changes nothing
+    first = claims.evaluate(p, "tiny", _delta_records(p, share(0.3, first=0.0), null=lambda *a: 0.01))
+    assert _row(first, "C11").verdict == "supported"
+
+
+def test_reading_beats_pairs_delta_with_its_control_per_seed(params):
+    p = _params(params, items=["C12"])
+
+    def acc(better):
+        return lambda g, s, m, seed: 0.5 + NOISE[seed] + ((0.05 + 0.001 * seed) if m in better else 0.0)
+
+    win = claims.evaluate(p, "tiny", _delta_records(p, acc=acc({"mtal_delta", "mtal_prior_delta"})))
+    assert _row(win, "C12").verdict == "supported" and _row(win, "C12").comparisons == 2 * len(p["groups"])
+    lose = claims.evaluate(p, "tiny", _delta_records(p, acc=acc({"mtal_random", "mtal_prior_random"})))
+    assert _row(lose, "C12").verdict == "contradicted"
+
+
+def test_group_shares_more_compares_the_groups_total(params):
+    p = _params(params, items=["C13"])
+    more = claims.evaluate(p, "tiny", _delta_records(
+        p, total=lambda g, m, s: 0.3 + 0.01 * s if g == "related" else 0.1))
+    assert _row(more, "C13").verdict == "supported"
+    less = claims.evaluate(p, "tiny", _delta_records(
+        p, total=lambda g, m, s: 0.1 if g == "related" else 0.3 + 0.01 * s))
+    assert _row(less, "C13").verdict == "contradicted"
+
+
+def test_follows_relations_is_spearman_of_pair_sharing_with_R(params):
+    p = _params(params, items=["C14"])
+    R = {g: [[1.0 if i == j else 0.1 * (i + j) + 0.01 * i for j in range(len(p.tasks_of(g)))]
+             for i in range(len(p.tasks_of(g)))] for g in p["groups"]}
+    def ranked(sign):  # R's order, with seed s's s-th and (s+1)-th pairs swapped (seed 0: none)
+        def pair(g, m, i, j, s):
+            T = len(p.tasks_of(g))
+            order = sorted(((i2, j2) for i2 in range(T) for j2 in range(i2 + 1, T)), key=lambda q: R[g][q[0]][q[1]])
+            rank = {q: k for k, q in enumerate(order)}
+            if s:
+                a, b = order[s], order[s + 1]
+                rank[a], rank[b] = rank[b], rank[a]
+            return sign * float(rank[(i, j)])
+        return pair
+
+    records = _delta_records(p, pair=ranked(1))
+    up = claims.evaluate(p, "tiny", records, relations=R)
+    assert _row(up, "C14").verdict == "supported"
+    down = claims.evaluate(p, "tiny", _delta_records(p, pair=ranked(-1)), relations=R)
+    assert _row(down, "C14").verdict == "contradicted"
+    # the transposed R (pairs read the wrong way round) or no R: not the same answer
+    none = claims.evaluate(p, "tiny", records, relations=None)
+    assert _row(none, "C14").verdict == "inconclusive"
+    T = len(p.tasks_of("related"))
+    pairs = [(i, j) for i in range(T) for j in range(i + 1, T)]
+    rho, _ = claims.pair_spearman(p, "related", records[records.method == "mtal_delta"], "mtal_delta", R["related"])
+    from scipy import stats
+    want = stats.spearmanr([R["related"][i][j] for i, j in pairs], [R["related"][i][j] for i, j in pairs]).statistic
+    assert rho.iloc[0] == pytest.approx(want)

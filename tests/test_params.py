@@ -53,8 +53,22 @@ def test_grid_expansion(params):
     n_methods = len(params["shared_methods"]) + sum(len(s["methods"]) for s in params["settings"].values())
     n_readings = len(params["readings"])
     assert len(runs) == len(params["groups"]) * (n_methods + n_readings) * 3
-    assert len(params.runs("paper")) == len(params["groups"]) * n_methods * 5  # no readings with imagenet
+    # with imagenet the readings restricted to scratch (the common start, MTAL's own run there) drop out
+    imagenet = [r for r in params["readings"] if "imagenet" in r.get("inits", ["imagenet"])]
+    assert {r["method"] for r in imagenet} == {"mtal_delta", "mtal_prior_delta", "mtal_random", "mtal_prior_random"}
+    assert len(params.runs("paper")) == len(params["groups"]) * (n_methods + len(imagenet)) * 5
     assert len(set(runs)) == len(runs)
+
+
+def test_a_follower_needs_its_followed_run_and_its_coefficients(project):
+    """random_matched reads its delta run: that run must be in the grid, with the same alpha."""
+    edit(project, "params/grid.yaml", lambda d: d.update(readings=[r for r in d["readings"]
+                                                                   if r["method"] != "mtal_delta"]))
+    with pytest.raises(ParamsError, match=re.escape("methods.mtal_random.follows: 'mtal_delta' has no run")):
+        load_params(project).runs("tiny")
+    edit(project, "params/methods.yaml", lambda d: d["methods"]["mtal_random"].update(alpha=0.3))
+    with pytest.raises(ParamsError, match=re.escape("methods.mtal_random.alpha: must equal methods.mtal_delta.alpha")):
+        load_params(project)
 
 
 def test_bad_type_names_file_key_and_reason(project):

@@ -140,3 +140,25 @@ def test_the_relations_job_freezes_the_resolved_blocks(project, monkeypatch):
     with pytest.raises(Stop):
         relations.relations_job(rel, device_name="cpu")
     assert asked["freeze_blocks"] == 1 and asked["train"].weighting == "equal"
+
+
+def test_a_random_matched_run_reads_the_receipt_of_its_delta_run(project):
+    """The control's record names the delta run's receipt of the same group, setting and seed;
+    another receipt there is another params digest; none there: one line naming the command."""
+    from hetmtl.errors import UserError
+
+    p = load_params(project)
+    _prepared(project, p.tasks_of("related"))
+    run = RunId("tiny", "related", "no_prior", "mtal_random", 0)
+    with pytest.raises(UserError, match="--method mtal_delta --seed 0"):
+        resolve(p, run)
+    receipt = project / RunId("tiny", "related", "no_prior", "mtal_delta", 0).receipt
+    receipt.parent.mkdir(parents=True)
+    receipt.write_text(json.dumps({"record": {"history": [{"epoch": 1, "sharing/pair/0-1/conv1_1": 2.0}]}}))
+    first = resolve(p, run)
+    assert first.followed == receipt and first.method_class == "mtal_random"
+    assert resolve(p, RunId("tiny", "related", "no_prior", "mtal_delta", 0)).followed is None
+    receipt.write_text(json.dumps({"record": {"history": [{"epoch": 1, "sharing/pair/0-1/conv1_1": 3.0}]}}))
+    assert resolve(p, run).params_digest != first.params_digest
+    prior = resolve(p, RunId("tiny", "related", "prior", "mtal_prior_random", 0), inputs=False)
+    assert prior.method_class == "mtal_random" and prior.method_params["follows"] == "mtal_prior_delta"

@@ -172,6 +172,8 @@ def stages(p: Params, suite: str) -> dict:
             deps.append(paths.relations_csv(suite, group).as_posix())
         if (group, setting, method) in tuned:  # the values its tune stage chose
             deps.append(paths.tune_json(suite, group, setting, method).as_posix())
+        if p.follows(method) is not None:  # random_matched: the delta runs it follows (their receipts)
+            deps.append(paths.run_dir(suite, group, setting, p.follows(method), 0).parent.as_posix())
         out[f"train-{group}-{setting}-{method}"] = {
             "group": group, "setting": setting,
             "cmd": f"hetmtl train --suite {suite} --group {group} --setting {setting} --method {method} --no-progress",
@@ -202,7 +204,7 @@ def stages(p: Params, suite: str) -> dict:
     sweeps = sorted({run.receipt.parent.parent.as_posix() for run in p.sweep_runs(suite)})
     out["aggregate"] = {
         "cmd": f"hetmtl aggregate --suite {suite}",
-        "deps": [*runs, *sweeps, "src/hetmtl/reporting"],
+        "deps": [*runs, *sweeps, *catalogue.relations_files(p, suite), "src/hetmtl/reporting"],
         "params": _params({"params/grid.yaml": ["tables", "shared_methods", "settings", "readings"],
                            "params/report.yaml": ["report"]}) + _item_sections(p),
         "outs": [{folder: {"cache": False}} for folder in report_folders(p, suite)],

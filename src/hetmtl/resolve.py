@@ -60,6 +60,7 @@ class ResolvedRun:
     log_model: bool
     tuned: dict | None = None  # the values its tune stage chose (lr included), None without tuning
     tune_file: Path | None = None
+    followed: Path | None = None  # the receipt of the run it follows (methods.<m>.follows), None otherwise
 
     @property
     def key(self) -> dict:
@@ -193,9 +194,14 @@ def resolve(params, run: RunId, tune: bool = True, inputs: bool = True) -> Resol
         relations = read_relations(relations_file, tasks)
     data_md5 = _data_md5(params, run.suite, tasks if inputs else
                          [t for t in tasks if (root / paths.prepared_manifest(run.suite, t)).exists()])
+    followed, followed_digest = None, None
+    if params.followed(run) is not None and (inputs or (root / params.followed(run).receipt).exists()):
+        other = params.followed(run)  # random_matched reads its delta run's sharing counts
+        followed = files.require(root / other.receipt, other.command)
+        followed_digest = hashlib.sha256(followed.read_bytes()).hexdigest()[:16]
     tuned, tune_file = None, None
     if tune and run.sweep is None and params.tunes(run.suite):  # the tune stage's choice, read once here
-        tune_file, tuned = read_tune(params, run)
+        tune_file, tuned = read_tune(params, params.followed(run) or run)  # a follower: its run's choice
         mcfg.update({k: v for k, v in tuned.items() if k != "lr"})
         if "lr" in tuned:
             cfg = replace(cfg, lr=tuned["lr"])
@@ -205,6 +211,8 @@ def resolve(params, run: RunId, tune: bool = True, inputs: bool = True) -> Resol
                   "epochs": cfg.epochs, "flip": list(cfg.flip)}
     if tuned is not None:  # enters the params digest: another choice retrains
         run_params["tuned"] = dict(tuned)
+    if followed_digest is not None:  # the followed run's receipt: another one retrains
+        run_params["followed_receipt"] = followed_digest
     tags = {"paper_group": str(params["groups"][run.group]["paper_group"]), "data": suite["data"],
             "shared_between_settings": str(run.setting == "shared"),
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
@@ -218,7 +226,7 @@ def resolve(params, run: RunId, tune: bool = True, inputs: bool = True) -> Resol
         experiment_marker=root / paths.experiment_marker(run.suite), tags=tags, run_params=run_params,
         params_digest=_digest(run_params, data_md5, None if relations is None else [list(r) for r in relations]),
         job_digest=params.job_digest(run), log_model=params["tracking"]["log_model"], tuned=tuned,
-        tune_file=tune_file)
+        tune_file=tune_file, followed=followed)
 
 
 def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:

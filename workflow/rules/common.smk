@@ -27,6 +27,9 @@ def train_inputs(wc):
         inputs["relations"] = str(paths.relations_csv(SUITE, wc.group))
     if (wc.group, wc.setting, wc.method) in TUNE_CELLS:  # the values its tune stage chose
         inputs["tune"] = str(paths.tune_json(SUITE, wc.group, wc.setting, wc.method))
+    follows = P.follows(wc.method)
+    if follows is not None:  # random_matched: the receipts of the delta runs it follows
+        inputs["followed"] = [str(RunId(SUITE, wc.group, wc.setting, follows, s).receipt) for s in S["seeds"]]
     return inputs
 
 

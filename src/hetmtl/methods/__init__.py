@@ -4,7 +4,10 @@ from hetmtl.methods.base import Method, TaskInfo
 from hetmtl.methods.cross_stitch import CrossStitch
 from hetmtl.methods.hard_sharing import HardSharing
 from hetmtl.methods.mtal import MTAL
+from hetmtl.methods.mtal_delta import MTALDelta
 from hetmtl.methods.mtal_prior import MTALPrior
+from hetmtl.methods.mtal_prior_delta import MTALPriorDelta
+from hetmtl.methods.mtal_random import MTALRandom
 from hetmtl.methods.mtda import MTDA
 from hetmtl.methods.nddr_cnn import NDDRCNN
 from hetmtl.methods.single_task import SingleTask
@@ -19,6 +22,9 @@ METHODS: dict[str, type[Method]] = {
     "nddr_cnn": NDDRCNN,
     "mtal": MTAL,
     "mtal_prior": MTALPrior,
+    "mtal_delta": MTALDelta,
+    "mtal_prior_delta": MTALPriorDelta,
+    "mtal_random": MTALRandom,
 }
 
 __all__ = ["METHODS", "Method", "TaskInfo"]

@@ -26,6 +26,12 @@ def build_method(run, tasks: list[TaskInfo], overrides: dict | None = None) -> M
     if cls.uses_prior:
         R = None if run.relations is None else torch.tensor(run.relations, dtype=torch.float32)
         method = cls(*args, relations=R)
+    elif "follows" in cfg:  # random_matched: the followed run's sharing counts
+        from hetmtl.methods.mtal_random import read_targets
+
+        # None only for a record resolved without its inputs (hetmtl bench: the shape of a run, never
+        # trained); a training job's record always has it (resolve requires the receipt)
+        method = cls(*args, targets=None if run.followed is None else read_targets(run.followed))
     else:
         method = cls(*args)
     if run.freeze_blocks and method.deep:

@@ -295,29 +295,44 @@ class MTAL(Method):
         merges = 0
         for layer in range(self.num_layers):
             for bank_id, members in self.banks[layer]:
-                sims, edges = {}, []
-                for p, i in enumerate(members):
-                    for j in members[p + 1:]:
-                        sim = self.similarity(layer, i, j)
-                        sims[(i, j)] = sim.cpu()
-                        a, b = greedy_match(sim, float(self.thresholds[i, j]))
-                        edges += [(v, i, ka, j, kb) for v, ka, kb in zip(sim[a, b].tolist(), a.tolist(), b.tolist())]
+                sims = {(i, j): self.similarity(layer, i, j) for p, i in enumerate(members) for j in members[p + 1:]}
+                if not sims:
+                    continue
+                thr = self.layer_thresholds(layer, sims)
+                edges = self.candidates(layer, sims, thr)
                 if not edges:
                     continue
                 edges.sort(key=lambda e: -e[0])  # stable: ties keep the task-pair order
-                roots = self._groups(layer, bank_id, members, edges, sims)
+                roots = self._groups(layer, bank_id, members, edges, {k: v.cpu() for k, v in sims.items()}, thr)
                 if roots is not None:
                     merges += self._merge(layer, bank_id, members, roots, optimizer)
         return merges
 
+    def layer_thresholds(self, layer: int, sims: dict) -> torch.Tensor:
+        """The T x T thresholds of conv layer ``layer`` (a subclass may calibrate them per
+        layer from ``sims``, :mod:`hetmtl.methods.mtal_delta`): here rho_ij, the same in every layer."""
+        return self.thresholds
+
+    def candidates(self, layer: int, sims: dict, thr: torch.Tensor) -> list[tuple]:
+        """Candidate edges (similarity, i, a, j, b): every task pair's one-to-one greedy
+        matching above its threshold (step 3), in task-pair order."""
+        edges = []
+        for (i, j), sim in sims.items():
+            a, b = greedy_match(sim, float(thr[i, j]))
+            edges += [(v, i, ka, j, kb) for v, ka, kb in zip(sim[a, b].tolist(), a.tolist(), b.tolist())]
+        return edges
+
     def _groups(self, layer: int, bank_id: int, members: list[int], edges: list[tuple],
-                sims: dict) -> np.ndarray | None:
+                sims: dict, thresholds: torch.Tensor | None = None,
+                quota: dict | None = None) -> np.ndarray | None:
         """Union-find over slots along the edges (in the given order), refusing an
         edge whose groups share a task or hold a cross pair below its own pair's
-        threshold. Returns each slot's group root, or None when no edge was accepted."""
+        threshold (``thresholds``: the layer's, default rho_ij), and, with ``quota``
+        ((i, j) -> n), an edge of a task pair that already had n edges accepted.
+        Returns each slot's group root, or None when no edge was accepted."""
         n = self.bank_w[bank_id].shape[0]
         idx = self.index(layer).cpu().numpy()
-        thr = self.thresholds.cpu().numpy()
+        thr = (self.thresholds if thresholds is None else thresholds).cpu().numpy()
         parent = np.arange(n)
         tasks = np.zeros(n, dtype=np.int64)  # bit t set: the group holds a kernel of task t
         kernels: dict[int, list[tuple[int, int]]] = {}  # root slot -> its (task, kernel) members
@@ -337,7 +352,10 @@ class MTAL(Method):
             return v > thr[t, u]
 
         accepted = 0
+        taken: dict[tuple[int, int], int] = {}
         for _, i, a, j, b in edges:  # at most K edges per task pair
+            if quota is not None and taken.get((i, j), 0) >= quota.get((i, j), 0):
+                continue
             ra, rb = find(int(idx[i][a])), find(int(idx[j][b]))
             if ra == rb or tasks[ra] & tasks[rb]:
                 continue  # already one slot, or a group would hold two kernels of one task
@@ -348,6 +366,7 @@ class MTAL(Method):
             tasks[lo] |= tasks[hi]
             kernels[lo] += kernels.pop(hi)
             accepted += 1
+            taken[(i, j)] = taken.get((i, j), 0) + 1
         if not accepted:
             return None
         return np.array([find(x) for x in range(n)])
@@ -449,9 +468,43 @@ class MTAL(Method):
             unique_total += unique
             kernels_total += idx.numel()
         out["sharing/total"] = shared_total / kernels_total
+        out.update(self.pair_metrics())
         out["compression"] = unique_total / kernels_total
         out["compression_params"] = 1.0 - saved_params / self.unshared_params
         out["within_task_duplicates"] = float(duplicates)
+        return out
+
+    def pair_counts(self, layer: int) -> torch.Tensor:
+        """T x T: how many slots of conv layer ``layer`` tasks i and j both use (the
+        kernels they share with each other; a slot holds at most one kernel of a
+        task), one matrix product of the tasks' slot-usage indicators."""
+        idx = self.index(layer)
+        T = idx.shape[0]
+        offset = torch.tensor([0] + [w.shape[0] for w in self.bank_w], device=idx.device).cumsum(0)
+        bank = torch.tensor(self.task_bank[layer], device=idx.device)
+        glob = idx + offset[bank].view(T, 1)  # a slot's id over every bank
+        used = torch.zeros(T, int(offset[-1]), device=idx.device)
+        used.scatter_(1, glob, 1.0)
+        return (used @ used.T).round().long()
+
+    def pair_metrics(self) -> dict[str, float]:
+        """Per task pair (i < j, the group's task order): ``sharing/pair/i-j/<layer>``,
+        the kernels i and j share in that layer (a count), and ``sharing/pair/i-j``,
+        their shared fraction beyond the first conv layer (shared kernels over the
+        kernels of one task there): the per-pair table and figure (ours)."""
+        T = self.index(0).shape[0]
+        out, num, den = {}, torch.zeros(T, T), 0
+        for layer, name in enumerate(self.layer_names):
+            counts = self.pair_counts(layer).cpu()
+            for i in range(T):
+                for j in range(i + 1, T):
+                    out[f"sharing/pair/{i}-{j}/{name}"] = float(counts[i, j])
+            if layer:
+                num += counts
+                den += self.index(layer).shape[1]
+        for i in range(T):
+            for j in range(i + 1, T):
+                out[f"sharing/pair/{i}-{j}"] = float(num[i, j]) / den if den else 0.0
         return out
 
     def shared_kernels(self, layer: int) -> list[list[tuple[int, int]]]:

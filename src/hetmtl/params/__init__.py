@@ -109,11 +109,31 @@ class Params:
             for setting, method in cells:
                 for seed in seeds:
                     out.append(RunId(suite, group, setting, method, seed))
+        planned = set(out)
+        for run in out:
+            if self.followed(run) is not None and self.followed(run) not in planned:
+                raise ParamsError(f"{self.files['methods']}: methods.{run.method}.follows: "
+                                  f"{self.follows(run.method)!r} has no run in setting {run.setting!r} of suite "
+                                  f"{suite!r}; add it to grid.yaml settings or readings")
         return out
 
     def readings(self, suite: str) -> list[dict]:
-        """The readings (grid.yaml) a suite runs: Table 6's extra columns."""
-        return list(self.data["readings"]) if self.suite(suite)["readings"] else []
+        """The readings (grid.yaml) a suite runs: Table 6's extra columns (those whose
+        ``inits``, when given, hold the suite's init)."""
+        s = self.suite(suite)
+        if not s["readings"]:
+            return []
+        return [r for r in self.data["readings"] if s["init"] in r.get("inits", [s["init"]])]
+
+    def follows(self, method: str) -> str | None:
+        """The method whose run a method's run follows (``follows``: MTAL's random_matched
+        control reads its delta run's sharing counts, same group, setting and seed), or None."""
+        return self.method(method).get("follows")
+
+    def followed(self, run: RunId) -> RunId | None:
+        """The run ``run`` reads (:meth:`follows`), or None."""
+        name = self.follows(run.method)
+        return None if name is None else RunId(run.suite, run.group, run.setting, name, run.seed)
 
     def sweep_runs(self, suite: str) -> list[RunId]:
         """One :class:`~hetmtl.runs.RunId` per sweep training job (the sweep's
@@ -162,7 +182,8 @@ class Params:
         tuning nothing is added, so the digests stay those of a suite without it."""
         inputs = self._train_inputs(run)
         if run.sweep is None and self.tunes(run.suite):
-            inputs["tune"] = self.tune_digest(run.suite, run.group, run.setting, run.method)
+            cell = self.followed(run) or run
+            inputs["tune"] = self.tune_digest(run.suite, run.group, run.setting, cell.method)
         return inputs
 
     def _train_inputs(self, run: RunId) -> dict:
@@ -197,7 +218,8 @@ class Params:
         suite tunes (the same trials for every method), none otherwise."""
         if not self.tunes(suite):
             return []
-        return list(dict.fromkeys((r.group, r.setting, r.method) for r in self.runs(suite)))
+        return list(dict.fromkeys((r.group, r.setting, r.method) for r in self.runs(suite)
+                                  if self.follows(r.method) is None))  # a follower trains with its run's choice
 
     def search_space(self, method: str) -> dict:
         """What the tuning stage searches for a method: its module's ``SEARCH`` (a
@@ -436,8 +458,21 @@ def _semantic_checks(d: dict, files: dict) -> None:
     for k, r in enumerate(d["readings"]):
         if r["setting"] not in d["settings"]:
             fail("readings", f"readings[{k}].setting", f"unknown setting {r['setting']!r}")
-        if "variant_of" not in d["methods"].get(r["method"], {}):
-            fail("readings", f"readings[{k}].method", f"{r['method']!r} must be a variant (variant_of) in methods")
+        if r["method"] not in d["methods"]:
+            fail("readings", f"readings[{k}].method", f"{r['method']!r} has no entry in methods")
+        if any(r["method"] in spec["methods"] for spec in d["settings"].values()):
+            fail("readings", f"readings[{k}].method", f"{r['method']!r} is a row of a setting's tables, not a reading")
+    for name, spec in d["methods"].items():
+        follows = spec.get("follows")
+        if follows is None:
+            continue
+        if follows not in d["methods"] or "follows" in d["methods"][follows]:
+            fail("methods", f"methods.{name}.follows", f"{follows!r} must be a method of methods that follows none")
+        for key in ("alpha", "beta", "warmup", "share_every", "pairing", "project_w0"):
+            if key in spec and d["methods"][follows].get(key) != spec[key]:
+                fail("methods", f"methods.{name}.{key}",
+                     f"must equal methods.{follows}.{key} ({d['methods'][follows].get(key)!r}): the control "
+                     "shares with the same coefficients and schedule as the run it follows")
     for m in d["shared_methods"]:
         if m not in d["methods"]:
             fail("shared_methods", "shared_methods", f"method {m!r} has no entry in methods")
@@ -590,6 +625,9 @@ def _claims_checks(d: dict, files: dict) -> None:
         for g in c.get("prefers", {}):
             if g not in d["groups"]:
                 fail(f"{cid}.prefers", f"unknown group {g!r}")
+        for key in ("more", "less"):
+            if key in c and c[key] not in d["groups"]:
+                fail(f"{cid}.{key}", f"unknown group {c[key]!r}")
         if "sweep" in c and c["sweep"] not in d["sweeps"]:
             fail(f"{cid}.sweep", f"no sweep {c['sweep']!r} in grid.yaml sweeps")
         if c["kind"] == "below":

@@ -153,8 +153,11 @@ def sharing_columns(params, suite: str) -> list[tuple[str, str, str]]:
     cells = [(s, m) for s in params["settings"] for m in params["settings"][s]["methods"]]
     cells += [(r["setting"], r["method"]) for r in params.readings(suite)]
     shown = set(params["report"]["sharing"])
-    return [(f"{g} ({m})", g, f"{s}/{m}") for s, m in cells for g in params["groups"]
-            if m in shown or params.base_method(m) in shown]
+    settings = list(params["settings"])
+    # side by side per group and setting: the method, then its readings in grid.yaml's order
+    # (independent | common | delta | random_matched)
+    return [(f"{g} ({m})", g, f"{s}/{m}") for g in params["groups"] for s0 in settings for s, m in cells
+            if s == s0 and (m in shown or params.base_method(m) in shown)]
 
 
 def sharing_of(params, suite: str, records: pd.DataFrame) -> pd.DataFrame:
@@ -232,12 +235,52 @@ def sharing_table_files(params, suite: str, root: Path, name: str, records: pd.D
            "slots in use over all task kernels) and by parameters (parameters in use over those of the T "
            "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
            "(two kernels of one task in one slot, 0 by construction); and each reading's average test "
-           "accuracy. Columns: group (method); *_common: MTAL started from one common copy instead of "
-           "independent starts (SPEC 6; both are our readings, the default is independent). "
-           "%, mean ± std over seeds. " + scale_note(params, suite))
+           "accuracy. Columns: group (method), per group and setting side by side; *_common: MTAL started "
+           "from one common copy instead of independent starts (SPEC 6; both are our readings, the default is "
+           "independent); *_delta (ours): one common start, kernels compared by their updates since it, the "
+           "threshold the 0.999 quantile of a permutation null (kernels permuted within the layer), merged in "
+           "update space; *_random (ours, random_matched): per layer, task pair and epoch as many kernels as the "
+           "delta run of the same seed shared, chosen at random. Null rows (delta only): the share of task "
+           "kernels whose partner under a random permutation of the layer's kernels passed the same threshold, "
+           "accumulated over matchings like the sharing. %, mean ± std over seeds. " + scale_note(params, suite))
     out = _table_files(root, suite, name)
     return [_write(out["md"], sharing_markdown(sharing, cap)), _write(out["tex"], sharing_latex(sharing, cap)),
             _write(out["csv"], sharing_csv(sharing)), _write(out["html"], sharing_html(sharing, cap, name))]
+
+
+def pair_columns(params, suite: str) -> list[tuple[str, str]]:
+    """The per-pair table's columns: (label, "setting/method") of Table 6's methods."""
+    return list(dict.fromkeys((m.split("/")[1], m) for _, _, m in sharing_columns(params, suite)))
+
+
+def pair_sharing_of(params, suite: str, root: Path, records: pd.DataFrame) -> pd.DataFrame:
+    from hetmtl.reporting.claims import relations_of
+    from hetmtl.reporting.tables import pair_table
+
+    groups = {g: params.tasks_of(g) for g in params["groups"]}
+    return pair_table(records, pair_columns(params, suite), groups, relations_of(params, suite, root))
+
+
+def table6_pairs(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """Table 6's pairs (ours): each task pair's shared fraction beyond the first conv layer and its R."""
+    from hetmtl.reporting.tables import pair_files
+
+    table = pair_sharing_of(params, suite, root, records)
+    cap = ("Table 6, per task pair (ours): the share of one task's kernels beyond the first conv layer that use a "
+           "slot of the other task (sharing/pair/i-j), per MTAL reading, and R from the relations stage (– where "
+           "none was estimated). With 4 tasks a group has only 6 pairs: a correlation with R over them (claim "
+           "C14) is weak evidence. %, mean ± std over seeds. " + scale_note(params, suite))
+    out = _table_files(root, suite, name)
+    text = pair_files(table, cap, name)
+    return [_write(out[ext], text[ext]) for ext in ("md", "tex", "csv", "html")]
+
+
+def fig13_pair_sharing(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
+    """Fig. 13 (ours): each task pair's shared fraction beyond the first conv layer against its R."""
+    table = pair_sharing_of(params, suite, root, records)
+    figures.pair_sharing(table, root / paths.figure(suite, name), _note(params, suite),
+                         params["report"]["display"])
+    return _figure_files(root, suite, name)
 
 
 def weighting_sweeps(params) -> dict[str, dict]:

@@ -31,6 +31,7 @@ READS = {  # what an entry may read, beyond params/
     # every item's job first checks that all the suite's receipts are current (collect.check_current)
     "receipts": "the receipts of the suite's training and sweep runs",
     "models": "the model.pt of the runs params/report.yaml `showcase` names",
+    "relations": "R of each group from its relations stage (the groups a prior-setting run reads)",
 }
 
 
@@ -65,15 +66,21 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("table", "table6", f"{_AGG}:sharing_table_files",
           caption="Reproduces the paper's Table 6: the kernel sharing ratio per conv layer of the methods "
                   "params/report.yaml `sharing` names."),
+    Entry("table", "table6_pairs", f"{_AGG}:table6_pairs", reads=("receipts", "relations"),
+          sections=("report", "relations"),
+          caption="Table 6 per task pair (ours): each pair's shared fraction beyond the first conv layer, per MTAL "
+                  "reading, beside its R."),
     Entry("table", "table7_weightings", f"{_AGG}:table7_weightings",
           caption="Table 7 (ours): every weighting of params/weightings.yaml (loss weightings and TorchJD's "
                   "gradient aggregators) on hard sharing and MTAL, both groups: test accuracy and step time "
                   "relative to equal weighting."),
-    Entry("table", "claims", "hetmtl.reporting.claims:claims_table", sections=("report", "claims"),
+    Entry("table", "claims", "hetmtl.reporting.claims:claims_table", sections=("report", "claims", "relations"),
+          reads=("receipts", "relations"),
           caption="The paper's claims (section 4, params/claims.yaml), each with its verdict on this suite's runs: "
                   "supported, contradicted or inconclusive at this number of seeds (the rule is in the table's "
                   "caption)."),
-    Entry("table", "plan", "hetmtl.reporting.plan:plan_table", sections=("report", "claims"),
+    Entry("table", "plan", "hetmtl.reporting.plan:plan_table", sections=("report", "claims", "relations"),
+          reads=("receipts", "relations"),
           caption="Plan (ours): the seeds each claim needs to be decided at 80% power after Holm's correction, "
                   "from this suite's runs (`hetmtl plan --suite paper --pilot demo` adds the paper suite's cost)."),
     Entry("figure", "fig08_overall", f"{_AGG}:fig08_overall",
@@ -87,6 +94,10 @@ CATALOGUE: tuple[Entry, ...] = (
           caption="Reproduces the paper's Fig. 11: activation maps of shared kernels, second conv layer " + _SHARED),
     Entry("figure", "fig12_mtal_loss", f"{_AGG}:fig12_mtal_loss",
           caption="Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves (one colour per task)."),
+    Entry("figure", "fig13_pair_sharing", f"{_AGG}:fig13_pair_sharing", reads=("receipts", "relations"),
+          sections=("report", "relations"),
+          caption="Fig. 13 (ours): each task pair's shared fraction beyond the first conv layer against its R, "
+                  "per MTAL reading (6 pairs per group: weak evidence)."),
 )
 KINDS = ("table", "figure")
 
@@ -182,7 +193,17 @@ def inputs(params, suite: str, kind: str, name: str) -> dict[str, list[str]]:
         out["sweeps"] = [str(run.receipt) for run in params.sweep_runs(suite)]
     if "models" in e.reads:
         out["models"] = [str(run.model) for run in showcase_runs(params, suite)]
+    if "relations" in e.reads:
+        out["relations"] = relations_files(params, suite)
     return out
+
+
+def relations_files(params, suite: str) -> list[str]:
+    """The relations CSVs of the groups whose R a run of the suite reads (a prior-setting run)."""
+    from hetmtl import paths
+
+    groups = dict.fromkeys(r.group for r in params.runs(suite) if r.setting == "prior")
+    return [str(paths.relations_csv(suite, g)) for g in groups]
 
 
 __all__ = ["CATALOGUE", "Entry", "FIGURE_FORMATS", "KINDS", "READS", "TABLE_FORMATS", "all_sections", "caption",

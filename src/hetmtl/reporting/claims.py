@@ -53,6 +53,7 @@ ACC = "test_acc/mean"
 QUANTIFIERS = {  # how many of n comparisons a claim needs
     "all": lambda n: n,
     "most": lambda n: n // 2 + 1,  # more than half
+    "half": lambda n: (n + 1) // 2,  # at least half
 }
 
 
@@ -144,6 +145,7 @@ class Context:
     sweeps: pd.DataFrame | None = None
     histories: pd.DataFrame | None = None  # group, setting, method, seed, task, epoch, value (train loss)
     reading: dict = field(default_factory=dict)
+    relations: dict | None = None  # group -> R (rows in the group's task order), None: not estimated
     used: set = field(default_factory=set)  # the methods the claim read (before the reading)
     cells: list = field(default_factory=list)  # "where[what: which]" of what it read
 
@@ -381,6 +383,100 @@ class Kind:
     inputs: frozenset = frozenset()
 
 
+# ----------------------------------------------------------------- criteria of ours (issue 28)
+# MTAL's delta reading and its random_matched control (SPEC 6): fixed in params/claims.yaml
+# before the first run that reports them; fractions shown in % of the task kernels.
+
+def _reading_runs(ctx: Context, method: str) -> str:
+    ctx.used.add(method)
+    return method
+
+
+def partial_sharing(claim: dict, ctx: Context):
+    """Beyond the first conv layer, each named method's shared fraction of a layer lies in
+    [low, high] and is at least ``null_factor`` times its permutation null
+    (``sharing/null/<layer>``): per seed the smallest margin of the three, in %."""
+    from hetmtl.models import BACKBONES, conv_names
+
+    layers = conv_names(BACKBONES[ctx.params.suite(ctx.suite)["backbone"]])[1:]
+    comps = []
+    for m in claim["methods"]:
+        run = _reading_runs(ctx, m)
+        for g in ctx.params["groups"]:
+            for layer in layers:
+                f, runs = ctx.values(g, None, run, f"sharing/{layer}")
+                null, _ = ctx.values(g, None, run, f"sharing/null/{layer}")
+                common = f.index.intersection(null.index)
+                f, null = f[common], null[common]
+                margin = pd.concat([f - claim["low"], claim["high"] - f, f - claim["null_factor"] * null],
+                                   axis=1).min(axis=1)
+                comps.append(Comparison(f"{g} {run} {layer}: min(f − {claim['low']:g}, {claim['high']:g} − f, "
+                                        f"f − {claim['null_factor']:g}·null)", 100 * margin.sort_index(), runs))
+        ctx.note(f"Table 6[{run}: {', '.join(layers)}; null rows]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
+
+
+def reading_beats(claim: dict, ctx: Context):
+    """Each named reading's average test accuracy beats its control's, per group, paired over seeds."""
+    comps = []
+    for a, b in claim["pairs"].items():
+        for g in ctx.params["groups"]:
+            comps.append(_paired(f"{g}: {_reading_runs(ctx, a)} − {_reading_runs(ctx, b)}",
+                                 ctx.values(g, None, a, ACC), ctx.values(g, None, b, ACC)))
+        ctx.note(f"Table 6[Average test accuracy: {a}, {b}]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "pp"
+
+
+def group_shares_more(claim: dict, ctx: Context):
+    """``metric`` of each named method is higher in group ``more`` than in ``less`` (paired by seed)."""
+    comps = []
+    for m in claim["methods"]:
+        run = _reading_runs(ctx, m)
+        more, runs_a = ctx.values(claim["more"], None, run, claim["metric"])
+        less, runs_b = ctx.values(claim["less"], None, run, claim["metric"])
+        comps.append(_paired(f"{run}: {claim['more']} − {claim['less']} ({claim['metric']})",
+                             (100 * more, runs_a), (100 * less, runs_b)))
+        ctx.note(f"Table 6[{claim['metric']}: {run}, {claim['more']}, {claim['less']}]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
+
+
+def pair_spearman(params, group: str, records: pd.DataFrame, method: str, R) -> tuple[pd.Series, set]:
+    """Per seed: Spearman's correlation of each task pair's shared fraction beyond the first
+    layer (``sharing/pair/i-j``) with R_ij over the group's task pairs."""
+    from scipy import stats
+
+    T = len(params.tasks_of(group))
+    pairs = [(i, j) for i in range(T) for j in range(i + 1, T)]
+    sel = records[(records.group == group) & (records.method == method)]
+    out, runs = {}, set(sel.run_id)
+    for seed, s in sel.groupby("seed"):
+        vals = s.set_index("metric")["value"]
+        shared = [vals.get(f"sharing/pair/{i}-{j}", float("nan")) for i, j in pairs]
+        rel = [R[i][j] for i, j in pairs]
+        if any(pd.isna(shared)) or np.ptp(shared) == 0 or np.ptp(rel) == 0:
+            out[seed] = float("nan")  # no ranking to correlate (a constant side): the seed drops out
+        else:
+            out[seed] = float(stats.spearmanr(shared, rel).statistic)
+    return pd.Series(out, dtype=float).sort_index(), runs
+
+
+def follows_relations(claim: dict, ctx: Context):
+    """Per group and named method, Spearman's correlation of per-pair sharing with R is
+    above 0 (per seed, then a t-test over seeds; T = 4 tasks give only 6 pairs)."""
+    comps = []
+    for m in claim["methods"]:
+        run = _reading_runs(ctx, m)
+        for g in ctx.params["groups"]:
+            label = f"{g} {run}: Spearman(shared fraction, R) over task pairs"
+            R = (ctx.relations or {}).get(g)
+            if R is None:
+                comps.append(Comparison(label, pd.Series(dtype=float), note=f"no R for {g} (its relations stage)"))
+                continue
+            comps.append(Comparison(label, *pair_spearman(ctx.params, g, ctx.records, run, R)))
+        ctx.note(f"per-pair table[{run}: sharing/pair against R]")
+    return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "ρ"
+
+
 KINDS = {
     "beats": Kind(beats),
     "prior_gain": Kind(prior_gain),
@@ -388,6 +484,10 @@ KINDS = {
     "sweep_prefers": Kind(sweep_prefers, frozenset({"sweeps"})),
     "below": Kind(below),
     "converged_within": Kind(converged_within, frozenset({"histories"})),
+    "partial_sharing": Kind(partial_sharing),
+    "reading_beats": Kind(reading_beats),
+    "group_shares_more": Kind(group_shares_more),
+    "follows_relations": Kind(follows_relations, frozenset({"relations"})),
 }
 
 
@@ -398,8 +498,11 @@ def readings(params, suite: str) -> list[tuple[str, dict]]:
     (grid.yaml ``readings``, grouped by what they change: MTAL's start)."""
     groups: dict[str, dict] = {}
     default: dict[str, str] = {}
+    rows = {m for spec in params["settings"].values() for m in spec["methods"]}
     for r in params.readings(suite):
         variant, base = r["method"], params.base_method(r["method"])
+        if base == variant or base not in rows:
+            continue  # not a variant of a table's row (the delta reading, its control): claims C11-C14 read them
         mine, theirs = params.method(variant), params.method(base)
         changed = {k: v for k, v in mine.items() if k != "variant_of" and theirs.get(k) != v}
         label = ", ".join(f"{k}: {v}" for k, v in sorted(changed.items()))
@@ -424,14 +527,14 @@ class Checked:
 
 
 def check(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | None = None,
-          histories: pd.DataFrame | None = None) -> list[Checked]:
+          histories: pd.DataFrame | None = None, relations: dict | None = None) -> list[Checked]:
     """Every claim under every reading it reads (the claims table and the plan read this)."""
     cfg = params["claims"]
     out = []
     all_readings = readings(params, suite)
     for cid, claim in cfg["items"].items():
         for k, (label, reading) in enumerate(all_readings):
-            ctx = Context(params, suite, records, sweeps, histories, reading)
+            ctx = Context(params, suite, records, sweeps, histories, reading, relations)
             comps, need, unit = KINDS[claim["kind"]].run(claim, ctx)
             if k and not (ctx.used & set(reading)):
                 continue  # the reading changes nothing this claim reads
@@ -443,11 +546,11 @@ def check(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | None
 
 
 def evaluate(params, suite: str, records: pd.DataFrame, sweeps: pd.DataFrame | None = None,
-             histories: pd.DataFrame | None = None) -> pd.DataFrame:
+             histories: pd.DataFrame | None = None, relations: dict | None = None) -> pd.DataFrame:
     """One row per claim (per reading where the claim reads a method that has readings)."""
     cfg = params["claims"]
     rows = []
-    for c in check(params, suite, records, sweeps, histories):
+    for c in check(params, suite, records, sweeps, histories, relations):
         claim, comps, need, unit, verdict, deciding = (cfg["items"][c.claim], c.comparisons, c.need, c.unit,
                                                        c.verdict, c.deciding)
         runs = set().union(*(x.runs for x in comps)) if comps else set()
@@ -565,6 +668,24 @@ def loss_histories(params, suite: str, root) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
+def relations_of(params, suite: str, root) -> dict:
+    """group -> R from its relations stage's CSV (given R from params), groups without one left out."""
+    from pathlib import Path
+
+    from hetmtl import paths
+    from hetmtl.resolve import read_relations
+
+    out = {}
+    for g in params["groups"]:
+        given = params["relations"]["given"].get(g)
+        path = Path(root) / paths.relations_csv(suite, g)
+        if given is not None:
+            out[g] = given
+        elif path.exists():
+            out[g] = read_relations(path, params.tasks_of(g))
+    return out
+
+
 def claims_table(params, suite: str, root, name: str, records: pd.DataFrame) -> list:
     """The ``claims`` item: every claim of params/claims.yaml with its verdict, in every table format."""
     from hetmtl import files, paths
@@ -572,7 +693,8 @@ def claims_table(params, suite: str, root, name: str, records: pd.DataFrame) -> 
     from hetmtl.reporting.aggregate import scale_note
     from hetmtl.reporting.collect import collect_sweeps
 
-    table = evaluate(params, suite, records, collect_sweeps(params, suite, root), loss_histories(params, suite, root))
+    table = evaluate(params, suite, records, collect_sweeps(params, suite, root), loss_histories(params, suite, root),
+                     relations_of(params, suite, root))
     cap = caption(params, suite, scale_note(params, suite))
     out = {ext: root / paths.table_file(suite, name, ext) for ext in catalogue.TABLE_FORMATS}
     return [files.write_text(out["md"], to_markdown(table, cap)), files.write_text(out["tex"], to_latex(table, cap)),

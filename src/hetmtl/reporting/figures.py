@@ -4,6 +4,7 @@
 * Fig. 9  threshold sweep: MTAL's average test accuracy against rho, per group.
 * Fig. 10 / 11 activation maps of shared kernels in the first / second conv layer.
 * Fig. 12 MTAL's per-task training-loss curves, per group.
+* Fig. 13 (ours) each task pair's shared fraction against its R, per MTAL reading.
 
 Figures 8, 9 and 12 are pure functions of run records; 10 and 11 load a
 finished MTAL model and run test images of the tasks that share a kernel.
@@ -226,3 +227,27 @@ def empty_figure(path: Path, title: str, message: str) -> Path:
 
 __all__ = ["overall_comparison", "threshold_sweep", "loss_curves", "activation_maps", "empty_figure", "best_pairs",
            "task_colours"]
+
+
+def pair_sharing(table: pd.DataFrame, path: Path, note: str, display: dict) -> Path:
+    """Fig. 13 (ours): per group, each task pair's shared fraction beyond the first conv
+    layer (mean over seeds, bars: std) against its R, one marker series per reading."""
+    labels = [c for c in table.columns if c not in ("group", "pair", "R")]
+    groups = list(dict.fromkeys(table.group))
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(5.5 * max(1, len(groups)), 4), squeeze=False)
+    markers = "osD^vP*X"
+    for ax, g in zip(axes[0], groups):
+        sel = table[table.group == g]
+        for k, label in enumerate(labels):
+            mean = [100 * v[0] for v in sel[label]]
+            std = [100 * v[1] for v in sel[label]]
+            ax.errorbar(sel.R, mean, yerr=std, fmt=markers[k % len(markers)], capsize=2,
+                        label=display.get(label, label))
+        for _, r in sel.iterrows():
+            ax.annotate(r.pair, (r.R, 0), fontsize=6, rotation=90, va="bottom", alpha=0.6)
+        ax.set_title(f"{g} tasks ({len(sel)} pairs)")
+        ax.set_xlabel("R (relations stage)")
+        ax.set_ylabel("shared fraction beyond conv layer 1 (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Fig. 13 (ours): per-pair kernel sharing against R" + (f" ({note})" if note else ""))
+    return _save(fig, path)

@@ -260,6 +260,9 @@ def sharing_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], la
         col = {}
         for name, metric in [*[(layer, f"sharing/{layer}") for layer in layers],
                              ("Total network", "sharing/total"),
+                             # the delta reading's permutation null (ours): "–" for the runs without one
+                             *[(f"Null: {layer}", f"sharing/null/{layer}") for layer in layers],
+                             ("Null: total network", "sharing/null/total"),
                              ("Compression: unique kernel slots / all kernels", "compression"),
                              ("Compression: parameters in use / unshared", "compression_params"),
                              ("Within-task duplicates (count)", "within_task_duplicates"),
@@ -306,6 +309,52 @@ def sharing_csv(table: pd.DataFrame) -> str:
         rows.append(layer + "," + ",".join(f"{table.loc[layer, c][0]:.6f},{table.loc[layer, c][1]:.6f}"
                                            for c in table.columns))
     return "\n".join(rows) + "\n"
+
+
+# ----------------------------------------------------------------- Table 6's pairs (ours)
+# Each task pair's shared fraction beyond the first conv layer against its R.
+
+def pair_table(records: pd.DataFrame, columns: list[tuple[str, str]], groups: dict[str, list[str]],
+               relations: dict) -> pd.DataFrame:
+    """Rows: (group, task pair); "R" (NaN without a relations stage) and, per (label,
+    "setting/method") column, the mean and std over seeds of ``sharing/pair/i-j``."""
+    rows = []
+    for group, tasks in groups.items():
+        R = relations.get(group)
+        for i in range(len(tasks)):
+            for j in range(i + 1, len(tasks)):
+                row = {"group": group, "pair": f"{tasks[i]}–{tasks[j]}",
+                       "R": float(R[i][j]) if R is not None else float("nan")}
+                for label, run in columns:
+                    setting, method = run.split("/")
+                    sel = records[(records.group == group) & (records.setting == setting)
+                                  & (records.method == method) & (records.metric == f"sharing/pair/{i}-{j}")]
+                    v = sel["value"]
+                    row[label] = (v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0) if len(v) else (
+                        float("nan"), float("nan"))
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pair_cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    labels = [c for c in table.columns if c not in ("group", "pair", "R")]
+    rows = []
+    for _, r in table.iterrows():
+        row = [r.group, r.pair, "–" if pd.isna(r.R) else f"{r.R:.2f}"]
+        row += ["–" if pd.isna(r[c][0]) else f"{100 * r[c][0]:.1f} ± {100 * r[c][1]:.1f}" for c in labels]
+        rows.append(row)
+    text = pd.DataFrame(rows, columns=["Group", "Task pair", "R", *labels])
+    return text, pd.DataFrame(False, index=text.index, columns=text.columns)
+
+
+def pair_files(table: pd.DataFrame, caption: str, uid: str) -> dict[str, str]:
+    labels = [c for c in table.columns if c not in ("group", "pair", "R")]
+    csv = ["group,pair,R," + ",".join(f"{c}/mean,{c}/std" for c in labels)]
+    for _, r in table.iterrows():
+        csv.append(f"{r.group},{r.pair},{r.R:.6f}," + ",".join(f"{r[c][0]:.6f},{r[c][1]:.6f}" for c in labels))
+    cells = pair_cells(table)
+    return {"md": _markdown(*cells, caption), "tex": _latex(*cells, caption), "html": _html(*cells, caption, uid),
+            "csv": "\n".join(csv) + "\n"}
 
 
 # ----------------------------------------------------------------- Table 7 (ours)
