@@ -23,11 +23,13 @@ HS_CFG = {"relation_threshold": 0.5}
 def _fake_fit(calls: list, accuracy_of):
     """relations.fit's stand-in: records each run and gives a history of three epochs whose
     last validation accuracies are ``accuracy_of(method, task, seed)`` and the earlier ones not."""
-    def fake(method, data, cfg, device, **kw):
+    def fake(method, data, cfg, device, on_epoch=None, **kw):
         calls.append({"method": type(method).__name__, "tasks": [d.name for d in data],
-                      "sizes": [d.size() for d in data], "cfg": cfg})
+                      "sizes": [d.size() for d in data], "cfg": cfg, "kw": kw})
         history = [{f"val_acc/{d.name}": 0.01 * e for d in data} for e in (1, 2)]
         history.append({f"val_acc/{d.name}": accuracy_of(type(method).__name__, d.name, cfg.seed) for d in data})
+        for epoch, metrics in enumerate(history, 1):
+            on_epoch(epoch, metrics, {})
         return {"history": history}
     return fake
 
@@ -50,6 +52,32 @@ def test_relations_read_the_last_epoch_and_give_a_symmetric_r(monkeypatch):
                 want = 1 / (1 + math.exp(-mean / 0.05))
                 assert R[i, j] == pytest.approx(want, abs=1e-9) and R[j, i] == R[i, j], (i, j)
     assert len(calls) == 6 * 2 * len(seeds)
+    assert R.dtype == torch.float64  # thresholds compare R at full precision (R4-like ties)
+    # the detail beside R: each pair's mean gain, its spread over seeds, every run's accuracies
+    pair = detail["pairs"]["c40+g12"]
+    gains = [(1 + s) * (gain["c40"] + gain["g12"]) / 2 for s in seeds]
+    assert pair["gain_mean"] == pytest.approx(sum(gains) / 2)
+    assert pair["gain_std"] == pytest.approx(float(torch.tensor(gains, dtype=torch.float64).std()))
+    assert detail["gain_std"][0][1] == detail["gain_std"][1][0] == pytest.approx(pair["gain_std"])
+    assert [r["seed"] for r in pair["runs"]] == seeds
+    assert pair["runs"][1]["alone"] == [0.5, 0.5]
+    assert pair["runs"][1]["together"] == pytest.approx([0.5 + 2 * gain["c40"], 0.5 + 2 * gain["g12"]])
+    _, single = relations.estimate(lambda seed: toys.tasks(seed), toys.BN, CFG, 0.05, HS_CFG, [0])
+    assert single["pairs"]["c40+g12"]["gain_std"] == 0.0  # one seed: no spread (not NaN)
+
+
+def test_relations_runs_log_each_epoch_of_epochs_with_its_seconds_and_no_progress_bar(monkeypatch, capsys):
+    """Every run of the stage prints "epoch e/E ... s" per epoch in the job's log (its own
+    clock per epoch) and no progress bar."""
+    calls = []
+    monkeypatch.setattr(relations, "fit", _fake_fit(calls, lambda method, task, seed: 0.5))
+    relations.estimate(lambda seed: toys.tasks(seed, count=2), toys.BN, CFG, 0.05, HS_CFG, [0])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[relations]")]
+    assert len(lines) == 2 * 3
+    for n, line in enumerate(lines):
+        assert f": epoch {n % 3 + 1}/{CFG.epochs} |" in line, line
+        assert 0 <= float(line.rsplit("| ", 1)[1].removesuffix(" s")) < 60, line
+    assert all(c["kw"].get("progress") is False for c in calls)
 
 
 def test_relations_train_alone_and_together_at_equal_steps(monkeypatch):
