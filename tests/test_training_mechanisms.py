@@ -15,6 +15,7 @@ from hetmtl.methods.mtal import MTAL
 from hetmtl.training import relations
 from hetmtl.training.loop import TrainConfig, accuracy, fit, make_optimizer, make_weighting
 from hetmtl.training.step import TrainStep
+from hetmtl.weightings import build
 
 CFG = TrainConfig(epochs=2, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=5e-4, nan_check_every=1, seed=0)
 HS_CFG = {"relation_threshold": 0.5}
@@ -151,3 +152,48 @@ def test_the_weighting_sees_the_shared_coordinates_of_each_epoch_after_merges():
     for (p, rows), (q, rows_now) in zip(runner.shared, now):
         assert p is q and torch.equal(rows, rows_now)
     assert weighting.shared_count(runner.shared) == weighting.shared_count(now) > 0
+
+
+def test_a_gradient_weighting_with_nothing_shared_is_the_plain_sum_with_the_regulariser():
+    """Soft sharing under a gradient weighting: nothing is shared (its coupling is a penalty),
+    so the step is the gradient of the task losses' sum plus the penalty, the penalty kept;
+    a frozen or an all-unshared declared parameter counts as nothing shared."""
+    p = torch.tensor([1.0, -2.0, 0.5], requires_grad=True)
+    frozen = torch.zeros(3)
+    for shared in ([], [(frozen, None)], [(p, torch.zeros(3, dtype=torch.bool))]):
+        p.grad = None
+        losses = torch.stack([(2 * p).sum(), (p ** 2).sum()])
+        build("mgda", {}, 2).backward(losses, 3 * (p ** 3).sum(), shared, [p])
+        torch.testing.assert_close(p.grad, 2 + 2 * p.detach() + 9 * p.detach() ** 2)
+        assert frozen.grad is None
+
+
+def test_the_shared_coordinate_count_counts_the_shared_rows_only():
+    p = torch.zeros(4, 3, requires_grad=True)
+    w = build("mgda", {}, 2)
+    assert w.shared_count([(p, None)]) == 12
+    assert w.shared_count([(p, torch.tensor([True, False, True, False]))]) == 6
+    assert w.shared_count([(torch.zeros(5), None)]) == 0  # frozen: nothing to aggregate
+
+
+def test_uncertainty_logs_each_tasks_weight_as_half_exp_minus_its_log_variance():
+    w = build("uncertainty", {}, 3)
+    s = torch.tensor([0.3, -0.2, 1.1])
+    with torch.no_grad():
+        w.impl.log_var.copy_(s)
+    got = w.weights()
+    assert list(got) == ["0", "1", "2"]
+    assert [got[k] for k in got] == pytest.approx((0.5 * torch.exp(-s)).tolist())
+
+
+def test_a_restored_weighting_state_moves_its_attributes_to_the_device_and_keeps_its_buffers():
+    """A checkpoint loads on the CPU; the weighting's plain attributes (tensors, lists of them)
+    go to the run's device, its buffers stay where TorchJD keeps them ("meta": a device that is
+    not the CPU, on any machine)."""
+    w = build("dwa", {}, 2)
+    w.restore({"": {"avg": torch.zeros(2), "hist": [torch.ones(1), 3], "buffer:ema": torch.ones(2)}},
+              torch.device("meta"))
+    assert w.impl.avg.device.type == "meta" and w.impl.hist[0].device.type == "meta" and w.impl.hist[1] == 3
+    assert w.impl.ema.device.type == "cpu"
+    w.restore({"": {"avg": torch.zeros(2)}})  # no device: left as loaded
+    assert w.impl.avg.device.type == "cpu"
