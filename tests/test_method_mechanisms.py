@@ -242,3 +242,26 @@ def test_mtal_common_start_is_drawn_per_seed():
     assert torch.equal(deep0, deep0_g)  # one reference for every task of the run
     assert torch.allclose(stem0_g, stem0.sum(dim=1, keepdim=True))
     assert not torch.allclose(deep0, deep1)  # each seed draws its own reference
+
+
+@pytest.mark.parametrize("spec", toys.SPECS.values(), ids=list(toys.SPECS))
+@pytest.mark.parametrize("name", [n for n, cls in METHODS.items() if cls.deep])
+def test_each_tasks_logits_are_its_own_whatever_batches_the_other_tasks_bring(name, spec, params):
+    """Four unequal tasks (colour and grayscale, 2 to 5 classes), batches of unequal sizes,
+    a relation matrix with a value per pair, on VGG with and without BatchNorm: task t's
+    logits from the joint forward equal those of its batch alone, in train and eval mode
+    (nothing of one task leaks into another's through routing, per-task BatchNorm or order)."""
+    data = toys.tasks()
+    cls = METHODS[name]
+    extra = {"relations": toys.R4} if cls.uses_prior else {}
+    m = cls(toys.infos(data), spec, params["methods"][name], 0, **extra)
+    xs = [loop.to_input(d.x["train"][:n]) for d, n in zip(data, (5, 3, 7, 2))]
+    for mode in (m.train, m.eval):
+        mode()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            joint = m.forward_all(xs)
+            alone = [m(t, x) for t, x in enumerate(xs)]
+        for t, (d, x) in enumerate(zip(data, xs)):
+            assert joint[t].shape == (len(x), d.num_classes)
+            assert torch.allclose(joint[t], alone[t], atol=1e-5), (name, t)
