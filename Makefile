@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)/src
 CORES ?= 2
 
-.PHONY: setup demo test tiny readme-tables clean-results
+.PHONY: setup demo test tiny readme-tables clean-results mutation
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,10 @@ tiny: setup
 
 test: setup  ## the test suite (CI runs exactly this)
 	python -m pytest -q
+
+# MODULES: paths under src/ (default: every module of tests/mutation/modules.yaml)
+mutation: setup  ## the mutation tier: mutmut per module, then scores vs tests/mutation/baseline.json and triage
+	python scripts/mutation.py run $(MODULES)
 
 clean-results:  ## remove trained runs and reports (keeps data and mlflow.db)
 	rm -rf results reports/*/tables reports/*/metrics reports/*/figures reports/*/plots

@@ -301,3 +301,20 @@ def test_a_sweep_value_is_read_back_from_its_text():
     assert p.sweep_value("tiny", "weighting_mtal", "pcgrad") == "pcgrad"
     with pytest.raises(ParamsError, match="suite.sweeps.weighting_mtal.values: no value 'sgd'"):
         p.sweep_value("tiny", "weighting_mtal", "sgd")
+
+
+@pytest.mark.parametrize("matrix, message", [
+    ([[1, 0.9, 0.2, 0.5], [0.3, 1, 0.4, 0.5], [0.2, 0.4, 1, 0.5], [0.5, 0.5, 0.5, 1]],
+     "must be symmetric: row 1 column 2 is 0.9 but row 2 column 1 is 0.3"),
+    ([[1, 0.9, 0.2, 0.5], [0.9, 0.8, 0.4, 0.5], [0.2, 0.4, 1, 0.5], [0.5, 0.5, 0.5, 1]], "its diagonal must be 1"),
+])
+def test_a_given_relation_matrix_must_be_symmetric_with_a_unit_diagonal(project, matrix, message):
+    """R_ij is one number per pair: clusters, MTAL's pair thresholds and the mixing units each read one
+    triangle, so an asymmetric R given by hand would make methods disagree about the same pair."""
+    edit(project, "params/grid.yaml", lambda d: d["relations"]["given"].update(related=matrix))
+    with pytest.raises(ParamsError) as err:
+        load_params(project)
+    assert "relations.given.related" in str(err.value) and message in str(err.value), str(err.value)
+    symmetric = [[1, 0.9, 0.2, 0.5], [0.9, 1, 0.4, 0.5], [0.2, 0.4, 1, 0.5], [0.5, 0.5, 0.5, 1]]
+    edit(project, "params/grid.yaml", lambda d: d["relations"]["given"].update(related=symmetric))
+    load_params(project)

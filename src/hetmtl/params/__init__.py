@@ -512,6 +512,15 @@ def _semantic_checks(d: dict, files: dict) -> None:
         T = len(d["groups"][group]["tasks"])
         if len(matrix) != T or any(len(row) != T for row in matrix):
             fail("relations", f"relations.given.{group}", f"must be {T} x {T} (the group's tasks)")
+        # R is a relation between two tasks: every reader (clusters, thresholds, mixing) takes R_ij = R_ji
+        bad = [(i, j) for i in range(T) for j in range(i + 1, T) if matrix[i][j] != matrix[j][i]]
+        if bad:
+            i, j = bad[0]
+            fail("relations", f"relations.given.{group}",
+                 f"must be symmetric: row {i + 1} column {j + 1} is {matrix[i][j]:g} but row {j + 1} column "
+                 f"{i + 1} is {matrix[j][i]:g}; give each pair one value")
+        if any(matrix[i][i] != 1 for i in range(T)):
+            fail("relations", f"relations.given.{group}", "its diagonal must be 1 (a task is related to itself)")
     for name, table in d["tables"].items():
         if table["group"] not in d["groups"]:
             fail("tables", f"tables.{name}.group", f"unknown group {table['group']!r}")

@@ -215,8 +215,10 @@ def beats(claim: dict, ctx: Context):
             continue  # a method not in every table has no pooled mean
         a_vals = [ctx.cell(t, a) for t, a, _ in mine]
         b_vals = [ctx.cell(t, b) for t, _, b in mine]
-        a_mean = pd.concat([v for v, _ in a_vals], axis=1).mean(axis=1, skipna=False).dropna()
-        b_mean = pd.concat([v for v, _ in b_vals], axis=1).mean(axis=1, skipna=False).dropna()
+        # a seed with a NaN in any table (a diverged run) keeps its NaN mean: the comparison
+        # drops it with a note, as an unpooled claim does (dropping it here was silent)
+        a_mean = pd.concat([v for v, _ in a_vals], axis=1).mean(axis=1, skipna=False)
+        b_mean = pd.concat([v for v, _ in b_vals], axis=1).mean(axis=1, skipna=False)
         runs = set().union(*(r for _, r in a_vals + b_vals))
         left = "/".join(dict.fromkeys(_display(ctx, a) for _, a, _ in mine))
         right = "/".join(dict.fromkeys(b for _, _, b in mine))
