@@ -84,7 +84,7 @@ def finished(receipt_path, model_path, job_digest: str, params_digest: str) -> d
 
 def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> dict:
     rid, key, cfg = run.run, run.key, run.train
-    device = pick_device(device_name)
+    device = pick_device(device_name, real_data=run.tags.get("data") == "real")
     set_determinism(device, threads)
     data = [load_task(rid.suite, t, device, run.split, rid.seed) for t in run.tasks]
     if {d.name: d.manifest["source_md5"] for d in data} != run.data_md5:

@@ -78,7 +78,7 @@ def tune_job(tune: ResolvedTune, device_name: str = "auto", threads: int = 1) ->
     write its JSON (last: the DAG output) and log its MLflow runs."""
     base = tune.base
     rid = base.run
-    device = pick_device(device_name)
+    device = pick_device(device_name, real_data=base.tags.get("data") == "real")
     set_determinism(device, threads)
     data = [without_test(load_task(rid.suite, t, device, base.split, rid.seed)) for t in base.tasks]
     root = base.root
