@@ -132,3 +132,41 @@ def test_every_table_and_figure_job_has_its_caption(params):
     text = (ROOT / "workflow" / "rules" / "report.smk").read_text()
     assert """caption=lambda wc: f"{catalogue.caption(P, 'table', wc.table)} Suite {SUITE}.{STANDIN}",""" in text
     assert """caption=lambda wc: f"{catalogue.caption(P, 'figure', wc.figure)}{STANDIN}",""" in text
+
+
+def test_fig9_draws_every_sweep_in_a_panel_of_its_own_with_every_error_bar_inside(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from hetmtl.reporting import figures
+
+    def recs(values, accs):
+        return pd.DataFrame([{"group": g, "sweep_value": v, "seed": s, "metric": "test_acc/mean", "value": a}
+                             for g in ("related", "unrelated") for v, pair in zip(values, accs)
+                             for s, a in enumerate(pair)])
+
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    figures.threshold_sweep({"rho": (recs([0.1, 0.4], [(0.5, 0.6), (0.95, 1.0)]), "rho", "mtal"),
+                             "gamma": (recs([0.001, 0.01], [(0.2, 0.4), (0.3, 0.3)]), "gamma", "soft_sharing")},
+                            tmp_path / "fig09.png", "")
+    axes = drawn["fig"].axes
+    assert [a.get_xlabel() for a in axes] == ["rho of mtal (similarity threshold)",
+                                              "gamma of soft_sharing (swept value)"]
+    top = axes[0].get_ylim()[1]
+    assert top >= 100 * (0.975 + 0.0354)  # the 0.4 point's mean + std (two seeds 0.95, 1.0) lies inside
+
+
+def test_fig8_draws_an_interval_past_100_percent_whole(params):
+    from hetmtl.reporting import figures
+    from hetmtl.reporting.tables import AVERAGE
+
+    cols = pd.MultiIndex.from_tuples([(AVERAGE, "mean"), (AVERAGE, "ci")])
+    wide = pd.DataFrame([[0.95, 0.12], [0.6, 0.02]], index=["cross_stitch", "mtal"], columns=cols)
+    narrow = pd.DataFrame([[0.5, 0.02], [0.6, 0.02]], index=["cross_stitch", "mtal"], columns=cols)
+    for t in (wide, narrow):
+        t.attrs["display"] = params["report"]["display"]
+    fig = figures.overall_figure({"table3": narrow, "table5": wide}, {"table3": "3", "table5": "5"}, "",
+                                 params["report"]["highlight"])
+    assert all(ax.get_ylim()[1] >= 107 for ax in fig.axes)  # 95 + 12, on every (shared) axis
+    fig = figures.overall_figure({"table3": narrow}, {"table3": "3"}, "", params["report"]["highlight"])
+    assert fig.axes[0].get_ylim() == (0, 100)

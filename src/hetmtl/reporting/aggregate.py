@@ -346,9 +346,9 @@ def fig09_threshold_sweep(params, suite: str, root: Path, name: str, records: pd
     curves = {n: sw for n, sw in params["sweeps"].items() if n not in weighting_sweeps(params)}
     if not curves:
         figures.empty_figure(path, figure_title(name), "no threshold sweep in this grid")
-    for sweep_name, sw in curves.items():
-        figures.threshold_sweep(all_sweeps[all_sweeps.sweep == sweep_name], path, sw["parameter"],
-                                _note(params, suite))
+    else:  # every sweep a panel of its own: a second sweep (soft sharing's gamma, say) never overwrites the first
+        figures.threshold_sweep({n: (all_sweeps[all_sweeps.sweep == n], sw["parameter"], sw["method"])
+                                 for n, sw in curves.items()}, path, _note(params, suite))
     return _figure_files(root, suite, name)
 
 

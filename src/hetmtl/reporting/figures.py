@@ -48,10 +48,11 @@ def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note
 
     n = len(tables)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.4), sharey=True, squeeze=False, layout="constrained")
-    present, names = set(), {}
+    present, names, top = set(), {}, 100.0
     for ax, (name, table) in zip(axes[0], tables.items()):
         means = 100 * table[(AVERAGE, "mean")]
         ci = 100 * table[(AVERAGE, "ci")].fillna(0)
+        top = max(top, float((means + ci).max()) if len(means) else top)
         labels = [display_name(table, m) for m in table.index]
         colours = [highlight.get(m, BASELINE) for m in table.index]
         present |= set(table.index)
@@ -59,11 +60,11 @@ def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note
         ax.bar(range(len(means)), means, yerr=ci, color=colours, capsize=3)
         ax.set_xticks(range(len(means)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(titles[name], fontsize=9)
-        ax.set_ylim(0, 100)
         ax.yaxis.set_major_locator(MultipleLocator(20))
         ax.yaxis.set_minor_locator(MultipleLocator(10))
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0][0].set_ylim(0, top + 2 if top > 100 else 100)  # an interval past 100% is drawn whole, not clipped
     axes[0][0].set_ylabel("average test accuracy (%), 95% CI")
     legend = [(c, names[m]) for m, c in highlight.items() if m in present]
     legend += [(BASELINE, "baselines")] if present - set(highlight) else []
@@ -79,19 +80,30 @@ def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], 
     return _save(overall_figure(tables, titles, note, highlight), path)
 
 
-def threshold_sweep(records: pd.DataFrame, path: Path, parameter: str, note: str) -> Path:
-    """Fig. 9: mean ± std over seeds of the average test accuracy against the swept value."""
-    fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
-    sel = records[records.metric == "test_acc/mean"]
-    for group, g in sel.groupby("group"):
-        stats = g.groupby("sweep_value")["value"].agg(["mean", "std", "count"]).sort_index()
-        std = stats["std"].fillna(0)
-        ax.errorbar(stats.index, 100 * stats["mean"], yerr=100 * std, marker="o", capsize=3, label=group)
-    ax.set_xlabel(f"{parameter} (similarity threshold)")
-    ax.set_ylabel("average test accuracy (%)")
-    ax.legend(title="task group", fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.set_title("Fig. 9: threshold selection" + (f"\n{note}" if note else ""), fontsize=9)
+def threshold_sweep(curves: dict[str, tuple[pd.DataFrame, str, str]], path: Path, note: str) -> Path:
+    """Fig. 9: one panel per sweep (name -> its records, parameter, method): mean ± std over seeds of the
+    average test accuracy against the swept value, one curve per task group; the axes hold every bar."""
+    n = max(1, len(curves))
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False, layout="constrained")
+    for ax, (name, (records, parameter, method)) in zip(axes[0], curves.items()):
+        sel = records[records.metric == "test_acc/mean"]
+        low, high = [], []
+        for group, g in sel.groupby("group"):
+            stats = g.groupby("sweep_value")["value"].agg(["mean", "std", "count"]).sort_index()
+            std = stats["std"].fillna(0)
+            ax.errorbar(stats.index, 100 * stats["mean"], yerr=100 * std, marker="o", capsize=3, label=group)
+            low.append(float((100 * (stats["mean"] - std)).min()))
+            high.append(float((100 * (stats["mean"] + std)).max()))
+        if low:
+            pad = 0.05 * max(1.0, max(high) - min(low))
+            ax.set_ylim(min(low) - pad, max(high) + pad)
+        label = "similarity threshold" if parameter in ("rho", "rho_related", "rho_unrelated") else "swept value"
+        ax.set_xlabel(f"{parameter} of {method} ({label})")
+        ax.set_ylabel("average test accuracy (%)")
+        ax.legend(title="task group", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"sweep {name}", fontsize=9)
+    fig.suptitle("Fig. 9: threshold selection" + (f" ({note})" if note else ""), fontsize=9)
     return _save(fig, path)
 
 
