@@ -22,7 +22,8 @@ def render(root: Path, suite: str) -> str:
     """The docs/results.md block of a suite's tables (committed for the demo: reports/demo/tables/)."""
     folder = root / "reports" / suite / "tables"
     names = sorted(p.stem for p in folder.glob("table*.md"))
-    names += ["claims"] if (folder / "claims.md").exists() else []  # the paper's claims, after its tables
+    # the paper's claims after its tables (the summary, then the details), then the plan
+    names += [n for n in ("claims", "claims_details", "plan") if (folder / f"{n}.md").exists()]
     if not names:
         raise SystemExit(f"no tables in {folder}: run `make {suite}` first")
     prov = json.loads((folder / "provenance.json").read_text())

@@ -68,7 +68,7 @@ def test_every_entry_has_its_builder_a_caption_and_known_inputs(params):
             assert callable(getattr(importlib.import_module(module), function)), e.builder
             assert catalogue.caption(params, kind, name) and set(e.reads) <= set(catalogue.READS)
     assert catalogue.names(params, "table") == [*params["tables"], "table6", "table6_pairs", "table7_weightings",
-                                                "claims", "plan"]
+                                                "claims", "claims_details", "plan"]
     assert catalogue.sections(params, "table", "claims") == ("report", "claims", "relations")
     show = params["report"]["showcase"]
     models = catalogue.inputs(params, "tiny", "figure", "fig10_activations_conv1")["models"]

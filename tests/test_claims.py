@@ -556,3 +556,22 @@ def test_follows_relations_is_spearman_of_pair_sharing_with_R(params):
     from scipy import stats
     want = stats.spearmanr([R["related"][i][j] for i, j in pairs], [R["related"][i][j] for i, j in pairs]).statistic
     assert rho.iloc[0] == pytest.approx(want)
+
+
+def test_the_claims_summary_is_short_and_the_details_hold_the_rest(params, tmp_path, monkeypatch):
+    from hetmtl.reporting import catalogue
+
+    p = _params(params)
+    monkeypatch.setattr(claims, "loss_histories", lambda *a: None)
+    import hetmtl.reporting.collect as collect
+
+    monkeypatch.setattr(collect, "collect_sweeps", lambda *a: None)
+    recs = _records(p, _mtal_by(lambda s: 0.1 + NOISE[s] / 2))
+    summary = catalogue.entry(p, "table", "claims").build(p, "tiny", tmp_path, "claims", recs)[0].read_text()
+    details = catalogue.entry(p, "table", "claims_details").build(p, "tiny", tmp_path, "claims_details",
+                                                                   recs)[0].read_text()
+    head = summary.splitlines()[2]
+    assert head == "| " + " | ".join(claims.SUMMARY) + " |"
+    assert details.splitlines()[2] == "| " + " | ".join(claims.DETAILS) + " |"
+    assert "Statement" not in head and "“" not in summary.split("\n", 1)[1]  # the sentences live in the details
+    assert max(len(line) for line in summary.splitlines()[2:]) < 400

@@ -79,6 +79,9 @@ CATALOGUE: tuple[Entry, ...] = (
           caption="The paper's claims (section 4, params/claims.yaml), each with its verdict on this suite's runs: "
                   "supported, contradicted or inconclusive at this number of seeds (the rule is in the table's "
                   "caption)."),
+    Entry("table", "claims_details", "hetmtl.reporting.claims:claims_table",
+          sections=("report", "claims", "relations"), reads=("receipts", "relations"),
+          caption="The claims' details: each claim's sentence, what it rests on, its runs and comparisons."),
     Entry("table", "plan", "hetmtl.reporting.plan:plan_table", sections=("report", "claims", "relations"),
           reads=("receipts", "relations"),
           caption="Plan (ours): the seeds each claim needs to be decided at 80% power after Holm's correction, "

@@ -635,17 +635,27 @@ def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return text, bold
 
 
-def to_markdown(table: pd.DataFrame, cap: str) -> str:
+# The summary (the ``claims`` table) and the details (``claims_details``): one row each per claim and reading.
+SUMMARY = ["Claim", "Reading", "Verdict", "Deciding comparison", "Effect", "95% CI", "p (Holm)"]
+DETAILS = ["Claim", "Reading", "Statement (paper)", "Rests on", "Runs", "Comparisons"]
+
+
+def _part(table: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     text, bold = cells(table)
+    return text[columns], bold[columns]
+
+
+def to_markdown(table: pd.DataFrame, cap: str, columns: list[str] = SUMMARY) -> str:
+    text, bold = _part(table, columns)
     return _markdown(text.map(lambda s: s.replace("|", "\\|")), bold, cap)
 
 
-def to_latex(table: pd.DataFrame, cap: str) -> str:
-    return _latex(*cells(table), cap)
+def to_latex(table: pd.DataFrame, cap: str, columns: list[str] = SUMMARY) -> str:
+    return _latex(*_part(table, columns), cap)
 
 
-def to_html(table: pd.DataFrame, cap: str, uid: str = "claims") -> str:
-    return _html(*cells(table), cap, uid)
+def to_html(table: pd.DataFrame, cap: str, uid: str = "claims", columns: list[str] = SUMMARY) -> str:
+    return _html(*_part(table, columns), cap, uid)
 
 
 def to_csv(table: pd.DataFrame) -> str:
@@ -697,7 +707,12 @@ def claims_table(params, suite: str, root, name: str, records: pd.DataFrame) -> 
 
     table = evaluate(params, suite, records, collect_sweeps(params, suite, root), loss_histories(params, suite, root),
                      relations_of(params, suite, root))
-    cap = caption(params, suite, scale_note(params, suite))
+    columns = DETAILS if name.endswith("_details") else SUMMARY
+    cap = (caption(params, suite, scale_note(params, suite)) if columns is SUMMARY else
+           "The claims' details (the summary is the claims table): each claim's sentence as the paper states it, "
+           "the tables or figures and cells it rests on, the runs read, and its comparisons: their number, how "
+           "many it needs, and those significantly for (+) and against (−). " + scale_note(params, suite))
     out = {ext: root / paths.table_file(suite, name, ext) for ext in catalogue.TABLE_FORMATS}
-    return [files.write_text(out["md"], to_markdown(table, cap)), files.write_text(out["tex"], to_latex(table, cap)),
-            files.write_text(out["csv"], to_csv(table)), files.write_text(out["html"], to_html(table, cap, name))]
+    return [files.write_text(out["md"], to_markdown(table, cap, columns)),
+            files.write_text(out["tex"], to_latex(table, cap, columns)),
+            files.write_text(out["csv"], to_csv(table)), files.write_text(out["html"], to_html(table, cap, name, columns))]
