@@ -715,4 +715,5 @@ def claims_table(params, suite: str, root, name: str, records: pd.DataFrame) -> 
     out = {ext: root / paths.table_file(suite, name, ext) for ext in catalogue.TABLE_FORMATS}
     return [files.write_text(out["md"], to_markdown(table, cap, columns)),
             files.write_text(out["tex"], to_latex(table, cap, columns)),
-            files.write_text(out["csv"], to_csv(table)), files.write_text(out["html"], to_html(table, cap, name, columns))]
+            files.write_text(out["csv"], to_csv(table)),
+            files.write_text(out["html"], to_html(table, cap, name, columns))]
