@@ -186,3 +186,17 @@ def test_bold_follows_the_value_the_table_shows(st, mt, bold):
     # bold cells show the same text; no non-bold cell shows the bold text
     assert len({shown[m].split(" ±")[0] for m in best}) == 1
     assert all(shown[m].split(" ±")[0] != shown[next(iter(best))].split(" ±")[0] for m in set(t.index) - best)
+
+
+def test_a_comparison_tables_caption_is_one_short_line_and_its_details_numbered_notes_under_it(params):
+    from hetmtl.reporting.aggregate import caption, caption_parts
+
+    spec = params["tables"]["table2"]
+    short, notes = caption_parts(params, "demo", spec, (72, 3))
+    assert len(short) < 200 and "\n" not in short and len(notes) >= 3
+    md = to_markdown(summarise(records(VALUES), "g", ROWS, ["A", "B"], DISPLAY), short, notes).splitlines()
+    assert md[0] == short
+    table_end = max(i for i, line in enumerate(md) if line.startswith("|"))
+    assert md[table_end + 2:] == [f"{i}. {n}" for i, n in enumerate(notes, 1)]  # under the table, numbered
+    full = caption(params, "demo", spec, (72, 3))
+    assert full.startswith(short) and all(f"({i}) {n}" in full for i, n in enumerate(notes, 1))

@@ -104,29 +104,39 @@ def tuned_note(params, suite: str, tuned: dict[str, dict]) -> str:
             f"no part); chosen: {chosen}.")
 
 
-def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = None,
-            tuned: dict[str, dict] | None = None) -> str:
+def caption_parts(params, suite: str, spec: dict, budget: tuple[int, int] | None = None,
+                  tuned: dict[str, dict] | None = None) -> tuple[str, list[str]]:
+    """A comparison table's caption: one short sentence of what it shows, and numbered notes (how to read it,
+    the budget, the tuning, the suite's scale and data), which the Markdown puts under the table."""
     s = params.suite(suite)
     group = params["groups"][spec["group"]]
     ref = reference_method(params, spec["setting"])
-    parts = [
-        f"{spec['paper']} (group {group['paper_group']}, {spec['group']} tasks; setting {spec['setting']}).",
-        f"Test accuracy (%), mean ± std over {len(s['seeds'])} seed(s), each seed with its own data split "
-        "and initialisation; 95% CI: Student-t interval of the average's mean; best mean per column in bold; "
+    n = len(s["seeds"])
+    short = (f"{spec['paper']} (group {group['paper_group']}, {spec['group']} tasks; setting {spec['setting']}): "
+             f"test accuracy (%), mean ± std over {n} seed{'s' if n != 1 else ''}; bold: the best mean as shown.")
+    notes = [
+        "Each seed has its own data split and initialisation; 95% CI: Student-t interval of the average's mean; "
         "(shared): a method with no use for the task-relationship prior, run once for both settings.",
     ]
     if ref:
-        parts.append(f"p vs MTAL (Holm): two-sided paired t-test over seeds of the average accuracy "
+        notes.append(f"p vs MTAL (Holm): two-sided paired t-test over seeds of the average accuracy "
                      f"against {ref[1]}, Holm-adjusted over the table's comparisons; * adjusted p < 0.05; "
                      "n/a with fewer than two seeds.")
     if budget is not None:
-        parts.append(f"Budget: {budget[0]} optimisation steps per task for every deep method"
+        notes.append(f"Budget: {budget[0]} optimisation steps per task for every deep method"
                      + (f" (cross-stitch and NDDR-CNN: the first {budget[1]} epochs of them train their "
                         "single-task columns)." if budget[1] else "."))
     if tuned:
-        parts.append(tuned_note(params, suite, tuned))
-    parts.append(scale_note(params, suite, params.tasks_of(spec["group"])))
-    return " ".join(parts)
+        notes.append(tuned_note(params, suite, tuned))
+    notes.append(scale_note(params, suite, params.tasks_of(spec["group"])))
+    return short, notes
+
+
+def caption(params, suite: str, spec: dict, budget: tuple[int, int] | None = None,
+            tuned: dict[str, dict] | None = None) -> str:
+    """The caption in one piece (LaTeX, HTML): the short sentence, then the numbered notes."""
+    short, notes = caption_parts(params, suite, spec, budget, tuned)
+    return " ".join([short, *(f"({i}) {note}" for i, note in enumerate(notes, 1))])
 
 
 def _write(path: Path, text: str) -> Path:
@@ -221,9 +231,11 @@ def comparison_table(params, suite: str, root: Path, name: str, records: pd.Data
     spec = params["tables"][name]
     table = comparison_tables(params, suite, records, only=name)[name]
     tuned = tuned_values(params, suite, root, spec["group"], params.table_methods(spec["setting"]))
-    cap = caption(params, suite, spec, table_budget(params, records, spec), tuned)
+    budget = table_budget(params, records, spec)
+    short, notes = caption_parts(params, suite, spec, budget, tuned)
+    cap = caption(params, suite, spec, budget, tuned)
     out = _table_files(root, suite, name)
-    return [_write(out["md"], to_markdown(table, cap)), _write(out["tex"], to_latex(table, cap)),
+    return [_write(out["md"], to_markdown(table, short, notes)), _write(out["tex"], to_latex(table, cap)),
             _write(out["csv"], to_csv(table)), _write(out["html"], to_html(table, cap, name))]
 
 

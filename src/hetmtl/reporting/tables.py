@@ -117,10 +117,13 @@ def header(table: pd.DataFrame) -> list[str]:
 # Markdown by hand (the README embeds it; pandas' to_markdown needs tabulate);
 # LaTeX and HTML with pandas' Styler, from the same cells and bold mask.
 
-def _markdown(text: pd.DataFrame, bold: pd.DataFrame, caption: str) -> str:
+def _markdown(text: pd.DataFrame, bold: pd.DataFrame, caption: str, notes: list[str] | tuple = ()) -> str:
+    """The caption's line, the table, then its numbered notes."""
     lines = [caption, "", "| " + " | ".join(text.columns) + " |", "|" + "---|" * len(text.columns)]
     for (_, row), (_, marks) in zip(text.iterrows(), bold.iterrows()):
         lines.append("| " + " | ".join(f"**{c}**" if b else c for c, b in zip(row, marks)) + " |")
+    if notes:
+        lines += ["", *(f"{i}. {note}" for i, note in enumerate(notes, 1))]
     return "\n".join(lines) + "\n"
 
 
@@ -160,8 +163,8 @@ def _html(text: pd.DataFrame, bold: pd.DataFrame, caption: str, uid: str) -> str
     return styler.to_html(doctype_html=True)
 
 
-def to_markdown(table: pd.DataFrame, caption: str) -> str:
-    return _markdown(*cells(table), caption)
+def to_markdown(table: pd.DataFrame, caption: str, notes: list[str] | tuple = ()) -> str:
+    return _markdown(*cells(table), caption, notes)
 
 
 def to_latex(table: pd.DataFrame, caption: str) -> str:
