@@ -19,9 +19,9 @@ import pandas as pd
 
 def distances(a: Path, b: Path, suite: str) -> pd.DataFrame:
     rows = []
-    for csv_a in sorted((a / "reports" / suite / "tables").glob("table[0-9]*.csv")):
-        if csv_a.stem == "table6":
-            continue
+    for csv_a in sorted((a / "reports" / suite / "tables").glob("*.csv")):
+        if "method" not in pd.read_csv(csv_a, nrows=0).columns:
+            continue  # not a table of methods with intervals (Table 6's layers, Table 7, the claims, the plan)
         ta = pd.read_csv(csv_a, index_col="method")
         tb = pd.read_csv(b / "reports" / suite / "tables" / csv_a.name, index_col="method")
         for col in [c[:-5] for c in ta.columns if c.endswith("/mean") and f"{c[:-5]}/ci" in ta.columns]:

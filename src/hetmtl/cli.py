@@ -312,6 +312,16 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from hetmtl.reporting.collect import check_current
+    from hetmtl.reporting.explain import explain
+
+    p = _params(args)
+    check_current(p, args.suite, p.root)
+    print(explain(p, args.suite, p.root, args.table, args.method, args.column), end="")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from hetmtl.doctor import report, run_checks
 
@@ -454,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "the seeds each claim needs to be decided (80%% power after Holm) and their cost in "
                                "GPU-hours, from a pilot suite's runs (reports/<suite>/tables/plan.*)")
     sp.add_argument("--pilot", help="the suite whose runs give effects and spreads (default: --suite itself)")
+    sp = add("explain", cmd_explain, "where a table cell comes from: each seed's value, receipt and MLflow run id")
+    sp.add_argument("--table", required=True, help="a comparison table of params/grid.yaml (table2 .. table5)")
+    sp.add_argument("--method", required=True, help="the row: a method of that table")
+    sp.add_argument("--column", default="Average", help="a task of the table's group, or Average (default)")
     sp = add("doctor", cmd_doctor, "before a long run: is this machine ready for the suite? one line per check "
                                    "(archives, ImageNet weights, GPU, disk, MLflow, Slurm, cost), each ok / missing "
                                    "/ blocked with what to do; exit status 1 when something blocks")

@@ -29,8 +29,12 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
     sel = records[records.group == group]
     out = {}
     order = {m: i for i, m in enumerate(display)}
+    runs = {}
     for setting, method in sorted(rows, key=lambda r: order.get(r[1], len(order))):
         m = sel[(sel.method == method) & (sel.setting == setting)]
+        if "run_id" in m.columns:  # the runs behind the row, by seed (the CSV's provenance column)
+            runs[method] = [f"seed{seed}:{rid}" for seed, rid in
+                            m[["seed", "run_id"]].drop_duplicates().sort_values("seed").itertuples(index=False)]
         row = {}
         for col, metric in [*[(t, f"test_acc/{t}") for t in tasks], (AVERAGE, "test_acc/mean"),
                             (SHARING, "sharing/total")]:
@@ -48,6 +52,7 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
     shared = table.pop(("_shared", ""))
     table.attrs["shared"] = set(shared.index[shared.astype(bool)])
     table.attrs["display"] = display
+    table.attrs["runs"] = runs
     return table
 
 
@@ -184,6 +189,8 @@ def to_csv(table: pd.DataFrame) -> str:
     if "pvalues" in table.attrs:
         flat["p_vs_mtal"] = [table.attrs["pvalues"].get(m, float("nan")) for m in flat.index]
         flat["p_vs_mtal_holm"] = [table.attrs["holm"].get(m, float("nan")) for m in flat.index]
+    if table.attrs.get("runs"):  # each row's runs: seed and MLflow run id (`hetmtl explain` lists their values)
+        flat["runs"] = [" ".join(table.attrs["runs"].get(m, [])) for m in flat.index]
     return flat.to_csv(float_format="%.6f")
 
 
