@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from conftest import fake_task
@@ -103,3 +104,24 @@ def test_the_relations_runs_freeze_what_training_freezes(monkeypatch):
     seen.clear()
     relations.estimate(lambda seed: tasks(), SPEC, CFG, 0.05, HS_CFG, seeds=[0])
     assert all(n == 0 for _, n in seen), seen
+
+
+def test_the_relations_job_freezes_the_resolved_blocks(monkeypatch):
+    """The job hands its resolved record's freeze_blocks to the estimate (not 0, not the default)."""
+    from types import SimpleNamespace
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_estimate(data, spec, cfg, temperature, method_cfg, seeds, freeze_blocks=0):
+        seen.update(freeze_blocks=freeze_blocks, seeds=seeds)
+        raise Stop
+
+    monkeypatch.setattr(relations, "estimate", fake_estimate)
+    rel = SimpleNamespace(suite="tiny", tasks=("HD", "a"), split={}, given=None, backbone="vgg_tiny", train=CFG,
+                          temperature=0.05, method_params=HS_CFG, seeds=(0, 1), freeze_blocks=2, epochs=1)
+    with pytest.raises(Stop):
+        relations.relations_job(rel, "cpu")
+    assert seen == {"freeze_blocks": 2, "seeds": [0, 1]}
