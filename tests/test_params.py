@@ -318,3 +318,10 @@ def test_a_given_relation_matrix_must_be_symmetric_with_a_unit_diagonal(project,
     symmetric = [[1, 0.9, 0.2, 0.5], [0.9, 1, 0.4, 0.5], [0.2, 0.4, 1, 0.5], [0.5, 0.5, 0.5, 1]]
     edit(project, "params/grid.yaml", lambda d: d["relations"]["given"].update(related=symmetric))
     load_params(project)
+
+
+@pytest.mark.parametrize("method", ["mtal", "mtal_prior", "mtal_common"])
+def test_every_merging_method_needs_a_positive_alpha_plus_beta(project, method):
+    edit(project, "params/methods.yaml", lambda d: d["methods"][method].update(alpha=0.0, beta=0.0))
+    with pytest.raises(ParamsError, match=re.escape(f"params/methods.yaml: methods.{method}: alpha + beta must be")):
+        load_params(project)

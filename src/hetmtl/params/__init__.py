@@ -533,9 +533,9 @@ def _semantic_checks(d: dict, files: dict) -> None:
     for name, suite in d["suites"].items():
         if suite["data"] == "standin" and "images_per_class" not in suite:
             fail(f"suites.{name}", "suite.images_per_class", "required for stand-in data")
-    mtal = d["methods"].get("mtal")
-    if mtal and mtal["alpha"] + mtal["beta"] <= 0:
-        fail("methods", "methods.mtal", "alpha + beta must be positive")
+    for name, cfg in d["methods"].items():  # every method that merges kernels (MTAL, its variants and readings)
+        if {"alpha", "beta"} <= set(cfg) and cfg["alpha"] + cfg["beta"] <= 0:
+            fail("methods", f"methods.{name}", "alpha + beta must be positive")
     if "dvc" in d and d["dvc"]["suite"] not in d["suites"]:
         fail("dvc", "dvc.suite", f"no suite {d['dvc']['suite']!r} in params/suites/ (known: {', '.join(d['suites'])})")
 
