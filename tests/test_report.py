@@ -170,3 +170,12 @@ def test_fig8_draws_an_interval_past_100_percent_whole(params):
     assert all(ax.get_ylim()[1] >= 107 for ax in fig.axes)  # 95 + 12, on every (shared) axis
     fig = figures.overall_figure({"table3": narrow}, {"table3": "3"}, "", params["report"]["highlight"])
     assert fig.axes[0].get_ylim() == (0, 100)
+
+
+def test_fig12s_legend_lists_the_tasks_in_the_tables_order():
+    from hetmtl.reporting import figures
+
+    h = pd.DataFrame([{"task": t, "epoch": e, "seed": 0, "value": 1.0 / e} for t in ("Typographic", "HD", "a", "A")
+                      for e in (1, 2)])
+    fig = figures.loss_figure({"related": h}, "", order={"related": ["HD", "a", "Typographic", "A"]})
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["HD", "a", "Typographic", "A"]

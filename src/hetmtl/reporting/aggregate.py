@@ -385,7 +385,7 @@ def fig12_mtal_loss(params, suite: str, root: Path, name: str, records: pd.DataF
     losses = showcase_losses(params, suite, root)
     label = params["report"]["display"].get(params["report"]["showcase"]["method"], "")
     figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]}, root / paths.figure(suite, name),
-                        _note(params, suite), label)
+                        _note(params, suite), label, {g: params.tasks_of(g) for g in params["groups"]})
     return _figure_files(root, suite, name)
 
 

@@ -114,14 +114,17 @@ def task_colours(tasks) -> dict[str, tuple]:
     return {t: cmap(i % cmap.N) for i, t in enumerate(names)}
 
 
-def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = ""):
+def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = "", order: dict | None = None):
     from matplotlib.ticker import MaxNLocator
 
     n = len(histories)
     fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.6), squeeze=False, layout="constrained")
     colours = task_colours(t for h in histories.values() for t in h["task"])
     for i, (ax, (group, h)) in enumerate(zip(axes[0], histories.items())):
-        for task, g in h.groupby("task"):
+        tasks = [t for t in (order or {}).get(group, []) if t in set(h["task"])]
+        tasks += sorted(set(h["task"]) - set(tasks))  # the tables' column order; any other task after it
+        for task in tasks:
+            g = h[h["task"] == task]
             curve = g.groupby("epoch")["value"].mean()
             ax.plot(curve.index, curve.values, marker=".", label=task, color=colours[task])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -135,10 +138,12 @@ def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = ""):
     return fig
 
 
-def loss_curves(histories: dict[str, pd.DataFrame], path: Path, note: str, who: str = "") -> Path:
+def loss_curves(histories: dict[str, pd.DataFrame], path: Path, note: str, who: str = "",
+                order: dict | None = None) -> Path:
     """Fig. 12: per-task training loss per epoch (mean over seeds) of the runs of ``who``
-    (params/report.yaml ``showcase``, the paper: MTAL), one panel per group."""
-    return _save(loss_figure(histories, note, who), path)
+    (params/report.yaml ``showcase``, the paper: MTAL), one panel per group, the legend in ``order``
+    (group -> its tasks as the tables list them)."""
+    return _save(loss_figure(histories, note, who, order), path)
 
 
 def best_pairs(method, layer: int, n: int) -> list[tuple[float, list[tuple[int, int]]]]:
