@@ -240,7 +240,14 @@ def render(root: Path = ROOT) -> str:
         lines.append(f"| `{r['module']}` | {scope} | {r['killed']} / {r['total']} | {100 * score(r):.1f}% | "
                      f"{len(r['survivors'])} | {', '.join(f'`{t}`' for t in r['tests'])} | `{r['command']}` |")
     for module, why in pending.items():
-        lines.append(f"| `{module}` | | not run | | | | pending: {why} |")
+        first = tier / "untriaged" / f"{slug(module)}.json"
+        if first.exists():  # a run whose survivors are not triaged yet: shown, not in the baseline
+            r = json.loads(first.read_text())
+            lines.append(f"| `{module}` | {', '.join(r.get('scope', []))} | {r['killed']} / {r['total']} | "
+                         f"{100 * score(r):.1f}% | {len(r['survivors'])} (not triaged) | "
+                         f"{', '.join(f'`{t}`' for t in r['tests'])} | pending: {why} |")
+        else:
+            lines.append(f"| `{module}` | | not run | | | | pending: {why} |")
     return "\n".join(lines) + "\n"
 
 
@@ -261,13 +268,15 @@ def write_readme() -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("action", choices=["run", "check", "readme", "baseline"])
-    ap.add_argument("modules", nargs="*", help="paths under src/ (default: every module of modules.yaml)")
+    ap.add_argument("modules", nargs="*", help="paths under src/ (default: every module of modules.yaml "
+                    "that is not pending)")
     ap.add_argument("--children", type=int, default=int(os.environ.get("MUTATION_CHILDREN", "2")))
     a = ap.parse_args(argv)
-    mods = modules()["modules"]
+    listed = modules()
+    mods, pending = listed["modules"], listed.get("pending") or {}
     if a.action == "run":
         ensure_mutmut()
-        chosen = a.modules or list(mods)
+        chosen = a.modules or [m for m in mods if m not in pending]  # a pending module: named only
         for m in chosen:
             if m not in mods:
                 raise SystemExit(f"{m} is not a module of tests/mutation/modules.yaml (keys: paths under src/)")
