@@ -299,3 +299,16 @@ def test_freezing_a_block_freezes_every_per_task_batchnorm_copy_of_it(name, para
         block0 = list(net.stem.parameters()) + list(net.stages[0].parameters())
         assert len(block0) > 2 and not any(p.requires_grad for p in block0)
         assert all(p.requires_grad for p in net.stages[1].parameters())
+
+
+def test_a_trunk_of_exactly_two_tasks_is_declared_shared():
+    """Hard sharing with the prior: clusters {0, 1} and {2}; the two-task trunk is shared (for a
+    gradient weighting), the one-task trunk is not."""
+    from hetmtl.models.base import outside_per_task
+
+    R = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.1], [0.1, 0.1, 1.0]])
+    hs = HardSharing(toys.infos(toys.tasks(count=3)), toys.BN, {"relation_threshold": 0.5}, 0, relations=R)
+    assert hs.cluster == [0, 0, 1]
+    shared = {id(p) for p, rows in hs.shared_parameters()}
+    assert shared == {id(p) for p in outside_per_task(hs.trunks[0])} and shared
+    assert not shared & {id(p) for p in hs.trunks[1].parameters()}
