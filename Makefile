@@ -25,7 +25,7 @@ tiny: setup
 test: setup  ## the test suite (CI runs exactly this)
 	python -m pytest -q
 
-# MODULES: paths under src/ (default: every module of tests/mutation/modules.yaml)
+# MODULES: paths under src/ (default: every module of tests/mutation/modules.yaml not pending)
 mutation: setup  ## the mutation tier: mutmut per module, then scores vs tests/mutation/baseline.json and triage
 	python scripts/mutation.py run $(MODULES)
 

@@ -54,3 +54,37 @@ def test_a_diverged_seed_in_a_pooled_claim_is_dropped_with_a_note(params):
 
     row = _row(claims.evaluate(p, "tiny", _records(p, acc)), "C7", "independent")
     assert row.n == 2 and "seed 1 dropped" in row.note, (row.n, row.note)
+
+
+def test_an_untested_comparison_sits_between_the_evidence_for_and_against():
+    """No test (an empty series: every seed diverged) is neither evidence: a claim needing two
+    of (for, untested, against) is decided by the untested one, inconclusive."""
+    comps = [_comparison("against", [-0.10, -0.11, -0.12, -0.10]), claims.Comparison("none", pd.Series(dtype=float)),
+             _comparison("for", [0.10, 0.12, 0.11, 0.13])]
+    assert claims.decide(comps, 2, 0.05) == (claims.INCONCLUSIVE, comps[1])
+
+
+def test_significance_is_strictly_below_alpha_and_a_zero_effect_is_no_evidence():
+    c = _comparison("c", [0.10, 0.12, 0.11, 0.13])
+    c.p_adj = 0.05
+    assert c.outcome(0.05) == 0
+    c.p_adj = 0.0499
+    assert c.outcome(0.05) == 1
+    zero = _comparison("zero", [0.0, 0.0, 0.0, 0.0])
+    zero.p_adj = 0.01
+    assert zero.outcome(0.05) == 0
+
+
+def test_dropped_seeds_are_named_in_the_note_after_what_it_said():
+    nan = float("nan")
+    assert _comparison("a", [0.1, nan, 0.2, 0.3]).note == "seed 1 dropped: not finite"
+    assert _comparison("a", [0.1, nan, nan, 0.3]).note == "seeds 1, 2 dropped: not finite"
+    c = claims.Comparison("b", pd.Series([0.1, nan], index=[0, 1]), note="short runs")
+    assert c.note == "short runs; seed 1 dropped: not finite" and c.n == 1
+
+
+def test_a_paired_comparison_cites_the_runs_of_both_sides():
+    a = pd.Series([0.6, 0.7], index=[0, 1])
+    b = pd.Series([0.5, 0.5, 0.4], index=[0, 1, 2])
+    c = claims._paired("x", (a, {"run-a"}), (b, {"run-b"}))
+    assert c.runs == {"run-a", "run-b"} and c.diffs.tolist() == pytest.approx([0.1, 0.2])

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 import toys
 from hetmtl.methods import METHODS
+from hetmtl.methods.columns import adapt_channels, mixing_init
 from hetmtl.methods.hard_sharing import HardSharing, clusters
 from hetmtl.methods.mtal import MTAL
 from hetmtl.methods.mtal_prior import MTALPrior, pair_thresholds
@@ -265,3 +266,49 @@ def test_each_tasks_logits_are_its_own_whatever_batches_the_other_tasks_bring(na
         for t, (d, x) in enumerate(zip(data, xs)):
             assert joint[t].shape == (len(x), d.num_classes)
             assert torch.allclose(joint[t], alone[t], atol=1e-5), (name, t)
+
+
+def test_a_column_converts_only_between_grayscale_and_colour():
+    x = torch.zeros(2, 2, 5, 5)
+    with pytest.raises(ValueError, match="cannot convert 2 channels to 3"):
+        adapt_channels(x, 3)
+    with pytest.raises(ValueError, match="cannot convert 4 channels to 3"):
+        adapt_channels(torch.zeros(2, 4, 5, 5), 3)
+    assert adapt_channels(torch.ones(2, 1, 5, 5), 3).shape == (2, 3, 5, 5)
+
+
+def test_a_task_related_to_none_spreads_its_mixing_evenly():
+    """A row of R that is zero off the diagonal has no proportion to follow: its off-diagonal
+    share is (1 - own) / (T - 1), as without a prior (two and three tasks)."""
+    R = torch.tensor([[1.0, 0.4, 0.0], [0.4, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    mix = mixing_init(R, 3, 0.9)
+    assert torch.allclose(mix[2], torch.tensor([0.05, 0.05, 0.9]))
+    assert torch.allclose(mix[0], torch.tensor([0.9, 0.1, 0.0]))
+    assert torch.allclose(mixing_init(torch.eye(2), 2, 0.8), torch.tensor([[0.8, 0.2], [0.2, 0.8]]))
+    assert torch.allclose(mixing_init(None, 4, 0.7).sum(1), torch.ones(4))
+
+
+@pytest.mark.parametrize("name", ["cross_stitch", "nddr_cnn"])
+def test_freezing_a_block_freezes_every_per_task_batchnorm_copy_of_it(name, params):
+    """Each column's BatchNorms become one copy per task; the copies keep their block, so
+    training.freeze_blocks freezes all of them, as it freezes the single-task network's."""
+    data = toys.tasks(count=3)
+    m = METHODS[name](toys.infos(data), toys.BN, params["methods"][name], 0)
+    m.freeze_blocks(1)
+    for net in m.nets:
+        block0 = list(net.stem.parameters()) + list(net.stages[0].parameters())
+        assert len(block0) > 2 and not any(p.requires_grad for p in block0)
+        assert all(p.requires_grad for p in net.stages[1].parameters())
+
+
+def test_a_trunk_of_exactly_two_tasks_is_declared_shared():
+    """Hard sharing with the prior: clusters {0, 1} and {2}; the two-task trunk is shared (for a
+    gradient weighting), the one-task trunk is not."""
+    from hetmtl.models.base import outside_per_task
+
+    R = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.1], [0.1, 0.1, 1.0]])
+    hs = HardSharing(toys.infos(toys.tasks(count=3)), toys.BN, {"relation_threshold": 0.5}, 0, relations=R)
+    assert hs.cluster == [0, 0, 1]
+    shared = {id(p) for p, rows in hs.shared_parameters()}
+    assert shared == {id(p) for p in outside_per_task(hs.trunks[0])} and shared
+    assert not shared & {id(p) for p in hs.trunks[1].parameters()}
