@@ -47,8 +47,9 @@ def test_standin_round_trips_through_prepare(task, project, standin_dir, params,
 
 
 def test_standin_archives_are_deterministic(tmp_path):
-    a = write_standin("coil20_unproc", tmp_path / "a" / "coil-20-unproc.zip", 3)
-    b = write_standin("coil20_unproc", tmp_path / "b" / "coil-20-unproc.zip", 3)
+    # 7 per class: one CMYK JPEG each, and the junk of a tar (./, AppleDouble, .DS_Store)
+    a = write_standin("office31", tmp_path / "a" / "domain_adaptation_images.tar.gz", 7)
+    b = write_standin("office31", tmp_path / "b" / "domain_adaptation_images.tar.gz", 7)
     assert a == b
 
 

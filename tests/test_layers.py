@@ -33,7 +33,7 @@ FLOORS = (
     # receipts, rebuilds trained models from resolved runs): neither needs the other
     ("hetmtl.training", "hetmtl.reporting"),
     ("hetmtl.bench",),  # what a suite costs: the training step timed, FLOPs counted, the grid costed
-    ("hetmtl.cli", "hetmtl.dvc_yaml", "hetmtl.preflight", "hetmtl.forkserver"),  # entry points
+    ("hetmtl.cli", "hetmtl.dvc_yaml", "hetmtl.preflight", "hetmtl.forkserver", "hetmtl.doctor"),  # entry points
 )
 OPEN = {0, len(FLOORS) - 1}
 
