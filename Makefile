@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)/src
 CORES ?= 2
 
-.PHONY: setup demo test tiny readme-tables clean-results mutation
+.PHONY: setup demo test test-slow tiny readme-tables clean-results mutation
 
 setup:
 	@bash scripts/setup.sh
@@ -22,8 +22,11 @@ readme-tables:  ## embed reports/demo/tables/*.md into docs/results.md (between 
 tiny: setup
 	snakemake --profile workflow/profiles/default --cores $(CORES) --config suite=tiny
 
-test: setup  ## the test suite (CI runs exactly this)
+test: setup  ## the test suite (CI runs exactly this, then test-slow)
 	python -m pytest -q
+
+test-slow: setup  ## the slow tier: end-to-end runs beyond the tiny suite's Snakemake and DVC runs; two setups at once
+	python -m pytest -q -m "slow or setup"
 
 # MODULES: paths under src/ (default: every module of tests/mutation/modules.yaml not pending)
 mutation: setup  ## the mutation tier: mutmut per module, then scores vs tests/mutation/baseline.json and triage

@@ -540,7 +540,8 @@ def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(dvc_r
     archive.write_bytes(original)
 
 
-@pytest.mark.parametrize("backbone_run", ["vgg_tiny", "resnet18"], indirect=True)
+@pytest.mark.parametrize("backbone_run", ["vgg_tiny", pytest.param("resnet18", marks=pytest.mark.slow)],
+                         indirect=True)
 def test_every_deep_method_runs_the_tiny_suite_on_each_backbone(backbone_run):
     """The tiny suite through Snakemake on each backbone of the contract: every
     deep method of every setting trains, is logged and lands in the tables, and

@@ -127,6 +127,7 @@ def test_a_folder_is_packed_deterministically_with_its_md5_recorded(tmp_path, pr
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_class_folder_group_runs_through_the_whole_dag(classfolder_run):
     """A zip and a folder of <class>/<image> PNGs (grayscale and colour mixed)
     become two tasks of a group from params/ alone; Snakemake fetches,

@@ -199,6 +199,7 @@ def _json(proj: Path, cell) -> dict:
     return json.loads((proj / paths.tune_json("tiny", *cell)).read_text())
 
 
+@pytest.mark.slow
 def test_tune_through_snakemake_chooses_on_validation_and_the_seeds_train_with_the_choice(tune_run):
     from hetmtl.resolve import resolve
     from hetmtl.runs import RunId
@@ -236,6 +237,7 @@ def test_tune_through_snakemake_chooses_on_validation_and_the_seeds_train_with_t
     print(f"snakemake with tuning: {seconds:.0f} s")
 
 
+@pytest.mark.slow
 def test_tune_through_dvc_draws_and_chooses_as_snakemake(tune_dvc_run, tune_run):
     proj, seconds, _ = tune_dvc_run
     table = (proj / paths.table_file("tiny", "table3", "md")).read_text()
@@ -291,6 +293,7 @@ def test_an_edit_of_the_search_space_or_of_n_reruns_exactly_the_tune_jobs_and_th
     assert "Nothing to be done" in planned.stdout + planned.stderr
 
 
+@pytest.mark.slow
 def test_the_tune_job_runs_with_a_test_split_that_raises_when_touched(tune_run, monkeypatch, tmp_path):
     """The tune job of a cell, again, on tasks whose test split raises when touched:
     every trial succeeds and the choice is the one Snakemake's job made."""
