@@ -60,3 +60,27 @@ def test_the_link_check_sees_a_missing_page(tmp_path):
     page = tmp_path / "x.md"
     page.write_text("see [the protocol](docs/protocol.md) and [a site](https://example.org/a)")
     assert list(_links(page)) == ["docs/protocol.md"]
+
+
+def _pages():
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_every_hetmtl_command_the_docs_name_exists():
+    from hetmtl.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    known = set(sub.choices)
+    named = {(p.name, c) for p in _pages() for c in re.findall(r"`hetmtl ([a-z][a-z-]+)", p.read_text())}
+    assert named and not {(p, c) for p, c in named if c not in known}, sorted(named)
+
+
+def test_every_params_file_and_make_target_the_docs_name_exists():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.M))
+    for page in _pages():
+        text = page.read_text()
+        for path in re.findall(r"`(params/[\w/.-]+\.yaml)`", text):
+            assert (ROOT / path).exists(), f"{page.name}: {path}"
+        for target in re.findall(r"`make ([a-z][a-z-]*)", text):
+            assert target in targets, f"{page.name}: make {target}"
