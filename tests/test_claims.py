@@ -556,3 +556,18 @@ def test_follows_relations_is_spearman_of_pair_sharing_with_R(params):
     from scipy import stats
     want = stats.spearmanr([R["related"][i][j] for i, j in pairs], [R["related"][i][j] for i, j in pairs]).statistic
     assert rho.iloc[0] == pytest.approx(want)
+
+
+
+def test_the_criteria_of_ours_are_shown_in_their_units(params):
+    """Fractions and accuracies are shown x100 (% and pp) once; a correlation as it is."""
+    p = _params(params, items=["C13", "C14"])
+    R = {g: [[1.0 if i == j else 0.1 * (i + j) + 0.01 * i for j in range(len(p.tasks_of(g)))]
+             for i in range(len(p.tasks_of(g)))] for g in p["groups"]}
+    records = _delta_records(p, total=lambda g, m, s: 0.3 + 0.01 * s if g == "related" else 0.1,
+                             pair=lambda g, m, i, j, s: R[g][i][j] * (1 + 0.1 * s * (i == 0)))
+    table = claims.evaluate(p, "tiny", records, relations=R)
+    effect, _, _ = claims._fmt(_row(table, "C13"))
+    assert effect == "+21.0 %"
+    rho, _, _ = claims._fmt(_row(table, "C14"))
+    assert rho.endswith(" ρ") and abs(float(rho.split()[0])) <= 1
