@@ -78,6 +78,7 @@ MECHANISMS = [
   ("delta: merge on weights (no w0 back)", DELTA, "            p.data[g] += ref[g]", "            pass", f"{T_DELTA}::test_merge_is_in_update_space"),
   ("delta: merged slot keeps its own w0", DELTA, "            ref[roots_g] = acc[roots_g] / total[roots_g].view(shape)", "            pass", f"{T_DELTA}::test_matched_merge_reference_is_weighted_by_kernel_counts"),
   ("random: another layer's count", RANDOM, "need = target.get(name, {}).get((i, j), 0)", "need = target.get(self.layer_names[-1], {}).get((i, j), 0)", f"{T_DELTA}::test_random_matched_shares_each_layers_own_count"),
+  ("delta: null pairs a kernel with itself", DELTA, "    return sigma[(torch.argsort(sigma) + 1) % K]", "    return sigma", f"{T_DELTA}::test_the_null_never_pairs_a_kernel_with_itself"),
   ("delta: prior levels ignored", "src/hetmtl/methods/mtal_prior_delta.py", "seed, levels=pair_levels(R, cfg))", "seed)", f"{T_DELTA}::test_prior_levels_come_from_R"),
   ("mtal: within-task rule off", MTAL, "if ra == rb or tasks[ra] & tasks[rb]:", "if ra == rb:", f"{T_MTAL}::test_a_group_never_holds_two_kernels_of_one_task"),
   ("mtal: slots weighted equally", MTAL, "coef = counts / total[labels].clamp_min(1)", "coef = used.to(w.dtype) / size[labels].clamp_min(1).to(w.dtype)", f"{T_MTAL}::test_group_slot_holds_the_mean_weighted_by_kernels"),

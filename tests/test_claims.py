@@ -575,3 +575,17 @@ def test_the_claims_summary_is_short_and_the_details_hold_the_rest(params, tmp_p
     assert details.splitlines()[2] == "| " + " | ".join(claims.DETAILS) + " |"
     assert "Statement" not in head and "“" not in summary.split("\n", 1)[1]  # the sentences live in the details
     assert max(len(line) for line in summary.splitlines()[2:]) < 400
+
+
+def test_the_criteria_of_ours_are_shown_in_their_units(params):
+    """Fractions and accuracies are shown x100 (% and pp) once; a correlation as it is."""
+    p = _params(params, items=["C13", "C14"])
+    R = {g: [[1.0 if i == j else 0.1 * (i + j) + 0.01 * i for j in range(len(p.tasks_of(g)))]
+             for i in range(len(p.tasks_of(g)))] for g in p["groups"]}
+    records = _delta_records(p, total=lambda g, m, s: 0.3 + 0.01 * s if g == "related" else 0.1,
+                             pair=lambda g, m, i, j, s: R[g][i][j] * (1 + 0.1 * s * (i == 0)))
+    table = claims.evaluate(p, "tiny", records, relations=R)
+    effect, _, _ = claims._fmt(_row(table, "C13"))
+    assert effect == "+21.0 %"
+    rho, _, _ = claims._fmt(_row(table, "C14"))
+    assert rho.endswith(" ρ") and abs(float(rho.split()[0])) <= 1

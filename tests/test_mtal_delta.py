@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from conftest import fake_task
 from hetmtl.methods import METHODS, TaskInfo
-from hetmtl.methods.mtal_delta import MTALDelta
+from hetmtl.methods.mtal_delta import MTALDelta, derangement
 from hetmtl.methods.mtal_prior_delta import MTALPriorDelta
 from hetmtl.methods.mtal_random import MTALRandom, read_targets
 from hetmtl.models import BACKBONES
@@ -274,3 +274,21 @@ def test_random_matched_follows_the_delta_runs_counts_through_its_receipt(tmp_pa
 def test_methods_are_registered():
     assert METHODS["mtal_delta"] is MTALDelta and METHODS["mtal_random"] is MTALRandom
     assert METHODS["mtal_prior_delta"] is MTALPriorDelta
+
+
+def test_the_null_never_pairs_a_kernel_with_itself():
+    """Kernels already shared have cosine 1 with their own partner: a null permutation with a
+    fixed point would count them; the null's permutations have none and are permutations."""
+    for K in (2, 3, 16, 64):
+        for seed in range(20):
+            p = derangement(K, torch.Generator().manual_seed(seed))
+            assert sorted(p.tolist()) == list(range(K)) and not bool((p == torch.arange(K)).any()), (K, seed)
+    tasks = hetero()
+    m = MTALDelta(infos(tasks), SPEC, delta_cfg(quantile=0.999), 0)
+    layer = 1
+    fan = m.ref_w(m.task_bank[layer][0])[0].numel()
+    K = m.index(layer).shape[1]
+    u = torch.randn(K, fan, generator=torch.Generator().manual_seed(9))
+    plant(m, layer, {0: u, 1: 3.0 * u}, {0: 1.0, 1: 3.0, 2: 1.0})  # every kernel's update alike: all shared
+    m.layer_thresholds(layer, {(0, 1): m.similarity(layer, 0, 1)})
+    assert int(getattr(m, f"null_{layer}").sum()) <= 2  # only chance passes of distinct kernels

@@ -56,8 +56,10 @@ def test_every_suite_plans_in_snakemake_and_renders_for_dvc(tmp_path):
     # the profile's default is for the short CPU jobs)
     gpu_jobs = [line for line in run.stdout.splitlines() if line.strip().startswith("resources:") and "gpu=1" in line]
     runtimes = sorted({int(line.split("runtime=")[1].split(",")[0]) for line in gpu_jobs if "runtime=" in line})
-    assert len(gpu_jobs) == 24 + 2 * 10 + 2 * 14 * 2 + 2 and all("runtime=" in line for line in gpu_jobs), gpu_jobs[:3]
-    # 24 cells, 2 x 10 rho points, 2 x 2 x 14 weighting points, 2 relations; runtimes: a rho point, a
+    assert len(gpu_jobs) == 24 + 2 * 4 + 2 * 10 + 2 * 14 * 2 + 2, gpu_jobs[:3]
+    assert all("runtime=" in line for line in gpu_jobs)
+    # 24 cells, 2 x 4 readings (delta, random_matched; with and without prior), 2 x 10 rho points,
+    # 2 x 2 x 14 weighting points, 2 relations; runtimes: a rho point, a
     # group's relations, a grid cell (and a loss weighting's point), a gradient aggregator's point
     assert runtimes == [240, 864, 1200, 3600], runtimes
     for suite in params["suites"]:

@@ -30,7 +30,8 @@ reading does the same, each choice a parameter of ``params/methods.yaml``:
    the layer's candidates (the diagonal; ``matched``: each row's best) pass.
    The prior variant (:mod:`hetmtl.methods.mtal_prior_delta`) takes per-pair
    levels from R. The permutation null's own sharing is measured alongside: at
-   every matching, one random permutation per layer and pair (a generator of
+   every matching, one random permutation per layer and pair without a fixed
+   point (:func:`derangement`: kernel k is never its own partner; a generator of
    its own, seeded by run seed, epoch and layer: training's RNG is untouched)
    and the kernels whose permuted partner passes the threshold; logged as
    ``sharing/null/<layer>`` (accumulated over matchings like the sharing).
@@ -68,6 +69,14 @@ PARAMS = {
 SEARCH = {
     "quantile": {"uniform": [0.99, 0.9999]},
 }
+
+
+def derangement(K: int, gen: torch.Generator) -> torch.Tensor:
+    """A random permutation of K kernels without a fixed point (a random K-cycle: sigma's
+    cycle shift), so the null never pairs a kernel with itself (a shared kernel's own
+    partner would pass at cosine 1 and inflate the null)."""
+    sigma = torch.randperm(K, generator=gen)
+    return sigma[(torch.argsort(sigma) + 1) % K]
 
 
 class MTALDelta(MTAL):
@@ -135,7 +144,7 @@ class MTALDelta(MTAL):
                 cand = sim.diagonal() if self.pairing == "index" else sim.max(dim=1).values
                 t = torch.quantile(cand.float(), 1.0 - level)
             thr[i, j] = thr[j, i] = float(t)
-            perm = torch.randperm(K, generator=gen).to(sim.device)
+            perm = derangement(K, gen).to(sim.device)
             hit = sim[torch.arange(K, device=sim.device), perm] > t
             null[i] |= hit
             null[j, perm[hit]] = True

@@ -413,7 +413,7 @@ def partial_sharing(claim: dict, ctx: Context):
                 margin = pd.concat([f - claim["low"], claim["high"] - f, f - claim["null_factor"] * null],
                                    axis=1).min(axis=1)
                 comps.append(Comparison(f"{g} {run} {layer}: min(f − {claim['low']:g}, {claim['high']:g} − f, "
-                                        f"f − {claim['null_factor']:g}·null)", 100 * margin.sort_index(), runs))
+                                        f"f − {claim['null_factor']:g}·null)", margin.sort_index(), runs))
         ctx.note(f"Table 6[{run}: {', '.join(layers)}; null rows]")
     return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
 
@@ -437,7 +437,7 @@ def group_shares_more(claim: dict, ctx: Context):
         more, runs_a = ctx.values(claim["more"], None, run, claim["metric"])
         less, runs_b = ctx.values(claim["less"], None, run, claim["metric"])
         comps.append(_paired(f"{run}: {claim['more']} − {claim['less']} ({claim['metric']})",
-                             (100 * more, runs_a), (100 * less, runs_b)))
+                             (more, runs_a), (less, runs_b)))
         ctx.note(f"Table 6[{claim['metric']}: {run}, {claim['more']}, {claim['less']}]")
     return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
 
@@ -602,13 +602,17 @@ def caption(params, suite: str, note: str) -> str:
 
 
 def _fmt(row) -> tuple[str, str, str]:
-    """Effect, CI (x100: pp or %) and p as text; one decimal, more for an effect below 1 (two digits)."""
+    """Effect, CI (x100: pp or %; a correlation, unit ρ, as it is) and p as text; one decimal, more
+    for an effect below 1 (two digits)."""
     if pd.isna(row.effect):
         return "–", "–", "n/a"
-    e = 100.0 * row.effect
+    scale = 1.0 if row.unit == "ρ" else 100.0
+    e = scale * row.effect
     digits = 1 if abs(e) >= 1 or e == 0 else min(4, 1 - math.floor(math.log10(abs(e))))
+    if row.unit == "ρ":
+        digits = 2
     effect = f"{e:+.{digits}f} {row.unit}"
-    ci = "–" if pd.isna(row.ci) else f"[{e - 100 * row.ci:+.{digits}f}, {e + 100 * row.ci:+.{digits}f}]"
+    ci = "–" if pd.isna(row.ci) else f"[{e - scale * row.ci:+.{digits}f}, {e + scale * row.ci:+.{digits}f}]"
     p = "n/a" if pd.isna(row.p_holm) else f"{row.p_holm:.3f}"
     return effect, ci, p
 
