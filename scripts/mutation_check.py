@@ -69,7 +69,7 @@ MECHANISMS = [
   ("mlflow: log_model ignored", JOB, "        if run.log_model:", "        if True:", "tests/test_tracking.py::test_a_training_run_holds_its_log_and_the_model_only_when_asked"),
   ("mlflow: no line per epoch", JOB, "        log.line(epoch_line(epoch, cfg.epochs, metrics, now - clock[\"last\"]))", "        pass", "tests/test_tracking.py::test_the_job_log_has_one_line_per_epoch"),
   ("mlflow: rebuild without artifacts", "src/hetmtl/tracking/rebuild.py", "    return [path.parent / name for name in rec.get(\"artifacts\", [])]", "    return []", "tests/test_tracking.py::test_a_rebuilt_run_gets_its_artifacts_and_kind_again"),
-  # MTAL (SPEC 6)
+  # MTAL (protocol section 6)
   # MTAL's delta reading and its random_matched control (issue 28)
   ("delta: w0 not subtracted", DELTA, "d = self.bank_w[bank][idx].detach().flatten(1) - w0", "d = self.bank_w[bank][idx].detach().flatten(1)", f"{T_DELTA}::test_all_copies_start_from_one_w0_and_similarity_is_of_updates"),
   ("delta: w0's direction kept", DELTA, "        if self.project_w0:\n", "        if False:\n", f"{T_DELTA}::test_w0_direction_is_projected_out_when_asked"),
@@ -108,7 +108,7 @@ MECHANISMS = [
   ("backbone: common start stem not summed", BASE, "            value = value.sum(dim=1, keepdim=True)\n        own[key] = value.clone()", "            value = value.mean(dim=1, keepdim=True)\n        own[key] = value.clone()", f"{T_MTAL}::test_common_start_copies_one_backbone"),
   ("backbone: stage tags one block late", BASE, "            p.hetmtl_block = i\n", "            p.hetmtl_block = i + 1\n", "tests/test_models.py::test_resnet18_freeze_blocks_freezes_the_stem_and_the_first_layers"),
   ("backbone: columns skip the stem", "src/hetmtl/methods/columns.py", "        feats = [net.forward_stem(torch.cat(", "        feats = [(lambda v: v)(torch.cat(", f"{T_METHODS}::test_cross_stitch_with_identity_mixing_equals_independent_columns"),
-  # MTDA (SPEC 5): the coupling through the shared projection
+  # MTDA (protocol section 5): the coupling through the shared projection
   ("mtda: P from one task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[0].T @ Sb[0] @ W[0], m)", f"{T_MTDA}::test_a_task_with_few_samples_gains_from_the_others"),
   ("mtda: P from another task", MTDA, "P = top_eigenvectors(sum(w.T @ sb @ w for w, sb in zip(W, Sb)), m)", "P = top_eigenvectors(W[-1].T @ Sb[-1] @ W[-1], m)", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
   ("mtda: W-step ignores coupling", MTDA, "M = sb @ W0 @ P @ P.T + coupling * torch.eye", "M = sb @ W0 @ P @ P.T + 0.0 * torch.eye", f"{T_MTDA}::test_coupling_turns_projections_away_from_per_task_lda_and_zero_coupling_is_per_task_lda"),

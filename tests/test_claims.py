@@ -421,7 +421,7 @@ def test_most_is_contradicted_when_at_least_half_fail_significantly(params):
 
 
 def test_other_methods_are_the_papers_rows_only(params):
-    """claims.yaml ``exclude``: soft sharing (SPEC 5, not in the paper) is in no claim's ``others``
+    """claims.yaml ``exclude``: soft sharing (protocol section 5, not in the paper) is in no claim's ``others``
     nor C5's pairs, and the caption says so."""
     assert params["claims"]["exclude"] == ["soft_sharing"]
     p = _params(params, items=["C2", "C4", "C5"])

@@ -113,7 +113,7 @@ def test_mtal_merges_a_slots_bias_with_its_weights(spec):
 
 
 def test_a_relation_exactly_at_the_threshold_counts_as_related():
-    """R_ij >= relation_threshold is related (SPEC 4), for hard sharing's clusters and for
+    """R_ij >= relation_threshold is related (protocol section 4), for hard sharing's clusters and for
     MTAL's pair thresholds; R4[0, 2] is exactly 0.5."""
     R = torch.tensor([[1.0, 0.5, 0.2], [0.5, 1.0, 0.2], [0.2, 0.2, 1.0]])
     assert clusters(R, 3, 0.5) == [0, 0, 1]

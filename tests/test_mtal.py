@@ -1,4 +1,4 @@
-"""MTAL's mechanism (SPEC section 6) and the sanity properties it is held to."""
+"""MTAL's mechanism (protocol section 6) and the sanity properties it is held to."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MTAL's `delta` reading and its `random_matched` control (ours; SPEC section 6).
+"""MTAL's `delta` reading and its `random_matched` control (ours; protocol section 6).
 
 Tasks differ throughout (grayscale and colour, 3 and 4 classes, planted updates
 of different sizes per task), so a test bites on a mechanism that treats them

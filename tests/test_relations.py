@@ -1,4 +1,4 @@
-"""The relations stage (SPEC 4): R from the validation split, alone and together
+"""The relations stage (protocol section 4): R from the validation split, alone and together
 at the same number of steps per task, over several seeds."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ batches and dtype:
   penalty as a per-tensor sum, ``backward``, ``SGD.step`` over the method's
   parameter groups) and nothing else; and
   the same loop doing what the protocol evaluates (the validation split after
-  every epoch, SPEC's per-epoch ``val_acc``, and the test split once): the
+  every epoch, the protocol's per-epoch ``val_acc``, and the test split once): the
   reference the harness is held to;
 - ``harness``: ``fit`` itself for some epochs (validation, the epoch's checks,
   the method's epoch work, checkpoints as a job writes them) plus the test
@@ -144,7 +144,7 @@ def time_bare_job(method, data, cfg, device, epochs: int, suite_epochs: int) -> 
     """The protocol as a plain loop: ``epochs`` epochs of the bare step, the
     the method's own epoch work (MTAL's matching, and the BatchNorm
     re-estimate after a merge), the validation split evaluated after each
-    (SPEC: per-epoch validation accuracy), the test split once; seconds per step, the test's share spread over
+    (the protocol: per-epoch validation accuracy), the test split once; seconds per step, the test's share spread over
     ``suite_epochs`` as in :func:`time_harness`."""
     _sync(device)
     started = time.perf_counter()  # its setup timed too, as fit's is in time_harness

@@ -1,4 +1,4 @@
-"""Getting each source archive into ``raw_dir`` and verifying it (SPEC section 3).
+"""Getting each source archive into ``raw_dir`` and verifying it (protocol section 3).
 
 * Stand-in suites generate the archive (the source module's generator,
   :mod:`hetmtl.data.sources`); the MD5 recorded at generation is then checked

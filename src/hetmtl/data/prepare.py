@@ -1,6 +1,6 @@
 """Prepare one task: select classes, decode once, resize, save tensors.
 
-Output (SPEC section 3), in ``data/prepared/<suite>/<task>/``: ``images.pt``
+Output (protocol section 3), in ``data/prepared/<suite>/<task>/``: ``images.pt``
 (``{"x": uint8 N x C x H x W, "y": int64 N}``, every image of the selected
 classes, native channel count) and ``manifest.json`` (class names, counts,
 source MD5, selection seed). Files are written under temporary names and the

@@ -3,7 +3,7 @@
 The class subset of a task is drawn once (``selection_seed``, at prepare time);
 the split is drawn at load time from ``split.seed`` and the run's seed, so the
 spread over seeds covers the data split as well as the initialisation
-(``split.per_seed: false`` keeps one split for every seed; ours, SPEC 5 is
+(``split.per_seed: false`` keeps one split for every seed; ours, protocol section 5 is
 silent). Every class is cut by the same fractions, disjointly; the test split
 is never used for any choice.
 """

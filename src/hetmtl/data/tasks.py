@@ -4,7 +4,7 @@ No image is decoded during training: the prepare step wrote uint8 tensors, a run
 cuts them into its seed's split when it loads them, and batches are gathered by
 index from the resident tensors. Every joint step takes one batch of the same
 size from every task; an epoch is the largest task's batch count and smaller
-tasks cycle through fresh permutations (SPEC 5). Each task's order comes from
+tasks cycle through fresh permutations (protocol section 5). Each task's order comes from
 its own generator seeded by (run seed, task, epoch), so every method sees the
 same batches and a resumed run continues exactly."""
 

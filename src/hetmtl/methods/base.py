@@ -22,12 +22,12 @@ class Method(nn.Module):
 
     Subclasses set ``name``; the training loop adds, for every task, the
     cross-entropy and ``l2_lambda * sum(w ** 2 for w in task_weights(t))``
-    (SPEC section 6, step 6; shared weights are penalised once per task that
+    (protocol section 6, step 6; shared weights are penalised once per task that
     uses them, as the per-task sum in the objective says).
     """
 
     name: str = ""
-    uses_prior: bool = False  # takes the relationship matrix R (SPEC 4)
+    uses_prior: bool = False  # takes the relationship matrix R (protocol section 4)
     deep: bool = True  # trained by the joint SGD loop; False: ``fit_closed_form(data)``
     joint: bool = True  # tasks interact; False: independent networks (a weighting has no meaning: equal)
     # Set by a method whose weights changed outside the optimiser (MTAL's merge):

@@ -5,7 +5,7 @@ stage with ``forward_stage``; the unit after each stage sees the stages'
 output channels (``stage_channels``). For VGG a stage is a VGG block.
 
 Heterogeneous inputs make "the other columns' features" ill-defined at test
-time if each column only ever saw its own task's images. Our reading (SPEC 5
+time if each column only ever saw its own task's images. Our reading (protocol section 5
 is silent on it): every sample goes through EVERY column, converted to that
 column's channel count (grayscale repeated to three channels, colour averaged
 to one), so a task's prediction depends only on its own input. The unit after

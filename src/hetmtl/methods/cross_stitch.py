@@ -3,7 +3,7 @@
 After every stage of the backbone (a VGG block, a ResNet layer) a cross-stitch unit mixes the T columns' feature maps
 per channel: ``out_i[c] = sum_j alpha_ij[c] * x_j[c]``. alpha starts at 0.9 on
 the diagonal and 0.1 / (T - 1) off it; with the ``prior`` setting the
-off-diagonal share follows the task-relationship matrix R (SPEC 4). The units
+off-diagonal share follows the task-relationship matrix R (protocol section 4). The units
 learn at ``unit_lr_mult`` times the base rate (params/methods.yaml; 1x by
 evidence, ours); the columns start from the single-task run. See
 ``columns.py`` for how heterogeneous inputs reach every column.

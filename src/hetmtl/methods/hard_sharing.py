@@ -3,7 +3,7 @@
 A trunk shared by the tasks: every stage of the backbone contract after the
 stem; each task keeps its own stem (its native channel count) and its own head.
 With the ``prior`` setting there is one trunk per cluster of related tasks: the
-connected components of ``R >= relation_threshold`` (SPEC 4); without a prior,
+connected components of ``R >= relation_threshold`` (protocol section 4); without a prior,
 one trunk for all. Every BatchNorm inside a trunk stays per task (a
 :class:`~hetmtl.models.base.PerTask` holding every task's own): a shared
 BatchNorm would evaluate every task with running statistics averaged over

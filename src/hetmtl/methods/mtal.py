@@ -1,4 +1,4 @@
-"""MTAL: sharing similar convolution kernel pairs across tasks (SPEC section 6).
+"""MTAL: sharing similar convolution kernel pairs across tasks (protocol section 6).
 
 The paper's text lost its equations; this module implements OUR RECONSTRUCTION
 of them, each choice a parameter in ``params/methods.yaml``:

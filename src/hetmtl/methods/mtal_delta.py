@@ -1,4 +1,4 @@
-"""MTAL, the `delta` reading (ours; SPEC section 6, README "MTAL's readings").
+"""MTAL, the `delta` reading (ours; protocol section 6, README "MTAL's readings").
 
 From independent starts MTAL shares only first-layer kernels (by chance); from a
 common start it shares every layer after the first matching (hard sharing under

@@ -1,7 +1,7 @@
 """MTAL with task priors (paper: MTAL with the task-relationship prior).
 
 As :mod:`hetmtl.methods.mtal`, but the similarity threshold of each task pair
-comes from the relationship matrix R (SPEC 6, step 3): ``rho_related`` (paper:
+comes from the relationship matrix R (protocol section 6, step 3): ``rho_related`` (paper:
 0.4) where R_ij >= ``relation_threshold``, ``rho_unrelated`` (paper: 0.55)
 elsewhere, so unrelated tasks need more similar kernels before they share.
 """

@@ -1,7 +1,7 @@
 """MTAL with the task prior, the `delta` reading (ours; :mod:`hetmtl.methods.mtal_delta`).
 
 As :mod:`hetmtl.methods.mtal_delta`, but each task pair's threshold level comes
-from R (SPEC 6, step 3, as :mod:`hetmtl.methods.mtal_prior` does for rho):
+from R (protocol section 6, step 3, as :mod:`hetmtl.methods.mtal_prior` does for rho):
 where R_ij >= ``relation_threshold`` the related level (``quantile_related`` of
 the permutation null, or ``fraction_related``), elsewhere the unrelated one
 (stricter by default), so unrelated tasks need updates that are more unusually

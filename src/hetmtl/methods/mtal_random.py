@@ -1,4 +1,4 @@
-"""`random_matched`: the control of MTAL's `delta` reading (ours; SPEC section 6).
+"""`random_matched`: the control of MTAL's `delta` reading (ours; protocol section 6).
 
 Random choices are strong controls of what to merge (DARE, arXiv 2311.03099;
 ZipIt!'s random matching, 2305.03053) and, within a layer, the fraction shared

@@ -3,7 +3,7 @@
 The T networks are trained side by side in the joint loop, each only by its
 own task's loss, with the same per-task batch schedule as the joint methods;
 so the only difference between this and a joint method is the sharing. This is
-also the reference that MTAL with rho > 1 must reproduce exactly (SPEC 6).
+also the reference that MTAL with rho > 1 must reproduce exactly (protocol section 6).
 """
 
 from __future__ import annotations

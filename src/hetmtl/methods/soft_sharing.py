@@ -4,7 +4,7 @@
 corresponding BACKBONE convolutions (weights and biases) whose shapes agree (a
 grayscale and a colour task's first convolutions are not compared). Heads and
 BatchNorm stay free: a digit's output row has nothing to do with a letter's,
-and BatchNorm parameters follow each task's own input statistics (SPEC 5).
+and BatchNorm parameters follow each task's own input statistics (protocol section 5).
 ``w_ij`` is 1 without a prior and R_ij with the ``prior`` setting. With
 gamma = 0 this is the single-task baseline exactly.
 """

@@ -1,4 +1,4 @@
-"""The backbone contract every method works through (SPEC section 5).
+"""The backbone contract every method works through (protocol section 5).
 
 One task's network (:class:`TaskNet`) is
 
@@ -179,7 +179,7 @@ def build_task_net(spec: BackboneSpec, in_channels: int, num_classes: int, seed:
                    init: str = "scratch", start: str = "independent") -> TaskNet:
     """Build task ``task_index``'s network from its own seed, without touching global RNG.
 
-    ``start`` says how the task copies begin (SPEC 6, a reading of ours):
+    ``start`` says how the task copies begin (protocol section 6, a reading of ours):
     ``independent``: every task's backbone from its own seed; ``common``: every
     task's backbone is a copy of one reference network of the run's seed (a
     grayscale task's stem is the colour one summed over its channels,

@@ -1,4 +1,4 @@
-"""ResNet-18 under the backbone contract, with torchvision's definition (SPEC section 5).
+"""ResNet-18 under the backbone contract, with torchvision's definition (protocol section 5).
 
 torchvision's ``ResNet(BasicBlock, [2, 2, 2, 2])`` (``resnet18``), its modules
 moved into the contract: the stem is ``conv1`` built for the task's channel

@@ -1,4 +1,4 @@
-"""VGG under the backbone contract, with torchvision's own definitions (SPEC section 5).
+"""VGG under the backbone contract, with torchvision's own definitions (protocol section 5).
 
 ``make_layers`` builds the convolutional trunk from a config list exactly as
 ``torchvision.models.vgg.make_layers`` does (a replica, tested equal, so that a

@@ -1,5 +1,5 @@
 """Every table and figure of a suite, the DVC metrics and plot data, and an
-MLflow run per suite that holds them all as artifacts (SPEC section 7)."""
+MLflow run per suite that holds them all as artifacts (protocol section 7)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from hetmtl.reporting.tables import (
     to_markdown,
 )
 
-STANDIN_NOTE = ("Data: generated stand-in archives (SPEC section 2), NOT the paper's data; "
+STANDIN_NOTE = ("Data: generated stand-in archives (protocol section 2, docs/protocol.md), NOT the paper's data; "
                 "these numbers say nothing about the real data sets.")
 
 
@@ -248,7 +248,8 @@ def sharing_table_files(params, suite: str, root: Path, name: str, records: pd.D
            "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
            "(two kernels of one task in one slot, 0 by construction); and each reading's average test "
            "accuracy. Columns: group (method), per group and setting side by side; *_common: MTAL started "
-           "from one common copy instead of independent starts (SPEC 6; both are our readings, the default is "
+           "from one common copy instead of independent starts (protocol section 6; both are our readings, the "
+           "default is "
            "independent); *_delta (ours): one common start, kernels compared by their updates since it, the "
            "threshold the 0.999 quantile of a permutation null (kernels permuted within the layer), merged in "
            "update space; *_random (ours, random_matched): per layer, task pair and epoch as many kernels as the "

@@ -386,7 +386,7 @@ class Kind:
 
 
 # ----------------------------------------------------------------- criteria of ours (issue 28)
-# MTAL's delta reading and its random_matched control (SPEC 6): fixed in params/claims.yaml
+# MTAL's delta reading and its random_matched control (protocol section 6): fixed in params/claims.yaml
 # before the first run that reports them; fractions shown in % of the task kernels.
 
 def _reading_runs(ctx: Context, method: str) -> str:
@@ -597,7 +597,8 @@ def caption(params, suite: str, note: str) -> str:
         "when zero); a seed with a non-finite difference (a diverged run) is dropped, with a note; a comparison "
         "without a test counts in the Holm family with p = 1. "
         "Comparisons: their number, and those significantly for (+) and against (−). "
-        "Readings: MTAL's start (SPEC 6), a row each where the claim reads MTAL. " + excluded + caveats + note
+        "Readings: MTAL's start (protocol section 6), a row each where the claim reads MTAL. "
+        + excluded + caveats + note
     )
 
 

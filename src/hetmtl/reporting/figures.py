@@ -1,4 +1,4 @@
-"""The paper's figures (SPEC section 7), drawn from logged runs with matplotlib.
+"""The paper's figures (protocol section 7), drawn from logged runs with matplotlib.
 
 * Fig. 8  overall comparison: average test accuracy per method, one panel per table.
 * Fig. 9  threshold sweep: MTAL's average test accuracy against rho, per group.

@@ -1,4 +1,4 @@
-"""The paper's comparison tables as pure functions of run records (SPEC 7).
+"""The paper's comparison tables as pure functions of run records (protocol section 7).
 
 ``summarise`` turns long records (one row per run and metric) into a table of
 mean, standard deviation and 95% confidence half-width (Student t) over seeds; ``to_markdown``, ``to_latex``,

@@ -1,4 +1,4 @@
-"""MLflow logging (SPEC section 7).
+"""MLflow logging (protocol section 7).
 
 One experiment per suite (``hetmtl-<suite>``), created once before training
 jobs fan out (``hetmtl init-tracking``), with one parent run per (group,

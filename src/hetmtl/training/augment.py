@@ -1,4 +1,4 @@
-"""Data augmentation on the device, on the uint8 batches (SPEC 3, 8.6 of issue 8).
+"""Data augmentation on the device, on the uint8 batches (protocol section 3, 8.6 of issue 8).
 
 A random crop of the zero-padded image (``crop_pad`` pixels each side, the
 image size kept) and a horizontal flip where it is meaningful for the task (not

@@ -210,7 +210,7 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
                method_cfg: dict, freeze_blocks: int = 0, test: bool = True) -> dict:
     """Train a deep method within its budget of ``cfg.epochs`` epochs.
 
-    Cross-stitch and NDDR-CNN start from single-task networks (SPEC 5): their
+    Cross-stitch and NDDR-CNN start from single-task networks (protocol section 5): their
     first ``pretrain_epochs`` epochs train the single-task columns (exactly the
     single_task run's first epochs: same initialisation, same frozen blocks, same
     batches), the rest trains the joined model, so every method of a table gets

@@ -1,4 +1,4 @@
-"""The joint training loop shared by every deep method (SPEC sections 5 and 6).
+"""The joint training loop shared by every deep method (protocol sections 5 and 6).
 
 Per step: one batch from every task; loss = sum over tasks of cross-entropy +
 ``l2_lambda`` * squared L2 norm of the task's weights; SGD with momentum. After

@@ -1,4 +1,4 @@
-"""The task-relationship matrix R for the ``prior`` setting (SPEC section 4).
+"""The task-relationship matrix R for the ``prior`` setting (protocol section 4).
 
 The paper obtains R "through cross-validation experiments". Ours: for every
 pair (i, j) of a group's tasks and every seed of ``relations.seeds``, train

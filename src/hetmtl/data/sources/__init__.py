@@ -1,4 +1,4 @@
-"""Data sources, one module each, registered in :data:`LAYOUTS` (SPEC 2-3).
+"""Data sources, one module each, registered in :data:`LAYOUTS` (protocol section 2-3).
 
 A module holds everything about its archive: the member regex and its classes
 (:class:`~hetmtl.data.sources.common.Layout`), the stand-in generator that

@@ -1,4 +1,4 @@
-"""Chars74K (SPEC 3): ``EnglishHnd.tgz`` (hand-written) and ``EnglishFnt.tgz``
+"""Chars74K (protocol section 3): ``EnglishHnd.tgz`` (hand-written) and ``EnglishFnt.tgz``
 (computer fonts), 62 classes ``Sample001..062`` = digits, A-Z, a-z.
 
 Stand-ins: digits and letters drawn with the fonts that ship with matplotlib,

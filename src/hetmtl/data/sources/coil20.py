@@ -1,4 +1,4 @@
-"""COIL-20 (SPEC 3): grayscale PNGs ``obj{N}__{pose}.png``, 72 turntable poses
+"""COIL-20 (protocol section 3): grayscale PNGs ``obj{N}__{pose}.png``, 72 turntable poses
 per object, 5 degrees apart.
 
 * ``coil-20-unproc.zip`` (MD5 a04fd3c9...): what every public loader pinned to

@@ -1,4 +1,4 @@
-"""Office-31 (SPEC 3): ``domain_adaptation_images.tar.gz``, the amazon domain,
+"""Office-31 (protocol section 3): ``domain_adaptation_images.tar.gz``, the amazon domain,
 ``amazon/images/<class>/frame_NNNN.jpg`` (31 classes).
 
 Stand-in: coloured object-like scenes centred on white (the Amazon style);

@@ -1,4 +1,4 @@
-"""Office-Home (SPEC 3): ``OfficeHomeDataset_10072016.zip``, the Art domain,
+"""Office-Home (protocol section 3): ``OfficeHomeDataset_10072016.zip``, the Art domain,
 ``Art/<Class>/NNNNN.jpg`` (65 classes; the per-domain mirror lacks the top folder).
 
 The real archive holds four domains (``Art``, ``Clipart``, ``Product``, ``Real
