@@ -69,6 +69,7 @@ def _scaled(params, suite: str, epochs: float = 1, seeds: int = 1):
     return replace(params, data=data)
 
 
+@pytest.mark.slow  # counts the paper grid's FLOPs or times every method: the slow tier
 def test_the_estimate_scales_linearly_with_epochs_and_seeds(params):
     """Every job's training FLOPs double with its epochs (and MTAL's warm-up,
     counted in epochs); evaluation is validation per epoch plus one test."""
@@ -90,6 +91,7 @@ def test_the_estimate_scales_linearly_with_epochs_and_seeds(params):
     assert sum(c.flops for c in more) == 2 * sum(c.flops for c in base)
 
 
+@pytest.mark.slow  # counts the paper grid's FLOPs or times every method: the slow tier
 def test_a_job_costs_its_largest_tasks_steps_its_pretraining_its_aggregator_and_its_evaluation(params):
     """The paper's shapes (tasks of 550 to 10 160 images): each term of a job's cost, recomputed here."""
     counts = {}
@@ -178,6 +180,7 @@ def clone(tmp_path_factory):
     return copy_project(tmp_path_factory.mktemp("bench") / "proj")
 
 
+@pytest.mark.slow  # counts the paper grid's FLOPs or times every method: the slow tier
 def test_the_bench_times_every_deep_method_of_tiny(clone, monkeypatch, params):
     """On data not prepared: random images of the tasks' shapes. Every deep
     method of the grid is a row (timed here: one of each kind of model)."""

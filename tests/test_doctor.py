@@ -263,6 +263,7 @@ def test_the_screen_and_the_exit_status(proj, project, monkeypatch, capsys):
     assert rc == 0 and text.splitlines()[-1] == "ready, 1 item(s) to be fetched or placed"
 
 
+@pytest.mark.slow  # counts the paper grid's FLOPs or times every method: the slow tier
 def test_the_cost_line_is_benchs_estimate(proj, monkeypatch):
     """Doctor's cost is bench's own function on bench's own job costs (counted once here)."""
     from hetmtl.bench import estimate as bench_estimate

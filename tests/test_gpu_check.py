@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from conftest import copy_project, e2e_env
 
 
+@pytest.mark.slow  # counts the paper grid's FLOPs or times every method: the slow tier
 def test_gpu_check_runs_doctor_then_times_one_group(tmp_path):
     proj = copy_project(tmp_path / "proj")
     env = dict(e2e_env(), DEVICE="cpu")
