@@ -183,6 +183,11 @@ def test_paper_suite_dag_builds_tables_figures_and_report(rehearsal):
             assert files, f"no {kind} in the catalogue"
             for f in files:
                 assert Path(f).exists() and Path(f).stat().st_size > 0, f
+        # the Coil-20 choice of ours is said in the captions of the tables that show it
+        note = params["tasks"]["Coil-20"]["note"]
+        for table, spec in params["tables"].items():
+            if "Coil-20" in params["groups"][spec["group"]]["tasks"]:
+                assert note in paths.table_file("paper", table, "md").read_text(), table
     # the HTML report, as `make demo` builds it
     html = proj / "reports" / "paper" / "report.html"
     rep = subprocess.run([str(bin_ / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "2",
