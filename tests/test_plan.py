@@ -124,3 +124,34 @@ def test_plan_rows_of_a_deterministic_comparison_and_of_a_claim_with_nothing_to_
     none = plan_rows([_checked([], 1, None)], {"alpha": 0.05}).iloc[0]
     assert none.deciding == "none" and none.pilot_seeds == 0 and pd.isna(none.holm_alpha) and pd.isna(none.effect)
     assert none.seeds_at_effect is None and none.hours_at_effect is None
+
+
+def test_zero_effect_without_spread_needs_no_seeds_and_two_seeds_suffice_above_one_half():
+    """No effect is nothing to find, spread or not; two seeds of one sign give the sign-flip p = 1/2,
+    enough for an alpha above it."""
+    assert seeds_needed(0.0, 0.0, 0.05) is None
+    assert seeds_needed(0.05, 0.0, 0.6) == 2
+    assert seeds_needed(0.05, 0.0, 0.4) == 3  # 2^(1-3) = 0.25 < 0.4 <= 1/2
+
+
+def test_two_pilot_seeds_give_a_spread_and_a_plan_one_seed_none_even_with_a_floor():
+    two = _comparison("a − b", [0.02, 0.04])
+    cfg = {"alpha": 0.05, "plan": {"min_effect": {"pp": 2.0}}}
+    r = plan_rows([_checked([two], 1, two)], cfg).iloc[0]
+    assert r.sd == pytest.approx(0.0141421, rel=1e-5) and r.pilot_seeds == 2
+    assert r.seeds_at_effect == seeds_needed(0.03, r.sd, 0.05) and r.seeds_at_min_effect == seeds_needed(0.02, r.sd,
+                                                                                                          0.05)
+    one = _comparison("a − b", [0.03])
+    r1 = plan_rows([_checked([one], 1, one)], cfg).iloc[0]  # a floor, but one seed: no spread to plan from
+    assert r1.seeds_at_effect is None and r1.seeds_at_min_effect is None and r1.min_effect == 2.0
+
+
+def test_the_plan_row_names_its_claim_reading_verdict_and_unit_as_the_tables_cells_show_them():
+    from hetmtl.reporting.plan import cells
+
+    weak = _comparison("a − b", [0.01, 0.05, 0.03])
+    table = plan_rows([_checked([weak], 1, weak)], {"alpha": 0.05}, hours_per_seed=2.0)
+    r = table.iloc[0]
+    assert (r.claim, r.reading, r.verdict, r.unit) == ("C1", "–", "inconclusive", "pp")
+    assert r.hours_at_effect == pytest.approx(2.0 * r.seeds_at_effect) and r.hours_at_min_effect is None
+    assert cells(table).iloc[0].tolist()[:6] == ["C1", "–", "inconclusive", "a − b", "3", "+3.0 pp"]
