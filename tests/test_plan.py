@@ -82,3 +82,76 @@ def test_the_cost_per_seed_is_the_grid_part_of_the_bench_estimate_over_the_suite
     (folder / "bench_estimate.json").write_text(json.dumps({"estimate_gpu": est}))
     hours, note = grid_hours_per_seed(P(), "paper", tmp_path)
     assert hours == pytest.approx(2.0) and "2.00 GPU-hours per seed" in note
+
+
+def test_at_no_effect_the_power_is_the_tests_size_alpha_in_both_tails():
+    """Two-sided: with no effect, each tail rejects alpha / 2 of the time, together alpha."""
+    assert power(0.0, 1.0, 8, 0.05) == pytest.approx(0.05)
+    assert power(0.0, 1.0, 3, 0.2) == pytest.approx(0.2)
+    assert power(5.0, 1.0, 1, 0.05) == 0.0  # one seed: no test, no power
+
+
+def test_a_large_effect_needs_only_two_seeds_and_no_effect_or_a_nan_none():
+    assert seeds_needed(0.5, 0.01, 0.05) == 2  # two seeds: the fewest a paired t-test can use
+    assert power(20.0, 1.0, 2, 0.05) == pytest.approx(0.9736, abs=1e-4)  # scipy's nct.cdf: NaN in this far tail
+    assert seeds_needed(float("nan"), 0.03, 0.05) is None
+    assert seeds_needed(float("nan"), 0.0, 0.05) is None
+
+
+@pytest.mark.parametrize("sd", [0.03, 0.0])
+def test_seeds_needed_are_searched_up_to_max_seeds_inclusive(sd):
+    """d = 1 needs 10 seeds (no spread at alpha 0.05: 6): found with exactly that many allowed, None with one less."""
+    n = 10 if sd else 6
+    assert seeds_needed(0.03, sd, 0.05, max_seeds=n) == n
+    assert seeds_needed(0.03, sd, 0.05, max_seeds=n - 1) is None
+
+
+def test_plan_rows_take_the_power_target_from_claims_yaml_and_default_to_80_percent():
+    weak = _comparison("a − b", [0.01, 0.05, 0.03])
+    c = _checked([weak], 1, weak)
+    at = {p: plan_rows([c], {"alpha": 0.05, "plan": {"power": p}}).iloc[0].seeds_at_effect for p in (0.8, 0.95)}
+    assert at[0.95] == seeds_needed(0.03, 0.02, 0.05, 0.95) > at[0.8] == seeds_needed(0.03, 0.02, 0.05, 0.8)
+    r = plan_rows([c], {"alpha": 0.05}).iloc[0]  # no plan section: 80% power, no smallest effect
+    assert r.seeds_at_effect == at[0.8] and r.seeds_at_min_effect is None and r.min_effect is None
+
+
+def test_plan_rows_of_a_deterministic_comparison_and_of_a_claim_with_nothing_to_compare():
+    fixed = _comparison("a − b", [0.03, 0.03, 0.03], deterministic=True)
+    r = plan_rows([_checked([fixed], 1, fixed)], {"alpha": 0.05, "plan": {"min_effect": {"pp": 2.0}}},
+                  hours_per_seed=0.5).iloc[0]
+    assert r.seeds_at_effect == 2 and r.seeds_at_min_effect == 2 and r.sd == 0.0
+    assert r.hours_at_effect == pytest.approx(1.0) and r.hours_at_min_effect == pytest.approx(1.0)
+    none = plan_rows([_checked([], 1, None)], {"alpha": 0.05}).iloc[0]
+    assert none.deciding == "none" and none.pilot_seeds == 0 and pd.isna(none.holm_alpha) and pd.isna(none.effect)
+    assert none.seeds_at_effect is None and none.hours_at_effect is None
+
+
+def test_zero_effect_without_spread_needs_no_seeds_and_two_seeds_suffice_above_one_half():
+    """No effect is nothing to find, spread or not; two seeds of one sign give the sign-flip p = 1/2,
+    enough for an alpha above it."""
+    assert seeds_needed(0.0, 0.0, 0.05) is None
+    assert seeds_needed(0.05, 0.0, 0.6) == 2
+    assert seeds_needed(0.05, 0.0, 0.4) == 3  # 2^(1-3) = 0.25 < 0.4 <= 1/2
+
+
+def test_two_pilot_seeds_give_a_spread_and_a_plan_one_seed_none_even_with_a_floor():
+    two = _comparison("a − b", [0.02, 0.04])
+    cfg = {"alpha": 0.05, "plan": {"min_effect": {"pp": 2.0}}}
+    r = plan_rows([_checked([two], 1, two)], cfg).iloc[0]
+    assert r.sd == pytest.approx(0.0141421, rel=1e-5) and r.pilot_seeds == 2
+    assert r.seeds_at_effect == seeds_needed(0.03, r.sd, 0.05) and r.seeds_at_min_effect == seeds_needed(0.02, r.sd,
+                                                                                                          0.05)
+    one = _comparison("a − b", [0.03])
+    r1 = plan_rows([_checked([one], 1, one)], cfg).iloc[0]  # a floor, but one seed: no spread to plan from
+    assert r1.seeds_at_effect is None and r1.seeds_at_min_effect is None and r1.min_effect == 2.0
+
+
+def test_the_plan_row_names_its_claim_reading_verdict_and_unit_as_the_tables_cells_show_them():
+    from hetmtl.reporting.plan import cells
+
+    weak = _comparison("a − b", [0.01, 0.05, 0.03])
+    table = plan_rows([_checked([weak], 1, weak)], {"alpha": 0.05}, hours_per_seed=2.0)
+    r = table.iloc[0]
+    assert (r.claim, r.reading, r.verdict, r.unit) == ("C1", "–", "inconclusive", "pp")
+    assert r.hours_at_effect == pytest.approx(2.0 * r.seeds_at_effect) and r.hours_at_min_effect is None
+    assert cells(table).iloc[0].tolist()[:6] == ["C1", "–", "inconclusive", "a − b", "3", "+3.0 pp"]

@@ -62,6 +62,14 @@ def test_holm_adjusts_within_the_family_and_keeps_the_order():
     assert holm({"a": 0.6, "b": 0.7})["b"] == 1.0  # capped at 1
 
 
+def test_the_ci_halfwidth_reads_its_values_as_floats():
+    """Values as an object column holds them (decimal strings read from a CSV) give the same interval."""
+    from hetmtl.reporting.tables import ci_halfwidth
+
+    assert ci_halfwidth(pd.Series(["0.5", "0.7", "0.9"])) == pytest.approx(ci_halfwidth([0.5, 0.7, 0.9]))
+    assert ci_halfwidth([0.5, 0.7, 0.9]) == pytest.approx(4.3026527 * 0.2 / 3 ** 0.5, rel=1e-6)
+
+
 def test_the_rendered_p_is_the_holm_adjusted_one():
     from hetmtl.reporting.tables import add_significance
 

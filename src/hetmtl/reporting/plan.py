@@ -50,7 +50,10 @@ def power(effect: float, sd: float, n: int, alpha: float) -> float:
     df = n - 1
     crit = stats.t.ppf(1 - alpha / 2, df)
     nc = abs(effect) / sd * math.sqrt(n)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    # the lower tail P(T < -crit) as P(T > crit) at -nc: the same number, where scipy's nct.cdf returns NaN
+    # for a far tail (e.g. df 1, nc 28.3; about a third of df 1-199, nc 0-60), which made a large effect's
+    # power NaN and its seeds needed too many
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
 
 
 def seeds_needed(effect: float, sd: float, alpha: float, target: float = 0.8, deterministic: bool = False,
