@@ -155,3 +155,16 @@ def test_the_plan_row_names_its_claim_reading_verdict_and_unit_as_the_tables_cel
     assert (r.claim, r.reading, r.verdict, r.unit) == ("C1", "–", "inconclusive", "pp")
     assert r.hours_at_effect == pytest.approx(2.0 * r.seeds_at_effect) and r.hours_at_min_effect is None
     assert cells(table).iloc[0].tolist()[:6] == ["C1", "–", "inconclusive", "a − b", "3", "+3.0 pp"]
+
+
+def test_a_difference_equal_on_every_seed_has_no_spread_and_a_correlation_is_shown_as_it_is():
+    from hetmtl.reporting.plan import cells
+
+    same = _comparison("1 − compression", [0.737, 0.737, 0.737], deterministic=True)
+    r = plan_rows([_checked([same], 1, same, unit="%")], {"alpha": 0.05}).iloc[0]
+    assert r.sd == 0 and r.seeds_at_effect == 2  # not "> 200" from a rounding-sized sd
+    assert seeds_needed(0.737, 1e-17, 0.05, deterministic=True) == 2
+    rho = _comparison("Spearman", [-0.4, 0.3, 0.07])
+    row = plan_rows([_checked([rho], 1, rho, unit="ρ")], {"alpha": 0.05})
+    shown = cells(row).iloc[0]
+    assert shown["Effect"] == "-0.01 ρ" and shown["SD of differences"] == "0.36"

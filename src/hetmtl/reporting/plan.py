@@ -62,7 +62,9 @@ def seeds_needed(effect: float, sd: float, alpha: float, target: float = 0.8, de
     or no effect to find."""
     if not np.isfinite(effect) or effect == 0:
         return None
-    if not np.isfinite(sd) or sd == 0:  # no spread: the exact sign-flip test, p = 2^(1-n), decides
+    # no spread (or only float rounding's, as the comparisons' own test reads it): the exact sign-flip test,
+    # p = 2^(1-n), decides
+    if not np.isfinite(sd) or sd <= 1e-12 * max(1.0, abs(effect)):
         if deterministic:
             return 2
         n = max(2, math.floor(1 - math.log2(alpha)) + 1)
@@ -88,6 +90,8 @@ def plan_rows(checked: list[Checked], cfg: dict, hours_per_seed: float | None = 
         n = d.n if d is not None else 0
         effect = d.effect if d is not None else float("nan")
         sd = float(d.diffs.std(ddof=1)) if d is not None and n > 1 else float("nan")
+        if n > 1 and bool((d.diffs == d.diffs.iloc[0]).all()):
+            sd = 0.0  # equal on every seed, as the claims' own test reads it (not pandas' rounding of the mean)
         a = holm_alpha(c, cfg["alpha"]) if c.comparisons else float("nan")
         det = bool(d is not None and d.deterministic)
         at_obs = seeds_needed(effect, sd, a, target, det) if n > 1 else None
@@ -122,15 +126,21 @@ def _seeds(n) -> str:
     return f"> {MAX_SEEDS}" if n is None or pd.isna(n) else str(int(n))
 
 
+def _scale(unit: str) -> float:
+    """As the claims table shows a unit: fractions and accuracies x100 (% and pp), a correlation as it is."""
+    return 1.0 if unit == "ρ" else 100.0
+
+
 def _points(value: float, unit: str) -> str:
-    return "–" if pd.isna(value) else f"{100 * value:+.1f} {unit}"
+    return "–" if pd.isna(value) else f"{_scale(unit) * value:+.{2 if unit == 'ρ' else 1}f} {unit}"
 
 
 def cells(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in table.itertuples():
         rows.append([r.claim, r.reading, r.verdict, r.deciding, str(r.pilot_seeds), _points(r.effect, r.unit),
-                     "–" if pd.isna(r.sd) else f"{100 * r.sd:.1f}", f"{r.holm_alpha:.3g}",
+                     "–" if pd.isna(r.sd) else f"{_scale(r.unit) * r.sd:.{2 if r.unit == 'ρ' else 1}f}",
+                     f"{r.holm_alpha:.3g}",
                      _seeds(r.seeds_at_effect) if r.pilot_seeds > 1 else "n/a",
                      (_seeds(r.seeds_at_min_effect) if r.min_effect is not None and not pd.isna(r.min_effect)
                       and r.pilot_seeds > 1 else "n/a"),
