@@ -703,15 +703,20 @@ def relations_of(params, suite: str, root) -> dict:
     return out
 
 
+def read_inputs(params, suite: str, root) -> tuple:
+    """What the claims read beside the run records: (sweep records, loss histories, R by group), from disk."""
+    from hetmtl.reporting.collect import collect_sweeps
+
+    return collect_sweeps(params, suite, root), loss_histories(params, suite, root), relations_of(params, suite, root)
+
+
 def claims_table(params, suite: str, root, name: str, records: pd.DataFrame) -> list:
     """The ``claims`` item: every claim of params/claims.yaml with its verdict, in every table format."""
     from hetmtl import files, paths
     from hetmtl.reporting import catalogue
     from hetmtl.reporting.aggregate import scale_note
-    from hetmtl.reporting.collect import collect_sweeps
 
-    table = evaluate(params, suite, records, collect_sweeps(params, suite, root), loss_histories(params, suite, root),
-                     relations_of(params, suite, root))
+    table = evaluate(params, suite, records, *read_inputs(params, suite, root))
     columns = DETAILS if name.endswith("_details") else SUMMARY
     cap = (caption(params, suite, scale_note(params, suite)) if columns is SUMMARY else
            "The claims' details (the summary is the claims table): each claim's sentence as the paper states it, "

@@ -180,12 +180,11 @@ def write(suite: str, root: Path, table: pd.DataFrame, cap: str, name: str = TAB
 
 def pilot_checked(params, pilot: str, root: Path) -> list[Checked]:
     """The pilot suite's claims, checked from its receipts (as the claims table does)."""
-    from hetmtl.reporting.claims import check, loss_histories, relations_of
-    from hetmtl.reporting.collect import check_current, collect, collect_sweeps
+    from hetmtl.reporting.claims import check, read_inputs
+    from hetmtl.reporting.collect import check_current, collect
 
     check_current(params, pilot, root)
-    return check(params, pilot, collect(params, pilot, root), collect_sweeps(params, pilot, root),
-                 loss_histories(params, pilot, root), relations_of(params, pilot, root))
+    return check(params, pilot, collect(params, pilot, root), *read_inputs(params, pilot, root))
 
 
 def plan(params, suite: str, root: Path, pilot: str | None = None) -> list[Path]:
@@ -199,11 +198,8 @@ def plan(params, suite: str, root: Path, pilot: str | None = None) -> list[Path]
 def plan_table(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
     """The catalogue's ``plan`` item: the suite as its own pilot, without cost (the bench estimate of a suite is
     not one of its jobs' inputs; ``hetmtl plan --suite S --pilot P`` adds it)."""
-    from hetmtl.reporting.claims import check, loss_histories, relations_of
-    from hetmtl.reporting.collect import collect_sweeps
+    from hetmtl.reporting.claims import check, read_inputs
 
-    checked = check(params, suite, records, collect_sweeps(params, suite, root), loss_histories(params, suite, root),
-                    relations_of(params, suite, root))
-    table = plan_rows(checked, params["claims"])
+    table = plan_rows(check(params, suite, records, *read_inputs(params, suite, root)), params["claims"])
     note = f"Cost: `hetmtl plan --suite paper --pilot {suite}` gives the paper suite's GPU-hours at these seeds."
     return write(suite, root, table, caption(params["claims"], suite, suite, note), name)
