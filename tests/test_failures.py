@@ -322,6 +322,7 @@ def test_an_archive_flipped_with_its_mtime_kept_stops_snakemake_before_any_job(t
     assert "Building DAG" not in proc.stdout + proc.stderr  # stopped before planning
 
 
+@pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
 def test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_command(tiny_run, tmp_path, params,
                                                                                     monkeypatch):
     """Kill Snakemake and its jobs mid-training: the README's command, run again,
@@ -370,6 +371,7 @@ def test_kill_9_of_the_whole_snakemake_process_group_restarts_with_the_same_comm
     assert len(keys) == len(set(keys))
 
 
+@pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
 def test_adopting_snakemakes_outputs_into_dvc_leaves_both_tools_with_nothing_to_do(tiny_run, tmp_path):
     """The README's order: a finished `snakemake`, then `dvc commit -f`: DVC
     records the outputs without changing their mtimes, so Snakemake plans nothing."""

@@ -145,6 +145,7 @@ def test_every_run_is_logged_with_tags_and_curves(tiny_run):
         assert receipt["metrics"][f"test_acc/{task}"] == run.data.metrics[f"test_acc/{task}"]
 
 
+@pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
 def test_a_lost_store_is_rebuilt_from_the_receipts_and_the_tables_stay_identical(tiny_run, tmp_path, monkeypatch,
                                                                                   capsys):
     """A damaged mlflow.db is named with the recovery; after `rm mlflow.db`, the
@@ -279,6 +280,7 @@ def both(cmd_a, cwd_a, cmd_b, cwd_b):
         return a.result(), b.result()
 
 
+@pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
 def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run, tmp_path):
     """Edit a method parameter, a training parameter, a suite parameter, a data
     parameter and a method's module in copies of a finished tiny run: `snakemake
@@ -407,6 +409,7 @@ def test_epochs_trained_again_after_an_older_checkpoint_are_logged_once(tiny_run
     assert sorted(m.step for m in history) == [1, 2]
 
 
+@pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
 def test_crashed_job_leaves_no_receipt_and_resumes_from_its_checkpoint(tiny_run, monkeypatch, tmp_path):
     from hetmtl.training import checkpoint, job
 
@@ -505,6 +508,9 @@ def test_dvc_repro_of_a_clean_clone_runs_the_whole_dag(dvc_run):
     for name in params["tables"]:
         assert (proj / paths.table_file("tiny", name, "md")).exists()
     assert json.loads(run([str(BIN / "dvc"), "status", "--json"], proj).stdout) == {}
+
+
+@pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
 def test_changing_one_mtal_parameter_makes_only_mtal_and_aggregation_stale(dvc_run):
     proj, _, _ = dvc_run
     dvc = str(BIN / "dvc")
