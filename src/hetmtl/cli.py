@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None, in_server: bool = False) -> int:
     # Run as a command (not called from Python): the heavy imports are paid once
     # per session, by a fork server (hetmtl/forkserver.py).
     if argv is None and not in_server and forkserver.enabled(args.command):
-        rc = forkserver.run(sys.argv[1:])
+        rc = forkserver.run(sys.argv[1:], entry=f"{__name__}:main")
         if rc is not None:
             return rc
     from hetmtl.tracking import mlflow_store

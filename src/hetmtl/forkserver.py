@@ -127,7 +127,7 @@ def _connect(path: Path) -> socket.socket | None:
         return None
 
 
-def _start_server(path: Path) -> socket.socket | None:
+def _start_server(path: Path, entry: str) -> socket.socket | None:
     """Start a server for ``path`` (one at a time: a lock file) and connect."""
     import fcntl
 
@@ -139,7 +139,7 @@ def _start_server(path: Path) -> socket.socket | None:
         if path.exists():
             path.unlink()  # a dead server's socket
         log = open(path.with_suffix(".log"), "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "hetmtl.forkserver", str(path)], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", "hetmtl.forkserver", str(path), entry], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True, env=dict(os.environ),
                                 cwd=path.parent)  # not the caller's folder on the server's sys.path
         deadline = time.time() + 60
@@ -152,15 +152,16 @@ def _start_server(path: Path) -> socket.socket | None:
     return None
 
 
-def run(argv: list[str]) -> int | None:
-    """Run ``hetmtl argv`` in a forked child of the server; None if no server
-    could take it (the caller then runs it in this process)."""
+def run(argv: list[str], entry: str) -> int | None:
+    """Run ``hetmtl argv`` in a forked child of the server, as ``entry(argv, in_server=True)``
+    (``entry``: the command line's ``module:function``); None if no server could take it
+    (the caller then runs it in this process)."""
     try:
         path = socket_path(code_key())
-        sock = _connect(path) or _start_server(path)
+        sock = _connect(path) or _start_server(path, entry)
         if sock is None:
             return None
-        request = repr({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": _umask()})
+        request = repr({"argv": argv, "entry": entry, "cwd": os.getcwd(), "env": dict(os.environ), "umask": _umask()})
         fds = [sys.stdin.fileno() if _valid(0) else os.open(os.devnull, os.O_RDONLY), 1, 2]
         sock.sendmsg([struct.pack("!I", len(request))], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         sock.sendall(request.encode())
@@ -199,13 +200,22 @@ def _umask() -> int:
 
 # ------------------------------------------------------------------- server
 
-def _warm() -> None:
+def _entry(entry: str):
+    """The function ``module:function`` names (the command line's entry point, handed
+    over by its caller, so that this module imports no entry point: no import circle)."""
+    import importlib
+
+    module, _, function = entry.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _warm(entry: str) -> None:
     """The imports every heavy command pays, done once (no CUDA, no threads)."""
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     import mlflow.tracking  # noqa: F401
     import torch._dynamo  # noqa: F401 - torch.optim's first call imports it (2 s)
 
-    import hetmtl.cli  # noqa: F401
+    _entry(entry)  # the entry point's module and what it imports at the top
     import hetmtl.data.prepare  # noqa: F401
     import hetmtl.reporting.aggregate  # noqa: F401
     import hetmtl.training.job  # noqa: F401
@@ -241,11 +251,11 @@ def _child(conn: socket.socket) -> int:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
-    from hetmtl import cli
+    main = _entry(request["entry"])
 
     sys.argv = ["hetmtl", *request["argv"]]
     try:
-        rc = cli.main(request["argv"], in_server=True)
+        rc = main(request["argv"], in_server=True)
     except SystemExit as exc:  # as the interpreter: a message is printed, status 1
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
@@ -262,8 +272,8 @@ def _child(conn: socket.socket) -> int:
     return int(rc or 0)
 
 
-def serve(path: Path) -> None:
-    _warm()
+def serve(path: Path, entry: str) -> None:
+    _warm(entry)
     import torch
 
     if torch.cuda.is_initialized():  # a child could not use the GPU
@@ -331,4 +341,4 @@ def _fork(server: socket.socket, conn: socket.socket) -> None:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]))
+    serve(Path(sys.argv[1]), sys.argv[2])
