@@ -259,7 +259,8 @@ def test_a_methods_parameters_are_declared_in_its_module(tmp_path):
         ("    coupling: 1.0 ", "    coupling: -1.0 ", "methods.mtda.coupling: -1.0 is less than the minimum of 0"),
         ("  single_task: {}", "  single_task: {}\n  my_method: {lr: 1}",
          "methods.my_method: no method module src/hetmtl/methods/my_method.py declaring its PARAMS"),
-        ("    variant_of: mtal\n", "    variant_of: mtal_prior\n", "methods.mtal_common: 'rho_related' is a required"),
+        ("    variant_of: mtal\n    start: common\n", "    variant_of: mtal\n    start: common\n    rho_related: 0.4\n",
+         "methods.mtal_common: Additional properties are not allowed ('rho_related' was unexpected)"),
     ]:
         assert text.count(old) >= 1, old
         methods.write_text(text.replace(old, new, 1))

@@ -61,12 +61,13 @@ def _job_params(p: Params, suite: str, key: dict, sweep: tuple[str, str] | None 
     """The DVC spelling of :meth:`Params.job_inputs` (``weighting``: the run's, when not training.weighting)."""
     tasks = p.tasks_of(key["group"])
     if sweep is None:
-        method = [f"methods.{key['method']}"]
+        name = key["method"]  # a variant: its own keys and the ones it inherits, where they are written
+        method = [f"methods.{name}"] if p.base_method(name) == name else p.method_keys(name)
         scale = [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS] + ["suite.seeds"]
         grid = [f"groups.{key['group']}.tasks"]
     else:  # every parameter of the method but the swept one; epochs and seeds from the sweep
         name, swept = sweep
-        method = [f"methods.{key['method']}.{k}" for k in p.method(key["method"]) if k != swept]
+        method = [k for k in p.method_keys(key["method"]) if k.rpartition(".")[2] != swept]
         scale = [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"] + [
             f"suite.sweeps.{name}.epochs", f"suite.sweeps.{name}.seeds"]
         grid = [f"groups.{key['group']}.tasks", f"sweeps.{name}"]

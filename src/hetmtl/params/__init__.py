@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,15 @@ class Params:
     data: dict
     files: dict  # top-level key -> file it came from
     root: Path
+    written: dict = field(default_factory=dict)  # method -> the keys params/methods.yaml writes for it
+
+    def method_keys(self, name: str) -> list[str]:
+        """Where each of a method's effective parameters is written, as params key paths:
+        ``methods.<name>.<key>`` for its own, ``methods.<parent>.<key>`` for those a variant
+        inherits (what a DVC stage of the method depends on)."""
+        parent = self.base_method(name)
+        own = self.written.get(name, set(self.method(name)))
+        return sorted(f"methods.{name if k in own else parent}.{k}" for k in self.method(name))
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -732,6 +741,24 @@ def _methods_schema(methods, files: dict) -> dict:
     return out
 
 
+def _inherit(methods) -> dict[str, set[str]]:
+    """A variant (``variant_of: <method>``) holds only what differs from its method;
+    the rest it inherits here, in the loader, not by YAML anchors, which a tool that
+    rewrites the file (``dvc exp run -S``) expands into copies that stop following
+    the method. Fills every variant's inherited keys in place; returns the keys each
+    entry writes itself (:meth:`Params.method_keys`). A variant of a variant or of an
+    unknown method is left as written (the semantic checks name it)."""
+    written = {}
+    for name, entry in (methods or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        written[name] = set(entry)
+        parent = methods.get(entry.get("variant_of"))
+        if isinstance(parent, dict) and "variant_of" not in parent:
+            methods[name] = {**{k: v for k, v in parent.items() if k not in entry}, **entry}
+    return written
+
+
 def load_params(root: Path | str | None = None) -> Params:
     """Merge and validate ``params/*.yaml`` and ``params/suites/*.yaml``.
 
@@ -773,6 +800,7 @@ def load_params(root: Path | str | None = None) -> Params:
             top = files.get(f"{path[0]}.{path[1]}" if len(path) > 1 else "", files.get(path[0], "params/"))
             shown = ["suite", *path[2:]] if path[0] == "suites" else path
             raise ParamsError(f"{top}: {_key(shown)}: must be a finite number, got {value}")
+    written = _inherit(merged.get("methods"))
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     method_schemas = _methods_schema(merged.get("methods"), files)
     schema["properties"]["methods"]["properties"] = method_schemas
@@ -796,7 +824,7 @@ def load_params(root: Path | str | None = None) -> Params:
                    schema["properties"]["training"])
     _report_checks(merged, files)
     _claims_checks(merged, files)
-    return Params(data=merged, files=files, root=root)
+    return Params(data=merged, files=files, root=root, written=written)
 
 
 def _sweep_checks(d: dict, files: dict, definitions: dict, method_schemas: dict) -> None:
