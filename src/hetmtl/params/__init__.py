@@ -471,7 +471,8 @@ def _semantic_checks(d: dict, files: dict) -> None:
             fail("readings", f"readings[{k}].method", f"{r['method']!r} has no entry in methods")
         if any(r["method"] in spec["methods"] for spec in d["settings"].values()):
             fail("readings", f"readings[{k}].method", f"{r['method']!r} is a row of a setting's tables, not a reading")
-    for name, spec in d["methods"].items():
+    # a method before its variants: an inherited value that breaks a rule is named where it is written
+    for name, spec in sorted(d["methods"].items(), key=lambda item: "variant_of" in item[1]):
         follows = spec.get("follows")
         if follows is None:
             continue
