@@ -312,3 +312,54 @@ def test_a_trunk_of_exactly_two_tasks_is_declared_shared():
     shared = {id(p) for p, rows in hs.shared_parameters()}
     assert shared == {id(p) for p in outside_per_task(hs.trunks[0])} and shared
     assert not shared & {id(p) for p in hs.trunks[1].parameters()}
+
+
+@pytest.mark.parametrize(("warmup", "share_every", "epochs"), [(1, 3, [1, 4, 7]), (2, 3, [2, 5])])
+def test_mtal_matches_after_warmup_then_every_share_every_epochs_for_an_odd_period(warmup, share_every, epochs,
+                                                                                   monkeypatch):
+    """Matching after epoch ``warmup`` and every ``share_every`` epochs after it (never after the last,
+    8): a period that does not divide twice the warm-up tells ``epoch - warmup`` from ``epoch + warmup``."""
+    data = toys.tasks(count=2)
+    m = MTAL(toys.infos(data), toys.BN, mtal_cfg(-2.0, warmup=warmup, share_every=share_every), 0)
+    calls = []
+    monkeypatch.setattr(m, "share", lambda optimizer=None: calls.append(epoch) or 0)
+    for epoch in range(1, 9):
+        m.after_epoch(epoch, None, final=epoch == 8)
+    assert calls == epochs
+
+
+def test_mtal_epoch_matching_merges_the_optimizers_momentum_with_the_kernels():
+    """The loop's hook (after_epoch) hands the optimiser to the merge: a merged slot's momentum is the
+    merge of its kernels' (and a slot nobody uses any more has none), not the momentum of one kernel."""
+    data = toys.tasks(count=3)
+    m = MTAL(toys.infos(data), toys.BN, mtal_cfg(-2.0), 0)
+    opt = loop.make_optimizer(m, TrainConfig(epochs=3, batch_size=8, lr=0.01, momentum=0.9, l2_lambda=0.0,
+                                             nan_check_every=1, seed=0))
+    g = torch.Generator().manual_seed(3)
+    for p in m.parameters():
+        opt.state[p]["momentum_buffer"] = torch.randn(p.shape, generator=g)
+    bank, _ = layer1_bank(m)
+    mom = opt.state[m.bank_w[bank]]["momentum_buffer"]
+    before = mom.clone()
+    m.after_epoch(1, opt)  # warmup 1: a matching round
+    alive = torch.zeros(mom.shape[0], dtype=torch.bool)
+    alive[m.index(1).flatten()] = True
+    assert not alive.all()  # rho -2: kernels merged
+    assert (mom[~alive] == 0).all()
+    assert not torch.equal(mom[alive], before[alive])
+
+
+def test_mtal_shared_parameters_hold_every_bank_of_a_layer_when_its_first_bank_shares_nothing():
+    """The first layer of a colour task and two grayscale tasks: two banks, the colour one (first) with
+    one task and nothing shared, the grayscale one shared after a round; the weighting's shared
+    coordinates include the grayscale bank's shared rows."""
+    data = toys.tasks(count=3)  # c40 (colour), g12, g24 (grayscale)
+    m = MTAL(toys.infos(data), toys.BN, mtal_cfg(-2.0), 0)
+    assert m.share() > 0
+    (colour, _), (gray, members) = m.banks[0]
+    assert members == [1, 2]
+    shared = {id(p): rows for p, rows in m.shared_parameters()}
+    assert id(m.bank_w[colour]) not in shared
+    rows = shared[id(m.bank_w[gray])]
+    counts = torch.bincount(m.index(0)[members].flatten(), minlength=m.bank_w[gray].shape[0])
+    assert torch.equal(rows, counts >= 2) and rows.any()
