@@ -363,3 +363,20 @@ def test_mtal_shared_parameters_hold_every_bank_of_a_layer_when_its_first_bank_s
     rows = shared[id(m.bank_w[gray])]
     counts = torch.bincount(m.index(0)[members].flatten(), minlength=m.bank_w[gray].shape[0])
     assert torch.equal(rows, counts >= 2) and rows.any()
+
+
+def test_mtal_group_rule_refuses_a_cross_pair_exactly_at_its_pairs_threshold():
+    """A group's cross pair must EXCEED its own pair's threshold, as a candidate must (Eq. 4, ``>``):
+    joining 1.a to {0.c, 2.b} is refused when sim(1.a, 2.b) equals rho_12 to the last bit."""
+    data = toys.tasks(count=3)
+    c, a, b = 3, 1, 2
+    m = MTAL(toys.infos(data), toys.BN, mtal_cfg(0.65), 0)
+    v = gram_vectors(torch.tensor([[1.0, 0.8, 0.9], [0.8, 1.0, 0.7], [0.9, 0.7, 1.0]]))
+    place(m, {(0, c): v[0], (1, a): v[1], (2, b): v[2]})
+    cross = m.similarity(1, 1, 2)[a, b]
+    with torch.no_grad():
+        m.thresholds[1, 2] = m.thresholds[2, 1] = cross  # exactly the cross pair's similarity
+    m.share()
+    idx = m.index(1)
+    assert idx[0, c] == idx[2, b]  # the strongest edge joins
+    assert idx[1, a] != idx[0, c]  # at the threshold is not above it
