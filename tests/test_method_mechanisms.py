@@ -380,3 +380,57 @@ def test_mtal_group_rule_refuses_a_cross_pair_exactly_at_its_pairs_threshold():
     idx = m.index(1)
     assert idx[0, c] == idx[2, b]  # the strongest edge joins
     assert idx[1, a] != idx[0, c]  # at the threshold is not above it
+
+
+def test_mtal_merge_makes_its_tensors_on_the_banks_device_and_dtype_whatever_the_defaults():
+    """A merge on a GPU must make every tensor it builds on the bank's device and in its dtype: with the
+    default device set to ``meta`` and the default dtype to float64, a tensor the merge builds without
+    naming them breaks it (as a CPU tensor next to CUDA banks does); the merge is then that of the plain
+    defaults (plain VGG: biases; fresh pairs: alpha and beta)."""
+    data = toys.tasks(count=3)
+    cfg = mtal_cfg(0.2, alpha=0.3, beta=0.7)
+    plain, m = MTAL(toys.infos(data), toys.PLAIN, cfg, 0), MTAL(toys.infos(data), toys.PLAIN, cfg, 0)
+    merged = plain.share()
+    torch.set_default_device("meta")
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert m.share() == merged > 0
+    finally:
+        torch.set_default_device(None)
+        torch.set_default_dtype(torch.float32)
+    for layer in range(m.num_layers):
+        assert torch.equal(m.index(layer), plain.index(layer))
+    for a, b in zip(m.parameters(), plain.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_mtal_groups_accept_at_most_a_pairs_quota_and_none_for_a_pair_without_one():
+    """The random control's quota ((i, j) -> n): at most n edges of pair (i, j) are accepted, none of a
+    pair the quota does not name (its followed run shared nothing there)."""
+    data = toys.tasks(count=3)
+    m = MTAL(toys.infos(data), toys.BN, mtal_cfg(-2.0), 0)
+    bank, K = layer1_bank(m)
+    edges = [(1.0 - 0.01 * k, 0, k, 1, k) for k in range(4)] + [(0.5, 0, 5, 2, 5)]
+    sims = {(i, j): torch.zeros(K, K) for i, j in ((0, 1), (0, 2), (1, 2))}
+    anything = torch.full((3, 3), float("-inf"))
+    roots = m._groups(1, bank, [0, 1, 2], edges, sims, anything, quota={(0, 1): 2})
+    idx = m.index(1)
+    joined = [k for k in range(4) if roots[int(idx[0, k])] == roots[int(idx[1, k])]]
+    assert joined == [0, 1]  # the first two of pair (0, 1), in the given order
+    assert roots[int(idx[0, 5])] != roots[int(idx[2, 5])]  # pair (0, 2): no quota, no edge
+
+
+def test_mtal_an_edge_refused_by_the_group_rule_does_not_end_the_layers_matching():
+    """(0.c, 1.a) is refused (its cross pair with 2.b is below rho); the weaker edge (1.d, 2.e) after it
+    in the layer's order is still accepted."""
+    data = toys.tasks(count=3)
+    c, a, b, d, e = 3, 1, 2, 4, 6
+    m = MTAL(toys.infos(data), toys.BN, mtal_cfg(0.65), 0)
+    v = gram_vectors(torch.tensor([[1.0, 0.8, 0.9], [0.8, 1.0, 0.6], [0.9, 0.6, 1.0]]))
+    w = gram_vectors(torch.tensor([[1.0, 0.7], [0.7, 1.0]]))
+    place(m, {(0, c): v[0], (1, a): v[1], (2, b): v[2],
+              (1, d): torch.cat([torch.zeros(3), w[0]]), (2, e): torch.cat([torch.zeros(3), w[1]])})
+    m.share()
+    idx = m.index(1)
+    assert idx[0, c] == idx[2, b] and idx[1, a] != idx[0, c]  # the group rule refused (0.c, 1.a)
+    assert idx[1, d] == idx[2, e]  # and the matching went on
