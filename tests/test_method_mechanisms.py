@@ -105,7 +105,7 @@ def test_mtal_merges_a_slots_bias_with_its_weights(spec):
         m.bank_b[str(bank)][slot_c] = 1.0
         m.bank_b[str(bank)][slot_a] = 3.0
     w_c, w_a = m.bank_w[bank][slot_c].clone(), m.bank_w[bank][slot_a].clone()
-    assert m.share() >= 1
+    assert m.share() == 1  # one pair: one slot merged away (the count the epoch hook reads)
     for t, k in ((0, c), (1, a)):
         w, bias = m.kernel(t, 1)
         assert torch.allclose(w[k], 0.3 * w_c + 0.7 * w_a)
@@ -390,11 +390,18 @@ def test_mtal_merge_makes_its_tensors_on_the_banks_device_and_dtype_whatever_the
     data = toys.tasks(count=3)
     cfg = mtal_cfg(0.2, alpha=0.3, beta=0.7)
     plain, m = MTAL(toys.infos(data), toys.PLAIN, cfg, 0), MTAL(toys.infos(data), toys.PLAIN, cfg, 0)
-    merged = plain.share()
+    opts = []
+    for net in (plain, m):  # one momentum buffer per parameter, the same for both
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        g = torch.Generator().manual_seed(4)
+        for p in net.parameters():
+            opt.state[p]["momentum_buffer"] = torch.randn(p.shape, generator=g)
+        opts.append(opt)
+    merged = plain.share(opts[0])
     torch.set_default_device("meta")
     torch.set_default_dtype(torch.float64)
     try:
-        assert m.share() == merged > 0
+        assert m.share(opts[1]) == merged > 0
     finally:
         torch.set_default_device(None)
         torch.set_default_dtype(torch.float32)
@@ -402,6 +409,7 @@ def test_mtal_merge_makes_its_tensors_on_the_banks_device_and_dtype_whatever_the
         assert torch.equal(m.index(layer), plain.index(layer))
     for a, b in zip(m.parameters(), plain.parameters()):
         assert torch.equal(a, b)
+        assert torch.equal(opts[1].state[a]["momentum_buffer"], opts[0].state[b]["momentum_buffer"])
 
 
 def test_mtal_groups_accept_at_most_a_pairs_quota_and_none_for_a_pair_without_one():
