@@ -442,3 +442,23 @@ def test_mtal_an_edge_refused_by_the_group_rule_does_not_end_the_layers_matching
     idx = m.index(1)
     assert idx[0, c] == idx[2, b] and idx[1, a] != idx[0, c]  # the group rule refused (0.c, 1.a)
     assert idx[1, d] == idx[2, e]  # and the matching went on
+
+
+def test_mtal_sharing_metrics_count_every_bank_of_a_layer_and_every_layers_duplicates():
+    """Two colour and two grayscale tasks: the first layer has two banks, each fully shared at rho -2;
+    the layer's sharing ratio and the compression count both banks' kernels and slots. A within-task
+    duplicate in a layer before the last counts in the total."""
+    data = toys.tasks()  # c40, g12, g24, c20
+    m = MTAL(toys.infos(data), toys.BN, mtal_cfg(-2.0), 0)
+    assert [members for _, members in m.banks[0]] == [[0, 3], [1, 2]]
+    m.share()
+    metrics = m.sharing_metrics()
+    assert metrics[f"sharing/{m.layer_names[0]}"] == 1.0
+    slots = sum(len({(m.task_bank[layer][t], int(s)) for t in range(4) for s in m.index(layer)[t]})
+                for layer in range(m.num_layers))
+    kernels = sum(m.index(layer).numel() for layer in range(m.num_layers))
+    assert metrics["compression"] == pytest.approx(slots / kernels)
+    assert metrics["within_task_duplicates"] == 0
+    with torch.no_grad():
+        m.index(0)[1, 1] = m.index(0)[1, 0]  # layer 0 of a grayscale task; none in the last layer
+    assert m.sharing_metrics()["within_task_duplicates"] == 1
