@@ -9,6 +9,7 @@ without BatchNorm). Written against mutants made independently of the tests
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import pytest
 import torch
@@ -458,6 +459,10 @@ def test_mtal_sharing_metrics_count_every_bank_of_a_layer_and_every_layers_dupli
                 for layer in range(m.num_layers))
     kernels = sum(m.index(layer).numel() for layer in range(m.num_layers))
     assert metrics["compression"] == pytest.approx(slots / kernels)
+    users = [Counter((m.task_bank[layer][t], int(s)) for t in range(4) for s in m.index(layer)[t])
+             for layer in range(m.num_layers)]
+    shared = sum(n for layer_users in users for n in layer_users.values() if n >= 2)
+    assert 0 < shared < kernels and metrics["sharing/total"] == pytest.approx(shared / kernels)
     assert metrics["within_task_duplicates"] == 0
     with torch.no_grad():
         m.index(0)[1, 1] = m.index(0)[1, 0]  # layer 0 of a grayscale task; none in the last layer
