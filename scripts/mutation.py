@@ -240,9 +240,16 @@ def render(root: Path = ROOT) -> str:
     triage = yaml.safe_load((tier / "triage.yaml").read_text()) or {}
 
     def scope(r: dict) -> str:
-        names = [s.split(".x_", 1)[1].removesuffix("__mutmut_*") + "()" if ".x_" in s
-                 else s.split(".xǁ", 1)[1].rstrip("ǁ*") + " (class)" if ".xǁ" in s else s
-                 for s in r.get("scope", ["the whole module"])]
+        def name(s: str) -> str:
+            if ".x_" in s:
+                return s.split(".x_", 1)[1].removesuffix("__mutmut_*") + "()"
+            if ".xǁ" in s:
+                cls, _, method = s.split(".xǁ", 1)[1].partition("ǁ")
+                method = method.removesuffix("*").removesuffix("__mutmut_")
+                return f"{cls}.{method}()" if method else f"{cls} (class)"
+            return s
+
+        names = [name(s) for s in r.get("scope", ["the whole module"])]
         return ", ".join(names)
 
     def survivors(r: dict) -> str:
