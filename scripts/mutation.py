@@ -5,6 +5,7 @@
     .venv/bin/python scripts/mutation.py check      # results vs baseline and triage; no mutmut run
     .venv/bin/python scripts/mutation.py readme     # rewrite README.md's scores block from the results
     .venv/bin/python scripts/mutation.py baseline   # take the committed results as the new baseline
+    .venv/bin/python scripts/mutation.py overlap    # each hand-written mutant beside mutmut's of its lines
 
 mutmut (pinned in tests/mutation/requirements.txt) is installed into .mutation/lib, not into the
 shared environment (keyed by requirements.lock): its own pytest and friends come after the
@@ -239,9 +240,16 @@ def render(root: Path = ROOT) -> str:
     triage = yaml.safe_load((tier / "triage.yaml").read_text()) or {}
 
     def scope(r: dict) -> str:
-        names = [s.split(".x_", 1)[1].removesuffix("__mutmut_*") + "()" if ".x_" in s
-                 else s.split(".xǁ", 1)[1].rstrip("ǁ*") + " (class)" if ".xǁ" in s else s
-                 for s in r.get("scope", ["the whole module"])]
+        def name(s: str) -> str:
+            if ".x_" in s:
+                return s.split(".x_", 1)[1].removesuffix("__mutmut_*") + "()"
+            if ".xǁ" in s:
+                cls, _, method = s.split(".xǁ", 1)[1].partition("ǁ")
+                method = method.removesuffix("*").removesuffix("__mutmut_")
+                return f"{cls}.{method}()" if method else f"{cls} (class)"
+            return s
+
+        names = [name(s) for s in r.get("scope", ["the whole module"])]
         return ", ".join(names)
 
     def survivors(r: dict) -> str:
@@ -279,9 +287,78 @@ def write_readme() -> None:
     readme.write_text(head + BEGIN + "\n" + render() + END + tail)
 
 
+def overlap(picks: list[str]) -> None:
+    """For each hand-written mutant of scripts/mutation_check.py in a module of the tier: mutmut's
+    mutants that change only the lines the hand mutant changes, and their status in the committed
+    result (killed / SURVIVED / out of scope). A hand mutant is dropped only where one of them is the
+    same distortion and killed (docs/mutation.md says which); mutmut's are mostly crash-type (an
+    argument None), where a hand mutant changes what the code means."""
+    import ast
+    import importlib.util
+
+    sys.path.append(str(LIB))
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    spec = importlib.util.spec_from_file_location("mutation_check", ROOT / "scripts" / "mutation_check.py")
+    hand = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hand)
+    listed = modules()["modules"]
+    res = results()
+    generated: dict[str, str] = {}
+    for name, rel, old, _new, _test in hand.DATA + hand.MECHANISMS:
+        module = rel.removeprefix("src/")
+        if module not in listed or (picks and not any(p in name or p in module for p in picks)):
+            continue
+        r = res.get(module)
+        if r is None:
+            print(f"[{name}] {module}: no result yet")
+            continue
+        src = (ROOT / rel).read_text()
+        line = src[:src.index(old)].count("\n") + 1
+        span = range(line, line + old.count("\n") + 1)
+        tree = ast.parse(src)
+        owner = None
+        for cls in [None] + [n for n in tree.body if isinstance(n, ast.ClassDef)]:
+            for fn in (tree.body if cls is None else cls.body):
+                if isinstance(fn, ast.FunctionDef) and fn.lineno <= line <= fn.end_lineno:
+                    owner = (cls.name if cls else None, fn)
+        if owner is None:
+            print(f"[{name}] {module}:{line}: outside a function (mutmut mutates functions only)")
+            continue
+        cls, fn = owner
+        key = f"hetmtl.{slug(module)}." + (f"x\u01c1{cls}\u01c1" if cls else "x_") + f"{fn.name}__mutmut_"
+        scope = r["scope"] if r["scope"] != ["the whole module"] else None
+        in_scope = not scope or any(fnmatch.fnmatchcase(key + "1", g) for g in scope)
+        if module not in generated:
+            generated[module] = mutate_file_contents(module, src).code
+        mtree = ast.parse(generated[module])
+        gen = generated[module]
+        funcs = {n.name: n for n in ast.walk(mtree) if isinstance(n, ast.FunctionDef) and "__mutmut_" in n.name}
+        base = key.rsplit(".", 1)[1]
+        orig = funcs.get(base + "orig")
+        if orig is None:
+            print(f"[{name}] {module}:{line}: {fn.name} is not mutated by mutmut (a decorated function?)")
+            continue
+        olines = ast.get_source_segment(gen, orig).splitlines()
+        off = line - fn.lineno
+        survivors = {s["name"] for s in r["survivors"]}
+        hits = []
+        for fname, node in funcs.items():
+            if not fname.startswith(base) or fname.endswith("orig"):
+                continue
+            mlines = ast.get_source_segment(gen, node).splitlines()
+            changed = [i for i, (a, b) in enumerate(zip(olines[1:], mlines[1:]), 1) if a != b]
+            if len(mlines) == len(olines) and changed and all(i - off + line in span for i in changed):
+                full = f"hetmtl.{slug(module)}.{fname}"
+                status = "SURVIVED" if full in survivors else "killed" if in_scope else "out of scope"
+                hits.append(f"    {fname.rsplit('_', 1)[1]:>4} {status:12s} {mlines[changed[0]].strip()[:110]}")
+        print(f"[{name}] {module}:{line} ({fn.name}): {len(hits)} mutmut mutants on its lines")
+        print("\n".join(hits))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("action", choices=["run", "check", "readme", "baseline"])
+    ap.add_argument("action", choices=["run", "check", "readme", "baseline", "overlap"])
     ap.add_argument("modules", nargs="*", help="paths under src/ (default: every module of modules.yaml "
                     "that is not pending)")
     ap.add_argument("--children", type=int, default=int(os.environ.get("MUTATION_CHILDREN", "2")))
@@ -297,6 +374,9 @@ def main(argv=None) -> int:
             run(m, mods[m], a.children)
         write_readme()
         a.action = "check"
+    if a.action == "overlap":
+        overlap(a.modules)
+        return 0
     if a.action == "readme":
         write_readme()
         return 0

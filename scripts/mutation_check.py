@@ -88,7 +88,7 @@ MECHANISMS = [
   ("mtal: match after last epoch", MTAL, "if not final and epoch >= self.warmup", "if epoch >= self.warmup", f"{T_MTAL}::test_no_matching_after_the_last_epoch"),
   ("mtal: share_every ignored", MTAL, "(epoch - self.warmup) % self.share_every == 0", "True", f"{T_MTAL}::test_matching_epochs_follow_warmup_and_share_every"),
   ("mtal: no BN re-estimate after merge", MTAL, "                self.needs_bn_recalibration = True", "                pass", f"{T_MTAL}::test_batchnorm_statistics_are_those_of_the_merged_weights"),
-  ("mtal: BN re-estimate keeps old stats", "src/hetmtl/training/loop.py", "        m.reset_running_stats()\n        m.momentum = None", "        m.momentum = 0.1", f"{T_MTAL}::test_batchnorm_statistics_are_those_of_the_merged_weights"),
+  ("mtal: BN re-estimate keeps old stats", "src/hetmtl/training/loop.py", "            m.reset_running_stats()\n            m.momentum = None", "            m.momentum = 0.1", f"{T_MTAL}::test_batchnorm_statistics_are_those_of_the_merged_weights"),
   ("mtal: groups by single linkage", MTAL, "            if not all(similar(t, k, u, q) for t, k in kernels[ra] for u, q in kernels[rb]):", "            if False:", f"{T_MTAL}::test_unrelated_tasks_never_share_through_a_related_third"),
   ("mtal: per-pair threshold ignored", "src/hetmtl/methods/mtal_prior.py", "thresholds=pair_thresholds(R, cfg))", "thresholds=None)", f"{T_MTAL}::test_prior_thresholds_decide_which_pairs_share"),
   ("mtal: one task's gradient lost", MTAL, "        return self.bank_w[bank][idx], (None if bias is None else bias[idx])", "        return (self.bank_w[bank][idx] if t == 0 else self.bank_w[bank][idx].detach()), (None if bias is None else bias[idx])", f"{T_MTAL}::test_shared_slot_receives_the_sum_of_both_tasks_gradients"),
@@ -122,9 +122,7 @@ MECHANISMS = [
   ("mtda: objective without penalty", MTDA, " - coupling * (w - eye).pow(2).sum()", "", f"{T_MTDA}::test_objective_never_decreases_rotations_stay_orthogonal_and_p_is_the_pooled_optimum"),
   # cross-stitch, NDDR-CNN, columns and the budget
   ("cross-stitch: mixing frozen", "src/hetmtl/methods/cross_stitch.py", "nn.Parameter(init[:, :, None].repeat(1, 1, width).clone())", "nn.Parameter(init[:, :, None].repeat(1, 1, width).clone(), requires_grad=False)", f"{T_METHODS}::test_cross_stitch_units_learn_a_hundred_times_faster"),
-  ("cross-stitch: unit rate 1x", "src/hetmtl/methods/columns.py", '"lr_mult": self.unit_lr_mult}]', '"lr_mult": 1.0}]', f"{T_METHODS}::test_cross_stitch_units_learn_a_hundred_times_faster"),
   ("columns: init_from a no-op", "src/hetmtl/methods/columns.py", "        self.nets.load_state_dict(state)", "        pass", f"{T_METHODS}::test_column_methods_pretrain_inside_their_budget"),
-  ("columns: R ignored in mixing", "src/hetmtl/methods/columns.py", "self.mixing = mixing_init(relations, T,", "self.mixing = mixing_init(None, T,", f"{T_METHODS}::test_prior_shapes_the_mixing_of_the_units"),
   ("budget: pre-training not frozen", JOB, "            single.freeze_blocks(freeze_blocks)", "            pass", f"{T_METHODS}::test_column_pretraining_freezes_what_the_method_freezes"),
   ("budget: resume ignores phase", JOB, 'phase = (state or {}).get("phase", "pretrain" if P else "joint")', 'phase = "pretrain" if P else "joint"', f"{T_METHODS}::test_column_methods_resume_in_either_phase"),
   ("budget: steps computed not counted", "src/hetmtl/training/loop.py", "            steps_done += 1", "            steps_done += 0", f"{T_METHODS}::test_column_methods_pretrain_inside_their_budget"),

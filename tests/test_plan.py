@@ -168,3 +168,23 @@ def test_a_difference_equal_on_every_seed_has_no_spread_and_a_correlation_is_sho
     row = plan_rows([_checked([rho], 1, rho, unit="ρ")], {"alpha": 0.05})
     shown = cells(row).iloc[0]
     assert shown["Effect"] == "-0.01 ρ" and shown["SD of differences"] == "0.36"
+
+
+def test_an_equal_difference_shows_no_spread_where_pandas_std_rounds_and_one_seed_shows_none():
+    """0.7 on three seeds: pandas' std gives 1.4e-16, the row shows 0 (the claims' own test reads no
+    spread); one pilot seed has no spread at all (NaN), not 0."""
+    assert pd.Series([0.7] * 3).std(ddof=1) != 0  # the rounding this protects against
+    same = _comparison("a − b", [0.7, 0.7, 0.7])
+    assert plan_rows([_checked([same], 1, same)], {"alpha": 0.05}).iloc[0].sd == 0.0
+    one = _comparison("a − b", [0.7])
+    assert pd.isna(plan_rows([_checked([one], 1, one)], {"alpha": 0.05}).iloc[0].sd)
+
+
+def test_a_spread_at_the_rounding_floor_is_read_as_none_and_the_floor_scales_with_the_effect():
+    """sd <= 1e-12 x max(1, |effect|) is no spread (the sign-flip test: 6 seeds at alpha 0.05); above it the
+    t-test's power decides."""
+    assert seeds_needed(1.0, 1e-12, 0.05) == 6  # at the floor: none
+    assert seeds_needed(0.5, 1e-12, 0.05) == 6  # effect below 1: the floor is 1e-12
+    by_power = next((n for n in range(2, 201) if power(0.5, 1.5e-12, n, 0.05) >= 0.8), None)
+    assert by_power != 6 and seeds_needed(0.5, 1.5e-12, 0.05) == by_power  # above it: the power's search
+    assert seeds_needed(1e6, 1e-7, 0.05) == 6  # the floor grows with the effect (1e-6 here)

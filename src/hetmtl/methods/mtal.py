@@ -278,8 +278,12 @@ class MTAL(Method):
         wj = F.normalize(self.kernel(j, layer)[0].detach().flatten(1), dim=1)
         return wi @ wj.T
 
-    @torch.no_grad()
     def share(self, optimizer: torch.optim.Optimizer | None = None) -> int:
+        """One matching round over every layer, without autograd (:meth:`_share`)."""
+        with torch.no_grad():
+            return self._share(optimizer)
+
+    def _share(self, optimizer: torch.optim.Optimizer | None) -> int:
         """One matching round over every layer; returns the number of slots merged away.
 
         Per layer and bank: the candidate edges are every task pair's one-to-one
@@ -290,7 +294,8 @@ class MTAL(Method):
         some kernel of the other are not similar enough for their own task pair
         (below rho_tu): a group is a set of kernels of distinct tasks every two
         of which pass their pair's threshold, so unrelated tasks never share
-        through a related third one.
+        through a related third one. (Not a decorated method, so that the mutation
+        tier's tool mutates it: mutmut skips decorated functions.)
         """
         merges = 0
         for layer in range(self.num_layers):

@@ -164,10 +164,11 @@ class MTALDelta(MTAL):
 
     # ------------------------------------------------------------ merge
 
-    @torch.no_grad()
     def _merge(self, layer, bank_id, members, roots, optimizer) -> int:
         """MTAL's merge of the slots' updates (w - w0), then each group's reference
-        w0' = sum(c * w0) / sum(c) added back (c: task kernels per slot)."""
+        w0' = sum(c * w0) / sum(c) added back (c: task kernels per slot). Called from
+        :meth:`MTAL.share` alone, under its ``torch.no_grad`` (not a decorator: the mutation
+        tier's tool skips decorated functions)."""
         w, b = self.bank_w[bank_id], self.bias_bank(bank_id)
         idx = self.index(layer)
         n, dev = w.shape[0], w.device

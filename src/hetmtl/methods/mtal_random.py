@@ -70,8 +70,9 @@ class MTALRandom(MTALDelta):
         super().__init__(tasks, spec, {**cfg, "threshold": "fraction", "fraction": 0.0, "quantile": 1.0}, seed)
         self.targets = targets or {}
 
-    @torch.no_grad()
-    def share(self, optimizer=None) -> int:
+    def _share(self, optimizer) -> int:
+        """One round (MTAL.share calls it under ``torch.no_grad``): per layer and task pair, as
+        many random kernel pairs as the followed run shared there by this epoch."""
         if self.epoch not in self.targets:
             raise UserError(f"mtal_random: the followed run logged no sharing counts for epoch {self.epoch}; "
                             "rerun it (it must have the same warmup, share_every and epochs)")

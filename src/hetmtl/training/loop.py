@@ -66,37 +66,37 @@ def make_optimizer(method: Method, cfg: TrainConfig, weighting: Weighting | None
 _autocast = autocast  # the name the evaluation code uses
 
 
-@torch.no_grad()
 def accuracy(method: Method, t: int, data: TaskData, split: str, batch: int = 512, norm: str = "symmetric") -> float:
-    method.eval()
-    x, y = data.x[split], data.y[split]
-    correct = torch.zeros((), dtype=torch.long, device=y.device)
-    with _autocast(y.device):
-        for s in range(0, len(y), batch):
-            correct += (method(t, to_input(x[s:s + batch], norm)).argmax(1) == y[s:s + batch]).sum()
-    method.train()
-    return correct.item() / max(1, len(y))
+    with torch.no_grad():  # not a decorator: the mutation tier's tool skips decorated functions
+        method.eval()
+        x, y = data.x[split], data.y[split]
+        correct = torch.zeros((), dtype=torch.long, device=y.device)
+        with _autocast(y.device):
+            for s in range(0, len(y), batch):
+                correct += (method(t, to_input(x[s:s + batch], norm)).argmax(1) == y[s:s + batch]).sum()
+        method.train()
+        return correct.item() / max(1, len(y))
 
 
-@torch.no_grad()
 def recalibrate_batchnorm(method: Method, data: list[TaskData], batch_size: int, norm: str = "symmetric") -> None:
     """Re-estimate every BatchNorm's running statistics: reset them and average
     (cumulative mean, ``momentum=None``) over one pass of each task's training
     split through the current weights, in fixed order, without augmentation."""
-    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    method.train()
-    for t, d in enumerate(data):
-        x = d.x["train"]
-        with _autocast(x.device):
-            for s in range(0, len(x), batch_size):
-                method(t, to_input(x[s:s + batch_size], norm))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    method.needs_bn_recalibration = False
+    with torch.no_grad():  # not a decorator: the mutation tier's tool skips decorated functions
+        norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        method.train()
+        for t, d in enumerate(data):
+            x = d.x["train"]
+            with _autocast(x.device):
+                for s in range(0, len(x), batch_size):
+                    method(t, to_input(x[s:s + batch_size], norm))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        method.needs_bn_recalibration = False
 
 
 def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.device,
