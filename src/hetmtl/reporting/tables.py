@@ -36,8 +36,9 @@ def best_and_tied(shown: dict, per_seed: dict, alpha: float = ALPHA) -> tuple[se
     Bold: the rows whose shown mean is the highest. Tied: every other row whose two-sided paired
     t-test over common seeds against the best row (the bold row of highest unrounded mean), Holm-adjusted
     over the column's comparisons, is not significant at ``alpha`` (identical differences over the seeds:
-    tied when they are 0, significant otherwise, the t statistic being infinite). Nothing bold and nothing tied when some row has fewer than two seeds in common with the
-    best row: with n < 2 no difference can be tested, so no best can be told."""
+    tied when they are 0, significant otherwise, the t statistic being infinite). Nothing bold and
+    nothing tied when some row has fewer than two seeds in common with the best row: with n < 2 no
+    difference can be tested, so no best can be told."""
     from scipy import stats
 
     shown = {k: v for k, v in shown.items() if not pd.isna(v)}
@@ -193,14 +194,15 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 
 def latex_escape(text: str) -> str:
-    """LaTeX's special characters escaped, ± as $\\pm$ (the caption; Styler escapes the cells)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$")
+    """LaTeX's special characters escaped, ± as $\\pm$ and † as $^\\dagger$ (the caption; Styler escapes the
+    cells)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$").replace(TIED, r"$^\dagger$")
 
 
 def _latex(text: pd.DataFrame, bold: pd.DataFrame, caption: str) -> str:
     styler = (text.style.hide(axis="index")
               .apply(lambda _: np.where(bold.to_numpy(), "textbf:--rwrap;", ""), axis=None)
-              .format(lambda s: s.replace("±", r"$\pm$"), escape="latex")
+              .format(lambda s: s.replace("±", r"$\pm$").replace(TIED, r"$^\dagger$"), escape="latex")
               .format_index(escape="latex", axis=1))
     return styler.to_latex(caption=latex_escape(caption), hrules=True, position="t", position_float="centering",
                            column_format="l" + "c" * (len(text.columns) - 1))
