@@ -62,6 +62,37 @@ def test_shared_kernels_are_shown_with_row_labels_and_a_colour_bar_per_row():
     assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2
 
 
+def _blank_panels(fig) -> list:
+    """The figure's panels that show nothing: no image, no line, no text (colour bars aside)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.get_visible()
+            and not (ax.images or ax.lines or ax.patches or ax.texts)]
+
+
+@pytest.mark.parametrize("rho", [1.01, -1.01])  # nothing shared (best pairs of 2 of 3 tasks); everything shared
+def test_fig11_has_no_blank_panel_and_its_title_says_what_the_rows_are(rho):
+    from hetmtl.reporting.figures import activation_figure
+
+    m, images = _mtal(rho)
+    if rho < 0:
+        m.share()
+    fig = activation_figure(m, images, 1, "conv2_1", "Fig. 11", rho=rho)
+    assert fig.axes and not _blank_panels(fig)
+    title = fig._suptitle.get_text()
+    if rho > 0:  # nothing shared: never titled as if kernels were shared
+        assert "kernels shared in" not in title and "no kernel of conv2_1 is shared" in title
+    else:
+        assert "activation maps of kernels shared in conv2_1" in title
+
+
+def test_a_layer_with_nothing_to_compare_is_one_panel_that_says_so(monkeypatch):
+    from hetmtl.reporting import figures
+
+    m, images = _mtal(1.01)
+    monkeypatch.setattr(figures, "best_pairs", lambda *a: [])
+    fig = figures.activation_figure(m, images, 1, "conv2_1", "Fig. 11", rho=1.01)
+    assert len(fig.axes) == 1 and "nothing to compare" in fig.axes[0].texts[0].get_text()
+
+
 def test_each_task_keeps_its_colour_in_every_panel_of_fig12():
     from hetmtl.reporting.figures import loss_figure
 

@@ -220,7 +220,7 @@ def activation_figure(params, suite: str, root: Path, name: str, layer: int, gro
     rho = run.method_params.get("rho")
     return figures.activation_maps(
         method, images, layer, layer_name, path,
-        f"{title}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})", rho=rho)
+        f"{title} ({group} tasks, seed {seed})", rho=rho)
 
 
 # ----------------------------------------------------------------- the catalogue's builders

@@ -57,7 +57,9 @@ class Entry:
 
 
 _AGG = "hetmtl.reporting.aggregate"
-_SHARED = "(when none is shared: the best-matching pairs, marked NOT shared)."
+_SHARED = ("(when none is shared: the best-matching pairs, marked NOT shared, as the title says; each row shows "
+           "only its own tasks' panels, so no panel is blank; a layer where no two tasks have kernels of one shape "
+           "gets one panel saying so).")
 
 # In the paper's order; the figure names sort in that order (the report lists items by name).
 CATALOGUE: tuple[Entry, ...] = (

@@ -174,6 +174,10 @@ def best_pairs(method, layer: int, n: int) -> list[tuple[float, list[tuple[int, 
 
 def activation_figure(method, images: list, layer: int, layer_name: str, title: str, rho: float | None = None,
                       max_kernels: int = 4):
+    """Fig. 10 / 11's figure: one row per shared kernel slot (or, when none is shared, per best-matching
+    pair, marked NOT shared), each row only the panels of the tasks in it (input and activation side by
+    side): no blank panel. A layer where no two tasks have kernels of one shape: one panel saying so.
+    ``title``: the figure's prefix (its number and context); the figure says what the rows are."""
     import torch
 
     T = len(method.tasks)
@@ -181,41 +185,50 @@ def activation_figure(method, images: list, layer: int, layer_name: str, title: 
     shared = bool(rows)
     if not shared:  # nothing shared: the best-matching pairs, marked as not shared
         rows = [(cos, pair) for cos, pair in best_pairs(method, layer, max_kernels)]
+    if not rows:  # nothing to show: one panel that says so, not a grid of blank ones
+        fig, ax = plt.subplots(figsize=(6, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no two tasks have kernels of one shape in {layer_name}: nothing to compare",
+                ha="center", va="center", fontsize=9, wrap=True)
+        fig.suptitle(f"{title}: no activation maps of {layer_name}", fontsize=9)
+        return fig
     with torch.no_grad():
         acts = [method.activations(t, images[t], layer)[0] for t in range(T)]
-    n = max(1, len(rows))
-    fig, axes = plt.subplots(n, 2 * T, figsize=(1.6 * 2 * T + 1.6, 1.6 * n + 1.0), squeeze=False,
+    width = max(len(group) for _, group in rows)
+    n = len(rows)
+    fig, axes = plt.subplots(n, 2 * width, figsize=(1.6 * 2 * width + 1.6, 1.7 * n + 1.0), squeeze=False,
                              layout="constrained")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
-    if not rows:
-        axes[0][0].text(0, 0.5, f"no two tasks have kernels of one shape in {layer_name}: nothing to compare",
-                        fontsize=9, transform=axes[0][0].transAxes)
-    for t in range(T):
-        axes[0][2 * t].set_title(f"{method.tasks[t].name}: input", fontsize=8)
-        axes[0][2 * t + 1].set_title(f"{method.tasks[t].name}: activation", fontsize=8)
     for r, (cos, group) in enumerate(rows):
         by_task = dict(group)
         maps = {t: acts[t][k].numpy() for t, k in by_task.items()}
         lo, hi = min(m.min() for m in maps.values()), max(m.max() for m in maps.values())
         im = None
-        for t, k in by_task.items():
+        for c, (t, k) in enumerate(by_task.items()):
             img = images[t][0].float()
             img = img.mean(0) if img.shape[0] > 1 else img[0]
-            axes[r][2 * t].imshow(img.numpy(), cmap="gray")
-            im = axes[r][2 * t + 1].imshow(maps[t], cmap="magma", vmin=lo, vmax=hi)
-            axes[r][2 * t + 1].set_xlabel(f"kernel {k}", fontsize=7, labelpad=1)
+            axes[r][2 * c].imshow(img.numpy(), cmap="gray")
+            axes[r][2 * c].set_title(f"{method.tasks[t].name}: input", fontsize=7)
+            im = axes[r][2 * c + 1].imshow(maps[t], cmap="magma", vmin=lo, vmax=hi)
+            axes[r][2 * c + 1].set_title(f"{method.tasks[t].name}: kernel {k}", fontsize=7)
+        for c in range(len(by_task), width):  # a row of fewer tasks: its spare panels left out
+            axes[r][2 * c].remove()
+            axes[r][2 * c + 1].remove()
         what = " + ".join(f"{method.tasks[t].name} #{k}" for t, k in group)
         label = (f"slot {r + 1}\n{what}" if cos is None else
                  f"NOT shared\n{what}\ncos {cos:.2f}" + (f", rho {rho:g}" if rho is not None else ""))
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
-        fig.colorbar(im, ax=axes[r].tolist(), fraction=0.025, pad=0.01).set_label("activation", fontsize=7)
-    if not shared and rows:
-        title += (f"\nno kernel of {layer_name} is shared in this run: the best-matching kernel pairs, "
-                  "NOT shared" + (f" (threshold rho = {rho:g})" if rho is not None else ""))
+        fig.colorbar(im, ax=axes[r][:2 * len(by_task)].tolist(), fraction=0.025, pad=0.01).set_label(
+            "activation", fontsize=7)
+    if shared:
+        title += f": activation maps of kernels shared in {layer_name}"
+    else:
+        title += (f": no kernel of {layer_name} is shared in this run;\nactivation maps of the best-matching "
+                  "kernel pairs, NOT shared" + (f" (threshold rho = {rho:g})" if rho is not None else ""))
     fig.suptitle(title, fontsize=9)
     return fig
 
