@@ -138,6 +138,33 @@ def test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf(tmp_path
     assert out.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
 
 
+def test_fig8_stars_exactly_the_bars_the_tables_p_column_stars_inside_the_axes(params):
+    """The stars come from the same Holm-adjusted p as the tables' "p vs MTAL (Holm)" column."""
+    from hetmtl.reporting import figures
+    from hetmtl.reporting.tables import add_significance, cells, paired_pvalues, summarise
+
+    rows = [("shared", "single_task"), ("shared", "hard_sharing"), ("no_prior", "mtal")]
+    acc = {"single_task": [0.60, 0.63, 0.58, 0.62], "hard_sharing": [0.80, 0.55, 0.97, 0.60],
+           "mtal": [0.97, 0.98, 0.96, 0.99]}
+    recs = pd.DataFrame([{"suite": "tiny", "group": "g", "setting": st, "method": m, "seed": seed,
+                          "run_id": f"{m}{seed}", "metric": metric, "value": v} for st, m in rows for seed, v in enumerate(acc[m])
+                         for metric in ("test_acc/A", "test_acc/mean")])
+    table = summarise(recs, "g", rows, ["A"], params["report"]["display"])
+    table = add_significance(table, paired_pvalues(recs, "g", rows, ("no_prior", "mtal")), "mtal")
+    text, _ = cells(table)
+    starred = {params["report"]["display"][m] for m, p in zip(table.index, text["p vs MTAL (Holm)"])
+               if p.endswith("*")}
+    assert starred == {"Single-task"}  # hard sharing's seeds scatter: not significant
+    fig = figures.overall_figure({"table3": table}, {"table3": "Table 3"}, "", params["report"]["highlight"])
+    ax = fig.axes[0]
+    stars = [t for t in ax.texts if t.get_text() == figures.STAR]
+    labels = [lab.get_text() for lab in ax.get_xticklabels()]
+    assert {labels[round(t.get_position()[0])] for t in stars} == starred
+    assert all(t.get_position()[1] + figures.STAR_ROOM - 1 <= ax.get_ylim()[1] for t in stars)  # MTAL near 100%
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(figures.SIGNIFICANCE_LEGEND in t for t in legend)
+
+
 @pytest.mark.parametrize("kind,wildcard", [("figure", "fig09_threshold_sweep"), ("table", "table3")])
 def test_each_report_item_gets_its_own_caption(kind, wildcard):
     """The caption templates render the job's own caption (one job per item), not a list of all."""

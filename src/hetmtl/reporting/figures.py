@@ -48,35 +48,62 @@ def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note
 
     n = len(tables)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.4), sharey=True, squeeze=False, layout="constrained")
-    present, names, top = set(), {}, 100.0
+    present, names, top, starred, tested = set(), {}, 100.0, False, False
     for ax, (name, table) in zip(axes[0], tables.items()):
         means = 100 * table[(AVERAGE, "mean")]
         ci = 100 * table[(AVERAGE, "ci")].fillna(0)
-        top = max(top, float((means + ci).max()) if len(means) else top)
+        top = max(top, float((means + ci).max()) + (STAR_ROOM if _any_star(table) else 0) if len(means) else top)
         labels = [display_name(table, m) for m in table.index]
         colours = [highlight.get(m, BASELINE) for m in table.index]
         present |= set(table.index)
         names.update((m, display_name(table, m)) for m in table.index)
         ax.bar(range(len(means)), means, yerr=ci, color=colours, capsize=3)
+        for x, m in enumerate(table.index):  # the tables' p column: * where it is significant
+            if significant(table, m):
+                ax.text(x, float(means.iloc[x] + ci.iloc[x]) + 1, STAR, ha="center", va="bottom", fontsize=10)
+        starred |= any(significant(table, m) for m in table.index)
+        tested |= "holm" in table.attrs
         ax.set_xticks(range(len(means)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(titles[name], fontsize=9)
         ax.yaxis.set_major_locator(MultipleLocator(20))
         ax.yaxis.set_minor_locator(MultipleLocator(10))
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0][0].set_ylim(0, top + 2 if top > 100 else 100)  # an interval past 100% is drawn whole, not clipped
+    axes[0][0].set_ylim(0, top + 2 if top > 100 else 100)  # an interval (or a star) past 100%: drawn whole
     axes[0][0].set_ylabel("average test accuracy (%), 95% CI")
     legend = [(c, names[m]) for m, c in highlight.items() if m in present]
     legend += [(BASELINE, "baselines")] if present - set(highlight) else []
-    fig.legend(handles=[Patch(color=c, label=text) for c, text in legend],
-               loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    handles = [Patch(color=c, label=text) for c, text in legend]
+    if tested:  # the mark's meaning, wherever the tables test (even when nothing is significant)
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], linestyle="none", marker="$*$", color="black", markersize=8,
+                              label=SIGNIFICANCE_LEGEND + ("" if starred else " (none here)")))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.suptitle("Fig. 8: overall comparison" + (f" ({note})" if note else ""), fontsize=9)
     return fig
 
 
+STAR = "*"
+STAR_ROOM = 6.0  # % of the axis above a bar's interval that its star needs
+SIGNIFICANCE_LEGEND = "differs from the table's reference (MTAL): paired t-test, Holm-adjusted p < 0.05"
+
+
+def significant(table: pd.DataFrame, method: str, alpha: float = 0.05) -> bool:
+    """Whether the table's p column (Holm-adjusted p against its reference, tables.add_significance)
+    marks ``method`` with *: the same test and the same level as the tables."""
+    p = table.attrs.get("holm", {}).get(method, float("nan"))
+    return method != table.attrs.get("reference") and not pd.isna(p) and p < alpha
+
+
+def _any_star(table: pd.DataFrame) -> bool:
+    return any(significant(table, m) for m in table.index)
+
+
 def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str,
                        highlight: dict[str, str]) -> Path:
-    """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars)."""
+    """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars); * above a bar
+    where the table's p column marks it (:func:`significant`), the legend saying what * means."""
     return _save(overall_figure(tables, titles, note, highlight), path)
 
 
