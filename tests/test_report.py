@@ -147,7 +147,8 @@ def test_fig8_stars_exactly_the_bars_the_tables_p_column_stars_inside_the_axes(p
     acc = {"single_task": [0.60, 0.63, 0.58, 0.62], "hard_sharing": [0.80, 0.55, 0.97, 0.60],
            "mtal": [0.97, 0.98, 0.96, 0.99]}
     recs = pd.DataFrame([{"suite": "tiny", "group": "g", "setting": st, "method": m, "seed": seed,
-                          "run_id": f"{m}{seed}", "metric": metric, "value": v} for st, m in rows for seed, v in enumerate(acc[m])
+                          "run_id": f"{m}{seed}", "metric": metric, "value": v}
+                         for st, m in rows for seed, v in enumerate(acc[m])
                          for metric in ("test_acc/A", "test_acc/mean")])
     table = summarise(recs, "g", rows, ["A"], params["report"]["display"])
     table = add_significance(table, paired_pvalues(recs, "g", rows, ("no_prior", "mtal")), "mtal")
