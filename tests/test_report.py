@@ -97,7 +97,7 @@ def test_each_task_keeps_its_colour_in_every_panel_of_fig12():
     from hetmtl.reporting.figures import loss_figure
 
     def history(tasks):
-        return pd.DataFrame([{"task": t, "epoch": e, "value": 1.0 / e + i, "seed": 0}
+        return pd.DataFrame([{"task": t, "step": e, "value": 1.0 / e + i, "seed": 0}
                              for i, t in enumerate(tasks) for e in (1, 2)])
 
     fig = loss_figure({"related": history(["HD", "a", "A"]), "unrelated": history(["Amazon", "HD"])}, "")

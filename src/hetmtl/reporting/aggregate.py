@@ -16,7 +16,7 @@ from hetmtl.reporting.collect import (
     check_current,
     collect,
     collect_sweeps,
-    metric_histories,
+    step_histories,
     tuned_values,
 )
 from hetmtl.reporting.tables import (
@@ -382,15 +382,23 @@ def fig11_activations_conv2(params, suite: str, root: Path, name: str, records: 
 
 
 def showcase_losses(params, suite: str, root: Path) -> pd.DataFrame:
+    """The training loss per optimisation step of params/report.yaml ``showcase`` (Fig. 12)."""
     show = params["report"]["showcase"]
-    return metric_histories(params, suite, root, show["method"], show["setting"], "train_loss/")
+    return step_histories(params, suite, root, show["method"], show["setting"])
+
+
+def loss_window(params) -> int:
+    """Fig. 12's moving average, in steps: the ``window`` of the claim on convergence (C10), so the figure
+    shows the curve the claim reads; 1 (none) without such a claim."""
+    return next((int(c["window"]) for c in params["claims"]["items"].values() if c["kind"] == "converged_within"), 1)
 
 
 def fig12_mtal_loss(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
     losses = showcase_losses(params, suite, root)
     label = params["report"]["display"].get(params["report"]["showcase"]["method"], "")
     figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]}, root / paths.figure(suite, name),
-                        _note(params, suite), label, {g: params.tasks_of(g) for g in params["groups"]})
+                        _note(params, suite), label, {g: params.tasks_of(g) for g in params["groups"]},
+                        loss_window(params))
     return _figure_files(root, suite, name)
 
 
@@ -432,7 +440,7 @@ def aggregate(params, suite: str, root: Path, with_items: bool = True) -> dict:
                    .agg(["mean", "std"]).reset_index().rename(columns={"sweep_value": sw["parameter"]}))
         _write(plots / f"sweep_{sweep_name}.csv", summary.to_csv(index=False, float_format="%.6f"))
     losses = showcase_losses(params, suite, root)
-    curve = losses.groupby(["group", "task", "epoch"])["value"].mean().reset_index()
+    curve = losses.groupby(["group", "task", "step"])["value"].mean().reset_index()
     _write(plots / "mtal_train_loss.csv", curve.rename(columns={"value": "train_loss"}).to_csv(index=False))
 
     for name, row in metrics.items():

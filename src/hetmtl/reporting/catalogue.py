@@ -100,7 +100,8 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("figure", "fig11_activations_conv2", f"{_AGG}:fig11_activations_conv2", reads=("receipts", "models"),
           caption="Reproduces the paper's Fig. 11: activation maps of shared kernels, second conv layer " + _SHARED),
     Entry("figure", "fig12_mtal_loss", f"{_AGG}:fig12_mtal_loss",
-          caption="Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves (one colour per task)."),
+          caption="Reproduces the paper's Fig. 12: MTAL's per-task training loss per optimisation step (one "
+                  "colour per task; mean over seeds, averaged over claim C10's window of steps, ours)."),
     Entry("figure", "fig13_pair_sharing", f"{_AGG}:fig13_pair_sharing", reads=("receipts", "relations"),
           sections=("report", "relations"),
           caption="Fig. 13 (ours): each task pair's shared fraction beyond the first conv layer against its R, "
