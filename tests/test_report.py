@@ -234,7 +234,26 @@ def test_fig8_draws_an_interval_past_100_percent_whole(params):
 def test_fig12s_legend_lists_the_tasks_in_the_tables_order():
     from hetmtl.reporting import figures
 
-    h = pd.DataFrame([{"task": t, "epoch": e, "seed": 0, "value": 1.0 / e} for t in ("Typographic", "HD", "a", "A")
+    h = pd.DataFrame([{"task": t, "step": e, "seed": 0, "value": 1.0 / e} for t in ("Typographic", "HD", "a", "A")
                       for e in (1, 2)])
     fig = figures.loss_figure({"related": h}, "", order={"related": ["HD", "a", "Typographic", "A"]})
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["HD", "a", "Typographic", "A"]
+
+
+def test_fig12_plots_optimisation_steps_smoothed_over_the_claims_window(params):
+    """Fig. 12 speaks of iterations: its x axis is the step, each curve the mean over seeds averaged over
+    the trailing window claim C10 reads (params/claims.yaml), so the figure shows what the claim reads."""
+    from hetmtl.reporting import figures
+    from hetmtl.reporting.aggregate import loss_window
+
+    window = loss_window(params)
+    assert window == params["claims"]["items"]["C10"]["window"] > 1
+    h = pd.DataFrame([{"task": "A", "step": s, "seed": seed, "value": float(s % 2 + seed)}
+                      for s in range(1, 41) for seed in (0, 1)])
+    fig = figures.loss_figure({"related": h}, "", window=window)
+    ax = fig.axes[0]
+    [line] = ax.get_lines()
+    x, y = line.get_data()
+    assert list(x) == list(range(1, 41)) and "step" in ax.get_xlabel()
+    # the raw per-step mean alternates 0.5 / 1.5; a full window of 10 averages it to 1.0
+    assert y[window - 1:] == pytest.approx([1.0] * (40 - window + 1))
