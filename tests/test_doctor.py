@@ -275,5 +275,5 @@ def test_the_cost_line_is_benchs_estimate(proj, monkeypatch):
     check = doctor.cost_check(proj, "tiny")
     assert calls == ["tiny"]
     est = estimate_gpu(costs, sorted({c.method for c in costs}))
-    assert check.status == OK and check.detail.startswith(f"{len(costs)} training jobs")
+    assert check.status == OK and check.detail.startswith(f"{len(costs)} deep training runs in ")
     assert f"{est['at_mfu']['0.4']['hours']:.1f} h at MFU 0.4" in check.detail

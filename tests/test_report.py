@@ -62,11 +62,42 @@ def test_shared_kernels_are_shown_with_row_labels_and_a_colour_bar_per_row():
     assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2
 
 
+def _blank_panels(fig) -> list:
+    """The figure's panels that show nothing: no image, no line, no text (colour bars aside)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.get_visible()
+            and not (ax.images or ax.lines or ax.patches or ax.texts)]
+
+
+@pytest.mark.parametrize("rho", [1.01, -1.01])  # nothing shared (best pairs of 2 of 3 tasks); everything shared
+def test_fig11_has_no_blank_panel_and_its_title_says_what_the_rows_are(rho):
+    from hetmtl.reporting.figures import activation_figure
+
+    m, images = _mtal(rho)
+    if rho < 0:
+        m.share()
+    fig = activation_figure(m, images, 1, "conv2_1", "Fig. 11", rho=rho)
+    assert fig.axes and not _blank_panels(fig)
+    title = fig._suptitle.get_text()
+    if rho > 0:  # nothing shared: never titled as if kernels were shared
+        assert "kernels shared in" not in title and "no kernel of conv2_1 is shared" in title
+    else:
+        assert "activation maps of kernels shared in conv2_1" in title
+
+
+def test_a_layer_with_nothing_to_compare_is_one_panel_that_says_so(monkeypatch):
+    from hetmtl.reporting import figures
+
+    m, images = _mtal(1.01)
+    monkeypatch.setattr(figures, "best_pairs", lambda *a: [])
+    fig = figures.activation_figure(m, images, 1, "conv2_1", "Fig. 11", rho=1.01)
+    assert len(fig.axes) == 1 and "nothing to compare" in fig.axes[0].texts[0].get_text()
+
+
 def test_each_task_keeps_its_colour_in_every_panel_of_fig12():
     from hetmtl.reporting.figures import loss_figure
 
     def history(tasks):
-        return pd.DataFrame([{"task": t, "epoch": e, "value": 1.0 / e + i, "seed": 0}
+        return pd.DataFrame([{"task": t, "step": e, "value": 1.0 / e + i, "seed": 0}
                              for i, t in enumerate(tasks) for e in (1, 2)])
 
     fig = loss_figure({"related": history(["HD", "a", "A"]), "unrelated": history(["Amazon", "HD"])}, "")
@@ -105,6 +136,34 @@ def test_fig8_says_which_colour_is_mtal_and_figures_come_as_png_and_pdf(tmp_path
                                      highlight)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_fig8_stars_exactly_the_bars_the_tables_p_column_stars_inside_the_axes(params):
+    """The stars come from the same Holm-adjusted p as the tables' "p vs MTAL (Holm)" column."""
+    from hetmtl.reporting import figures
+    from hetmtl.reporting.tables import add_significance, cells, paired_pvalues, summarise
+
+    rows = [("shared", "single_task"), ("shared", "hard_sharing"), ("no_prior", "mtal")]
+    acc = {"single_task": [0.60, 0.63, 0.58, 0.62], "hard_sharing": [0.80, 0.55, 0.97, 0.60],
+           "mtal": [0.97, 0.98, 0.96, 0.99]}
+    recs = pd.DataFrame([{"suite": "tiny", "group": "g", "setting": st, "method": m, "seed": seed,
+                          "run_id": f"{m}{seed}", "metric": metric, "value": v}
+                         for st, m in rows for seed, v in enumerate(acc[m])
+                         for metric in ("test_acc/A", "test_acc/mean")])
+    table = summarise(recs, "g", rows, ["A"], params["report"]["display"])
+    table = add_significance(table, paired_pvalues(recs, "g", rows, ("no_prior", "mtal")), "mtal")
+    text, _ = cells(table)
+    starred = {params["report"]["display"][m] for m, p in zip(table.index, text["p vs MTAL (Holm)"])
+               if p.endswith("*")}
+    assert starred == {"Single-task"}  # hard sharing's seeds scatter: not significant
+    fig = figures.overall_figure({"table3": table}, {"table3": "Table 3"}, "", params["report"]["highlight"])
+    ax = fig.axes[0]
+    stars = [t for t in ax.texts if t.get_text() == figures.STAR]
+    labels = [lab.get_text() for lab in ax.get_xticklabels()]
+    assert {labels[round(t.get_position()[0])] for t in stars} == starred
+    assert all(t.get_position()[1] + figures.STAR_ROOM - 1 <= ax.get_ylim()[1] for t in stars)  # MTAL near 100%
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(figures.SIGNIFICANCE_LEGEND in t for t in legend)
 
 
 @pytest.mark.parametrize("kind,wildcard", [("figure", "fig09_threshold_sweep"), ("table", "table3")])
@@ -175,7 +234,26 @@ def test_fig8_draws_an_interval_past_100_percent_whole(params):
 def test_fig12s_legend_lists_the_tasks_in_the_tables_order():
     from hetmtl.reporting import figures
 
-    h = pd.DataFrame([{"task": t, "epoch": e, "seed": 0, "value": 1.0 / e} for t in ("Typographic", "HD", "a", "A")
+    h = pd.DataFrame([{"task": t, "step": e, "seed": 0, "value": 1.0 / e} for t in ("Typographic", "HD", "a", "A")
                       for e in (1, 2)])
     fig = figures.loss_figure({"related": h}, "", order={"related": ["HD", "a", "Typographic", "A"]})
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["HD", "a", "Typographic", "A"]
+
+
+def test_fig12_plots_optimisation_steps_smoothed_over_the_claims_window(params):
+    """Fig. 12 speaks of iterations: its x axis is the step, each curve the mean over seeds averaged over
+    the trailing window claim C10 reads (params/claims.yaml), so the figure shows what the claim reads."""
+    from hetmtl.reporting import figures
+    from hetmtl.reporting.aggregate import loss_window
+
+    window = loss_window(params)
+    assert window == params["claims"]["items"]["C10"]["window"] > 1
+    h = pd.DataFrame([{"task": "A", "step": s, "seed": seed, "value": float(s % 2 + seed)}
+                      for s in range(1, 41) for seed in (0, 1)])
+    fig = figures.loss_figure({"related": h}, "", window=window)
+    ax = fig.axes[0]
+    [line] = ax.get_lines()
+    x, y = line.get_data()
+    assert list(x) == list(range(1, 41)) and "step" in ax.get_xlabel()
+    # the raw per-step mean alternates 0.5 / 1.5; a full window of 10 averages it to 1.0
+    assert y[window - 1:] == pytest.approx([1.0] * (40 - window + 1))

@@ -39,7 +39,8 @@ def test_mean_std_and_best():
     # 95% t interval of two seeds: t(0.975, 1) * std / sqrt(2) = 12.706 * 0.0707 / 1.414 = 0.635
     assert t.loc["mtal", ("Average", "ci")] == pytest.approx(12.7062047 * 0.0707107 / 2 ** 0.5, rel=1e-5)
     assert "| MTAL | **80.0 ± 14.1** | 60.0 ± 0.0 | **70.0 ± 7.1** | 25.0 ± 0.0 | [6.5, 133.5] |" in md
-    assert "| Single-task (shared) | 60.0 ± 14.1 | **80.0 ± 0.0** |" in md
+    # A: single-task's seeds trail MTAL's by 0.4 and 0: not significantly below the best, so marked
+    assert "| Single-task (shared) | 60.0 ± 14.1 † | **80.0 ± 0.0** |" in md
     assert r"\textbf{80.0 $\pm$ 14.1}" in to_latex(t, "cap")
     assert "A/mean" in to_csv(t).splitlines()[0]
 
@@ -208,3 +209,95 @@ def test_a_comparison_tables_caption_is_one_short_line_and_its_details_numbered_
     assert md[table_end + 2:] == [f"{i}. {n}" for i, n in enumerate(notes, 1)]  # under the table, numbered
     full = caption(params, "demo", spec, (72, 3))
     assert full.startswith(short) and all(f"({i}) {n}" in full for i, n in enumerate(notes, 1))
+
+
+# ----------------------------------------------------------------- best only where the difference is significant
+
+def _emphasis(values, seeds=(0, 1, 2, 3)):
+    """(bold methods, tied methods) of the Average column of a two-row table."""
+    from hetmtl.reporting.tables import cells
+
+    t = summarise(records(values), "g", ROWS, ["A", "B"], DISPLAY)
+    text, marks = cells(t)
+    bold = {m for i, m in enumerate(t.index) if marks.loc[i, "Average"]}
+    tied = {m for i, m in enumerate(t.index) if text.loc[i, "Average"].endswith(" †")}
+    return bold, tied, t
+
+
+def _two(mtal, single):
+    return ({("mtal", s): {"A": v, "B": v} for s, v in enumerate(mtal)}
+            | {("single_task", s): {"A": v, "B": v} for s, v in enumerate(single)})
+
+
+@pytest.mark.parametrize(("mtal", "single", "bold", "tied"), [
+    # a clear, consistent gap over four seeds: MTAL bold, single-task significantly below (no mark)
+    ([0.80, 0.82, 0.81, 0.83], [0.60, 0.61, 0.59, 0.62], {"mtal"}, set()),
+    # a gap the seeds do not support (paired p ~ 0.6): MTAL bold, single-task marked tied
+    ([0.80, 0.50, 0.90, 0.55], [0.70, 0.60, 0.75, 0.60], {"mtal"}, {"single_task"}),
+    # one seed each: no test, so no best at all
+    ([0.80], [0.60], set(), set()),
+    # the same gap on every seed: significant (infinite t); no gap on every seed: shown alike, both bold
+    ([0.80, 0.70], [0.60, 0.50], {"mtal"}, set()),
+    ([0.70, 0.70], [0.70, 0.70], {"mtal", "single_task"}, set()),
+])
+def test_bold_is_the_best_and_the_mark_names_those_not_significantly_below_it(mtal, single, bold, tied):
+    got_bold, got_tied, _ = _emphasis(_two(mtal, single))
+    assert (got_bold, got_tied) == (bold, tied)
+
+
+def test_the_tie_test_is_holm_adjusted_over_the_column():
+    """Two rows each at raw p ~ 0.03 against the best: significant alone, not after Holm over two."""
+    from hetmtl.reporting.tables import best_and_tied
+
+    best = pd.Series([0.80, 0.82, 0.81, 0.86])
+    a = best - pd.Series([0.02, 0.05, 0.03, 0.07])  # paired differences 2, 5, 3, 7 points: p = 0.031
+    shown = {"best": 82.0, "a": 78.0, "b": 78.0}
+    assert best_and_tied({"best": 82.0, "a": 78.0}, {"best": best, "a": a}) == ({"best"}, set())
+    assert best_and_tied(shown, {"best": best, "a": a, "b": a.copy()}) == ({"best"}, {"a", "b"})
+
+
+def test_every_renderer_and_table7_apply_the_same_rule(params):
+    """Markdown, LaTeX and HTML show the same bold cells and marks; Table 7 bolds nothing with one seed
+    and marks its ties with two, by the rule the caption states."""
+    from hetmtl.reporting.tables import TIED, cells, emphasis_note, to_html, weighting_cells, weighting_table
+
+    _, _, t = _emphasis(_two([0.80, 0.50, 0.90, 0.55], [0.70, 0.60, 0.75, 0.60]))
+    text, bold = cells(t)
+    marked = [c for c in text.to_numpy().flat if c.endswith(TIED)]
+    md, tex, page = to_markdown(t, "c"), to_latex(t, "c"), to_html(t, "c")
+    latex = [c.replace("±", r"$\pm$").replace(TIED, r"$^\dagger$") for c in marked]
+    assert marked and all(c in md and c in page for c in marked) and all(c in tex for c in latex)
+    assert md.count("**") == 2 * int(bold.to_numpy().sum()) == 2 * tex.count(r"\textbf{")
+
+    def sweep_records(seeds):
+        rows = []
+        for w, accs in {"equal": [0.5, 0.9, 0.7], "mgda": [0.6, 0.6, 0.65]}.items():
+            for seed in seeds:
+                for metric, v in (("test_acc/mean", accs[seed]), ("time/train_step_s", 1.0)):
+                    rows.append({"group": "g", "sweep": "w", "sweep_value": w, "seed": seed, "run_id": f"{w}{seed}",
+                                 "metric": metric, "value": v})
+        return pd.DataFrame(rows)
+
+    one, bold_one = weighting_cells(weighting_table(sweep_records([0]), [("w", "g", "g: MTAL")],
+                                                    ["equal", "mgda"]), {})
+    assert not bold_one.to_numpy().any() and not any(c.endswith(TIED) for c in one["g: MTAL"])  # n = 1: no best
+    text, bold = weighting_cells(weighting_table(sweep_records([0, 1, 2]), [("w", "g", "g: MTAL")],
+                                                 ["equal", "mgda"]), {})
+    assert bold["g: MTAL"].tolist() == [True, False] and text["g: MTAL"][1].endswith(TIED)
+    assert "fewer than two seeds" in emphasis_note() and TIED in emphasis_note("weighting")
+
+
+def test_table6_headers_are_display_names_not_raw_keys(params):
+    from hetmtl.reporting.aggregate import sharing_columns
+    from hetmtl.reporting.tables import pair_cells, pair_table, sharing_cells, sharing_table
+
+    columns = sharing_columns(params, "tiny")
+    display = params["report"]["display"]
+    text, _ = sharing_cells(sharing_table(pd.DataFrame(columns=["group", "setting", "method", "metric", "value"]),
+                                          columns, ["conv1"], display))
+    headers = list(text.columns[1:])
+    assert headers == [f"{g}: {display[run.split('/')[1]]}" for _, g, run in columns]
+    assert not any("mtal" in h for h in headers)  # no raw key such as "related (mtal_prior_common)"
+    pairs = pair_table(pd.DataFrame(columns=["group", "setting", "method", "metric", "value"]),
+                       [("mtal_prior_common", "prior/mtal_prior_common")], {"g": ["a", "b"]}, {})
+    assert list(pair_cells(pairs, display)[0].columns) == ["Group", "Task pair", "R", display["mtal_prior_common"]]

@@ -230,6 +230,33 @@ def test_sharing_is_logged_once_per_step(trained):
     assert out["training"]["metrics"]["sharing/conv1_1"] == record["history"][-1]["sharing/conv1_1"]
 
 
+def test_the_receipt_and_the_run_hold_the_loss_of_every_optimisation_step(trained, monkeypatch):
+    """Fig. 12 and claim C10 read iterations: the receipt's record holds each task's loss at every step of
+    the budget, MLflow the same values as ``step_loss/<task>`` at those steps; a receipt without them
+    (older code) is refused by name, not read as epochs."""
+    from hetmtl.reporting.collect import step_histories
+    from hetmtl.runs import RunId
+    from hetmtl.tracking import receipts
+
+    root, params, c, _, out = trained
+    receipt, rid = out["training"], out["training"]["run_id"]
+    first, series = receipts.step_losses(receipt, root / "r.json")
+    steps = int(receipt["budget/steps_per_task"])
+    assert first == 1 and set(series) == set(params.tasks_of("related"))
+    assert all(len(v) == steps for v in series.values()) and steps > params.suite("tiny")["epochs"]
+    for task, values in series.items():
+        logged = sorted((m.step, m.value) for m in c.get_metric_history(rid, f"step_loss/{task}"))
+        assert logged == list(enumerate(values, start=1))
+    assert receipts.latest_metrics(receipt, root / "r.json")[f"step_loss/{task}"] == values[-1]
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(type(params), "runs", lambda self, s: [RunId(**receipt["key"])])
+    h = step_histories(params, "tiny", root, "mtal", "no_prior")
+    assert sorted(h.step.unique()) == list(range(1, steps + 1))
+    old = {**receipt, "record": {k: v for k, v in receipt["record"].items() if k != "step_loss"}}
+    with pytest.raises(receipts.ReceiptError, match="no training loss per optimisation step.*rerun its job"):
+        receipts.step_losses(old, root / RunId(**receipt["key"]).receipt)
+
+
 def _readme_filters() -> tuple[str, str]:
     """The README's filter for a table's runs, and its example from Python."""
     import re
@@ -283,3 +310,6 @@ def test_a_rebuilt_run_gets_its_artifacts_and_kind_again(trained, tmp_path, monk
         [run] = c.search_runs([exp.experiment_id], f"tags.`hetmtl.kind` = '{kind}'")
         assert run.data.tags["hetmtl.original_run_id"] == out[kind]["run_id"]
         assert sorted(a.path for a in c.list_artifacts(run.info.run_id)) == files_
+        task = params.tasks_of("related")[0]  # the per-step loss logged again, every step
+        assert len(c.get_metric_history(run.info.run_id, f"step_loss/{task}")) == int(
+            out[kind]["budget/steps_per_task"])

@@ -263,3 +263,28 @@ def test_the_l2_counts_follow_mtals_merges(toy_tasks):
     runner.begin_epoch(2)
     fresh = L2(m, len(toy_tasks), config.l2_lambda)
     assert runner.l2.rows and [n.tolist() for _, n in runner.l2.rows] == [n.tolist() for _, n in fresh.rows]
+
+
+def test_the_loss_is_kept_per_optimisation_step_and_each_epochs_mean_is_its_train_loss(toy_tasks):
+    """Fig. 12 and claim C10 read iterations: one loss per task per optimisation step, from step 1
+    (a resumed fit keeps the steps before it: test_resume_continues_exactly compares them too)."""
+    out = fit(build("mtal", toy_tasks), toy_tasks, cfg(), torch.device("cpu"), progress=False)
+    losses, steps = out["step_losses"], out["steps"]
+    assert out["first_step"] == 1 and len(losses) == steps and all(len(row) == len(toy_tasks) for row in losses)
+    per_epoch = steps // cfg().epochs
+    for e, entry in enumerate(out["history"]):
+        for t, d in enumerate(toy_tasks):
+            epoch = [row[t] for row in losses[e * per_epoch:(e + 1) * per_epoch]]
+            assert entry[f"train_loss/{d.name}"] == pytest.approx(sum(epoch) / len(epoch), rel=1e-5)
+    assert len({row[0] for row in losses}) > 1  # each step its own batch's loss, not an epoch's mean repeated
+
+
+def test_cross_stitch_counts_its_pretraining_steps_in_the_per_step_loss(toy_tasks):
+    from hetmtl.params import load_params
+    from hetmtl.training.job import train_deep
+
+    mcfg = {**load_params(ROOT)["methods"]["cross_stitch"], "init": "scratch"}
+    infos = [TaskInfo(d.name, d.channels, d.num_classes) for d in toy_tasks]
+    out = train_deep(METHODS["cross_stitch"](infos, SPEC, mcfg, 0), toy_tasks, cfg(), torch.device("cpu"), None,
+                     lambda *a: None, False, infos, SPEC, mcfg, test=False)
+    assert out["first_step"] == 1 and len(out["step_losses"]) == out["steps"]

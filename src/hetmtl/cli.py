@@ -88,9 +88,25 @@ def check_names(p, args) -> None:
 
 
 def cmd_check_params(args) -> int:
+    from hetmtl.count import other_jobs, training_jobs
+
     p = _params(args)
-    print(f"params OK: {len(p['tasks'])} tasks, {len(p['groups'])} groups, "
-          f"{len(p['suites'])} suites; {args.suite}: {len(p.runs(args.suite))} training jobs")
+    jobs = training_jobs(p, args.suite)
+    runs = len(p.runs(args.suite)) + len(p.sweep_runs(args.suite))
+    print(f"params OK: {len(p['tasks'])} tasks, {len(p['groups'])} groups, {len(p['suites'])} suites; "
+          f"{args.suite}: {runs} runs ({len(p.runs(args.suite))} grid, {len(p.sweep_runs(args.suite))} sweep) in "
+          f"{len(jobs) + sum(other_jobs(p, args.suite).values())} Snakemake jobs, {len(jobs)} of them training "
+          f"(`hetmtl count --suite {args.suite}`: GPU-hours, disk, Slurm booking)")
+    return 0
+
+
+def cmd_count(args) -> int:
+    from hetmtl import count
+
+    p = _params(args)
+    p.suite(args.suite)
+    c = count.count(p, args.suite, args.gpu, tuple(args.mfu))
+    print(json.dumps(c, indent=2, sort_keys=True) if args.json else count.text(c), end="\n" if args.json else "")
     return 0
 
 
@@ -295,7 +311,7 @@ def cmd_bench(args) -> int:
                    count_only=args.count_only, compile_forward=args.compile, peak=args.peak_tflops, gpu=args.gpu,
                    mfu=tuple(args.mfu), gpu_peak=args.gpu_peak_tflops)
     print(markdown(record), end="")
-    for path in write(record, p.root):
+    for path in write(record, p.root, report=True if args.report else None):
         print(path)
     return 0
 
@@ -394,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("check-params", cmd_check_params, "validate params/ and show the grid size")
+    sp = add("count", cmd_count, "the suite's work from one model: runs, Snakemake jobs, GPU-hours (FLOP estimate), "
+                                 "disk and the wall time the Slurm profile books (hetmtl/count.py); writes nothing")
+    sp.add_argument("--gpu", default="H100 SXM", help="the GPU of the GPU-hours estimate (hetmtl/bench/peaks.py)")
+    sp.add_argument("--mfu", type=float, nargs="+", default=[0.4, 0.6], help="the MFUs assumed for the estimate")
+    sp.add_argument("--json", action="store_true", help="the count as JSON")
     sp = add("fetch", cmd_fetch, "get (or generate) and verify source archives")
     sp.add_argument("--source", action="extend", nargs="+",
                     help="source names (default: every source the grid uses)")
@@ -453,7 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=20, help="timed steps per timing")
     sp.add_argument("--epochs", type=int, default=2, help="epochs of `fit` timed for the harness ratio")
     sp.add_argument("--count-only", action="store_true",
-                    help="count FLOPs and estimate GPU-hours only (no timing, no data needed)")
+                    help="count FLOPs and estimate GPU-hours only (no timing, no data needed); written under "
+                         "results/<suite>/bench/ (ignored by git) unless --report")
+    sp.add_argument("--report", action="store_true",
+                    help="write under reports/<suite>/bench/ (tracked: the committed numbers), also with --count-only")
     sp.add_argument("--compile", action="store_true", help="also time the step with the forward under torch.compile")
     sp.add_argument("--peak-tflops", type=float, help="this GPU's bf16 peak for MFU (default: hetmtl/bench/peaks.py)")
     sp.add_argument("--gpu", default="H100 SXM", help="the GPU of the GPU-hours estimate (hetmtl/bench/peaks.py)")

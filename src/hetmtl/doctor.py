@@ -274,14 +274,15 @@ def slurm_check(params, suite: str, root: Path, timeout: float = 15.0) -> Check:
 
 
 def cost_check(params, suite: str, gpu: str = "H100 SXM", mfu: tuple[float, ...] = (0.4, 0.6)) -> Check:
-    from hetmtl.bench.estimate import job_costs
-    from hetmtl.bench.run import estimate_gpu
+    """The suite's cost from the one count of its work (:func:`hetmtl.count.count`, `hetmtl count`)."""
+    from hetmtl import count
 
-    costs = job_costs(params, suite)
-    est = estimate_gpu(costs, sorted({c.method for c in costs}), gpu, mfu)
-    hours = ", ".join(f"{e['hours']:.1f} h at MFU {m}" for m, e in est["at_mfu"].items())
-    return Check(OK, "cost", f"{len(costs)} training jobs, {next(iter(est['at_mfu'].values()))['flops']:.2e} FLOP: "
-                             f"{hours} on one {gpu} (hetmtl bench's estimate; measure with hetmtl bench)")
+    c = count.count(params, suite, gpu, mfu, disk=False)
+    hours = ", ".join(f"{h:.1f} h at MFU {m}" for m, h in c["gpu_hours"].items())
+    jobs = sum(v["jobs"] for v in c["jobs"]["training"].values())
+    return Check(OK, "cost", f"{c['runs']['deep']} deep training runs in {jobs} training jobs, {c['flops']:.2e} FLOP: "
+                             f"{hours} on one {gpu}; the Slurm profile books {c['booked_hours']:.0f} h "
+                             f"(`hetmtl count --suite {suite}` shows every count and the margin)")
 
 
 def run_checks(params, suite: str, profile: str = "default", cost: bool = True) -> list[Check]:

@@ -136,7 +136,8 @@ def checkout_id() -> Path:
     return Path("results") / ".hetmtl-checkout"
 
 
-def bench_file(suite: str, name: str, ext: str) -> Path:
+def bench_file(suite: str, name: str, ext: str, tracked: bool = True) -> Path:
     """``hetmtl bench``'s table (md) and record (json) of a suite: ``name`` the
-    device type it was timed on, or ``estimate`` (``--count-only``)."""
-    return Path("reports") / suite / "bench" / f"bench_{name}.{ext}"
+    device type it was timed on, or ``estimate`` (``--count-only``); under reports/
+    (tracked by git) or, ``tracked=False``, under results/ (ignored)."""
+    return Path("reports" if tracked else "results") / suite / "bench" / f"bench_{name}.{ext}"

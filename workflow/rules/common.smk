@@ -1,5 +1,6 @@
 # Helpers shared by the rules: where each task's archive and prepared files are,
-# and the wall time a training job books.
+# and the wall time a training job books (hetmtl/count.py).
+from hetmtl import count
 
 
 def one_of(names):
@@ -41,8 +42,7 @@ def tune_inputs(wc):
 
 
 def tune_runtime(wc):
-    scale = S["tune"]
-    return runtime_minutes(len(P.tasks_of(wc.group)) * scale["epochs"] * scale["trials"])
+    return count.booked_minutes(P, SUITE, "tune", wc.group)
 
 
 def sweep_inputs(wc):
@@ -53,31 +53,18 @@ def sweep_inputs(wc):
     return inputs
 
 
-# Minutes per epoch of one task (ours, an estimate, not a measurement: 240 minutes
-# for 50 epochs of a 4-task VGG-16 run on a GPU, 30 on stand-ins): the wall time
-# (Slurm's --time) of a job that trains `task_epochs` task-epochs, with a margin.
-MINUTES_PER_TASK_EPOCH = 1.2 if S["data"] == "real" else 0.15
-
-
-def runtime_minutes(task_epochs):
-    return max(10, math.ceil(MINUTES_PER_TASK_EPOCH * task_epochs))
+# The wall time (Slurm's --time, minutes) each training job books: hetmtl/count.py, the one
+# count of the suite's work that `hetmtl count` shows beside its GPU-hour estimate.
+def train_runtime(wc):
+    return count.booked_minutes(P, SUITE, "train", wc.group)
 
 
 def sweep_runtime(wc):
-    scale = S["sweeps"][wc.sweep]
-    T = len(P.tasks_of(wc.group))
-    factor = 1.0
-    if P["sweeps"][wc.sweep]["parameter"] == "weighting" and WEIGHTINGS[wc.value][0] == "gradient":
-        # ours, an estimate: a gradient aggregator's Jacobian takes one backward pass per
-        # task (a backward ~ two forwards): (1 + 2T) / 3 times a plain step
-        factor = (1 + 2 * T) / 3
-    return runtime_minutes(T * scale["epochs"] * len(scale["seeds"]) * factor)
+    return count.booked_minutes(P, SUITE, "sweep", wc.group, wc.sweep, wc.value)
 
 
 def relations_runtime(wc):
-    # every pair of the group's tasks, alone and together (2 + 2 task-epochs), per seed
-    n = len(P.tasks_of(wc.group))
-    return runtime_minutes(n * (n - 1) // 2 * 4 * S["relations"]["epochs"] * len(S["relations"]["seeds"]))
+    return count.booked_minutes(P, SUITE, "relations", wc.group)
 
 
 def report_digest(kind):

@@ -93,7 +93,7 @@ rule train:
     resources:
         gpu=1 if S["data"] == "real" else 0,
         mem_mb=4000,
-        runtime=lambda wc: runtime_minutes(len(P.tasks_of(wc.group)) * S["epochs"] * len(S["seeds"])),
+        runtime=train_runtime,
     log:
         f"logs/{SUITE}/train/{{group}}/{{setting}}/{{method}}.log",
     benchmark:

@@ -101,7 +101,8 @@ def bench_method(params, resolved, device: torch.device, warmup: int, steps: int
     memory = _peak_memory(device)
     bare_s = measure.time_bare(measure.fresh(built), data, cfg, device, warmup, steps)
     # each job timing twice on fresh copies, the faster kept (the first pays allocations and caches)
-    scratch = params.root / paths.bench_file(suite, "scratch", "d").parent  # a job's file system, not /tmp
+    # a job's file system (results/: ignored by git), not /tmp
+    scratch = params.root / paths.bench_file(suite, "scratch", "d", tracked=False).parent
     harness = min((measure.time_harness(measure.fresh(built), data, cfg, device, epochs, cfg.epochs, scratch)
                    for _ in range(repeats)), key=lambda h: h["per_step_s"])
     bare_job = min((measure.time_bare_job(measure.fresh(built), data, cfg, device, epochs, cfg.epochs)
@@ -275,12 +276,16 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(record: dict, root) -> list:
-    """The record's JSON and Markdown under reports/<suite>/bench/."""
+def write(record: dict, root, report: bool | None = None) -> list:
+    """The record's JSON and Markdown: under reports/<suite>/bench/ (tracked, the committed
+    measurements) when ``report``, else under results/<suite>/bench/ (ignored by git). Default: a
+    timing goes to reports/, an estimate (``count_only``) to results/, so estimating never
+    rewrites a committed file unless asked (``hetmtl bench --report``)."""
     out = []
+    report = not record["count_only"] if report is None else report
     for ext, text in (("json", json.dumps(record, indent=2) + "\n"), ("md", markdown(record))):
         name = "estimate" if record["count_only"] else record["device_type"]
-        path = root / paths.bench_file(record["suite"], name, ext)
+        path = root / paths.bench_file(record["suite"], name, ext, tracked=report)
         files.write_text(path, text)
         out.append(path)
     return out

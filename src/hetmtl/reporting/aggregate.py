@@ -16,12 +16,14 @@ from hetmtl.reporting.collect import (
     check_current,
     collect,
     collect_sweeps,
-    metric_histories,
+    step_histories,
     tuned_values,
 )
 from hetmtl.reporting.tables import (
     AVERAGE,
+    TIED,
     add_significance,
+    emphasis_note,
     paired_pvalues,
     sharing_csv,
     sharing_html,
@@ -113,8 +115,10 @@ def caption_parts(params, suite: str, spec: dict, budget: tuple[int, int] | None
     ref = reference_method(params, spec["setting"])
     n = len(s["seeds"])
     short = (f"{spec['paper']} (group {group['paper_group']}, {spec['group']} tasks; setting {spec['setting']}): "
-             f"test accuracy (%), mean ± std over {n} seed{'s' if n != 1 else ''}; bold: the best mean as shown.")
+             f"test accuracy (%), mean ± std over {n} seed{'s' if n != 1 else ''}; bold: best as shown, {TIED}: "
+             "not significantly below it (note 1).")
     notes = [
+        emphasis_note(),
         "Each seed has its own data split and initialisation; 95% CI: Student-t interval of the average's mean; "
         "(shared): a method with no use for the task-relationship prior, run once for both settings.",
     ]
@@ -182,7 +186,8 @@ def sharing_of(params, suite: str, records: pd.DataFrame) -> pd.DataFrame:
         if len(sel) and not (sel.metric == "sharing/total").any():
             raise RecordError(f"Table 6: the runs of {method} ({group}, {setting}) logged no sharing metrics; "
                               f"params/report.yaml report.sharing must name methods that share kernels")
-    return sharing_table(records, columns, conv_names(BACKBONES[params.suite(suite)["backbone"]]))
+    return sharing_table(records, columns, conv_names(BACKBONES[params.suite(suite)["backbone"]]),
+                         params["report"]["display"])
 
 
 def activation_figure(params, suite: str, root: Path, name: str, layer: int, group: str) -> Path:
@@ -215,7 +220,7 @@ def activation_figure(params, suite: str, root: Path, name: str, layer: int, gro
     rho = run.method_params.get("rho")
     return figures.activation_maps(
         method, images, layer, layer_name, path,
-        f"{title}: activation maps of kernels shared in {layer_name} ({group} tasks, seed {seed})", rho=rho)
+        f"{title} ({group} tasks, seed {seed})", rho=rho)
 
 
 # ----------------------------------------------------------------- the catalogue's builders
@@ -247,13 +252,12 @@ def sharing_table_files(params, suite: str, root: Path, name: str, records: pd.D
            "slots in use over all task kernels) and by parameters (parameters in use over those of the T "
            "unshared task networks: the memory the paper claims to save); the count of within-task duplicates "
            "(two kernels of one task in one slot, 0 by construction); and each reading's average test "
-           "accuracy. Columns: group (method), per group and setting side by side; *_common: MTAL started "
-           "from one common copy instead of independent starts (protocol section 6; both are our readings, the "
-           "default is "
-           "independent); *_delta (ours): one common start, kernels compared by their updates since it, the "
-           "threshold the 0.999 quantile of a permutation null (kernels permuted within the layer), merged in "
-           "update space; *_random (ours, random_matched): per layer, task pair and epoch as many kernels as the "
-           "delta run of the same seed shared, chosen at random. Null rows (delta only): the share of task "
+           "accuracy. Columns: group: method (its display name), per group and setting side by side; common start: "
+           "MTAL started from one common copy instead of independent starts (protocol section 6; both are our "
+           "readings, the default is independent); delta (ours): one common start, kernels compared by their "
+           "updates since it, the threshold the 0.999 quantile of a permutation null (kernels permuted within the "
+           "layer), merged in update space; random_matched (ours): per layer, task pair and epoch as many kernels "
+           "as the delta run of the same seed shared, chosen at random. Null rows (delta only): the share of task "
            "kernels whose partner under a random permutation of the layer's kernels passed the same threshold, "
            "accumulated over matchings like the sharing. %, mean ± std over seeds. " + scale_note(params, suite))
     out = _table_files(root, suite, name)
@@ -284,7 +288,7 @@ def table6_pairs(params, suite: str, root: Path, name: str, records: pd.DataFram
            "none was estimated). With 4 tasks a group has only 6 pairs: a correlation with R over them (claim "
            "C14) is weak evidence. %, mean ± std over seeds. " + scale_note(params, suite))
     out = _table_files(root, suite, name)
-    text = pair_files(table, cap, name)
+    text = pair_files(table, cap, name, params["report"]["display"])
     return [_write(out[ext], text[ext]) for ext in ("md", "tex", "csv", "html")]
 
 
@@ -327,7 +331,7 @@ def table7_weightings(params, suite: str, root: Path, name: str, records: pd.Dat
            + " and ".join(display.get(sw["method"], sw["method"]) for sw in sweeps.values())
            + f", setting {'/'.join(sorted({sw['setting'] for sw in sweeps.values()}))}: average test accuracy, "
            f"%, mean ± 95% CI half-width over {'/'.join(map(str, seeds))} seed(s) (no ± with one seed), "
-           f"{'/'.join(map(str, epochs))} epochs; best per column bold. Step time: seconds per optimiser "
+           f"{'/'.join(map(str, epochs))} epochs. " + emphasis_note("weighting") + " Step time: seconds per optimiser "
            "step (validation left out) over equal weighting's, same method and group, each in its own job "
            "(on a cluster possibly another node), averaged over groups. Loss weightings (uncertainty, dwa, rlw) "
            "reweight the task losses; gradient "
@@ -378,15 +382,23 @@ def fig11_activations_conv2(params, suite: str, root: Path, name: str, records: 
 
 
 def showcase_losses(params, suite: str, root: Path) -> pd.DataFrame:
+    """The training loss per optimisation step of params/report.yaml ``showcase`` (Fig. 12)."""
     show = params["report"]["showcase"]
-    return metric_histories(params, suite, root, show["method"], show["setting"], "train_loss/")
+    return step_histories(params, suite, root, show["method"], show["setting"])
+
+
+def loss_window(params) -> int:
+    """Fig. 12's moving average, in steps: the ``window`` of the claim on convergence (C10), so the figure
+    shows the curve the claim reads; 1 (none) without such a claim."""
+    return next((int(c["window"]) for c in params["claims"]["items"].values() if c["kind"] == "converged_within"), 1)
 
 
 def fig12_mtal_loss(params, suite: str, root: Path, name: str, records: pd.DataFrame) -> list[Path]:
     losses = showcase_losses(params, suite, root)
     label = params["report"]["display"].get(params["report"]["showcase"]["method"], "")
     figures.loss_curves({g: losses[losses.group == g] for g in params["groups"]}, root / paths.figure(suite, name),
-                        _note(params, suite), label, {g: params.tasks_of(g) for g in params["groups"]})
+                        _note(params, suite), label, {g: params.tasks_of(g) for g in params["groups"]},
+                        loss_window(params))
     return _figure_files(root, suite, name)
 
 
@@ -428,7 +440,7 @@ def aggregate(params, suite: str, root: Path, with_items: bool = True) -> dict:
                    .agg(["mean", "std"]).reset_index().rename(columns={"sweep_value": sw["parameter"]}))
         _write(plots / f"sweep_{sweep_name}.csv", summary.to_csv(index=False, float_format="%.6f"))
     losses = showcase_losses(params, suite, root)
-    curve = losses.groupby(["group", "task", "epoch"])["value"].mean().reset_index()
+    curve = losses.groupby(["group", "task", "step"])["value"].mean().reset_index()
     _write(plots / "mtal_train_loss.csv", curve.rename(columns={"value": "train_loss"}).to_csv(index=False))
 
     for name, row in metrics.items():

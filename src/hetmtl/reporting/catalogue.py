@@ -57,7 +57,9 @@ class Entry:
 
 
 _AGG = "hetmtl.reporting.aggregate"
-_SHARED = "(when none is shared: the best-matching pairs, marked NOT shared)."
+_SHARED = ("(when none is shared: the best-matching pairs, marked NOT shared, as the title says; each row shows "
+           "only its own tasks' panels, so no panel is blank; a layer where no two tasks have kernels of one shape "
+           "gets one panel saying so).")
 
 # In the paper's order; the figure names sort in that order (the report lists items by name).
 CATALOGUE: tuple[Entry, ...] = (
@@ -88,7 +90,9 @@ CATALOGUE: tuple[Entry, ...] = (
                   "from this suite's runs (`hetmtl plan --suite paper --pilot demo` adds the paper suite's cost)."),
     Entry("figure", "fig08_overall", f"{_AGG}:fig08_overall",
           caption="Reproduces the paper's Fig. 8: average test accuracy of every method in every table "
-                  "(params/report.yaml `highlight`: the methods in their own colour; baselines blue)."),
+                  "(params/report.yaml `highlight`: the methods in their own colour; baselines blue; * above a bar: "
+                  "significantly different from the table's reference, MTAL, by the tables' p column: paired "
+                  "t-test over seeds, Holm-adjusted, p < 0.05)."),
     Entry("figure", "fig09_threshold_sweep", f"{_AGG}:fig09_threshold_sweep",
           caption="Reproduces the paper's Fig. 9: MTAL's accuracy against the threshold rho."),
     Entry("figure", "fig10_activations_conv1", f"{_AGG}:fig10_activations_conv1", reads=("receipts", "models"),
@@ -96,7 +100,8 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("figure", "fig11_activations_conv2", f"{_AGG}:fig11_activations_conv2", reads=("receipts", "models"),
           caption="Reproduces the paper's Fig. 11: activation maps of shared kernels, second conv layer " + _SHARED),
     Entry("figure", "fig12_mtal_loss", f"{_AGG}:fig12_mtal_loss",
-          caption="Reproduces the paper's Fig. 12: MTAL's per-task training-loss curves (one colour per task)."),
+          caption="Reproduces the paper's Fig. 12: MTAL's per-task training loss per optimisation step (one "
+                  "colour per task; mean over seeds, averaged over claim C10's window of steps, ours)."),
     Entry("figure", "fig13_pair_sharing", f"{_AGG}:fig13_pair_sharing", reads=("receipts", "relations"),
           sections=("report", "relations"),
           caption="Fig. 13 (ours): each task pair's shared fraction beyond the first conv layer against its R, "

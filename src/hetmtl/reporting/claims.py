@@ -35,7 +35,7 @@ for the method's.
 
 The table is a pure function of run records (:func:`evaluate`): the final
 metrics of :func:`hetmtl.reporting.collect.collect`, the sweep records of
-``collect_sweeps`` and the loss histories of ``metric_histories``.
+``collect_sweeps`` and the loss histories of ``step_histories`` (the loss per optimisation step).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class Context:
     suite: str
     records: pd.DataFrame
     sweeps: pd.DataFrame | None = None
-    histories: pd.DataFrame | None = None  # group, setting, method, seed, task, epoch, value (train loss)
+    histories: pd.DataFrame | None = None  # group, setting, method, seed, task, step, value (loss per step)
     reading: dict = field(default_factory=dict)
     relations: dict | None = None  # group -> R (rows in the group's task order), None: not estimated
     used: set = field(default_factory=set)  # the methods the claim read (before the reading)
@@ -322,57 +322,58 @@ def below(claim: dict, ctx: Context):
 
 
 def converged_within(claim: dict, ctx: Context):
-    """Each task's training loss of each named method has converged by ``steps`` steps.
+    """Each task's training loss of each named method has converged by ``steps`` optimisation steps.
 
-    Per seed: r = (loss after the first epoch ending at or after ``steps`` -
-    last loss) / (first epoch's loss - last loss), the share of the logged
-    decrease still to come; effect: ``tolerance`` - r. No test for a seed whose
-    run is shorter than ``steps``, whose first logged epoch already reaches
-    ``steps`` (the per-epoch loss cannot place the step: the paper suite's
-    epochs are ~191 steps), or whose curve is flat (no decrease to share).
+    Reads the training loss per optimisation step (the receipts' ``step_loss``), the mean of the
+    trailing ``window`` steps (ours: one batch's loss is noisy) written S(t). Per seed: r = (S(steps) -
+    S(last)) / (S(first full window) - S(last)), the share of the logged decrease still to come after
+    ``steps``; effect: ``tolerance`` - r. No test for a seed whose run took fewer steps than ``steps``
+    (its step count read from its records, said in the note), whose first full window ends after
+    ``steps``, or whose curve is flat (no decrease to share).
     """
     comps = []
+    window = int(claim["window"])
     h = ctx.histories if ctx.histories is not None else pd.DataFrame(
-        columns=["group", "setting", "method", "seed", "task", "epoch", "value"])
+        columns=["group", "setting", "method", "seed", "task", "step", "value"])
     for m in claim["methods"]:
         run = ctx.reading.get(m, m)
         ctx.used.add(m)
         for g in ctx.params["groups"]:
-            spe, runs = ctx.values(g, None, run, "steps_per_epoch")
             sel = h[(h.group == g) & (h.method == run)]
+            runs = ctx.values(g, None, run, ACC)[1]
             for task in ctx.params.tasks_of(g):
-                diffs, short, long_epoch, flat = {}, [], [], 0
+                diffs, short, early, flat = {}, [], [], 0
                 for seed, curve in sel[sel.task == task].groupby("seed"):
-                    curve = curve.sort_values("epoch")
-                    if seed not in spe.index or not len(curve):
+                    curve = curve.sort_values("step")
+                    smooth = curve.set_index("step")["value"].astype(float).rolling(window).mean().dropna()
+                    last = int(curve.step.iloc[-1])
+                    if last < claim["steps"]:
+                        short.append(last)
                         continue
-                    epochs, loss = curve.epoch.to_numpy(), curve.value.to_numpy(dtype=float)
-                    at = math.ceil(claim["steps"] / spe[seed])  # the first epoch ending at or after the step
-                    if at > epochs[-1]:
-                        short.append(int(epochs[-1] * spe[seed]))
+                    if smooth.empty or smooth.index[0] > claim["steps"]:  # the step lies in the first window
+                        early.append(int(curve.step.iloc[0]))
                         continue
-                    if at <= epochs[0]:  # the step falls in the first logged epoch: the reference itself
-                        long_epoch.append(int(spe[seed]))
-                        continue
-                    drop = loss[0] - loss[-1]
+                    drop = smooth.iloc[0] - smooth.iloc[-1]
                     if not abs(drop) > 1e-12:  # a flat curve: no logged decrease to take a share of
                         flat += 1
                         continue
-                    r = (loss[epochs >= at][0] - loss[-1]) / drop
+                    r = (smooth[smooth.index <= claim["steps"]].iloc[-1] - smooth.iloc[-1]) / drop
                     diffs[seed] = claim["tolerance"] - r
                 notes = []
                 if short:
-                    notes.append(f"runs of {max(short)} steps < {claim['steps']}")
-                if long_epoch:
-                    notes.append(f"an epoch of {max(long_epoch)} steps exceeds {claim['steps']}: the per-epoch loss "
-                                 f"cannot place step {claim['steps']}")
+                    notes.append(f"runs of {max(short)} optimisation steps (as logged) < the claim's {claim['steps']}: "
+                                 "too short to tell")
+                if early:
+                    notes.append(f"step {claim['steps']} lies in the first {window}-step window (logged from step "
+                                 f"{max(early)})")
                 if flat:
                     notes.append(f"{flat} flat curve{'s' if flat > 1 else ''}: no logged decrease")
                 note = "; ".join(notes)
                 comps.append(Comparison(f"{g} {run} {task}: {claim['tolerance']:g} − share of the loss drop "
                                         f"after {claim['steps']} steps", pd.Series(diffs, dtype=float).sort_index(),
                                         runs, note))
-        ctx.note(f"{claim.get('shown_in', '')}[train_loss per task: {run}, {', '.join(ctx.params['groups'])}]")
+        ctx.note(f"{claim.get('shown_in', '')}[train_loss per step and task: {run}, "
+                 f"{', '.join(ctx.params['groups'])}]")
     return comps, QUANTIFIERS[claim["quantifier"]](len(comps)), "%"
 
 
@@ -672,15 +673,16 @@ def to_csv(table: pd.DataFrame) -> str:
 # ----------------------------------------------------------------- the catalogue's builder
 
 def loss_histories(params, suite: str, root) -> pd.DataFrame:
-    """The training-loss histories of the methods read by claims whose kind needs ``histories`` (and their readings)."""
-    from hetmtl.reporting.collect import metric_histories
+    """The training loss per optimisation step of the methods read by claims whose kind needs ``histories``
+    (and their readings)."""
+    from hetmtl.reporting.collect import step_histories
 
     named = {m for c in params["claims"]["items"].values() if "histories" in KINDS[c["kind"]].inputs
              for m in c["methods"]}
     named |= {r[m] for _, r in readings(params, suite) for m in named if m in r}
     frames = []
     for method, setting in sorted({(run.method, run.setting) for run in params.runs(suite) if run.method in named}):
-        h = metric_histories(params, suite, root, method, setting, "train_loss/")
+        h = step_histories(params, suite, root, method, setting)
         frames.append(h.assign(method=method, setting=setting))
     return pd.concat(frames, ignore_index=True) if frames else None
 

@@ -94,6 +94,22 @@ def metric_histories(params, suite: str, root: Path, method: str, setting: str, 
     return pd.DataFrame(rows, columns=["group", "seed", "task", "epoch", "value"])
 
 
+def step_histories(params, suite: str, root: Path, method: str, setting: str) -> pd.DataFrame:
+    """The training loss per optimisation step of a method's runs, every group, seed and task
+    (receipts.step_losses; a receipt without them, of older code, is refused loudly)."""
+    frames = []
+    for run in params.runs(suite):
+        if run.method != method or run.setting != setting:
+            continue
+        receipt, _ = _checked(root, run)
+        first, series = receipts.step_losses(receipt, root / run.receipt)
+        for task, values in series.items():
+            frames.append(pd.DataFrame({"group": run.group, "seed": run.seed, "task": task,
+                                        "step": range(first, first + len(values)), "value": values}))
+    columns = ["group", "seed", "task", "step", "value"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
 def collect(params, suite: str, root: Path) -> pd.DataFrame:
     """Long records: one row per (run, metric) of the suite's grid."""
     rows = []

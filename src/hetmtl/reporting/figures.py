@@ -48,35 +48,62 @@ def overall_figure(tables: dict[str, pd.DataFrame], titles: dict[str, str], note
 
     n = len(tables)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.4), sharey=True, squeeze=False, layout="constrained")
-    present, names, top = set(), {}, 100.0
+    present, names, top, starred, tested = set(), {}, 100.0, False, False
     for ax, (name, table) in zip(axes[0], tables.items()):
         means = 100 * table[(AVERAGE, "mean")]
         ci = 100 * table[(AVERAGE, "ci")].fillna(0)
-        top = max(top, float((means + ci).max()) if len(means) else top)
+        top = max(top, float((means + ci).max()) + (STAR_ROOM if _any_star(table) else 0) if len(means) else top)
         labels = [display_name(table, m) for m in table.index]
         colours = [highlight.get(m, BASELINE) for m in table.index]
         present |= set(table.index)
         names.update((m, display_name(table, m)) for m in table.index)
         ax.bar(range(len(means)), means, yerr=ci, color=colours, capsize=3)
+        for x, m in enumerate(table.index):  # the tables' p column: * where it is significant
+            if significant(table, m):
+                ax.text(x, float(means.iloc[x] + ci.iloc[x]) + 1, STAR, ha="center", va="bottom", fontsize=10)
+        starred |= any(significant(table, m) for m in table.index)
+        tested |= "holm" in table.attrs
         ax.set_xticks(range(len(means)), labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(titles[name], fontsize=9)
         ax.yaxis.set_major_locator(MultipleLocator(20))
         ax.yaxis.set_minor_locator(MultipleLocator(10))
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0][0].set_ylim(0, top + 2 if top > 100 else 100)  # an interval past 100% is drawn whole, not clipped
+    axes[0][0].set_ylim(0, top + 2 if top > 100 else 100)  # an interval (or a star) past 100%: drawn whole
     axes[0][0].set_ylabel("average test accuracy (%), 95% CI")
     legend = [(c, names[m]) for m, c in highlight.items() if m in present]
     legend += [(BASELINE, "baselines")] if present - set(highlight) else []
-    fig.legend(handles=[Patch(color=c, label=text) for c, text in legend],
-               loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    handles = [Patch(color=c, label=text) for c, text in legend]
+    if tested:  # the mark's meaning, wherever the tables test (even when nothing is significant)
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], linestyle="none", marker="$*$", color="black", markersize=8,
+                              label=SIGNIFICANCE_LEGEND + ("" if starred else " (none here)")))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.suptitle("Fig. 8: overall comparison" + (f" ({note})" if note else ""), fontsize=9)
     return fig
 
 
+STAR = "*"
+STAR_ROOM = 6.0  # % of the axis above a bar's interval that its star needs
+SIGNIFICANCE_LEGEND = "differs from the table's reference (MTAL): paired t-test, Holm-adjusted p < 0.05"
+
+
+def significant(table: pd.DataFrame, method: str, alpha: float = 0.05) -> bool:
+    """Whether the table's p column (Holm-adjusted p against its reference, tables.add_significance)
+    marks ``method`` with *: the same test and the same level as the tables."""
+    p = table.attrs.get("holm", {}).get(method, float("nan"))
+    return method != table.attrs.get("reference") and not pd.isna(p) and p < alpha
+
+
+def _any_star(table: pd.DataFrame) -> bool:
+    return any(significant(table, m) for m in table.index)
+
+
 def overall_comparison(tables: dict[str, pd.DataFrame], titles: dict[str, str], path: Path, note: str,
                        highlight: dict[str, str]) -> Path:
-    """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars)."""
+    """Fig. 8: one bar per method (average over tasks, mean over seeds, 95% CI bars); * above a bar
+    where the table's p column marks it (:func:`significant`), the legend saying what * means."""
     return _save(overall_figure(tables, titles, note, highlight), path)
 
 
@@ -114,7 +141,11 @@ def task_colours(tasks) -> dict[str, tuple]:
     return {t: cmap(i % cmap.N) for i, t in enumerate(names)}
 
 
-def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = "", order: dict | None = None):
+def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = "", order: dict | None = None,
+                window: int = 1):
+    """Fig. 12: per panel (group) each task's training loss per optimisation step (``histories``:
+    columns task, step, value, seed), the mean over seeds smoothed over ``window`` steps (the aggregate
+    passes claim C10's ``window``, params/claims.yaml: the figure shows what the claim reads)."""
     from matplotlib.ticker import MaxNLocator
 
     n = len(histories)
@@ -125,11 +156,12 @@ def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = "", or
         tasks += sorted(set(h["task"]) - set(tasks))  # the tables' column order; any other task after it
         for task in tasks:
             g = h[h["task"] == task]
-            curve = g.groupby("epoch")["value"].mean()
-            ax.plot(curve.index, curve.values, marker=".", label=task, color=colours[task])
+            curve = g.groupby("step")["value"].mean().sort_index().rolling(window, min_periods=1).mean()
+            ax.plot(curve.index, curve.values, linewidth=1.2, label=task, color=colours[task])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("training loss")
+        ax.set_xlabel("optimisation step (one batch of every task)")
+        ax.set_ylabel(f"training loss (mean over seeds, {window}-step moving average)" if window > 1 else
+                      "training loss (mean over seeds)")
         ax.set_title(f"({chr(97 + i)}) {group} tasks", fontsize=9)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -139,11 +171,12 @@ def loss_figure(histories: dict[str, pd.DataFrame], note: str, who: str = "", or
 
 
 def loss_curves(histories: dict[str, pd.DataFrame], path: Path, note: str, who: str = "",
-                order: dict | None = None) -> Path:
-    """Fig. 12: per-task training loss per epoch (mean over seeds) of the runs of ``who``
+                order: dict | None = None, window: int = 1) -> Path:
+    """Fig. 12: per-task training loss per optimisation step (mean over seeds, ``window``-step
+    moving average) of the runs of ``who``
     (params/report.yaml ``showcase``, the paper: MTAL), one panel per group, the legend in ``order``
     (group -> its tasks as the tables list them)."""
-    return _save(loss_figure(histories, note, who, order), path)
+    return _save(loss_figure(histories, note, who, order, window), path)
 
 
 def best_pairs(method, layer: int, n: int) -> list[tuple[float, list[tuple[int, int]]]]:
@@ -174,6 +207,10 @@ def best_pairs(method, layer: int, n: int) -> list[tuple[float, list[tuple[int, 
 
 def activation_figure(method, images: list, layer: int, layer_name: str, title: str, rho: float | None = None,
                       max_kernels: int = 4):
+    """Fig. 10 / 11's figure: one row per shared kernel slot (or, when none is shared, per best-matching
+    pair, marked NOT shared), each row only the panels of the tasks in it (input and activation side by
+    side): no blank panel. A layer where no two tasks have kernels of one shape: one panel saying so.
+    ``title``: the figure's prefix (its number and context); the figure says what the rows are."""
     import torch
 
     T = len(method.tasks)
@@ -181,41 +218,50 @@ def activation_figure(method, images: list, layer: int, layer_name: str, title: 
     shared = bool(rows)
     if not shared:  # nothing shared: the best-matching pairs, marked as not shared
         rows = [(cos, pair) for cos, pair in best_pairs(method, layer, max_kernels)]
+    if not rows:  # nothing to show: one panel that says so, not a grid of blank ones
+        fig, ax = plt.subplots(figsize=(6, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no two tasks have kernels of one shape in {layer_name}: nothing to compare",
+                ha="center", va="center", fontsize=9, wrap=True)
+        fig.suptitle(f"{title}: no activation maps of {layer_name}", fontsize=9)
+        return fig
     with torch.no_grad():
         acts = [method.activations(t, images[t], layer)[0] for t in range(T)]
-    n = max(1, len(rows))
-    fig, axes = plt.subplots(n, 2 * T, figsize=(1.6 * 2 * T + 1.6, 1.6 * n + 1.0), squeeze=False,
+    width = max(len(group) for _, group in rows)
+    n = len(rows)
+    fig, axes = plt.subplots(n, 2 * width, figsize=(1.6 * 2 * width + 1.6, 1.7 * n + 1.0), squeeze=False,
                              layout="constrained")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
-    if not rows:
-        axes[0][0].text(0, 0.5, f"no two tasks have kernels of one shape in {layer_name}: nothing to compare",
-                        fontsize=9, transform=axes[0][0].transAxes)
-    for t in range(T):
-        axes[0][2 * t].set_title(f"{method.tasks[t].name}: input", fontsize=8)
-        axes[0][2 * t + 1].set_title(f"{method.tasks[t].name}: activation", fontsize=8)
     for r, (cos, group) in enumerate(rows):
         by_task = dict(group)
         maps = {t: acts[t][k].numpy() for t, k in by_task.items()}
         lo, hi = min(m.min() for m in maps.values()), max(m.max() for m in maps.values())
         im = None
-        for t, k in by_task.items():
+        for c, (t, k) in enumerate(by_task.items()):
             img = images[t][0].float()
             img = img.mean(0) if img.shape[0] > 1 else img[0]
-            axes[r][2 * t].imshow(img.numpy(), cmap="gray")
-            im = axes[r][2 * t + 1].imshow(maps[t], cmap="magma", vmin=lo, vmax=hi)
-            axes[r][2 * t + 1].set_xlabel(f"kernel {k}", fontsize=7, labelpad=1)
+            axes[r][2 * c].imshow(img.numpy(), cmap="gray")
+            axes[r][2 * c].set_title(f"{method.tasks[t].name}: input", fontsize=7)
+            im = axes[r][2 * c + 1].imshow(maps[t], cmap="magma", vmin=lo, vmax=hi)
+            axes[r][2 * c + 1].set_title(f"{method.tasks[t].name}: kernel {k}", fontsize=7)
+        for c in range(len(by_task), width):  # a row of fewer tasks: its spare panels left out
+            axes[r][2 * c].remove()
+            axes[r][2 * c + 1].remove()
         what = " + ".join(f"{method.tasks[t].name} #{k}" for t, k in group)
         label = (f"slot {r + 1}\n{what}" if cos is None else
                  f"NOT shared\n{what}\ncos {cos:.2f}" + (f", rho {rho:g}" if rho is not None else ""))
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
-        fig.colorbar(im, ax=axes[r].tolist(), fraction=0.025, pad=0.01).set_label("activation", fontsize=7)
-    if not shared and rows:
-        title += (f"\nno kernel of {layer_name} is shared in this run: the best-matching kernel pairs, "
-                  "NOT shared" + (f" (threshold rho = {rho:g})" if rho is not None else ""))
+        fig.colorbar(im, ax=axes[r][:2 * len(by_task)].tolist(), fraction=0.025, pad=0.01).set_label(
+            "activation", fontsize=7)
+    if shared:
+        title += f": activation maps of kernels shared in {layer_name}"
+    else:
+        title += (f": no kernel of {layer_name} is shared in this run;\nactivation maps of the best-matching "
+                  "kernel pairs, NOT shared" + (f" (threshold rho = {rho:g})" if rho is not None else ""))
     fig.suptitle(title, fontsize=9)
     return fig
 

@@ -112,14 +112,15 @@ def grid_hours_per_seed(params, suite: str, root: Path, mfu: str = "0.4") -> tup
     """GPU-hours of one seed of the suite's grid from its committed bench estimate, and where they came from."""
     path = root / "reports" / suite / "bench" / "bench_estimate.json"
     if not path.exists():
-        return None, f"no cost: {path.relative_to(root)} is missing (run `hetmtl bench --suite {suite} --count-only`)"
+        return None, (f"no cost: {path.relative_to(root)} is missing "
+                      f"(run `hetmtl bench --suite {suite} --count-only --report`)")
     est = json.loads(path.read_text())["estimate_gpu"]
     at = est["at_mfu"][mfu]
     seeds = len(params.suite(suite)["seeds"])
     hours = at["per_part"]["grid"]["seconds"] / 3600 / seeds
     return hours, (f"cost: the {suite} suite's grid (Tables 2-6, sweeps not included) at n seeds, "
                    f"{hours:.2f} GPU-hours per seed on {est['gpu']} at {float(mfu):.0%} MFU "
-                   f"({path.relative_to(root)}, `hetmtl bench --suite {suite} --count-only`)")
+                   f"({path.relative_to(root)}, `hetmtl bench --suite {suite} --count-only --report`)")
 
 
 def _seeds(n) -> str:

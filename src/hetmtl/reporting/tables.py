@@ -3,8 +3,10 @@
 ``summarise`` turns long records (one row per run and metric) into a table of
 mean, standard deviation and 95% confidence half-width (Student t) over seeds; ``to_markdown``, ``to_latex``,
 ``to_html`` and ``to_csv`` render it. Test accuracy per task, our extra average column, and
-for MTAL its kernel sharing ratio beside its accuracy. The best mean per
-accuracy column is marked in bold.
+for MTAL its kernel sharing ratio beside its accuracy. Emphasis (:func:`best_and_tied`, ours): per
+accuracy column the best mean as shown is bold and every method not significantly below it carries
+``TIED`` (paired t-test over seeds against the best row, Holm-adjusted over the column); a column
+where some row has fewer than two seeds to pair bolds nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,53 @@ import pandas as pd
 
 AVERAGE = "Average"
 SHARING = "Kernel sharing"
+TIED = "†"  # beside a cell: not significantly below the column's bold best (best_and_tied)
+ALPHA = 0.05  # the level of best_and_tied's tests (ours), as the p column's *
+
+
+def emphasis_note(what: str = "method") -> str:
+    """The rule of the bold and the TIED mark, as the captions' notes state it (one rule, every table)."""
+    return (f"Bold: the best mean of a column as shown (one decimal); {TIED}: a {what} not significantly below it "
+            f"(two-sided paired t-test over seeds against the bold {what}, Holm-adjusted over the column's "
+            f"comparisons, adjusted p >= {ALPHA:g}; the same difference on every seed counts as significant unless it "
+            f"is 0). A column where some "
+            f"{what} has fewer than two seeds to pair with the best bolds nothing: no best can be told.")
+
+
+def best_and_tied(shown: dict, per_seed: dict, alpha: float = ALPHA) -> tuple[set, set]:
+    """One column's emphasis (ours): (bold, tied). ``shown``: row -> its mean as displayed (rounded);
+    ``per_seed``: row -> its values by seed (a Series indexed by seed).
+
+    Bold: the rows whose shown mean is the highest. Tied: every other row whose two-sided paired
+    t-test over common seeds against the best row (the bold row of highest unrounded mean), Holm-adjusted
+    over the column's comparisons, is not significant at ``alpha`` (identical differences over the seeds:
+    tied when they are 0, significant otherwise, the t statistic being infinite). Nothing bold and
+    nothing tied when some row has fewer than two seeds in common with the best row: with n < 2 no
+    difference can be tested, so no best can be told."""
+    from scipy import stats
+
+    shown = {k: v for k, v in shown.items() if not pd.isna(v)}
+    if not shown or any(len(per_seed.get(k, ())) < 2 for k in shown):
+        return set(), set()
+    top = max(shown.values())
+    bold = {k for k, v in shown.items() if v == top}
+    ref = max(bold, key=lambda k: (per_seed[k].mean(), str(k)))
+    pvalues = {}
+    for k in shown:
+        if k in bold:
+            continue
+        a, b = per_seed[ref], per_seed[k]
+        common = a.index.intersection(b.index)
+        if len(common) < 2:
+            return set(), set()
+        diff = (a[common] - b[common]).to_numpy(dtype=float)
+        if np.ptp(diff) <= 1e-12:  # no spread of the differences (float noise aside): t is 0 or infinite
+            pvalues[k] = 1.0 if abs(diff[0]) <= 1e-12 else 0.0
+        else:
+            pvalues[k] = float(stats.ttest_rel(a[common].to_numpy(dtype=float),
+                                               b[common].to_numpy(dtype=float)).pvalue)
+    adjusted = holm(pvalues)
+    return bold, {k for k, p in adjusted.items() if p >= alpha}
 
 def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
               tasks: list[str], display: dict[str, str] | None = None) -> pd.DataFrame:
@@ -29,7 +78,7 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
     sel = records[records.group == group]
     out = {}
     order = {m: i for i, m in enumerate(display)}
-    runs = {}
+    runs, seeds = {}, {}
     for setting, method in sorted(rows, key=lambda r: order.get(r[1], len(order))):
         m = sel[(sel.method == method) & (sel.setting == setting)]
         if "run_id" in m.columns:  # the runs behind the row, by seed (the CSV's provenance column)
@@ -38,9 +87,11 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
         row = {}
         for col, metric in [*[(t, f"test_acc/{t}") for t in tasks], (AVERAGE, "test_acc/mean"),
                             (SHARING, "sharing/total")]:
-            values = m[m.metric == metric].sort_values("seed")["value"]
+            by_seed = m[m.metric == metric].groupby("seed")["value"].mean()
+            values = by_seed.sort_index()
             if col != SHARING and values.empty:
                 raise ValueError(f"no {metric} for {method} in {group}/{setting}")
+            seeds.setdefault(method, {})[col] = values
             row[(col, "mean")] = values.mean() if len(values) else float("nan")
             row[(col, "std")] = values.std(ddof=1) if len(values) > 1 else (0.0 if len(values) else float("nan"))
             row[(col, "ci")] = ci_halfwidth(values.to_numpy())
@@ -53,6 +104,7 @@ def summarise(records: pd.DataFrame, group: str, rows: list[tuple[str, str]],
     table.attrs["shared"] = set(shared.index[shared.astype(bool)])
     table.attrs["display"] = display
     table.attrs["runs"] = runs
+    table.attrs["seeds"] = seeds  # method -> column -> values by seed (best_and_tied's tests)
     return table
 
 
@@ -73,21 +125,24 @@ def ci_halfwidth(values, level: float = 0.95) -> float:
     return float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
 
 
-def _best(table: pd.DataFrame) -> dict[str, set]:
-    """The best mean per column as the table shows it (in %, one decimal): two methods shown alike are
-    both best, and a difference hidden by the rounding marks nothing."""
+def _best(table: pd.DataFrame) -> dict[str, tuple[set, set]]:
+    """Per accuracy column, :func:`best_and_tied` of the means as the table shows them (in %, one
+    decimal: two methods shown alike are both best, a difference hidden by the rounding marks nothing)."""
     best = {}
+    seeds = table.attrs.get("seeds", {})
     for col in table.columns.get_level_values(0).unique():
         if col == SHARING:
             continue
         shown = (100 * table[(col, "mean")]).round(1)
-        best[col] = set(shown.index[shown == shown.max()])
+        per_seed = {m: seeds.get(m, {}).get(col, pd.Series(dtype=float)) for m in table.index}
+        best[col] = best_and_tied(shown.to_dict(), per_seed)
     return best
 
 
 def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rendered table: its cells as text (first column: Method) and a mask of the
-    best mean per accuracy column (the cells every renderer sets in bold)."""
+    """The rendered table: its cells as text (first column: Method; a cell not significantly below
+    its column's best ends in TIED) and a mask of the best mean per accuracy column (the cells every
+    renderer sets in bold); :func:`best_and_tied`."""
     best = _best(table)
     rows, bold = [], []
     for method in table.index:
@@ -95,8 +150,10 @@ def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         marks = [False]
         for col in table.columns.get_level_values(0).unique():
             mean, std = table.loc[method, (col, "mean")], table.loc[method, (col, "std")]
-            row.append("–" if pd.isna(mean) else f"{100 * mean:.1f} ± {100 * std:.1f}")
-            marks.append(not pd.isna(mean) and col in best and method in best[col])
+            top, tied = best.get(col, (set(), set()))
+            row.append("–" if pd.isna(mean) else
+                       f"{100 * mean:.1f} ± {100 * std:.1f}" + (f" {TIED}" if method in tied else ""))
+            marks.append(not pd.isna(mean) and method in top)
         if (AVERAGE, "ci") in table.columns:
             mean, ci = table.loc[method, (AVERAGE, "mean")], table.loc[method, (AVERAGE, "ci")]
             row.append("–" if pd.isna(ci) else f"[{100 * (mean - ci):.1f}, {100 * (mean + ci):.1f}]")
@@ -137,14 +194,15 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 
 def latex_escape(text: str) -> str:
-    """LaTeX's special characters escaped, ± as $\\pm$ (the caption; Styler escapes the cells)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$")
+    """LaTeX's special characters escaped, ± as $\\pm$ and † as $^\\dagger$ (the caption; Styler escapes the
+    cells)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$").replace(TIED, r"$^\dagger$")
 
 
 def _latex(text: pd.DataFrame, bold: pd.DataFrame, caption: str) -> str:
     styler = (text.style.hide(axis="index")
               .apply(lambda _: np.where(bold.to_numpy(), "textbf:--rwrap;", ""), axis=None)
-              .format(lambda s: s.replace("±", r"$\pm$"), escape="latex")
+              .format(lambda s: s.replace("±", r"$\pm$").replace(TIED, r"$^\dagger$"), escape="latex")
               .format_index(escape="latex", axis=1))
     return styler.to_latex(caption=latex_escape(caption), hrules=True, position="t", position_float="centering",
                            column_format="l" + "c" * (len(text.columns) - 1))
@@ -258,10 +316,12 @@ def _pcell(table: pd.DataFrame, method: str, star: str) -> str:
 
 # ----------------------------------------------------------------- Table 6
 
-def sharing_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], layers: list[str]) -> pd.DataFrame:
+def sharing_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], layers: list[str],
+                  display: dict[str, str] | None = None) -> pd.DataFrame:
     """Table 6: MTAL's kernel sharing ratio per conv layer, the total and the compression.
 
-    ``columns``: (label, group, (setting, method) as "setting/method").
+    ``columns``: (label, group, (setting, method) as "setting/method"); the table's columns are the
+    labels (the CSV's keys), the rendered headers "group: display name" (``display``: params/report.yaml).
     """
     out = {}
     for label, group, run in columns:
@@ -280,7 +340,10 @@ def sharing_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], la
             v = sel[sel.metric == metric]["value"]
             col[name] = (v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0) if len(v) else (float("nan"), float("nan"))
         out[label] = col
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    table.attrs["headers"] = {label: f"{group}: {(display or {}).get(run.split('/')[1], run.split('/')[1])}"
+                              for label, group, run in columns}
+    return table
 
 
 def sharing_cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -297,7 +360,8 @@ def sharing_cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             else:
                 row.append(f"{100 * mean:.1f} ± {100 * std:.1f}")
         rows.append(row)
-    text = pd.DataFrame(rows, columns=["MTAL network", *table.columns])
+    headers = table.attrs.get("headers", {})
+    text = pd.DataFrame(rows, columns=["MTAL network", *[headers.get(c, c) for c in table.columns]])
     return text, pd.DataFrame(False, index=text.index, columns=text.columns)
 
 
@@ -346,23 +410,24 @@ def pair_table(records: pd.DataFrame, columns: list[tuple[str, str]], groups: di
     return pd.DataFrame(rows)
 
 
-def pair_cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pair_cells(table: pd.DataFrame, display: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-pair table as text; headers: the readings' display names (``display``, params/report.yaml)."""
     labels = [c for c in table.columns if c not in ("group", "pair", "R")]
     rows = []
     for _, r in table.iterrows():
         row = [r.group, r.pair, "–" if pd.isna(r.R) else f"{r.R:.2f}"]
         row += ["–" if pd.isna(r[c][0]) else f"{100 * r[c][0]:.1f} ± {100 * r[c][1]:.1f}" for c in labels]
         rows.append(row)
-    text = pd.DataFrame(rows, columns=["Group", "Task pair", "R", *labels])
+    text = pd.DataFrame(rows, columns=["Group", "Task pair", "R", *[(display or {}).get(c, c) for c in labels]])
     return text, pd.DataFrame(False, index=text.index, columns=text.columns)
 
 
-def pair_files(table: pd.DataFrame, caption: str, uid: str) -> dict[str, str]:
+def pair_files(table: pd.DataFrame, caption: str, uid: str, display: dict[str, str] | None = None) -> dict[str, str]:
     labels = [c for c in table.columns if c not in ("group", "pair", "R")]
     csv = ["group,pair,R," + ",".join(f"{c}/mean,{c}/std" for c in labels)]
     for _, r in table.iterrows():
         csv.append(f"{r.group},{r.pair},{r.R:.6f}," + ",".join(f"{r[c][0]:.6f},{r[c][1]:.6f}" for c in labels))
-    cells = pair_cells(table)
+    cells = pair_cells(table, display)
     return {"md": _markdown(*cells, caption), "tex": _latex(*cells, caption), "html": _html(*cells, caption, uid),
             "csv": "\n".join(csv) + "\n"}
 
@@ -381,14 +446,15 @@ def weighting_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], 
     if reference not in weightings:
         raise ValueError(f"Table 7's step times are relative to {reference!r}, which the sweeps do not run: "
                          "add it to their values (params/suites/<suite>.yaml suite.sweeps)")
-    out = {}
+    out, seeds = {}, {}
     for w in weightings:
         row = {}
         for sweep, group, label in columns:
             sel = records[(records.sweep == sweep) & (records.group == group) & (records.sweep_value == w)]
-            acc = sel[sel.metric == "test_acc/mean"].sort_values("seed")["value"]
+            acc = sel[sel.metric == "test_acc/mean"].groupby("seed")["value"].mean().sort_index()
             if acc.empty:
                 raise ValueError(f"no test_acc/mean for weighting {w} in sweep {sweep}, group {group}")
+            seeds.setdefault(w, {})[label] = acc
             row[(label, "mean")] = acc.mean()
             row[(label, "ci")] = ci_halfwidth(acc.to_numpy())
             row[(label, "n")] = len(acc)
@@ -404,23 +470,29 @@ def weighting_table(records: pd.DataFrame, columns: list[tuple[str, str, str]], 
         out[w] = row
     table = pd.DataFrame.from_dict(out, orient="index")
     table.columns = pd.MultiIndex.from_tuples(table.columns)
+    table.attrs["seeds"] = seeds  # weighting -> column -> test_acc/mean by seed (best_and_tied's tests)
     return table
 
 
 def weighting_cells(table: pd.DataFrame, names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Display cells: accuracy "mean ± ci" (the best mean per column bold) and
-    the step-time ratio "x.xx×"; ``names``: column label per sweep's step time."""
+    """Display cells: accuracy "mean ± ci" (bold and TIED by :func:`best_and_tied`, as every table:
+    nothing bold in a column with fewer than two seeds) and the step-time ratio "x.xx×";
+    ``names``: column label per sweep's step time."""
     labels = list(dict.fromkeys(c for c, s in table.columns if s == "mean"))
     timed = list(dict.fromkeys(c for c, s in table.columns if s == "ratio"))
     head = ["Weighting", *labels, *[names.get(c, c) for c in timed]]
     rows, bold = [], []
-    best = {c: table[(c, "mean")].max() for c in labels}
+    seeds = table.attrs.get("seeds", {})
+    best = {c: best_and_tied((100 * table[(c, "mean")]).round(1).to_dict(),
+                             {w: seeds.get(w, {}).get(c, pd.Series(dtype=float)) for w in table.index})
+            for c in labels}
     for w in table.index:
         row, marks = [w], [False]
         for c in labels:
             mean, ci = 100 * table.loc[w, (c, "mean")], 100 * table.loc[w, (c, "ci")]
-            row.append(f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}"))
-            marks.append(bool(table.loc[w, (c, "mean")] == best[c]))
+            row.append(f"{mean:.1f}" + ("" if np.isnan(ci) else f" ± {ci:.1f}")
+                       + (f" {TIED}" if w in best[c][1] else ""))
+            marks.append(w in best[c][0])
         for c in timed:
             row.append(f"{table.loc[w, (c, 'ratio')]:.2f}×")
             marks.append(False)

@@ -281,13 +281,23 @@ class RunLogger:
         if status == "FINISHED":
             supersede(self.c, self.experiment["experiment_id"], self.tags, self.run_id)
 
-    def record(self, history: list[dict], final: dict, final_step: int) -> dict:
+    def log_step_loss(self, step_loss: dict) -> None:
+        """The training loss per optimisation step (receipts.step_loss_record) as ``step_loss/<task>``."""
+        from hetmtl.tracking.receipts import step_loss_series
+
+        log_series(self.c, self.run_id, step_loss_series(step_loss))
+
+    def record(self, history: list[dict], final: dict, final_step: int, step_loss: dict | None = None) -> dict:
         """What this run logged, for its receipt: name, parent, tags, params, the
         metrics per step (``history``: ``{"epoch": step, ...}``) and the final
-        metrics (logged at ``final_step``) and the artifacts' file names (files
+        metrics (logged at ``final_step``), the training loss per optimisation step
+        (``step_loss``, deep methods) and the artifacts' file names (files
         beside the receipt, which a rebuild logs again)."""
-        return {"run_name": self.run_name, "parent": self.parent, "tags": self.tags, "params": self.params,
-                "history": history, "final": final, "final_step": final_step, "artifacts": list(self.artifacts)}
+        out = {"run_name": self.run_name, "parent": self.parent, "tags": self.tags, "params": self.params,
+               "history": history, "final": final, "final_step": final_step, "artifacts": list(self.artifacts)}
+        if step_loss is not None:
+            out["step_loss"] = step_loss
+        return out
 
 
 def log_new_run(c, experiment: dict, parent: str, run_name: str, tags: dict, params: dict) -> str:
@@ -318,6 +328,16 @@ def log_metrics(c, run_id: str, metrics: dict, step: int) -> None:
     for i in range(0, len(batch), 500):
         part = batch[i:i + 500]
         retry(c.log_batch, run_id, metrics=part)
+
+
+def log_series(c, run_id: str, series: dict[str, list[tuple[int, float]]]) -> None:
+    """Metrics at many steps each (the per-step training loss), in batches of MLflow's limit."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, int(step)) for k, points in series.items() for step, v in points]
+    for i in range(0, len(batch), 1000):
+        retry(c.log_batch, run_id, metrics=batch[i:i + 1000])
 
 
 def supersede(c, experiment_id: str, tags: dict, run_id: str) -> list[str]:

@@ -31,10 +31,12 @@ from hetmtl.tracking.mlflow_store import (
     ensure_experiment,
     log_metrics,
     log_new_run,
+    log_series,
     retry,
     run_kind,
     supersede,
 )
+from hetmtl.tracking.receipts import step_loss_series
 
 
 class StoreMismatch(UserError, RuntimeError):
@@ -104,6 +106,8 @@ def rebuild(params, suite: str, root: Path) -> dict:
         for entry in rec["history"]:
             log_metrics(c, new, {k: v for k, v in entry.items() if k != "epoch"}, int(entry["epoch"]))
         log_metrics(c, new, rec["final"], int(rec["final_step"]))
+        if "step_loss" in rec:
+            log_series(c, new, step_loss_series(rec["step_loss"]))
         for artifact in _artifacts(path, rec):
             if artifact.exists():
                 retry(c.log_artifact, new, str(artifact))

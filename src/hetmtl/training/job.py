@@ -156,6 +156,10 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
         last = {**{k: v for k, v in final.items() if k not in last_epoch}, **budget, "train_seconds": seconds,
                 "steps_per_epoch": steps_per_epoch(data, cfg.batch_size)}
         logger.log_metrics(last, step=len(result["history"]))
+        step_loss = None
+        if method.deep:  # each optimisation step's training loss per task (Fig. 12 and claim C10 read iterations)
+            step_loss = receipts.step_loss_record([d.name for d in data], result["step_losses"], result["first_step"])
+            logger.log_step_loss(step_loss)
         checkpoint.save(model_path, {"key": ckpt_key, "model": method.state_dict(), "tasks": list(run.tasks)})
         log.line(f"done in {seconds:.1f} s: test_acc {metric_values(result['test'], 'test_acc/')}")
         log.close()
@@ -167,7 +171,7 @@ def _train(run: ResolvedRun, device_name: str, threads: int, progress: bool) -> 
                    "metrics": final, "train_seconds": round(seconds, 3), **budget,
                    "job_digest": run.job_digest,
                    # what the run logged: the tables and a rebuilt store come from here (tracking/receipts.py)
-                   "record": logger.record(result["history"], last, len(result["history"]))}
+                   "record": logger.record(result["history"], last, len(result["history"]), step_loss)}
         if rid.sweep is not None:
             receipt["sweep"] = {"name": rid.sweep, "value": rid.value}
         receipts.write(receipt_path, receipt)
@@ -223,7 +227,7 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
     P = pretrain_epochs(method_cfg, cfg.epochs)
     phase = (state or {}).get("phase", "pretrain" if P else "joint")
     history: list[dict] = []
-    pre_steps = 0
+    pre_steps, pre_losses = 0, []
     if phase == "pretrain":
         single = SingleTask(tasks, spec, {"init": method_cfg["init"]}, cfg.seed)
         if freeze_blocks:
@@ -234,17 +238,21 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
 
         pre = fit(single, data, replace(cfg, epochs=P), device, state=state, on_epoch=on_pre,
                   progress=progress, test=False)  # its test accuracy would be thrown away
-        history, pre_steps = pre["history"], pre["steps"]
+        history, pre_steps, pre_losses = pre["history"], pre["steps"], pre["step_losses"]
         method.init_from(single.state_dict())
         state = None
 
     def on_joint(epoch, metrics, train_state):
         on_epoch(epoch, metrics, {**train_state, "phase": "joint", "pre_steps": pre_steps,
-                                  "history": history + train_state["history"]})
+                                  "pre_step_losses": pre_losses, "history": history + train_state["history"]})
 
     if state is not None:  # resuming the joint phase: its history holds the pre-training epochs too
         history, pre_steps = [h for h in state["history"] if h["epoch"] <= P], state.get("pre_steps", 0)
+        pre_losses = list(state.get("pre_step_losses", []))
         state = {**state, "history": [h for h in state["history"] if h["epoch"] > P]}
     result = fit(method, data, cfg, device, state=state, on_epoch=on_joint, test=test,
                  progress=progress, start_epoch=P)
-    return {**result, "history": history + result["history"], "steps": pre_steps + result["steps"]}
+    steps = pre_steps + result["steps"]
+    losses = (pre_losses if len(pre_losses) == pre_steps and result["first_step"] == 1 else []) + result["step_losses"]
+    return {**result, "history": history + result["history"], "steps": steps,
+            "step_losses": losses, "first_step": steps - len(losses) + 1}

@@ -103,8 +103,12 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         state: dict | None = None,
         on_epoch: Callable[[int, dict, dict], None] | None = None,
         progress: bool = True, start_epoch: int = 0, test: bool = True) -> dict:
-    """Train ``method`` on ``data``; returns {"history": [...], "test": {...}, "steps": n}
-    with ``n`` the optimiser steps taken (each one batch of every task).
+    """Train ``method`` on ``data``; returns {"history": [...], "test": {...}, "steps": n,
+    "step_losses": [[loss per task] per step], "first_step": s} with ``n`` the optimiser steps taken
+    (each one batch of every task) and ``step_losses`` each step's training loss per task (the
+    batch's cross-entropy, before the step) from step ``s`` (1-based) to ``n``: Fig. 12 and claim
+    C10 read iterations (a checkpoint of older code resumes without the steps before it, so ``s``
+    may exceed 1).
 
     ``state`` (from a checkpoint) resumes after its epoch. ``on_epoch(epoch,
     metrics, state)`` is called after every epoch with the metrics and the
@@ -119,6 +123,7 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
     optimizer = make_optimizer(method, cfg, weighting)
     history: list[dict] = []
     start, steps_done = start_epoch, 0  # steps_done: optimiser steps, each one batch of every task
+    step_losses: list[list[float]] = []  # per step: each task's batch loss
     if state is not None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -126,18 +131,21 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         weighting.restore(state["weighting_snapshot"], device)
         weighting.load_state_dict(state["weighting"])
         history, start, steps_done = list(state["history"]), int(state["epoch"]), int(state["steps_done"])
+        step_losses = list(state.get("step_losses", []))
     runner = TrainStep(method, data, cfg, device, weighting, optimizer)
     steps, names = runner.steps, runner.names
     train_seconds, first = 0.0, steps_done
     for epoch in range(start + 1, cfg.epochs + 1):
         runner.begin_epoch(epoch)
-        loss_sum = torch.zeros(len(data), device=device)
+        per_step = torch.zeros(steps, len(data), device=device)
         started = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not progress)
         for step in bar:
-            loss_sum += runner.step(step)
+            per_step[step] = runner.step(step)
             steps_done += 1
+        loss_sum = per_step.sum(0)
         metrics = {f"train_loss/{n}": v / steps for n, v in zip(names, loss_sum.tolist())}  # (syncs the device)
+        step_losses += per_step.tolist()
         train_seconds += time.perf_counter() - started  # the steps only (Table 7's step-time ratio)
         weighting.end_epoch()
         metrics.update(method.after_epoch(epoch, optimizer, final=epoch == cfg.epochs))
@@ -154,7 +162,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         if on_epoch is not None:
             on_epoch(epoch, metrics, {"model": method.state_dict(), "optimizer": optimizer.state_dict(),
                                       "weighting": weighting.state_dict(), "weighting_snapshot": weighting.snapshot(),
-                                      "history": history, "epoch": epoch, "steps_done": steps_done})
+                                      "history": history, "epoch": epoch, "steps_done": steps_done,
+                                      "step_losses": step_losses})
     test_acc = {}
     if test:  # a tune trial (test=False) neither evaluates nor reads the test split
         test_acc = {f"test_acc/{d.name}": accuracy(method, t, d, "test", norm=cfg.input_norm)
@@ -162,7 +171,8 @@ def fit(method: Method, data: list[TaskData], cfg: TrainConfig, device: torch.de
         test_acc["test_acc/mean"] = sum(test_acc.values()) / len(data)
     # train_step_s: wall seconds per optimiser step of this call, validation and checkpoints left out
     return {"history": history, "test": test_acc, "steps": steps_done, "weighting": weighting.name,
-            "train_step_s": train_seconds / max(1, steps_done - first)}
+            "train_step_s": train_seconds / max(1, steps_done - first),
+            "step_losses": step_losses, "first_step": steps_done - len(step_losses) + 1}
 
 
 def make_weighting(method: Method, cfg: TrainConfig, num_tasks: int) -> Weighting:
