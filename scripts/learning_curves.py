@@ -44,7 +44,10 @@ def run_probe(suite: str, epochs: int, seeds: list[int], work: Path) -> str:
     name = f"curves_{suite}"
     spec = yaml.safe_load((ROOT / "params" / "suites" / f"{suite}.yaml").read_text())
     s = spec["suite"]
-    s.update(name=name, raw_dir=f"data/standin/{name}", epochs=epochs, seeds=seeds, readings=False)
+    # the defaults (no tune stage): the curves that choose the epochs come before any tuning
+    s.update(name=name, raw_dir=f"data/standin/{name}", epochs=epochs, seeds=seeds, readings=False,
+             tune={**s["tune"], "trials": 0})
+    s.pop("budget_note", None)
     (work / "params" / "suites" / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     env = dict(os.environ, PATH=f"{work / '.venv' / 'bin'}:{os.environ['PATH']}", PYTHONPATH=str(work / "src"))
     params = yaml.safe_load((work / "params" / "grid.yaml").read_text())
