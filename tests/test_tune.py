@@ -56,6 +56,9 @@ def test_trials_are_drawn_from_the_seed_and_the_cell_alone_the_same_number_for_e
     assert {len(t) for t in first.values()} == {4}  # the same N for every method
     cell = ("related", "no_prior", "mtal")
     assert sample(p.search_space("mtal"), 3, *cell, 2) == first[cell][2]  # one trial alone: the same draw
+    # trial 0: the defaults (params/methods.yaml, training.lr), so tuning never loses to them on validation
+    assert {c: t[0] for c, t in first.items()} == {c: p.tune_defaults("tiny", c[2]) for c in cells}
+    assert first[cell][0] == {"lr": p["training"]["lr"], "rho": p["methods"]["mtal"]["rho"]}
     assert len({json.dumps(v, sort_keys=True) for v in first[cell]}) == 4
     other = with_tune(params, trials=4, seed=4)
     assert other.tune_trials("tiny", *cell) != first[cell]  # the suite's seed matters
@@ -78,9 +81,9 @@ def test_trials_are_drawn_from_the_seed_and_the_cell_alone_the_same_number_for_e
 
 
 def test_trials_zero_changes_nothing(params):
-    """tune.trials 0 (every suite's default): no tune cells, no tune stage, no tune
+    """tune.trials 0 (the tiny suite's): no tune cells, no tune stage, no tune
     input to any job, and the rest of suite.tune reaches no digest and no stage."""
-    assert all(params.suite(s)["tune"]["trials"] == 0 for s in params["suites"])
+    assert params.suite("tiny")["tune"]["trials"] == 0
     base = params
     other = with_tune(params, seed=7, epochs=5)
     assert base.tune_cells("tiny") == [] == other.tune_cells("tiny")

@@ -242,11 +242,27 @@ class Params:
         return space
 
     def tune_trials(self, suite: str, group: str, setting: str, method: str) -> list[dict]:
-        """The values of each trial of a tune cell: drawn from (``suite.tune.seed``,
-        group, setting, method, trial) alone, so the same whatever order jobs run in."""
+        """The values of each trial of a tune cell: trial 0 the defaults (params/methods.yaml,
+        and the suite's rate: training.lr, finetune_lr from ImageNet weights), so the
+        choice is never worse on validation than the untuned run; the others drawn from
+        (``suite.tune.seed``, group, setting, method, trial) alone, so the same whatever
+        order jobs run in (ours, issue 30; DomainBed's first trial is the defaults too)."""
         scale = self.suite(suite)["tune"]
         space = self.search_space(method)
-        return [sample(space, scale["seed"], group, setting, method, k) for k in range(scale["trials"])]
+        drawn = [sample(space, scale["seed"], group, setting, method, k) for k in range(1, scale["trials"])]
+        return [self.tune_defaults(suite, method), *drawn][:scale["trials"]]
+
+    def tune_defaults(self, suite: str, method: str) -> dict:
+        """The untuned values of what the tune stage searches for ``method``."""
+        mcfg, tr = self.method(method), self.data["training"]
+        rate = tr["finetune_lr"] if self.suite(suite).get("init") == "imagenet" else tr["lr"]
+        out = {}
+        for name in sorted(self.search_space(method)):
+            if name != "lr" and name not in mcfg:
+                raise ParamsError(f"{self.files['methods']}: methods.{method}.{name}: searched by the tune stage, "
+                                  "so it needs a default here (the tune stage's trial 0)")
+            out[name] = rate if name == "lr" else mcfg[name]
+        return out
 
     def tune_inputs(self, suite: str, group: str, setting: str, method: str) -> dict:
         """What a tune job reads: what its cell's training reads (at the defaults), the

@@ -55,6 +55,8 @@ def scale_note(params, suite: str, tasks: list[str] | None = None) -> str:
     note = (f"Suite {suite}: {s['backbone']}, {s['image_size']}x{s['image_size']}, {s['epochs']} epochs, "
             f"batch {s['batch_size']}, SGD lr {lr}, momentum {params['training']['momentum']}, "
             f"L2 lambda {params['training']['l2_lambda']}.")
+    if s.get("budget_note"):  # ours: where the epochs are short of the learning curves' flat part
+        note += " " + s["budget_note"]
     notes = data_notes(params, tasks)
     return note + (" " + notes if notes else "") + (" " + STANDIN_NOTE if s["data"] == "standin" else "")
 

@@ -196,6 +196,20 @@ def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb(h, s, v)
 
 
+# The office scenes' nuisance per style (ours, issue 30): the object's scale range, its
+# offset from the centre (fraction of the side), the distractor shapes behind it
+# (count range, radius range as a fraction of the side), the lighting's colour cast
+# (std of a shift per channel), the object's own colour jitter and Gaussian sensor
+# noise (grey levels). Product shots on white at a fixed place put every method near
+# 98% (Amazon) at the demo's scale; these leave room above and below (docs/results.md).
+OFFICE_NUISANCE = {
+    "amazon": {"scale": (0.65, 1.1), "offset": 0.1, "clutter": (2, 5), "radius": (0.05, 0.16),
+               "cast": 0.15, "jitter": 0.08, "noise": 8.0},
+    "art": {"scale": (0.65, 1.1), "offset": 0.12, "clutter": (1, 4), "radius": (0.05, 0.15),
+            "cast": 0.14, "jitter": 0.07, "noise": 4.0},
+}
+
+
 def _draw_scene(name: str, style: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
     if style == "art":
         # Painterly background: smooth colour noise in a random warm/cool palette.
@@ -208,22 +222,23 @@ def _draw_scene(name: str, style: str, rng: np.random.Generator, size: int = 96)
     else:
         img = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    scale = rng.uniform(0.75, 1.15) * size * (0.85 if style == "amazon" else 0.75)
-    ox = size / 2 + rng.uniform(-0.12, 0.12) * size * (0.4 if style == "amazon" else 1.0)
-    oy = size / 2 + rng.uniform(-0.12, 0.12) * size * (0.4 if style == "amazon" else 1.0)
+    nuisance = OFFICE_NUISANCE[style]
+    scale = rng.uniform(*nuisance["scale"]) * size * (0.85 if style == "amazon" else 0.75)
+    ox = size / 2 + rng.uniform(-1, 1) * nuisance["offset"] * size
+    oy = size / 2 + rng.uniform(-1, 1) * nuisance["offset"] * size
     flip = rng.random() < 0.5
-    # Clutter: a few distractor shapes in random colours, behind the object.
-    for _ in range(int(rng.integers(1, 4))):
+    # Clutter: distractor shapes in random colours, behind the object.
+    for _ in range(int(rng.integers(*nuisance["clutter"]))):
         col = tuple(int(v) for v in rng.integers(0, 256, 3))
         x0, y0 = rng.uniform(0, size, 2)
-        r = rng.uniform(0.05, 0.15) * size
-        draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=col)
-    hue_shift = rng.normal(0, 0.12, 3)  # lighting / white balance
+        r = rng.uniform(*nuisance["radius"]) * size
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0 - r, y0 - r, x0 + r, y0 + r], fill=col)
+    hue_shift = rng.normal(0, nuisance["cast"], 3)  # lighting / white balance
     for part in _prototype(name):
         cx = ox + (-part.cx if flip else part.cx) * scale
         cy = oy + part.cy * scale
         w, h = part.w * scale / 2, part.h * scale / 2
-        col = np.clip(part.color + hue_shift + rng.normal(0, 0.06, 3), 0, 1)
+        col = np.clip(part.color + hue_shift + rng.normal(0, nuisance["jitter"], 3), 0, 1)
         fill = tuple(int(v * 255) for v in col)
         outline = (20, 20, 20) if style == "art" else None
         width = int(rng.integers(1, 3)) if style == "art" else 0
@@ -241,7 +256,8 @@ def _draw_scene(name: str, style: str, rng: np.random.Generator, size: int = 96)
         arr = np.asarray(img, dtype=np.float64)
         strokes = rng.normal(0, 10, size=(size, 1, 1)) + rng.normal(0, 6, size=(size, size, 3))
         img = Image.fromarray((arr + strokes).clip(0, 255).astype(np.uint8))
-    return img
+    noise = rng.normal(0, nuisance["noise"], size=(size, size, 3))
+    return Image.fromarray((np.asarray(img, dtype=np.float64) + noise).clip(0, 255).astype(np.uint8))
 
 
 def office_scenes(classes: list[str], domain_prefix: str, style: str, file_name: Callable[[int], str],
