@@ -26,8 +26,9 @@ def main() -> None:
         for k, v in json.loads(r.read_text())["metrics"].items():
             if k.startswith("test_acc/") and k != "test_acc/mean":
                 acc.setdefault((r.parts[-5], k.removeprefix("test_acc/")), []).append(100 * v)
-    lines = [f"Single-task test accuracy (%) of suite {args.suite}'s runs. Made by: `python scripts/single_task_table.py "
-             + " ".join(sys.argv[1:]) + "`.", "", "| group | task | seeds | mean | min | max |", "|---|---|---|---|---|---|"]
+    made_by = "python scripts/single_task_table.py " + " ".join(sys.argv[1:])
+    lines = [f"Single-task test accuracy (%) of suite {args.suite}'s runs. Made by: `{made_by}`.", "",
+             "| group | task | seeds | mean | min | max |", "|---|---|---|---|---|---|"]
     for (g, t), v in sorted(acc.items()):
         lines.append(f"| {g} | {t} | {len(v)} | {sum(v) / len(v):.1f} | {min(v):.1f} | {max(v):.1f} |")
     md = "\n".join(lines) + "\n"
