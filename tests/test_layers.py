@@ -34,7 +34,8 @@ FLOORS = (
     ("hetmtl.training", "hetmtl.reporting"),
     ("hetmtl.bench",),  # what a suite costs: the training step timed, FLOPs counted, the grid costed
     ("hetmtl.dvc_yaml", "hetmtl.preflight", "hetmtl.forkserver"),  # dvc.yaml, pre-run checks, the fork server
-    ("hetmtl.doctor",),  # a suite's readiness (reads preflight's checks and bench's cost)
+    ("hetmtl.count",),  # one count of a suite's work: runs, jobs, GPU-hours, disk, the Slurm booking
+    ("hetmtl.doctor",),  # a suite's readiness (reads preflight's checks and the count's cost and disk)
     ("hetmtl.cli",),  # the command line: the only entry point; it hands itself to the fork server
 )
 OPEN = {0}  # no open top floor: no import circle (issue 31)

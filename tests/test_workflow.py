@@ -54,10 +54,16 @@ def test_every_suite_plans_in_snakemake_and_renders_for_dvc(tmp_path):
     assert run.returncode == 0 and "This was a dry-run" in run.stdout, run.stdout[-3000:] + run.stderr
     # every GPU job books a wall time that grows with what it trains (Slurm's --time;
     # the profile's default is for the short CPU jobs)
-    gpu_jobs = [line for line in run.stdout.splitlines() if line.strip().startswith("resources:") and "gpu=1" in line]
+    rule, gpu_jobs, tune_jobs = None, [], []
+    for line in run.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and "gpu=1" in line:
+            (tune_jobs if rule == "tune" else gpu_jobs).append(line)
     runtimes = sorted({int(line.split("runtime=")[1].split(",")[0]) for line in gpu_jobs if "runtime=" in line})
     assert len(gpu_jobs) == 24 + 2 * 4 + 2 * 10 + 2 * 14 * 2 + 2, gpu_jobs[:3]
-    assert all("runtime=" in line for line in gpu_jobs)
+    assert len(tune_jobs) == len(params.tune_cells("paper")) > 0  # the tuning stage: one job per cell
+    assert all("runtime=" in line for line in gpu_jobs + tune_jobs)
     # 24 cells, 2 x 4 readings (delta, random_matched; with and without prior), 2 x 10 rho points,
     # 2 x 2 x 14 weighting points, 2 relations; runtimes: a rho point, a
     # group's relations, a grid cell (and a loss weighting's point), a gradient aggregator's point

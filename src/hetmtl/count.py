@@ -9,7 +9,7 @@ The pieces, each computed once, here or where this module reads it:
   ``relations`` job per group whose R some run reads; plus the jobs that train nothing (fetch,
   prepare, init_tracking, one per table and figure, aggregate);
 - GPU-hours: ``hetmtl bench``'s FLOP model (:mod:`hetmtl.bench.estimate`) at the assumed MFUs;
-- disk: ``hetmtl doctor``'s count of the models and prepared data (:func:`hetmtl.doctor.output_bytes`);
+- disk: the models and prepared data the suite writes (:func:`output_bytes`, which ``hetmtl doctor`` reads);
 - the Slurm booking: :func:`booked_minutes` per training job, which workflow/rules/common.smk calls
   for each job's ``runtime`` (so the profile and this count cannot disagree).
 
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+GiB = 1 << 30
 
 # Minutes per epoch of one task (ours, an estimate, not a measurement: 240 minutes for 50 epochs of
 # a 4-task VGG-16 run on a GPU, 30 on stand-ins), and the least a job books.
@@ -147,10 +149,67 @@ def count(params, suite: str, gpu: str = "H100 SXM", mfu: tuple[float, ...] = (0
         "data": params.suite(suite)["data"],
     }
     if disk:
-        from hetmtl.doctor import output_bytes
-
         out["disk_bytes"] = output_bytes(params, suite)
     return out
+
+
+def output_bytes(params, suite: str) -> dict[str, int]:
+    """What the suite writes, in bytes: ``prepared`` (every task's uint8
+    tensor) and ``models`` (one ``model.pt`` per deep training job and sweep point)."""
+    from hetmtl.data.sources import LAYOUTS
+
+    s = params.suite(suite)
+    prepared = 0
+    for task in dict.fromkeys(t for g in params["groups"] for t in params.tasks_of(g)):
+        spec = params["tasks"][task]
+        source = params["sources"][spec["source"]]
+        layout = LAYOUTS[source["layout"]]
+        counts = layout.standin_counts(s["images_per_class"]) if s["data"] == "standin" and not layout.local \
+            else source.get("expected")
+        if counts is None:
+            continue
+        draw = spec["classes"]["draw"]
+        pool = spec["classes"]["pool"]
+        if draw != "all":
+            classes = draw
+        elif pool == "source":
+            classes = counts["classes"]
+        else:
+            classes = len(pool) if isinstance(pool, list) else pool["range"][2] - pool["range"][1] + 1
+        images = counts["images"] * classes // counts["classes"]
+        prepared += images * source["channels"] * s["image_size"] ** 2
+    return {"prepared": prepared, "models": sum(model_bytes(params, suite).values())}
+
+
+def model_bytes(params, suite: str) -> dict:
+    """The bytes of each deep training job's and sweep point's ``model.pt`` (its
+    method's state dict, fp32 as saved), by run: counted on the meta device with
+    `hetmtl bench`'s :func:`~hetmtl.bench.flops.build_meta`, once per cell."""
+    from dataclasses import replace
+
+    from hetmtl.bench.flops import build_meta
+    from hetmtl.bench.shapes import task_shape
+    from hetmtl.methods import METHODS
+    from hetmtl.resolve import resolve
+
+    sizes: dict = {}
+    out = {}
+    for run in params.runs(suite) + params.sweep_runs(suite):
+        like = replace(run, seed=0, value=None)
+        if like not in sizes:
+            resolved = resolve(params, run, tune=False, inputs=False)
+            if not METHODS[resolved.method_class].deep:
+                sizes[like] = 0
+            else:
+                net = build_meta(resolved, [task_shape(params, suite, t) for t in resolved.tasks])
+                sizes[like] = sum(v.numel() * v.element_size() for v in net.state_dict().values())
+        if sizes[like]:
+            out[run] = sizes[like]
+    return out
+
+
+def size_text(n: int) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / (1 << 20):.1f} MiB"
 
 
 def _hours(h: float) -> str:
@@ -159,8 +218,6 @@ def _hours(h: float) -> str:
 
 def text(c: dict) -> str:
     """``hetmtl count``'s screen."""
-    from hetmtl.doctor import _size
-
     r, j = c["runs"], c["jobs"]
     lines = [f"hetmtl count --suite {c['suite']}",
              f"runs: {r['total']} ({r['grid']} grid runs of Tables 2-6, {r['sweeps']} sweep runs; "
@@ -196,6 +253,6 @@ def text(c: dict) -> str:
                      "jobs are booked but not estimated)")
     if "disk_bytes" in c:
         d = c["disk_bytes"]
-        lines.append(f"disk: {_size(sum(d.values()))} (models {_size(d['models'])}, prepared data "
-                     f"{_size(d['prepared'])}; plus the archives)")
+        lines.append(f"disk: {size_text(sum(d.values()))} (models {size_text(d['models'])}, prepared data "
+                     f"{size_text(d['prepared'])}; plus the archives)")
     return "\n".join(lines) + "\n"

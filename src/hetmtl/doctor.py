@@ -33,6 +33,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+# what the suite writes is counted with the rest of its work (one count model, `hetmtl count`)
+from hetmtl.count import model_bytes, output_bytes  # noqa: F401 - doctor.output_bytes, as before
+from hetmtl.count import size_text as _size
+
 OK, MISSING, BLOCKED = "ok", "missing", "blocked"
 GiB = 1 << 30
 
@@ -130,65 +134,6 @@ def gpu_check(params, suite: str, profile: str) -> Check:
                                      f"{suite} suite's training jobs each ask for one: run on a GPU machine, or "
                                      "on Slurm with --profile slurm")
     return Check(OK, "GPU", f"none; the {suite} suite trains on the CPU")
-
-
-def output_bytes(params, suite: str) -> dict[str, int]:
-    """What the suite writes, in bytes: ``prepared`` (every task's uint8
-    tensor) and ``models`` (one ``model.pt`` per deep training job and sweep point)."""
-    from hetmtl.data.sources import LAYOUTS
-
-    s = params.suite(suite)
-    prepared = 0
-    for task in dict.fromkeys(t for g in params["groups"] for t in params.tasks_of(g)):
-        spec = params["tasks"][task]
-        source = params["sources"][spec["source"]]
-        layout = LAYOUTS[source["layout"]]
-        counts = layout.standin_counts(s["images_per_class"]) if s["data"] == "standin" and not layout.local \
-            else source.get("expected")
-        if counts is None:
-            continue
-        draw = spec["classes"]["draw"]
-        pool = spec["classes"]["pool"]
-        if draw != "all":
-            classes = draw
-        elif pool == "source":
-            classes = counts["classes"]
-        else:
-            classes = len(pool) if isinstance(pool, list) else pool["range"][2] - pool["range"][1] + 1
-        images = counts["images"] * classes // counts["classes"]
-        prepared += images * source["channels"] * s["image_size"] ** 2
-    return {"prepared": prepared, "models": sum(model_bytes(params, suite).values())}
-
-
-def model_bytes(params, suite: str) -> dict:
-    """The bytes of each deep training job's and sweep point's ``model.pt`` (its
-    method's state dict, fp32 as saved), by run: counted on the meta device with
-    `hetmtl bench`'s :func:`~hetmtl.bench.flops.build_meta`, once per cell."""
-    from dataclasses import replace
-
-    from hetmtl.bench.flops import build_meta
-    from hetmtl.bench.shapes import task_shape
-    from hetmtl.methods import METHODS
-    from hetmtl.resolve import resolve
-
-    sizes: dict = {}
-    out = {}
-    for run in params.runs(suite) + params.sweep_runs(suite):
-        like = replace(run, seed=0, value=None)
-        if like not in sizes:
-            resolved = resolve(params, run, tune=False, inputs=False)
-            if not METHODS[resolved.method_class].deep:
-                sizes[like] = 0
-            else:
-                net = build_meta(resolved, [task_shape(params, suite, t) for t in resolved.tasks])
-                sizes[like] = sum(v.numel() * v.element_size() for v in net.state_dict().values())
-        if sizes[like]:
-            out[run] = sizes[like]
-    return out
-
-
-def _size(n: int) -> str:
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / (1 << 20):.1f} MiB"
 
 
 def disk_check(params, suite: str) -> Check:
