@@ -161,6 +161,65 @@ def test_the_best_trial_is_the_highest_mean_validation_accuracy_and_a_failed_one
         choose([t(-math.inf, "diverged: x"), t(-math.inf, "failed: y")])
 
 
+def _trial(accs: dict[str, float], status: str = "ok") -> dict:
+    score = sum(accs.values()) / len(accs) if status == "ok" else -math.inf
+    return {"score": score, "status": status, "val_acc": {f"val_acc/{k}": v for k, v in accs.items()}}
+
+
+def test_a_drawn_trial_replaces_the_defaults_only_beyond_noise():
+    """At the demo's scale the trials score near chance: 2 points over the defaults on 60
+    validation images per task is noise and keeps the defaults; 20 points is not."""
+    from hetmtl.training.tune import choose
+
+    n = {"A": 60, "B": 60}
+    defaults = _trial({"A": 0.15, "B": 0.12})
+    noise = _trial({"A": 0.17, "B": 0.14})
+    clear = _trial({"A": 0.40, "B": 0.30})
+    assert choose([defaults, noise], n, alpha=0.05) == 0
+    assert choose([defaults, noise], n, alpha=1.0) == 1  # the plain argmax (alpha 1) takes the noise
+    assert choose([defaults, clear], n, alpha=0.05) == 1
+    assert choose([defaults, noise, clear], n, alpha=0.05) == 2
+
+
+def test_the_gains_z_is_the_difference_over_the_binomial_standard_error_of_the_task_mean():
+    """Worked by hand from the definition: tasks of different sizes weigh by their own n."""
+    from hetmtl.training.tune import gain_z
+
+    n = {"A": 50, "B": 200}
+    t, d = _trial({"A": 0.6, "B": 0.3}), _trial({"A": 0.4, "B": 0.2})
+    var = ((0.6 * 0.4 + 0.4 * 0.6) / 50 + (0.3 * 0.7 + 0.2 * 0.8) / 200) / 4
+    assert gain_z(t, d, n) == pytest.approx((0.45 - 0.30) / math.sqrt(var), rel=1e-12)
+    assert gain_z(d, t, n) == pytest.approx(-(0.45 - 0.30) / math.sqrt(var), rel=1e-12)  # not symmetric in sign
+    # the sizes are the task's own: swapping them changes z
+    assert gain_z(t, d, {"A": 200, "B": 50}) != pytest.approx(gain_z(t, d, n))
+    assert gain_z(_trial({"A": 1.0}), _trial({"A": 0.0}), {"A": 10}) == math.inf  # no spread, a gain
+
+
+def test_the_threshold_grows_with_the_drawn_trials_bonferroni():
+    """The best of more draws must clear a higher bar: a gain that passes against one draw
+    fails against eight."""
+    from hetmtl.training.tune import choose, gain_z, z_threshold
+
+    assert z_threshold(0.05, 1) == pytest.approx(1.6448536, abs=1e-6)
+    assert z_threshold(0.05, 8) == pytest.approx(2.4977054, abs=1e-6)  # Phi^-1(1 - 0.05/8)
+    n = {"A": 60, "B": 60}
+    defaults, good = _trial({"A": 0.30, "B": 0.30}), _trial({"A": 0.45, "B": 0.43})
+    z = gain_z(good, defaults, n)
+    assert z_threshold(0.05, 1) < z < z_threshold(0.05, 8)
+    weak = [_trial({"A": 0.20, "B": 0.20})] * 7
+    assert choose([defaults, good], n, alpha=0.05) == 1
+    assert choose([defaults, good, *weak], n, alpha=0.05) == 0
+
+
+def test_failed_defaults_leave_the_best_trial_without_a_test():
+    from hetmtl.training.tune import choose
+
+    n = {"A": 60}
+    assert choose([_trial({"A": 0.0}, "diverged"), _trial({"A": 0.11})], n, alpha=0.05) == 1
+    with pytest.raises(ValueError, match="val_n"):
+        choose([_trial({"A": 0.1}), _trial({"A": 0.9})], None, alpha=0.05)
+
+
 class Sealed:
     """Stands for the test split: any use of it raises."""
 
@@ -224,7 +283,12 @@ def test_tune_through_snakemake_chooses_on_validation_and_the_seeds_train_with_t
         assert record["digest"] == p.tune_digest("tiny", *cell)
         assert [t["values"] for t in record["trials"]] == p.tune_trials("tiny", *cell)  # N = 2, as drawn
         assert all(t["status"] == "ok" for t in record["trials"])
-        best = max(range(2), key=lambda k: (record["trials"][k]["score"], -k))
+        from hetmtl.training.tune import choose
+
+        assert record["beat_defaults_alpha"] == p["tuning"]["beat_defaults_alpha"]
+        assert len(record["val_n"]) == len(resolve(p, RunId("tiny", *cell, 0)).tasks)
+        assert all(isinstance(v, int) and v > 0 for v in record["val_n"].values())
+        best = choose(record["trials"], record["val_n"], record["beat_defaults_alpha"])
         assert record["best"] == best and record["chosen"] == record["trials"][best]["values"]
         chosen = record["chosen"]
         run = RunId("tiny", *cell, 0)

@@ -262,6 +262,7 @@ class ResolvedTune:
     digest: str
     json: Path
     run_params: dict
+    beat_defaults_alpha: float = 1.0  # params/training.yaml tuning.beat_defaults_alpha (1: the plain argmax)
 
     @property
     def cell(self) -> tuple[str, str, str]:
@@ -279,4 +280,6 @@ def resolve_tune(params, suite_name: str, group: str, setting: str, method: str)
     return ResolvedTune(base=base, trials=tuple(params.tune_trials(suite_name, group, setting, method)),
                         epochs=scale["epochs"], digest=params.tune_digest(suite_name, group, setting, method),
                         json=params.root / paths.tune_json(suite_name, group, setting, method),
-                        run_params={"tune": scale, "search": params.search_space(method)})
+                        run_params={"tune": scale, "search": params.search_space(method),
+                                    "beat_defaults_alpha": params["tuning"]["beat_defaults_alpha"]},
+                        beat_defaults_alpha=float(params["tuning"]["beat_defaults_alpha"]))

@@ -269,7 +269,8 @@ class Params:
         search space, the suite's ``tune`` and the seed its trials train with."""
         seed = self.suite(suite)["seeds"][0]
         return {**self._train_inputs(RunId(suite, group, setting, method, seed)), "seed": seed,
-                "search": self.search_space(method), "tune": self.suite(suite)["tune"]}
+                "search": self.search_space(method), "tune": self.suite(suite)["tune"],
+                "beat_defaults_alpha": self.data["tuning"]["beat_defaults_alpha"]}
 
     def tune_digest(self, suite: str, group: str, setting: str, method: str) -> str:
         """Digest of a tune job's inputs and code: its rerun trigger, recorded in its JSON."""

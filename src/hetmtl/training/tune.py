@@ -8,9 +8,11 @@ for a deep method, the learning rate of params/training.yaml ``tuning``;
 :meth:`hetmtl.params.Params.tune_trials`), with the suite's first seed for
 ``suite.tune.epochs`` epochs, and scores it by the mean over the group's tasks of
 the validation accuracy after its last epoch. The best trial's values are the
-choice (ties: the earlier trial); the training jobs of the cell then train every
-seed with them (:func:`hetmtl.resolve.resolve`). A trial that diverges or fails
-scores -inf and is recorded as such: never the choice.
+choice (ties: the earlier trial) where they beat the defaults (trial 0) beyond
+noise (:func:`choose`, ``tuning.beat_defaults_alpha``, ours), else the defaults
+are; the training jobs of the cell then train every seed with the choice
+(:func:`hetmtl.resolve.resolve`). A trial that diverges or fails scores -inf and
+is recorded as such: never the choice.
 
 The test split plays no part: the tasks are loaded and their test split dropped
 before any trial (touching it raises), and no trial evaluates it.
@@ -26,6 +28,7 @@ import json
 import math
 import time
 from dataclasses import replace
+from statistics import NormalDist
 
 from hetmtl import files
 from hetmtl.data.tasks import TaskData, load_task
@@ -63,14 +66,43 @@ def run_trial(tune: ResolvedTune, values: dict, data: list[TaskData], device) ->
     return {k: v for k, v in result["history"][-1].items() if k.startswith("val_acc/")}
 
 
-def choose(trials: list[dict]) -> int:
-    """The index of the best trial: the highest score, the earlier on a tie; a
-    failed trial (score -inf) never. Refused when every trial failed."""
+def gain_z(trial: dict, defaults: dict, val_n: dict[str, int]) -> float:
+    """z of ``trial``'s score (the mean over tasks of the validation accuracy) over the
+    defaults': the difference over its standard error, each task's accuracy a binomial
+    proportion over its ``val_n`` validation images and the two trials independent (their
+    errors are positively correlated, so the true error is smaller: conservative)."""
+    names = list(val_n)
+    diff = trial["score"] - defaults["score"]
+    var = sum((p * (1 - p) + q * (1 - q)) / val_n[n]
+              for n in names
+              for p, q in [(trial["val_acc"][f"val_acc/{n}"], defaults["val_acc"][f"val_acc/{n}"])])
+    var /= len(names) ** 2
+    if var == 0:
+        return math.inf if diff > 0 else -math.inf if diff < 0 else 0.0
+    return diff / math.sqrt(var)
+
+
+def z_threshold(alpha: float, drawn: int) -> float:
+    """One-sided, Bonferroni over the ``drawn`` trials (the best of them is the one tested)."""
+    return NormalDist().inv_cdf(1 - alpha / max(1, drawn))
+
+
+def choose(trials: list[dict], val_n: dict[str, int] | None = None, alpha: float = 1.0) -> int:
+    """The index of the chosen trial. The best: the highest score, the earlier on a
+    tie; a failed trial (score -inf) never; refused when every trial failed. With
+    ``alpha`` < 1 (``tuning.beat_defaults_alpha``, ours) the best drawn trial replaces
+    the defaults (trial 0) only where :func:`gain_z` exceeds :func:`z_threshold`:
+    a trial scored near chance after a short search otherwise wins by noise alone.
+    Failed defaults leave the best trial chosen without a test."""
     best = max(range(len(trials)), key=lambda k: (trials[k]["score"], -k))
     if not math.isfinite(trials[best]["score"]):
         raise UserError(f"every one of the {len(trials)} tune trials failed: "
                         + "; ".join(t["status"] for t in trials))
-    return best
+    if best == 0 or alpha >= 1 or not math.isfinite(trials[0]["score"]):
+        return best
+    if val_n is None:
+        raise ValueError("choose: alpha < 1 needs each task's number of validation images (val_n)")
+    return best if gain_z(trials[best], trials[0], val_n) > z_threshold(alpha, len(trials) - 1) else 0
 
 
 def tune_job(tune: ResolvedTune, device_name: str = "auto", threads: int = 1) -> dict:
@@ -112,7 +144,8 @@ def tune_job(tune: ResolvedTune, device_name: str = "auto", threads: int = 1) ->
             if math.isfinite(score):
                 mlflow_store.log_metrics(c, trial_id, metrics, step=tune.epochs)
             mlflow_store.retry(c.set_terminated, trial_id, status="FINISHED" if status == "ok" else "FAILED")
-        best = choose(trials)
+        val_n = {d.name: len(d.y["val"]) for d in data}
+        best = choose(trials, val_n, tune.beat_defaults_alpha)
     except BaseException:
         mlflow_store.retry(c.set_terminated, parent, status="FAILED")
         raise
@@ -125,6 +158,7 @@ def tune_job(tune: ResolvedTune, device_name: str = "auto", threads: int = 1) ->
     record = {"suite": rid.suite, "group": rid.group, "setting": rid.setting, "method": rid.method,
               "seed": rid.seed, "epochs": tune.epochs, "criterion": f"{SCORE} after the last epoch (validation split)",
               "search": tune.run_params["search"], "trials": written, "best": best, "chosen": chosen,
+              "val_n": val_n, "beat_defaults_alpha": tune.beat_defaults_alpha,
               "digest": tune.digest, "run_id": parent}
     files.write_text(tune.json, json.dumps(record, indent=2) + "\n")
     return record
