@@ -77,13 +77,18 @@ def test_tables_hold_a_number_for_every_method_and_task(tiny_run):
     print(f"tiny DAG: {seconds:.1f} s")
 
 
-def test_the_tiny_dag_runs_every_weighting_on_hard_sharing_and_mtal(tiny_run):
-    """Table 7: every weighting of params/weightings.yaml, on both methods, with its
-    accuracy and its measured step time relative to equal weighting."""
+def test_the_tiny_dag_runs_table7s_weightings_on_hard_sharing_and_mtal(tiny_run):
+    """Table 7: each weighting its suite sweeps (tiny: three), on both methods, with its
+    accuracy and its measured step time relative to equal weighting; the demo and paper
+    suites sweep every weighting of params/weightings.yaml."""
     proj, _, _ = tiny_run
     params = load_params(proj)
     csv = pd.read_csv(proj / paths.table_file("tiny", "table7_weightings", "csv"), index_col="weighting")
-    assert list(csv.index) == list(params["weightings"])
+    swept = params.suite("tiny")["sweeps"]["weighting_mtal"]["values"]
+    assert list(csv.index) == swept and "equal" in swept and len(swept) >= 3
+    for suite in ("demo", "paper"):
+        for name in ("weighting_hard_sharing", "weighting_mtal"):
+            assert params.suite(suite)["sweeps"][name]["values"] == list(params["weightings"]), (suite, name)
     methods = {sw["method"] for sw in params["sweeps"].values() if sw["parameter"] == "weighting"}
     assert methods == {"hard_sharing", "mtal"}
     accuracy = [c for c in csv.columns if c.endswith("/mean")]

@@ -187,6 +187,23 @@ def test_every_weighting_changes_training_and_equal_is_the_plain_loop(toy_tasks)
     assert same == []
 
 
+def test_every_weighting_trains_mtal_through_a_merge(toy_tasks):
+    """MTAL with each weighting (Table 7's second method; the tiny DAG sweeps three of
+    them), shared from the start: training runs past MTAL's merges, where the weighting's
+    shared coordinates change, and no weighting is a silent no-op there either."""
+    torch.use_deterministic_algorithms(True)
+    results = {}
+    for name in P["weightings"]:
+        cfg = TrainConfig(epochs=3, batch_size=8, lr=0.02, momentum=0.9, l2_lambda=5e-4, nan_check_every=1,
+                          seed=0, weighting=name, weighting_params=tuple(sorted(P["weightings"][name].items())))
+        out = fit(model("mtal", toy_tasks), toy_tasks, cfg, torch.device("cpu"), progress=False)  # DWA: from epoch 3
+        assert out["weighting"] == name and len(out["history"]) == 3
+        assert out["history"][0]["sharing/total"] > 0, name  # merged after epoch 1: epoch 2 trains shared slots
+        results[name] = [h[f"train_loss/{d.name}"] for h in out["history"][1:] for d in toy_tasks]
+    same = [n for n in results if n != "equal" and results[n] == results["equal"]]
+    assert same == []
+
+
 def test_pcgrad_leaves_orthogonal_task_gradients_unchanged():
     w = torch.zeros(3, requires_grad=True)
     losses = torch.stack([3 * w[0], 5 * w[1], -2 * w[2]])  # orthogonal gradients: e0, e1, e2 scaled

@@ -15,7 +15,6 @@ registry on every Snakefile invocation.
 from __future__ import annotations
 
 import functools
-
 import gzip
 import io
 import re
