@@ -23,10 +23,10 @@ tiny: setup
 	snakemake --profile workflow/profiles/default --cores $(CORES) --config suite=tiny
 
 test: setup  ## the test suite (CI runs exactly this, then test-slow)
-	python -m pytest -q
+	python -m pytest -q --durations=20  # the slowest 20: where the time goes (issue 33)
 
 test-slow: setup  ## the slow tier: end-to-end runs beyond the tiny suite's Snakemake and DVC runs; two setups at once
-	python -m pytest -q -m "slow or setup"
+	python -m pytest -q -m "slow or setup" --durations=20
 
 # MODULES: paths under src/ (default: every module of tests/mutation/modules.yaml not pending)
 mutation: setup  ## the mutation tier: mutmut per module, then scores vs tests/mutation/baseline.json and triage
