@@ -286,14 +286,14 @@ def both(cmd_a, cwd_a, cmd_b, cwd_b):
 
 
 @pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
-def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_run, tmp_path):
+def test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches(tiny_run, dvc_full_run, tmp_path):
     """Edit a method parameter, a training parameter, a suite parameter, a data
     parameter and a method's module in copies of a finished tiny run: `snakemake
     -n` and `dvc status` name exactly the jobs that read it (0 extra, 0 missing;
     DVC lists the stages whose own inputs changed, Snakemake adds what follows
     them: aggregate and all), and aggregation refuses the stale receipts."""
     smk_proj = shutil.copytree(tiny_run[0], tmp_path / "p", symlinks=True)
-    dvc_proj = dvc_run[0]
+    dvc_proj = dvc_full_run[0]
     smk = [str(BIN / "snakemake"), "--profile", "workflow/profiles/default", "--cores", "1", "--config", "suite=tiny",
            "-n"]
     params = load_params(smk_proj)
@@ -502,6 +502,10 @@ def test_dvc_yaml_is_what_params_give():
 
 
 def test_dvc_repro_of_a_clean_clone_runs_the_whole_dag(dvc_run):
+    """`dvc repro` from a clean copy runs every stage kind of the DAG (data, tracking,
+    training, tables, aggregation) and leaves `dvc status` clean: the default suite's
+    run through DVC, on a reduced tiny project (the full tiny DAG through DVC is the
+    slow tier's, with the reruns that compare it with Snakemake)."""
     proj, _, proc = dvc_run
     params = load_params(proj)
     ran = _ran(proc.stdout)
@@ -516,12 +520,12 @@ def test_dvc_repro_of_a_clean_clone_runs_the_whole_dag(dvc_run):
 
 
 @pytest.mark.slow  # a rerun or recovery on a copy of the tiny run: the slow tier (issue 33)
-def test_changing_one_mtal_parameter_reruns_mtal_its_variant_and_aggregation_only(dvc_run):
+def test_changing_one_mtal_parameter_reruns_mtal_its_variant_and_aggregation_only(dvc_full_run):
     """`dvc exp run -S` on MTAL's rho, as a DVC user changes a parameter: DVC rewrites
     params/methods.yaml, and MTAL's variant (mtal_common, which writes only what differs)
     still follows the new value, so both rerun (YAML anchors, which the rewrite expands,
     left the variant behind; issue 31)."""
-    proj, _, _ = dvc_run
+    proj, _, _ = dvc_full_run
     dvc = str(BIN / "dvc")
     # (the previous test left it up to date; what `dvc status` names after an edit:
     # test_snakemake_and_dvc_rerun_exactly_what_an_edit_touches)
