@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 import toys
 from conftest import fake_task
+from hetmtl.errors import UserError
 from hetmtl.methods import METHODS, TaskInfo
 from hetmtl.methods.mtal_delta import MTALDelta, derangement
 from hetmtl.methods.mtal_prior_delta import MTALPriorDelta
@@ -456,3 +457,78 @@ def test_delta_fraction_threshold_with_matched_pairing_ranks_each_rows_best():
     assert float(thr[0, 1]) != pytest.approx(float(torch.quantile(s.diagonal(), 0.75)), abs=1e-3)
     K = len(best)
     assert int((best > thr[0, 1]).sum()) == K - int(torch.ceil(torch.tensor(0.75 * (K - 1))))
+
+
+def test_random_control_errors_name_the_receipt_and_the_epoch(tmp_path):
+    """A receipt without a history, and a matching epoch the followed run logged no counts for, are user errors
+    that say which file or epoch and that the followed run must be rerun."""
+    bad = tmp_path / "receipt.json"
+    bad.write_text(json.dumps({"record": {}}))
+    with pytest.raises(UserError, match=r"receipt\.json: no per-epoch history .*rerun the followed run"):
+        read_targets(bad)
+    m = MTALRandom(toys.infos(toys.tasks(count=3)), SPEC, random_cfg(), 0, targets={1: {}})
+    m.epoch = 2
+    with pytest.raises(UserError, match=r"no sharing counts for epoch 2; rerun it \(it must have the same warmup"):
+        m.share()
+
+
+def _shared_pairs(m, layer, i, j):
+    """(kernel of task i, kernel of task j) of every slot tasks i and j share in ``layer``."""
+    idx = m.index(layer)
+    if m.task_bank[layer][i] != m.task_bank[layer][j]:
+        return []
+    where = {int(s): k for k, s in enumerate(idx[j].tolist())}
+    return [(k, where[int(s)]) for k, s in enumerate(idx[i].tolist()) if int(s) in where]
+
+
+@pytest.mark.parametrize("pairing", ["index", "matched"])
+def test_random_control_meets_each_pairs_count_per_bank_and_matching_from_its_own_generator(pairing):
+    """Colour task first: layer 0 has two banks, the colour task alone in the first (no pair: no edges) and the
+    grayscale pair in the second, which must still get its count. Per layer and pair the control shares the
+    followed run's count (a pair or layer the targets do not name: nothing; a pair at 0 before one that needs
+    kernels: the latter still gets them), at the next matching only what the new count adds, kernel k with
+    kernel k (``index``) or a random one-to-one pairing (``matched``); share returns the slots merged away; its
+    draws come from its own generator (training's random stream untouched)."""
+    m = MTALRandom(toys.infos(toys.tasks(count=3)), SPEC, random_cfg(pairing=pairing), 0)
+    l0, l1 = m.layer_names
+    assert [members for _, members in m.banks[0]] == [[0], [1, 2]]
+    m.targets = {1: {l0: {(1, 2): 2}, l1: {(0, 1): 0, (0, 2): 3, (1, 2): 1}},
+                 2: {l0: {(1, 2): 2}, l1: {(0, 1): 0, (0, 2): 5, (1, 2): 1}}}
+
+    def used():
+        return sum(len(torch.unique(m.index(layer)[members])) for layer in range(m.num_layers)
+                   for _, members in m.banks[layer])
+
+    for epoch in (1, 2):
+        m.epoch = epoch
+        before, rng = used(), torch.get_rng_state()
+        merged = m.share()
+        assert torch.equal(torch.get_rng_state(), rng)
+        assert merged == before - used() > 0
+        want = m.targets[epoch]
+        for (i, j), n in want[l1].items():
+            assert n <= int(m.pair_counts(1)[i, j]) <= n + 1, (epoch, i, j)  # + 1: a group joined through a third task
+        assert int(m.pair_counts(0)[1, 2]) == 2
+    pairs = _shared_pairs(m, 1, 0, 2) + _shared_pairs(m, 0, 1, 2)
+    same = [a == b for a, b in pairs]
+    assert all(same) if pairing == "index" else not all(same)
+
+
+def test_random_control_merges_momentum_and_shares_nothing_where_the_targets_name_no_count():
+    """The round hands the optimiser to the merge: a fresh pair's momentum is alpha m_a + beta m_b. Targets that
+    name one pair of one layer: every other pair and layer shares nothing."""
+    m = MTALRandom(toys.infos(toys.tasks(count=3)), SPEC, random_cfg(alpha=0.7, beta=0.6), 0)
+    l1 = m.layer_names[1]
+    m.targets = {1: {l1: {(0, 2): 2}}}
+    m.epoch = 1
+    opt = _momentum(m)
+    bank = m.task_bank[1][0]
+    before, mom = m.index(1).clone(), opt.state[m.bank_w[bank]]["momentum_buffer"].clone()
+    assert m.share(opt) == 2
+    buf = opt.state[m.bank_w[bank]]["momentum_buffer"]
+    for a, b in _shared_pairs(m, 1, 0, 2):
+        slot = int(m.index(1)[0, a])
+        torch.testing.assert_close(buf[slot], 0.7 * mom[int(before[0, a])] + 0.6 * mom[int(before[2, b])])
+    assert len(_shared_pairs(m, 1, 0, 2)) == 2
+    counts = [m.pair_counts(layer) for layer in range(m.num_layers)]
+    assert int(counts[0].triu(1).sum()) == 0 and int(counts[1][0, 1]) == int(counts[1][1, 2]) == 0
