@@ -532,3 +532,20 @@ def test_random_control_merges_momentum_and_shares_nothing_where_the_targets_nam
     assert len(_shared_pairs(m, 1, 0, 2)) == 2
     counts = [m.pair_counts(layer) for layer in range(m.num_layers)]
     assert int(counts[0].triu(1).sum()) == 0 and int(counts[1][0, 1]) == int(counts[1][1, 2]) == 0
+
+
+def test_prior_delta_levels_follow_the_threshold_mode_and_count_a_relation_at_the_threshold_as_related():
+    """``fraction`` reads the fraction levels and ``null`` the quantile levels, each pair's by R; R_ij exactly at
+    relation_threshold is related (R[0, 2] = 0.5); built without R every pair is related (a T x T matrix)."""
+    tasks = hetero()
+    R = torch.tensor([[1.0, 0.9, 0.5], [0.9, 1.0, 0.2], [0.5, 0.2, 1.0]])
+    levels = {"quantile_related": 0.9, "quantile_unrelated": 0.99, "fraction_related": 0.3,
+              "fraction_unrelated": 0.1, "relation_threshold": 0.5}
+    for mode, key in (("fraction", "fraction"), ("null", "quantile")):
+        cfg = {**delta_cfg(threshold=mode), **levels}
+        m = MTALPriorDelta(infos(tasks), SPEC, cfg, 0, relations=R)
+        rel, unrel = levels[f"{key}_related"], levels[f"{key}_unrelated"]
+        want = torch.tensor([[rel, rel, rel], [rel, rel, unrel], [rel, unrel, rel]])
+        torch.testing.assert_close(m.levels, want)
+        alone = MTALPriorDelta(infos(tasks), SPEC, cfg, 0)
+        torch.testing.assert_close(alone.levels, torch.full((3, 3), rel))
