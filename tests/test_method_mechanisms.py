@@ -129,6 +129,16 @@ def test_a_relation_exactly_at_the_threshold_counts_as_related():
     assert torch.equal(prior.thresholds, thr.float())
 
 
+def test_mtal_prior_without_relations_treats_every_pair_as_related():
+    """Built without R, every task pair counts as related: each pair's threshold is rho_related, in a T x T
+    matrix as R's would give (four tasks: a T-vector would broadcast the wrong way or fail)."""
+    data = toys.tasks()
+    T = len(data)
+    m = MTALPrior(toys.infos(data), toys.BN, {**PRIOR_CFG, "rho_related": 0.3}, 0)
+    assert torch.equal(m.thresholds, pair_thresholds(torch.ones(T, T), {**PRIOR_CFG, "rho_related": 0.3}).float())
+    assert m.thresholds.shape == (T, T) and bool((m.thresholds == torch.tensor(0.3)).all())
+
+
 def test_cross_stitch_unit_mixes_column_j_into_column_i_by_alpha_ij_per_channel():
     """out_i[c] = sum_j alpha_ij[c] x_j[c], with a mixing that is not symmetric and differs per channel."""
     data = toys.tasks(count=3)

@@ -13,7 +13,16 @@ from hetmtl.data.tasks import epoch_batches, to_input
 from hetmtl.methods import METHODS
 from hetmtl.methods.mtal import MTAL
 from hetmtl.training import relations
-from hetmtl.training.loop import TrainConfig, accuracy, fit, make_optimizer, make_weighting
+from hetmtl.training.loop import (
+    Diverged,
+    TrainConfig,
+    accuracy,
+    check_epoch,
+    fit,
+    make_optimizer,
+    make_weighting,
+    recalibrate_batchnorm,
+)
 from hetmtl.training.step import TrainStep
 from hetmtl.weightings import build
 
@@ -201,3 +210,88 @@ def test_a_restored_weighting_state_moves_its_attributes_to_the_device_and_keeps
     assert w.impl.ema.device.type == "cpu"
     w.restore({"": {"avg": torch.zeros(2)}})  # no device: left as loaded
     assert w.impl.avg.device.type == "cpu"
+
+
+# ------------------------------------------------------------------ written against mutmut's survivors (issue 29)
+
+def _single_task(data):
+    return METHODS["single_task"](toys.infos(data), toys.BN, {}, 0)
+
+
+DIVERGED_HINT = ("; lower the learning rate (params/training.yaml: training.lr, or training.finetune_lr for a suite "
+                 "with init: imagenet). Nothing of this epoch is saved: no checkpoint, no receipt.")
+
+
+def test_divergence_messages_name_at_most_five_tensors_and_advise_a_lower_rate():
+    """A loss exactly at factor x ln(classes) passes (the bound is inclusive); just above, and a non-finite
+    weight (a parameter, not only a BatchNorm statistic), stop the run with the advice. The message names the
+    first five non-finite tensors, then ' and more' only when there are more than five."""
+    data = toys.tasks(count=3)
+    factor = 3.0
+    at = [factor * math.log(d.num_classes) for d in data]
+    check_epoch(_single_task(data), data, 2, at, factor)
+    above = [math.nextafter(at[0], math.inf)] + at[1:]
+    with pytest.raises(Diverged) as err:
+        check_epoch(_single_task(data), data, 2, above, factor)
+    assert str(err.value).startswith(f"diverged at epoch 2: task {data[0].name}'s")
+    assert str(err.value).endswith(DIVERGED_HINT)
+    for n in (5, 6):
+        method = _single_task(data)
+        params = [(k, p) for k, p in method.named_parameters() if p.is_floating_point()][:n]
+        with torch.no_grad():
+            for _, p in params:
+                p.view(-1)[0] = float("nan")
+        with pytest.raises(Diverged) as err:
+            check_epoch(method, data, 2, [1.0] * len(data), factor)
+        names = ", ".join(k for k, _ in params[:5])
+        more = " and more" if n > 5 else ""
+        assert str(err.value) == f"diverged at epoch 2: non-finite weights or statistics in {names}{more}" + \
+            DIVERGED_HINT
+
+
+class _Level(torch.nn.Module):
+    """The class of an image from its mean input level (the toys' classes differ in brightness): its answer
+    depends on the normalisation."""
+
+    def forward(self, t, x):
+        level = torch.bucketize(x.mean((1, 2, 3)), torch.tensor([-0.4, 0.0, 0.4, 0.7], device=x.device))
+        return torch.nn.functional.one_hot(level, 5).float()
+
+
+def test_accuracy_reads_the_normalisation_and_counts_a_one_image_split_whole():
+    """With ``imagenet`` normalisation accuracy feeds the network the ImageNet-standardised images (another
+    answer than ``symmetric``'s here); a split of one image scores 0 or 1. The count is made on the labels'
+    device: with the default device ``meta`` (a tensor made elsewhere breaks, as a CPU count beside CUDA
+    labels does) the result is the same."""
+    model = _Level()
+    d = toys.tasks(count=4)[3]  # colour: the two normalisations differ per channel
+    x, y = d.x["val"], d.y["val"]
+
+    def want(norm):
+        return float((model(0, to_input(x, norm)).argmax(1) == y).float().mean())
+
+    assert want("imagenet") != want("symmetric")
+    for norm in ("imagenet", "symmetric"):
+        assert accuracy(model, 0, d, "val", norm=norm) == pytest.approx(want(norm))
+    torch.set_default_device("meta")
+    try:
+        on_meta = accuracy(model, 0, d, "val", norm="imagenet")
+    finally:
+        torch.set_default_device(None)
+    assert on_meta == pytest.approx(want("imagenet"))
+    one = next(k for k in range(len(y)) if int(model(0, to_input(x[k:k + 1])).argmax(1)) == int(y[k]))
+    d.x["val"], d.y["val"] = x[one:one + 1], y[one:one + 1]
+    assert accuracy(model, 0, d, "val") == 1.0
+
+
+def test_batchnorm_recalibration_reads_the_normalisation():
+    """The statistics are re-estimated from the inputs the network sees: ImageNet-standardised images give
+    other running means than [-1, 1] ones."""
+    data = toys.tasks(count=2)
+    stats = {}
+    for norm in ("symmetric", "imagenet"):
+        m = _single_task(data)
+        recalibrate_batchnorm(m, data, 8, norm=norm)
+        stats[norm] = torch.cat([b for k, b in m.named_buffers() if k.endswith("running_mean")])
+        assert not m.needs_bn_recalibration
+    assert not torch.allclose(stats["symmetric"], stats["imagenet"])
