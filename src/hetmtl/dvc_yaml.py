@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from hetmtl import files, paths
+from hetmtl.methods.registry import RELATIONS_ALONE, RELATIONS_TOGETHER
 from hetmtl.params import DATA_CODE, TUNE_CODE, Params, code_paths
 from hetmtl.reporting import catalogue
 
@@ -133,14 +134,14 @@ def stages(p: Params, suite: str) -> dict:
         "params": _params({"params/grid.yaml": ["groups", "settings", "sweeps"]}),
         "outs": [{marker: {"cache": False}}],
     }
-    relations_code = sorted({c for m in ("single_task", "hard_sharing") for c in code_paths(p.root, m)})
+    relations_code = sorted({c for m in (RELATIONS_ALONE, RELATIONS_TOGETHER) for c in code_paths(p.root, m)})
     for group in p["groups"]:
         tasks = p.tasks_of(group)
         out[f"relations-{group}"] = {
             "cmd": f"hetmtl relations --suite {suite} --group {group}",
             "deps": [*_prepared(suite, tasks), marker, *relations_code],
             "params": _params({
-                "params/methods.yaml": ["methods.hard_sharing"],
+                "params/methods.yaml": [f"methods.{RELATIONS_TOGETHER}"],
                 "params/training.yaml": ["training"],
                 _suite_file(suite): [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"]
                 + ["suite.relations"],

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hetmtl import files, paths
 from hetmtl.errors import UserError
+from hetmtl.methods.registry import RELATIONS_TOGETHER
 from hetmtl.params import ParamsError
 from hetmtl.runs import RunId, TrainConfig
 
@@ -243,7 +244,7 @@ def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
         epochs=scale["epochs"], seeds=tuple(scale["seeds"]), temperature=params["relations"]["temperature"],
         # ours: R compares plain joint training with training alone, whatever the runs' weighting
         train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"], weighting="equal"),
-        method_params={**method_params(params, "hard_sharing"), "init": suite["init"]},
+        method_params={**method_params(params, RELATIONS_TOGETHER), "init": suite["init"]},
         freeze_blocks=params["training"]["freeze_blocks"],
         backbone=suite["backbone"], csv=root / paths.relations_csv(suite_name, group),
         png=root / paths.relations_png(suite_name, group), detail=root / paths.relations_detail(suite_name, group),
