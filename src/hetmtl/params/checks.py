@@ -88,7 +88,7 @@ def semantic_checks(d: dict, files: dict) -> None:
         base = spec.get("variant_of")
         if base is not None and (base not in d["methods"] or "variant_of" in d["methods"][base]):
             fail("methods", f"methods.{name}.variant_of", f"{base!r} must be a method that is not itself a variant")
-    for suite_name, suite in d["suites"].items():  # a declared bound (MTAL: a merge is followed by training)
+    for suite_name, suite in d["suites"].items():  # a declared bound (a step that must be followed by training)
         runs = {"suite.epochs": suite["epochs"], **{f"suite.sweeps.{n}.epochs": sw["epochs"]
                                                     for n, sw in suite["sweeps"].items()}}
         if suite["tune"]["trials"]:  # a tune trial trains the method too
@@ -152,7 +152,7 @@ def semantic_checks(d: dict, files: dict) -> None:
 
 def sweep_checks(d: dict, files: dict, definitions: dict, method_schemas: dict) -> None:
     """Every value a suite sweeps is a valid value of its parameter: the method's
-    entry with the value put in passes the method's PARAMS (a sweep's values
+    entry with the value put in passes the method's declared parameters (a sweep's values
     reach the run after validation, by the resolver)."""
     for suite_name, suite in d["suites"].items():
         for name, sw in d["sweeps"].items():
