@@ -86,3 +86,4 @@ def sample(space: dict, seed: int, group: str, setting: str, method: str, trial:
             out[name] = rng.randint(*arg)
         else:
             out[name] = arg[rng.randrange(len(arg))]
+    return out
