@@ -162,7 +162,7 @@ def stages(p: Params, suite: str) -> dict:
         out[f"tune-{group}-{setting}-{method}"] = {
             "group": group, "setting": setting,
             "cmd": f"hetmtl tune --suite {suite} --group {group} --setting {setting} --method {method}",
-            # the module holds the search space (SEARCH) beside the method
+            # the search space is the method's declaration (the registry, among its code paths)
             "deps": deps + code_paths(p.root, p.base_method(method)) + list(TUNE_CODE),
             "params": _tune_params(p, suite, dict(group=group, setting=setting, method=method)),
             "outs": [{paths.tune_json(suite, group, setting, method).as_posix(): {"cache": False}}],
