@@ -365,3 +365,20 @@ def test_loading_params_and_a_digest_import_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(root / "src")})
     assert out.stdout.strip() == "[]"
+
+
+def test_a_methods_single_task_phase_is_declared_with_the_parameter_that_sizes_it():
+    """Cross-stitch and NDDR-CNN declare the single-task pre-training phase (the job and
+    the resolver read the declaration); ``pretrain_fraction`` sizes it, so a method
+    declares the one exactly when it declares the other."""
+    from hetmtl.methods.registry import METHOD_SPECS, PRETRAIN, TRAIN
+    from hetmtl.resolve import resolve
+    from hetmtl.runs import RunId
+
+    assert {n for n, s in METHOD_SPECS.items() if PRETRAIN in s.phases} == {"cross_stitch", "nddr_cnn"}
+    for name, spec in METHOD_SPECS.items():
+        assert spec.phases[-1] == TRAIN and (PRETRAIN in spec.phases) == ("pretrain_fraction" in spec.params), name
+    p = load_params()
+    for name in ("cross_stitch", "hard_sharing"):
+        run = resolve(p, RunId("tiny", "related", "no_prior", name, 0), tune=False, inputs=False)
+        assert (run.pretrain_epochs > 0) == (name == "cross_stitch"), name

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hetmtl import files, paths
 from hetmtl.errors import UserError
-from hetmtl.methods.registry import RELATIONS_TOGETHER
+from hetmtl.methods.registry import METHOD_SPECS, PRETRAIN, RELATIONS_TOGETHER
 from hetmtl.params import ParamsError
 from hetmtl.runs import RunId, TrainConfig
 
@@ -217,12 +217,14 @@ def resolve(params, run: RunId, tune: bool = True, inputs: bool = True) -> Resol
     tags = {"paper_group": str(params["groups"][run.group]["paper_group"]), "data": suite["data"],
             "shared_between_settings": str(run.setting == "shared"),
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
+    run_class = params.base_method(run.method)
     return ResolvedRun(
-        run=run, root=root, method_class=params.base_method(run.method), method_params=mcfg, train=cfg,
+        run=run, root=root, method_class=run_class, method_params=mcfg, train=cfg,
         backbone=suite["backbone"], tasks=tuple(tasks), split=params["split"], relations=relations,
         relations_file=relations_file,
         init=suite["init"], freeze_blocks=params["training"]["freeze_blocks"],
-        pretrain_epochs=pretrain_epochs(mcfg, cfg.epochs), data_md5=data_md5,
+        pretrain_epochs=pretrain_epochs(mcfg, cfg.epochs) if PRETRAIN in METHOD_SPECS[run_class].phases else 0,
+        data_md5=data_md5,
         receipt=root / run.receipt, model=root / run.model, checkpoint=root / run.checkpoint,
         experiment_marker=root / paths.experiment_marker(run.suite), tags=tags, run_params=run_params,
         params_digest=_digest(run_params, data_md5, None if relations is None else [list(r) for r in relations]),

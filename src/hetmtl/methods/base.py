@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hetmtl.methods.registry import METHOD_SPECS
+from hetmtl.methods.registry import METHOD_SPECS, TRAIN
 from hetmtl.models import BackboneSpec
 
 
@@ -21,7 +21,7 @@ class TaskInfo:
 class Method(nn.Module):
     """A multi-task model: ``forward(t, x)`` gives task ``t``'s logits.
 
-    Subclasses set ``name``, and take ``uses_prior``, ``deep`` and ``joint`` from
+    Subclasses set ``name``, and take ``uses_prior``, ``deep``, ``joint`` and ``phases`` from
     their declaration in :data:`hetmtl.methods.registry.METHOD_SPECS` (declared
     once, there, where params reads them too). The training loop adds, for every task, the
     cross-entropy and ``l2_lambda * sum(w ** 2 for w in task_weights(t))``
@@ -34,6 +34,7 @@ class Method(nn.Module):
     uses_prior: bool = False
     deep: bool = True
     joint: bool = True
+    phases: tuple[str, ...] = (TRAIN,)
     # Set by a method whose weights changed outside the optimiser (MTAL's merge):
     # the loop then re-estimates every BatchNorm's statistics on the training split.
     needs_bn_recalibration: bool = False
@@ -43,6 +44,7 @@ class Method(nn.Module):
         declared = METHOD_SPECS.get(cls.__dict__.get("name", ""))
         if declared is not None:  # a named method: its flags are its declaration's
             cls.uses_prior, cls.deep, cls.joint = declared.uses_prior, declared.deep, declared.joint
+            cls.phases = declared.phases
 
     def __init__(self, tasks: list[TaskInfo], spec: BackboneSpec, cfg: dict, seed: int):
         super().__init__()
