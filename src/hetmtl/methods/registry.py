@@ -5,9 +5,9 @@ load) reads what it needs of a method here: its parameters, its search space,
 whether it is deep, and its cross-field rules; it must not pay torch's import
 for that, nor parse the method's source. A spec's ``target`` ("module:Class")
 names the class that implements it (``hetmtl.methods.METHODS`` imports it); the
-class takes its flags (``deep``, ``joint``, ``uses_prior``) from here
+class takes its flags (``deep``, ``joint``, ``uses_prior``) and ``phases`` from here
 (:meth:`hetmtl.methods.base.Method.__init_subclass__`). Adding a method is its
-module, one entry here and its params/methods.yaml entry.
+module, one entry here, its params/methods.yaml entry and its place in the grid.
 
 A variant class reuses its parent's declarations (the ``MTAL_*`` pieces below)
 rather than copying them, and with them the rules of those parameters: a rule
@@ -57,11 +57,6 @@ class Declared:
         return Declared({**self.params, **other.params}, self.rules + other.rules,
                         self.below_epochs + other.below_epochs)
 
-    def only(self, *keys: str) -> Declared:
-        """The parameters ``keys`` (in this order) and the rules and bounds among them."""
-        return Declared({k: self.params[k] for k in keys}, tuple(r for r in self.rules if set(r.keys) <= set(keys)),
-                        tuple(b for b in self.below_epochs if b.key in keys))
-
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -83,12 +78,6 @@ class MethodSpec:
     @property
     def module(self) -> str:
         return self.target.split(":")[0]
-
-    @property
-    def path(self) -> str:
-        """The module's file, relative to the project root."""
-        return "src/" + self.module.replace(".", "/") + ".py"
-
 
 
 PROBABILITY = {"$ref": "#/definitions/probability"}
