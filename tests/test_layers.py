@@ -22,8 +22,8 @@ FLOORS = (
     ("hetmtl.paths",),  # where every file of the pipeline lives
     ("hetmtl.runs",),  # a run's identity (RunId) and its training configuration
     ("hetmtl.data.archives",),  # reading archives safely, checksums
-    # backbones, data sources and weightings (registries without torch)
-    ("hetmtl.models", "hetmtl.data.sources", "hetmtl.weightings"),
+    # backbones, data sources, weightings and methods (registries without torch)
+    ("hetmtl.models", "hetmtl.data.sources", "hetmtl.weightings", "hetmtl.methods.registry"),
     ("hetmtl.params",),  # params/ and its schema (checks backbone names), the grid as RunIds
     ("hetmtl.resolve",),  # params + a RunId -> the frozen record a job executes
     ("hetmtl.data",),  # archives, stand-ins, prepare, splits

@@ -234,21 +234,25 @@ def test_job_digest_follows_exactly_what_a_job_reads(tmp_path):
     assert sweep != after["mtal"]
 
 
-def test_a_methods_parameters_are_declared_in_its_module(tmp_path):
-    """params/methods.yaml is validated against each method module's PARAMS (read
-    without importing it): a new method is its module and its params entries, a
-    key missing, misspelt or out of range fails naming the file and the key, and
-    an entry without a module names the module it needs."""
+def test_a_methods_parameters_are_declared_in_the_registry(tmp_path):
+    """params/methods.yaml is validated against each method's declared parameters
+    (hetmtl/methods/registry.py, read without importing torch or parsing source): the
+    declaration names the class that implements the method and gives it its flags; a
+    key missing, misspelt or out of range fails naming the file and the key, and an
+    entry the registry does not declare names the registry."""
     import shutil
 
     from hetmtl.methods import METHODS
-    from hetmtl.params import METHODS_DIR, _method_params, _stamp
+    from hetmtl.methods.registry import METHOD_SPECS
 
     root = Path(__file__).resolve().parents[1]
-    for name, cls in METHODS.items():  # the registry and the declarations agree
-        declared = _method_params(*_stamp(METHODS_DIR / f"{name}.py"))
-        assert declared is not None and sys.modules[cls.__module__].PARAMS == declared, name
-        assert set(load_params(root)["methods"][name]) == set(declared), name
+    assert list(METHODS) == list(METHOD_SPECS)
+    for name, spec in METHOD_SPECS.items():  # the registry and the classes agree
+        cls = METHODS[name]
+        assert f"{cls.__module__}:{cls.__name__}" == spec.target and cls.name == name, name
+        assert (cls.deep, cls.joint, cls.uses_prior) == (spec.deep, spec.joint, spec.uses_prior), name
+        assert not hasattr(sys.modules[cls.__module__], "PARAMS"), name  # declared once: in the registry
+        assert set(load_params(root)["methods"][name]) == set(spec.params), name
     shutil.copytree(root / "params", tmp_path / "params")
     project_marker(tmp_path).write_text("")
     methods = tmp_path / "params" / "methods.yaml"
@@ -258,7 +262,7 @@ def test_a_methods_parameters_are_declared_in_its_module(tmp_path):
         ("gamma: 0.001", "gama: 0.001", "methods.soft_sharing: 'gamma' is a required property"),
         ("    coupling: 1.0 ", "    coupling: -1.0 ", "methods.mtda.coupling: -1.0 is less than the minimum of 0"),
         ("  single_task: {}", "  single_task: {}\n  my_method: {lr: 1}",
-         "methods.my_method: no method module src/hetmtl/methods/my_method.py declaring its PARAMS"),
+         "methods.my_method: no method 'my_method' declared in src/hetmtl/methods/registry.py"),
         ("    variant_of: mtal\n    start: common\n", "    variant_of: mtal\n    start: common\n    rho_related: 0.4\n",
          "methods.mtal_common: Additional properties are not allowed ('rho_related' was unexpected)"),
     ]:
@@ -285,15 +289,36 @@ def test_a_swept_value_is_checked_against_its_parameter(tmp_path):
         load_params(tmp_path)
 
 
-def test_mtal_and_mtal_prior_declare_their_common_keys_alike():
-    """PARAMS are literals (read without importing): the keys MTAL with a prior
-    shares with MTAL must keep one meaning."""
-    from hetmtl.methods import mtal, mtal_prior
+def test_the_readings_of_mtal_reuse_its_declarations_and_their_rules():
+    """A variant class declares what it shares with MTAL by reusing MTAL's pieces
+    (hetmtl/methods/registry.py), not by copying them: one meaning per key, and the
+    rules of those keys (alpha + beta > 0, warmup below the epochs) come with them."""
+    from hetmtl.methods.registry import METHOD_SPECS, MTAL_MERGE, MTAL_START
 
-    common = set(mtal.PARAMS) & set(mtal_prior.PARAMS)
-    assert common == {"alpha", "beta", "warmup", "share_every", "start"}
-    assert {k: mtal.PARAMS[k] for k in common} == {k: mtal_prior.PARAMS[k] for k in common}
-    assert mtal_prior.PARAMS["rho_related"] == mtal_prior.PARAMS["rho_unrelated"] == mtal.PARAMS["rho"]
+    mtal = METHOD_SPECS["mtal"]
+    assert mtal.declared.rules and mtal.declared.below_epochs
+    for name in ("mtal_prior", "mtal_delta", "mtal_prior_delta", "mtal_random"):
+        spec = METHOD_SPECS[name]
+        assert {k: spec.params[k] for k in MTAL_MERGE.params} == {k: mtal.params[k] for k in MTAL_MERGE.params}
+        assert (spec.declared.rules, spec.declared.below_epochs) == (mtal.declared.rules, mtal.declared.below_epochs)
+    prior = METHOD_SPECS["mtal_prior"].params
+    assert prior["rho_related"] == prior["rho_unrelated"] == mtal.params["rho"]
+    assert {k: prior[k] for k in MTAL_START.params} == {k: mtal.params[k] for k in MTAL_START.params}
+
+
+def test_a_rule_follows_its_declaration_to_any_method(project, monkeypatch):
+    """params holds no method's rule: a rule declared with a method's parameters is
+    checked for that method, whatever its name."""
+    from dataclasses import replace
+
+    from hetmtl.methods import registry
+
+    soft = registry.METHOD_SPECS["soft_sharing"]
+    rule = registry.Rule(("gamma",), lambda v: v["gamma"] < 0.0005, "gamma must be below 0.0005 (a test's rule)")
+    declared = registry.Declared(soft.params, rules=(rule,))
+    monkeypatch.setitem(registry.METHOD_SPECS, "soft_sharing", replace(soft, declared=declared))
+    with pytest.raises(ParamsError, match=re.escape("params/methods.yaml: methods.soft_sharing: gamma must be below")):
+        load_params(project)
 
 
 def test_a_sweep_value_is_read_back_from_its_text():
@@ -321,8 +346,39 @@ def test_a_given_relation_matrix_must_be_symmetric_with_a_unit_diagonal(project,
     load_params(project)
 
 
-@pytest.mark.parametrize("method", ["mtal", "mtal_prior", "mtal_common"])
+@pytest.mark.parametrize("method", ["mtal", "mtal_prior", "mtal_common", "mtal_prior_common"])
 def test_every_merging_method_needs_a_positive_alpha_plus_beta(project, method):
     edit(project, "params/methods.yaml", lambda d: d["methods"][method].update(alpha=0.0, beta=0.0))
     with pytest.raises(ParamsError, match=re.escape(f"params/methods.yaml: methods.{method}: alpha + beta must be")):
         load_params(project)
+
+
+def test_loading_params_and_a_digest_import_no_torch():
+    """The Snakefile loads params and computes digests on every invocation: the method
+    registry is read, no method module is imported (torch costs seconds)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from hetmtl.params import load_params; from hetmtl.runs import RunId; p = load_params(); "
+            "p.search_space('mtal_common'); p.job_digest(RunId('tiny', 'related', 'no_prior', 'mtal', 0)); "
+            "print(sorted({'torch', 'hetmtl.methods.mtal', 'hetmtl.methods.base'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root / "src")})
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_methods_single_task_phase_is_declared_with_the_parameter_that_sizes_it():
+    """Cross-stitch and NDDR-CNN declare the single-task pre-training phase (the job and
+    the resolver read the declaration); ``pretrain_fraction`` sizes it, so a method
+    declares the one exactly when it declares the other."""
+    from hetmtl.methods.registry import METHOD_SPECS, PRETRAIN, TRAIN
+    from hetmtl.resolve import resolve
+    from hetmtl.runs import RunId
+
+    assert {n for n, s in METHOD_SPECS.items() if PRETRAIN in s.phases} == {"cross_stitch", "nddr_cnn"}
+    for name, spec in METHOD_SPECS.items():
+        assert spec.phases[-1] == TRAIN and (PRETRAIN in spec.phases) == ("pretrain_fraction" in spec.params), name
+    p = load_params()
+    for name in ("cross_stitch", "hard_sharing"):
+        run = resolve(p, RunId("tiny", "related", "no_prior", name, 0), tune=False, inputs=False)
+        assert (run.pretrain_epochs > 0) == (name == "cross_stitch"), name

@@ -42,7 +42,7 @@ def with_tune(params: Params, **tune) -> Params:
 
 
 def test_trials_are_drawn_from_the_seed_and_the_cell_alone_the_same_number_for_every_method(params):
-    from hetmtl.params import _methods_schema
+    from hetmtl.params.load import methods_schema
 
     p = with_tune(params, trials=4, seed=3)
     cells = p.tune_cells("tiny")
@@ -64,7 +64,7 @@ def test_trials_are_drawn_from_the_seed_and_the_cell_alone_the_same_number_for_e
     assert other.tune_trials("tiny", *cell) != first[cell]  # the suite's seed matters
     assert first[("related", "no_prior", "mtal")] != first[("unrelated", "no_prior", "mtal")]  # so does the cell
     # every drawn value lies in its range and passes the method's PARAMS; deep methods draw the rate
-    schemas = _methods_schema(p["methods"], p.files)
+    schemas = methods_schema(p["methods"], p.files)
     definitions = {"definitions": yaml.safe_load((ROOT / "src/hetmtl/params/params.schema.yaml").read_text())[
         "definitions"]}
     for (_g, _s, m), trials in first.items():
@@ -105,33 +105,25 @@ def test_trials_zero_changes_nothing(params):
 # ---------------------------------------------------------------- the search space's validation
 
 
-@pytest.fixture()
-def methods_copy(project, monkeypatch):
-    """A copy of the method modules that load_params reads (the search spaces)."""
-    import hetmtl.params as hp
-
-    folder = project / "methods"
-    shutil.copytree(hp.METHODS_DIR, folder)
-    monkeypatch.setattr(hp, "METHODS_DIR", folder)
-    return folder
-
-
-@pytest.mark.parametrize("module, old, new, message", [
-    ("soft_sharing", '"gamma": {"log_uniform": [0.0001, 0.01]},', '"delta": {"uniform": [0, 1]},',
-     "src/hetmtl/methods/soft_sharing.py: SEARCH.delta: not one of the method's PARAMS (gamma)"),
-    ("cross_stitch", '"own_weight": {"uniform": [0.5, 1.0]},', '"own_weight": {"uniform": [0.5, 1.5]},',
-     "src/hetmtl/methods/cross_stitch.py: SEARCH.own_weight: 1.5 is not a value of methods.cross_stitch.own_weight"),
-    ("mtal", '"rho": {"uniform": [0.1, 0.9]},', '"rho": {"gaussian": [0.4, 0.1]},',
-     "src/hetmtl/methods/mtal.py: SEARCH.rho:"),
-    ("mtda", '"common_dim": {"int_uniform": [5, 30]},', '"common_dim": {"int_uniform": [30, 5]},',
-     "src/hetmtl/methods/mtda.py: SEARCH.common_dim: the range [30, 5] runs backwards"),
+@pytest.mark.parametrize("method, key, spec, message", [
+    ("soft_sharing", "delta", {"uniform": [0, 1]},
+     "src/hetmtl/methods/registry.py: soft_sharing.search.delta: not one of the method's parameters (gamma)"),
+    ("cross_stitch", "own_weight", {"uniform": [0.5, 1.5]},
+     "src/hetmtl/methods/registry.py: cross_stitch.search.own_weight: 1.5 is not a value of "
+     "methods.cross_stitch.own_weight"),
+    ("mtal", "rho", {"gaussian": [0.4, 0.1]}, "src/hetmtl/methods/registry.py: mtal.search.rho:"),
+    ("mtda", "common_dim", {"int_uniform": [30, 5]},
+     "src/hetmtl/methods/registry.py: mtda.search.common_dim: the range [30, 5] runs backwards"),
 ])
-def test_a_search_space_outside_the_methods_params_fails_naming_the_module(methods_copy, project, module, old, new,
-                                                                             message):
-    path = methods_copy / f"{module}.py"
-    text = path.read_text()
-    assert text.count(old) == 1
-    path.write_text(text.replace(old, new))
+def test_a_search_space_outside_the_methods_params_fails_naming_its_declaration(project, monkeypatch, method, key,
+                                                                                spec, message):
+    from dataclasses import replace
+
+    from hetmtl.methods import registry
+
+    declared = registry.METHOD_SPECS[method]
+    search = {k: v for k, v in declared.search.items() if method != "soft_sharing"}  # soft: a key in place of gamma's
+    monkeypatch.setitem(registry.METHOD_SPECS, method, replace(declared, search={**search, key: spec}))
     with pytest.raises(ParamsError) as err:
         load_params(project)
     assert message in str(err.value)
@@ -324,6 +316,7 @@ def test_an_edit_of_the_search_space_or_of_n_reruns_exactly_the_tune_jobs_and_th
         tune_run, tune_dvc_run, tmp_path):
     from test_pipeline import _planned, _stage, both, run
 
+    from hetmtl.methods.registry import REGISTRY_PATH
     from hetmtl.reporting import catalogue
 
     smk_proj = shutil.copytree(tune_run[0], tmp_path / "p", symlinks=True)
@@ -340,14 +333,22 @@ def test_an_edit_of_the_search_space_or_of_n_reruns_exactly_the_tune_jobs_and_th
         return {(kind, *rest.split("-", 2)) for kind, _, rest in
                 (_stage(a).partition("-") for a in json.loads(proc.stdout))}
 
+    def listing(rel):  # the DVC stages that list ``rel`` as a dep, as stale()'s tuples
+        return {(kind, *rest.split("-", 2)) for f in dvc_proj.rglob("dvc.yaml") if ".dvc" not in f.parts
+                for name, stage in (yaml.safe_load(f.read_text()) or {}).get("stages", {}).items()
+                if rel in stage.get("deps", []) for kind, _, rest in [name.partition("-")]}
+
     deep = lambda g, s, m: m != "mtda"  # noqa: E731
     edits = [  # (file, old, new, Snakemake's jobs, DVC's stale stages)
         ("params/suites/tiny.yaml", "trials: 2", "trials: 3", jobs(("tune", "train"), lambda *c: True),
          jobs(("tune",), lambda *c: True)),
         ("params/training.yaml", "lr: {log_uniform: [0.001, 0.1]}", "lr: {log_uniform: [0.002, 0.1]}",
          jobs(("tune", "train"), deep), jobs(("tune",), deep)),
-        ("src/hetmtl/methods/mtal.py", '"rho": {"uniform": [0.1, 0.9]},', '"rho": {"uniform": [0.2, 0.9]},',
-         jobs(("tune", "train"), lambda g, s, m: m == "mtal"), jobs(("tune", "train"), lambda g, s, m: m == "mtal")),
+        # every method's declaration is in one file, which every method's code imports (through
+        # methods/base.py): an edit of one method's search space reruns every method's tune and training
+        # jobs, in Snakemake as in DVC (each stage listing the registry as a dep)
+        (REGISTRY_PATH, 'search={"rho": {"uniform": [0.1, 0.9]}}', 'search={"rho": {"uniform": [0.2, 0.9]}}',
+         jobs(("tune", "train"), lambda *c: True), listing(REGISTRY_PATH)),
     ]
     for rel, old, new, planned_jobs, stale_stages in edits:
         texts = {}

@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from hetmtl import files, paths
+from hetmtl.methods.registry import RELATIONS_ALONE, RELATIONS_TOGETHER
 from hetmtl.params import DATA_CODE, TUNE_CODE, Params, code_paths
 from hetmtl.reporting import catalogue
 
@@ -133,14 +134,14 @@ def stages(p: Params, suite: str) -> dict:
         "params": _params({"params/grid.yaml": ["groups", "settings", "sweeps"]}),
         "outs": [{marker: {"cache": False}}],
     }
-    relations_code = sorted({c for m in ("single_task", "hard_sharing") for c in code_paths(p.root, m)})
+    relations_code = sorted({c for m in (RELATIONS_ALONE, RELATIONS_TOGETHER) for c in code_paths(p.root, m)})
     for group in p["groups"]:
         tasks = p.tasks_of(group)
         out[f"relations-{group}"] = {
             "cmd": f"hetmtl relations --suite {suite} --group {group}",
             "deps": [*_prepared(suite, tasks), marker, *relations_code],
             "params": _params({
-                "params/methods.yaml": ["methods.hard_sharing"],
+                "params/methods.yaml": [f"methods.{RELATIONS_TOGETHER}"],
                 "params/training.yaml": ["training"],
                 _suite_file(suite): [f"suite.{k}" for k in p.TRAINING_SUITE_KEYS if k != "epochs"]
                 + ["suite.relations"],
@@ -161,7 +162,7 @@ def stages(p: Params, suite: str) -> dict:
         out[f"tune-{group}-{setting}-{method}"] = {
             "group": group, "setting": setting,
             "cmd": f"hetmtl tune --suite {suite} --group {group} --setting {setting} --method {method}",
-            # the module holds the search space (SEARCH) beside the method
+            # the search space is the method's declaration (the registry, among its code paths)
             "deps": deps + code_paths(p.root, p.base_method(method)) + list(TUNE_CODE),
             "params": _tune_params(p, suite, dict(group=group, setting=setting, method=method)),
             "outs": [{paths.tune_json(suite, group, setting, method).as_posix(): {"cache": False}}],

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hetmtl import files, paths
 from hetmtl.errors import UserError
+from hetmtl.methods.registry import METHOD_SPECS, PRETRAIN, RELATIONS_TOGETHER
 from hetmtl.params import ParamsError
 from hetmtl.runs import RunId, TrainConfig
 
@@ -216,12 +217,14 @@ def resolve(params, run: RunId, tune: bool = True, inputs: bool = True) -> Resol
     tags = {"paper_group": str(params["groups"][run.group]["paper_group"]), "data": suite["data"],
             "shared_between_settings": str(run.setting == "shared"),
             **{f"data_md5/{t}": m for t, m in data_md5.items()}}
+    run_class = params.base_method(run.method)
     return ResolvedRun(
-        run=run, root=root, method_class=params.base_method(run.method), method_params=mcfg, train=cfg,
+        run=run, root=root, method_class=run_class, method_params=mcfg, train=cfg,
         backbone=suite["backbone"], tasks=tuple(tasks), split=params["split"], relations=relations,
         relations_file=relations_file,
         init=suite["init"], freeze_blocks=params["training"]["freeze_blocks"],
-        pretrain_epochs=pretrain_epochs(mcfg, cfg.epochs), data_md5=data_md5,
+        pretrain_epochs=pretrain_epochs(mcfg, cfg.epochs) if PRETRAIN in METHOD_SPECS[run_class].phases else 0,
+        data_md5=data_md5,
         receipt=root / run.receipt, model=root / run.model, checkpoint=root / run.checkpoint,
         experiment_marker=root / paths.experiment_marker(run.suite), tags=tags, run_params=run_params,
         params_digest=_digest(run_params, data_md5, None if relations is None else [list(r) for r in relations]),
@@ -243,7 +246,7 @@ def resolve_relations(params, suite_name: str, group: str) -> ResolvedRelations:
         epochs=scale["epochs"], seeds=tuple(scale["seeds"]), temperature=params["relations"]["temperature"],
         # ours: R compares plain joint training with training alone, whatever the runs' weighting
         train=train_config(params, suite_name, scale["seeds"][0], tasks, epochs=scale["epochs"], weighting="equal"),
-        method_params={**method_params(params, "hard_sharing"), "init": suite["init"]},
+        method_params={**method_params(params, RELATIONS_TOGETHER), "init": suite["init"]},
         freeze_blocks=params["training"]["freeze_blocks"],
         backbone=suite["backbone"], csv=root / paths.relations_csv(suite_name, group),
         png=root / paths.relations_png(suite_name, group), detail=root / paths.relations_detail(suite_name, group),

@@ -1,30 +1,33 @@
-"""Methods of the comparison, one module each, found through ``METHODS``."""
+"""Methods of the comparison, one module each, declared in :mod:`hetmtl.methods.registry`.
 
-from hetmtl.methods.base import Method, TaskInfo
-from hetmtl.methods.cross_stitch import CrossStitch
-from hetmtl.methods.hard_sharing import HardSharing
-from hetmtl.methods.mtal import MTAL
-from hetmtl.methods.mtal_delta import MTALDelta
-from hetmtl.methods.mtal_prior import MTALPrior
-from hetmtl.methods.mtal_prior_delta import MTALPriorDelta
-from hetmtl.methods.mtal_random import MTALRandom
-from hetmtl.methods.mtda import MTDA
-from hetmtl.methods.nddr_cnn import NDDRCNN
-from hetmtl.methods.single_task import SingleTask
-from hetmtl.methods.soft_sharing import SoftSharing
+Importing this package imports no torch (params reads the registry through it):
+``METHODS`` (name -> class), ``Method`` and ``TaskInfo`` are imported on first use.
+"""
 
-METHODS: dict[str, type[Method]] = {
-    "single_task": SingleTask,
-    "hard_sharing": HardSharing,
-    "soft_sharing": SoftSharing,
-    "mtda": MTDA,
-    "cross_stitch": CrossStitch,
-    "nddr_cnn": NDDRCNN,
-    "mtal": MTAL,
-    "mtal_prior": MTALPrior,
-    "mtal_delta": MTALDelta,
-    "mtal_prior_delta": MTALPriorDelta,
-    "mtal_random": MTALRandom,
-}
+from __future__ import annotations
 
-__all__ = ["METHODS", "Method", "TaskInfo"]
+import importlib
+
+from hetmtl.methods.registry import METHOD_SPECS
+
+__all__ = ["METHODS", "METHOD_SPECS", "Method", "TaskInfo"]
+
+
+def _classes() -> dict:
+    """Every registered method's class, by name (the registry's ``target``)."""
+    out = {}
+    for name, spec in METHOD_SPECS.items():
+        module, cls = spec.target.split(":")
+        out[name] = getattr(importlib.import_module(module), cls)
+    return out
+
+
+def __getattr__(name: str):
+    if name == "METHODS":
+        globals()["METHODS"] = _classes()
+        return globals()["METHODS"]
+    if name in ("Method", "TaskInfo"):
+        from hetmtl.methods import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'hetmtl.methods' has no attribute {name!r}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hetmtl.methods.registry import METHOD_SPECS, TRAIN
 from hetmtl.models import BackboneSpec
 
 
@@ -20,19 +21,30 @@ class TaskInfo:
 class Method(nn.Module):
     """A multi-task model: ``forward(t, x)`` gives task ``t``'s logits.
 
-    Subclasses set ``name``; the training loop adds, for every task, the
+    Subclasses set ``name``, and take ``uses_prior``, ``deep``, ``joint`` and ``phases`` from
+    their declaration in :data:`hetmtl.methods.registry.METHOD_SPECS` (declared
+    once, there, where params reads them too). The training loop adds, for every task, the
     cross-entropy and ``l2_lambda * sum(w ** 2 for w in task_weights(t))``
     (protocol section 6, step 6; shared weights are penalised once per task that
     uses them, as the per-task sum in the objective says).
     """
 
     name: str = ""
-    uses_prior: bool = False  # takes the relationship matrix R (protocol section 4)
-    deep: bool = True  # trained by the joint SGD loop; False: ``fit_closed_form(data)``
-    joint: bool = True  # tasks interact; False: independent networks (a weighting has no meaning: equal)
+    # Set from the class's registry entry (hetmtl.methods.registry.MethodSpec, which says what each means)
+    uses_prior: bool = False
+    deep: bool = True
+    joint: bool = True
+    phases: tuple[str, ...] = (TRAIN,)
     # Set by a method whose weights changed outside the optimiser (MTAL's merge):
     # the loop then re-estimates every BatchNorm's statistics on the training split.
     needs_bn_recalibration: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declared = METHOD_SPECS.get(cls.__dict__.get("name", ""))
+        if declared is not None:  # a named method: its flags are its declaration's
+            cls.uses_prior, cls.deep, cls.joint = declared.uses_prior, declared.deep, declared.joint
+            cls.phases = declared.phases
 
     def __init__(self, tasks: list[TaskInfo], spec: BackboneSpec, cfg: dict, seed: int):
         super().__init__()

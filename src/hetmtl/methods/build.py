@@ -19,7 +19,7 @@ def build_method(run, tasks: list[TaskInfo], overrides: dict | None = None) -> M
     the run's frozen blocks."""
     if run.method_class not in METHODS:
         raise UserError(f"params/methods.yaml: methods: unknown method {run.run.method!r} "
-                        f"(registered in hetmtl/methods/__init__.py: {', '.join(METHODS)})")
+                        f"(declared in hetmtl/methods/registry.py: {', '.join(METHODS)})")
     cls = METHODS[run.method_class]
     cfg = {**run.method_params, **(overrides or {})}
     args = (tasks, BACKBONES[run.backbone], cfg, run.run.seed)

@@ -21,19 +21,6 @@ from torch import nn
 from hetmtl.methods.base import Method, weights_of
 from hetmtl.models.base import PerTask, TaskRouter, module_paths, outside_per_task, set_module, weights_for
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {
-    # the prior setting: one trunk per connected component of R >= this
-    "relation_threshold": {"$ref": "#/definitions/probability"},
-}
-# The tuning stage's search space (README "Tuning"; the ranges are ours), beside the learning rate.
-SEARCH = {
-    "relation_threshold": {"uniform": [0.3, 0.7]},  # around the 0.5 of "joint training did not hurt"
-}
-
-
 
 def clusters(relations: torch.Tensor | None, T: int, threshold: float) -> list[int]:
     """Cluster id per task: connected components of R >= threshold."""
@@ -45,7 +32,6 @@ def clusters(relations: torch.Tensor | None, T: int, threshold: float) -> list[i
 
 class HardSharing(Method):
     name = "hard_sharing"
-    uses_prior = True
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed)

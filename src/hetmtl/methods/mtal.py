@@ -68,26 +68,6 @@ from torch import nn
 from hetmtl.methods.base import Method
 from hetmtl.models.base import module_paths, set_module, weights_for
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {
-    # rho is a cosine similarity: within [-1, 1]; up to 1.5 so that "rho > 1:
-    # nothing is ever shared" stays expressible (the sweep and tests use it)
-    "rho": {"type": "number", "minimum": -1, "maximum": 1.5},  # Eq. 4: the similarity threshold
-    "alpha": {"$ref": "#/definitions/probability"},  # Eq. 5: weight of the lower-indexed task's kernel
-    "beta": {"$ref": "#/definitions/probability"},  # Eq. 5: weight of the other kernel
-    "warmup": {"type": "integer", "minimum": 1},  # epochs before the first matching
-    "share_every": {"$ref": "#/definitions/positive_int"},
-    "start": {"type": "string", "enum": ["independent", "common"]},  # ours: how the task copies start
-}
-# The tuning stage's search space (README "Tuning"; the range is ours: Fig. 9's 0.1 .. 0.9),
-# beside the learning rate.
-SEARCH = {
-    "rho": {"uniform": [0.1, 0.9]},
-}
-
-
 
 def greedy_match(sim: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One-to-one matching of rows to columns with ``sim > threshold``.

@@ -51,25 +51,6 @@ import torch.nn.functional as F
 
 from hetmtl.methods.mtal import MTAL
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {
-    "alpha": {"$ref": "#/definitions/probability"},  # Eq. 5, in update space: weight of the lower task's update
-    "beta": {"$ref": "#/definitions/probability"},  # Eq. 5: weight of the other update
-    "warmup": {"type": "integer", "minimum": 1},  # epochs before the first matching
-    "share_every": {"$ref": "#/definitions/positive_int"},
-    "pairing": {"type": "string", "enum": ["index", "matched"]},  # ours: which kernels are compared
-    "project_w0": {"type": "boolean"},  # ours: remove each update's component along its w0
-    "threshold": {"type": "string", "enum": ["null", "fraction"]},  # ours: how the threshold is set
-    "quantile": {"$ref": "#/definitions/probability"},  # threshold null: the permutation null's quantile
-    "fraction": {"$ref": "#/definitions/probability"},  # threshold fraction: the share of candidates passing
-}
-# The tuning stage's search space (ours), beside the learning rate.
-SEARCH = {
-    "quantile": {"uniform": [0.99, 0.9999]},
-}
-
 
 def derangement(K: int, gen: torch.Generator) -> torch.Tensor:
     """A random permutation of K kernels without a fixed point (a random K-cycle: sigma's

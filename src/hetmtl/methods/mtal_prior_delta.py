@@ -14,28 +14,6 @@ import torch
 
 from hetmtl.methods.mtal_delta import MTALDelta
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {
-    "alpha": {"$ref": "#/definitions/probability"},
-    "beta": {"$ref": "#/definitions/probability"},
-    "warmup": {"type": "integer", "minimum": 1},
-    "share_every": {"$ref": "#/definitions/positive_int"},
-    "pairing": {"type": "string", "enum": ["index", "matched"]},
-    "project_w0": {"type": "boolean"},
-    "threshold": {"type": "string", "enum": ["null", "fraction"]},
-    "quantile_related": {"$ref": "#/definitions/probability"},  # threshold null, R_ij >= relation_threshold
-    "quantile_unrelated": {"$ref": "#/definitions/probability"},  # threshold null, elsewhere
-    "fraction_related": {"$ref": "#/definitions/probability"},  # threshold fraction, related pairs
-    "fraction_unrelated": {"$ref": "#/definitions/probability"},  # threshold fraction, elsewhere
-    "relation_threshold": {"$ref": "#/definitions/probability"},  # R_ij >= this counts as related
-}
-SEARCH = {
-    "quantile_related": {"uniform": [0.99, 0.9999]},
-    "quantile_unrelated": {"uniform": [0.99, 0.9999]},
-}
-
 
 def pair_levels(relations: torch.Tensor, cfg: dict) -> torch.Tensor:
     """T x T: each task pair's threshold level (a quantile or a fraction) from R."""
@@ -47,7 +25,6 @@ def pair_levels(relations: torch.Tensor, cfg: dict) -> torch.Tensor:
 
 class MTALPriorDelta(MTALDelta):
     name = "mtal_prior_delta"
-    uses_prior = True
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         T = len(tasks)

@@ -33,17 +33,6 @@ import torch
 from hetmtl.errors import UserError
 from hetmtl.methods.mtal_delta import MTALDelta
 
-PARAMS = {
-    "alpha": {"$ref": "#/definitions/probability"},
-    "beta": {"$ref": "#/definitions/probability"},
-    "warmup": {"type": "integer", "minimum": 1},
-    "share_every": {"$ref": "#/definitions/positive_int"},
-    "pairing": {"type": "string", "enum": ["index", "matched"]},
-    "project_w0": {"type": "boolean"},  # unused by the choice; kept equal to the followed run's
-    "follows": {"type": "string"},  # the delta method whose counts it matches (same group, setting, seed)
-}
-SEARCH = {}
-
 PAIR_KEY = re.compile(r"^sharing/pair/(\d+)-(\d+)/(.+)$")
 
 

@@ -112,25 +112,6 @@ import torch
 from hetmtl.data.tasks import TaskData, to_input
 from hetmtl.methods.base import Method
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {
-    "common_dim": {"$ref": "#/definitions/positive_int"},
-    "reg": {"type": "number", "exclusiveMinimum": 0},
-    "coupling": {"type": "number", "minimum": 0},
-    "iterations": {"$ref": "#/definitions/positive_int"},
-    "tol": {"type": "number", "minimum": 0},
-}
-# The tuning stage's search space (README "Tuning"; the ranges are ours). Closed form: no
-# learning rate. The common dimension, the ridge and the coupling mu.
-SEARCH = {
-    "common_dim": {"int_uniform": [5, 30]},
-    "reg": {"log_uniform": [0.0001, 0.01]},
-    "coupling": {"log_uniform": [0.1, 10.0]},
-}
-
-
 
 @dataclass
 class MTDAFit:
@@ -251,7 +232,6 @@ def fit_mtda(xs: list, ys: list, num_classes: list, common_dim: int, reg: float,
 
 class MTDA(Method):
     name = "mtda"
-    deep = False
 
     def __init__(self, tasks, spec, cfg, seed):
         super().__init__(tasks, spec, cfg, seed)

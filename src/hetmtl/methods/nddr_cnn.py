@@ -18,29 +18,9 @@ from torch import nn
 
 from hetmtl.methods.columns import Columns, per_task
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {
-    "pretrain_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-    "own_weight": {"$ref": "#/definitions/probability"},
-    "unit_lr_mult": {"type": "number", "exclusiveMinimum": 0},
-    "unit_bn": {"type": "boolean"},
-    "unit_bn_lr_mult": {"type": "number", "exclusiveMinimum": 0},
-}
-# The tuning stage's search space (README "Tuning"; the ranges are ours): the units' start
-# and their rate (Gao et al.: 0.9 and 100x over a fine-tuning rate; ours: 0.1x-100x, so the range holds
-# the 1x that works from scratch on the demo and the 10-100x the authors used), beside the base learning rate.
-SEARCH = {
-    "own_weight": {"uniform": [0.5, 1.0]},
-    "unit_lr_mult": {"log_uniform": [0.1, 100]},
-}
-
-
 
 class NDDRCNN(Columns):
     name = "nddr_cnn"
-    uses_prior = True
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed, relations)

@@ -13,18 +13,9 @@ from torch import nn
 
 from hetmtl.methods.base import Method, weights_of
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {}
-# Nothing of its own to tune: the tuning stage searches only the learning rate (params/training.yaml tuning).
-SEARCH = {}
-
-
 
 class SingleTask(Method):
     name = "single_task"
-    joint = False
 
     def __init__(self, tasks, spec, cfg, seed):
         super().__init__(tasks, spec, cfg, seed)

@@ -15,23 +15,9 @@ import torch
 
 from hetmtl.methods.single_task import SingleTask
 
-# The parameters this method reads from params/methods.yaml, each required (no
-# default in code): JSON Schema of each key, read by hetmtl.params without
-# importing this module (a literal; ``#/definitions/...``: params.schema.yaml's).
-PARAMS = {
-    "gamma": {"type": "number", "minimum": 0},  # weight of the summed squared distances
-}
-# The tuning stage's search space (README "Tuning"; the range is ours: a decade either side of 0.001).
-SEARCH = {
-    "gamma": {"log_uniform": [0.0001, 0.01]},
-}
-
-
 
 class SoftSharing(SingleTask):
     name = "soft_sharing"
-    uses_prior = True
-    joint = True
 
     def __init__(self, tasks, spec, cfg, seed, relations=None):
         super().__init__(tasks, spec, cfg, seed)

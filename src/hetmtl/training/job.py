@@ -22,6 +22,7 @@ from hetmtl.data.tasks import load_task, steps_per_epoch
 from hetmtl.errors import UserError
 from hetmtl.methods import TaskInfo
 from hetmtl.methods.build import build_method
+from hetmtl.methods.registry import PRETRAIN
 from hetmtl.models import BACKBONES
 from hetmtl.resolve import ResolvedRun, pretrain_epochs
 from hetmtl.runs import TrainConfig
@@ -224,7 +225,7 @@ def train_deep(method, data, cfg: TrainConfig, device, state, on_epoch, progress
     """
     from hetmtl.methods.single_task import SingleTask
 
-    P = pretrain_epochs(method_cfg, cfg.epochs)
+    P = pretrain_epochs(method_cfg, cfg.epochs) if PRETRAIN in method.phases else 0  # its declared phases
     phase = (state or {}).get("phase", "pretrain" if P else "joint")
     history: list[dict] = []
     pre_steps, pre_losses = 0, []

@@ -28,6 +28,7 @@ import torch
 from hetmtl import files
 from hetmtl.data.tasks import TaskData, load_task
 from hetmtl.methods import METHODS, TaskInfo
+from hetmtl.methods.registry import RELATIONS_ALONE, RELATIONS_TOGETHER
 from hetmtl.models import BACKBONES
 from hetmtl.resolve import ResolvedRelations
 from hetmtl.runs import TrainConfig
@@ -76,8 +77,8 @@ def estimate(data: Callable[[int], list[TaskData]], spec, cfg: TrainConfig, temp
         for seed in seeds:
             d = data(seed)
             c = replace(cfg, seed=seed, flip=tuple(cfg.flip[k] for k in (i, j)) if cfg.flip else ())
-            alone = _val("single_task", [d[i], d[j]], spec, c, method_cfg, freeze_blocks)
-            together = _val("hard_sharing", [d[i], d[j]], spec, c, method_cfg, freeze_blocks)
+            alone = _val(RELATIONS_ALONE, [d[i], d[j]], spec, c, method_cfg, freeze_blocks)
+            together = _val(RELATIONS_TOGETHER, [d[i], d[j]], spec, c, method_cfg, freeze_blocks)
             gains.append(((together[0] - alone[0]) + (together[1] - alone[1])) / 2)
             runs.append({"seed": seed, "alone": alone, "together": together})
         g = torch.tensor(gains, dtype=torch.float64)

@@ -3,7 +3,7 @@
 An equal tuning budget for every method (DomainBed's protocol; the paper tuned
 each baseline "according to the parameter settings of the corresponding
 references", which a reader cannot check). Each trial trains the cell's method
-with the values of one draw from its search space (its module's ``SEARCH`` and,
+with the values of one draw from its search space (its declaration's ``search``, hetmtl/methods/registry.py, and,
 for a deep method, the learning rate of params/training.yaml ``tuning``;
 :meth:`hetmtl.params.Params.tune_trials`), with the suite's first seed for
 ``suite.tune.epochs`` epochs, and scores it by the mean over the group's tasks of
