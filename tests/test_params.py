@@ -299,7 +299,7 @@ def test_mtal_and_mtal_prior_declare_their_common_keys_alike():
 def test_a_sweep_value_is_read_back_from_its_text():
     p = load_params()
     assert p.sweep_value("tiny", "rho", "0.10") == 0.1 and isinstance(p.sweep_value("tiny", "rho", "0.1"), float)
-    assert p.sweep_value("tiny", "weighting_mtal", "pcgrad") == "pcgrad"
+    assert p.sweep_value("tiny", "weighting_mtal", "upgrad") == "upgrad"
     with pytest.raises(ParamsError, match="suite.sweeps.weighting_mtal.values: no value 'sgd'"):
         p.sweep_value("tiny", "weighting_mtal", "sgd")
 
