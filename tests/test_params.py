@@ -324,7 +324,7 @@ def test_a_rule_follows_its_declaration_to_any_method(project, monkeypatch):
 def test_a_sweep_value_is_read_back_from_its_text():
     p = load_params()
     assert p.sweep_value("tiny", "rho", "0.10") == 0.1 and isinstance(p.sweep_value("tiny", "rho", "0.1"), float)
-    assert p.sweep_value("tiny", "weighting_mtal", "pcgrad") == "pcgrad"
+    assert p.sweep_value("tiny", "weighting_mtal", "upgrad") == "upgrad"
     with pytest.raises(ParamsError, match="suite.sweeps.weighting_mtal.values: no value 'sgd'"):
         p.sweep_value("tiny", "weighting_mtal", "sgd")
 
