@@ -24,6 +24,7 @@ import yaml
 
 from conftest import fake_task
 from hetmtl import dvc_yaml, paths
+from hetmtl.errors import UserError
 from hetmtl.params import Params, ParamsError, load_params, sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +202,40 @@ def test_the_threshold_grows_with_the_drawn_trials_bonferroni():
     weak = [_trial({"A": 0.20, "B": 0.20})] * 7
     assert choose([defaults, good], n, alpha=0.05) == 1
     assert choose([defaults, good, *weak], n, alpha=0.05) == 0
+
+
+def test_the_rule_divides_by_the_squared_task_count_counts_each_draw_and_reads_no_spread():
+    """Distortions the mutation tier made (tune.py, issue 30): with three tasks T^2 = 9, not
+    2T = 6; the Bonferroni count is the number of drawn trials exactly (a gain between the
+    thresholds of 2 and 3 draws); a trial without spread is +inf above, -inf below, 0 equal;
+    a failed drawn trial leaves the defaults' finite score tested."""
+    from hetmtl.training.tune import choose, gain_z, z_threshold
+
+    n = {"A": 40, "B": 40, "C": 40}
+    t, d = _trial({"A": 0.5, "B": 0.4, "C": 0.3}), _trial({"A": 0.4, "B": 0.3, "C": 0.2})
+    var = sum(p * (1 - p) + q * (1 - q) for p, q in [(0.5, 0.4), (0.4, 0.3), (0.3, 0.2)]) / 40 / 9
+    assert gain_z(t, d, n) == pytest.approx(0.1 / math.sqrt(var), rel=1e-12)
+    one = {"A": 10}
+    assert gain_z(_trial({"A": 0.0}), _trial({"A": 1.0}), one) == -math.inf
+    assert gain_z(_trial({"A": 1.0}), _trial({"A": 1.0}), one) == 0.0
+    assert gain_z(_trial({"A": 0.0}), _trial({"A": 0.0}), one) == 0.0
+    # a gain between the thresholds of 2 and 3 drawn trials: chosen against 2 draws, not 3
+    n2 = {"A": 100, "B": 100}
+    defaults = _trial({"A": 0.30, "B": 0.30})
+    for gain in [x / 1000 for x in range(50, 200)]:
+        good = _trial({"A": 0.30 + gain, "B": 0.30 + gain})
+        if z_threshold(0.05, 2) < gain_z(good, defaults, n2) < z_threshold(0.05, 3):
+            break
+    else:
+        raise AssertionError("no gain between the thresholds")
+    weak = _trial({"A": 0.1, "B": 0.1})
+    assert choose([defaults, good, weak], n2, alpha=0.05) == 1
+    assert choose([defaults, good, weak, weak], n2, alpha=0.05) == 0
+    # defaults finite, a drawn trial failed: the best drawn one is still tested against the defaults
+    noise = _trial({"A": 0.31, "B": 0.31})
+    assert choose([defaults, _trial({"A": 0.0, "B": 0.0}, "diverged"), noise], n2, alpha=0.05) == 0
+    with pytest.raises(UserError, match=r"failed: diverged: x; failed: y$"):
+        choose([_trial({"A": 0.1}, "diverged: x"), _trial({"A": 0.1}, "failed: y")], one, alpha=0.05)
 
 
 def test_failed_defaults_leave_the_best_trial_without_a_test():
